@@ -1,0 +1,37 @@
+EXTENSION = tasker
+EXTVERSION = 0.1.0
+
+MODULE_big = tasker
+OBJS = \
+	src/tasker.o \
+	src/guc.o \
+	src/state.o \
+	src/events.o \
+	src/api.o
+
+DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+# The numbered list is the schedule: pg_regress runs the files in this order.
+REGRESS = \
+	001_install \
+	002_state_walk
+
+PG_CONFIG ?= pg_config
+
+PG_CPPFLAGS += -I$(srcdir)/src $(shell pkg-config --cflags yaml-0.1 libcurl)
+SHLIB_LINK += $(shell pkg-config --libs yaml-0.1 libcurl)
+
+# test/run builds with TASKER_WERROR=1
+ifdef TASKER_WERROR
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
+endif
+
+EXTRA_CLEAN = results regression.diffs regression.out
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# pgTAP suites (test/pgtap/*.sql) against the server named by PGHOST/PGPORT.
+.PHONY: pgtap
+pgtap:
+	pg_prove --verbose --failures test/pgtap/*.sql

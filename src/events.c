@@ -1,0 +1,100 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *		Events announcing task and step transitions on LISTEN/NOTIFY.
+ *
+ * Each transition queues one notification on the tasker_events channel
+ * from the transaction that makes it, so listeners hear of a transition
+ * exactly when it commits and never of one that rolled back.  Payloads are
+ * compact JSON carrying identifiers and states only, never a task's context
+ * or a step's results, so they stay far below the 8000-byte limit of
+ * NOTIFY.
+ *
+ * IDENTIFICATION
+ *		src/events.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/async.h"
+#include "lib/stringinfo.h"
+#include "utils/json.h"
+#include "utils/timestamp.h"
+
+#include "events.h"
+
+/*
+ * tasker_event_name: the event of the Ruby catalog that announces a
+ * transition (reference spec 2.5).
+ */
+const char *
+tasker_event_name(bool is_step, const char *from_state, const char *to_state)
+{
+	bool		from_error = (from_state != NULL && strcmp(from_state, "error") == 0);
+
+	if (strcmp(to_state, "pending") == 0)
+	{
+		if (from_error)
+			return is_step ? "step.retry_requested" : "task.retry_requested";
+		return is_step ? "step.initialize_requested" : "task.initialize_requested";
+	}
+	if (strcmp(to_state, "in_progress") == 0)
+		return is_step ? "step.execution_requested" : "task.start_requested";
+	if (strcmp(to_state, "complete") == 0)
+		return is_step ? "step.completed" : "task.completed";
+	if (strcmp(to_state, "error") == 0)
+		return is_step ? "step.failed" : "task.failed";
+	if (strcmp(to_state, "cancelled") == 0)
+		return is_step ? "step.cancelled" : "task.cancelled";
+	if (strcmp(to_state, "resolved_manually") == 0)
+		return is_step ? "step.resolved_manually" : "task.resolved_manually";
+	elog(ERROR, "unknown tasker state \"%s\"", to_state);
+	return NULL;
+}
+
+/*
+ * append_field: append ,"key":"value" (a JSON string) to buf; nothing when
+ * value is NULL.
+ */
+static void
+append_field(StringInfo buf, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	appendStringInfo(buf, ",\"%s\":", key);
+	escape_json(buf, value);
+}
+
+/*
+ * tasker_notify_transition: queue the event for a task transition (step_id
+ * 0) or a step transition.
+ */
+void
+tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
+						 const char *namespace, const char *step_name,
+						 const char *from_state, const char *to_state,
+						 int32 attempt)
+{
+	StringInfoData buf;
+	bool		is_step = (step_id != 0);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"event\":");
+	escape_json(&buf, tasker_event_name(is_step, from_state, to_state));
+	appendStringInfo(&buf, ",\"task_id\":" INT64_FORMAT, task_id);
+	if (is_step)
+		appendStringInfo(&buf, ",\"step_id\":" INT64_FORMAT, step_id);
+	append_field(&buf, "step_name", step_name);
+	append_field(&buf, "task_name", task_name);
+	append_field(&buf, "namespace", namespace);
+	append_field(&buf, "from_state", from_state);
+	append_field(&buf, "to_state", to_state);
+	if (is_step)
+		appendStringInfo(&buf, ",\"attempt\":%d", attempt);
+	append_field(&buf, "at", timestamptz_to_str(GetCurrentTimestamp()));
+	appendStringInfoChar(&buf, '}');
+
+	Async_Notify(TASKER_EVENTS_CHANNEL, buf.data);
+	pfree(buf.data);
+}

@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.h
+ *		Event payloads sent on the tasker_events channel.
+ *
+ * IDENTIFICATION
+ *		src/events.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TASKER_EVENTS_H
+#define TASKER_EVENTS_H
+
+#include "postgres.h"
+
+#define TASKER_EVENTS_CHANNEL "tasker_events"
+
+extern const char *tasker_event_name(bool is_step, const char *from_state,
+									 const char *to_state);
+extern void tasker_notify_transition(int64 step_id, int64 task_id,
+									 const char *task_name,
+									 const char *namespace,
+									 const char *step_name,
+									 const char *from_state,
+									 const char *to_state, int32 attempt);
+
+#endif							/* TASKER_EVENTS_H */

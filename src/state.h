@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * state.h
+ *		Task and step states and the one function that changes them.
+ *
+ * IDENTIFICATION
+ *		src/state.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TASKER_STATE_H
+#define TASKER_STATE_H
+
+#include "postgres.h"
+
+typedef enum TaskerState
+{
+	TASKER_PENDING = 0,			/* next states: task: in_progress, cancelled,
+								 * error; step: in_progress, error, cancelled,
+								 * resolved_manually */
+	TASKER_IN_PROGRESS,			/* next states: task: complete, error,
+								 * cancelled, pending; step: complete, error,
+								 * cancelled */
+	TASKER_COMPLETE,			/* next states: task: cancelled; step: none */
+	TASKER_ERROR,				/* next states: pending, resolved_manually */
+	TASKER_CANCELLED,			/* next states: none */
+	TASKER_RESOLVED_MANUALLY	/* next states: task: cancelled; step: none */
+} TaskerState;
+
+#define TASKER_NUM_STATES (TASKER_RESOLVED_MANUALLY + 1)
+
+typedef enum TaskerEntity
+{
+	TASKER_ENTITY_TASK,
+	TASKER_ENTITY_STEP
+} TaskerEntity;
+
+extern const char *tasker_state_name(TaskerState state);
+extern TaskerState tasker_state_from_name(const char *name);
+extern bool tasker_transition_allowed(TaskerEntity entity, TaskerState from,
+									  TaskerState to);
+extern bool tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
+							  const char *metadata_json);
+
+#endif							/* TASKER_STATE_H */

@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * tasker.c
+ *		Module magic and the entry point of the tasker library.
+ *
+ * _PG_init runs in every backend that loads the library and, when the
+ * library is in shared_preload_libraries, once in the postmaster.  It only
+ * defines the configuration settings; everything else happens on demand.
+ *
+ * IDENTIFICATION
+ *		src/tasker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "guc.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/*
+ * _PG_init: define the tasker.* settings.
+ */
+void
+_PG_init(void)
+{
+	tasker_define_gucs();
+}

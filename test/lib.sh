@@ -1,0 +1,121 @@
+# test/lib.sh: set-up shared by test/run, test/demo and the bench scripts.
+#
+# Sourced, not run.  Provides:
+#   tasker_setup         install missing Debian packages, build (-Werror), install
+#   tasker_workdir       a scratch directory owned by the postgres OS user
+#   cluster_start NAME [extra postgresql.conf lines...]
+#                        a throwaway cluster in $WORK/NAME, on a unix socket
+#                        in $WORK, preloading tasker
+#   cluster_stop NAME
+#   pgsql NAME [psql args...]   psql as postgres against cluster NAME
+#
+# PostgreSQL refuses to run as root, so every server and client runs as the
+# postgres OS user through runuser.
+
+set -euo pipefail
+
+TASKER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_MAJOR=15
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
+postgresql-$PG_MAJOR-cron libyaml-dev libcurl4-openssl-dev libipc-run-perl pkg-config
+make gcc python3 libtap-parser-sourcehandler-pgtap-perl"
+TASKER_PORT=${TASKER_PORT:-54329}
+
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# Install whatever Debian package is missing; apt-get update runs once, and
+# only when something is missing.
+tasker_install_packages() {
+	local missing="" p
+	for p in $PACKAGES; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+			missing="$missing $p"
+	done
+	if [ -n "$missing" ]; then
+		echo "== installing:$missing"
+		if [ "$(id -u)" != 0 ]; then
+			echo "missing packages and not root: install$missing" >&2
+			exit 1
+		fi
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	fi
+	# The Debian package starts a default cluster we do not use.
+	if command -v pg_lsclusters >/dev/null && [ "$(id -u)" = 0 ]; then
+		pg_ctlcluster $PG_MAJOR main stop >/dev/null 2>&1 || true
+	fi
+}
+
+# Build with warnings as errors and install into the PostgreSQL tree.
+tasker_build() {
+	echo "== building tasker"
+	make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 >/dev/null
+	make -C "$TASKER_ROOT" -s install >/dev/null
+}
+
+tasker_setup() {
+	# One install-and-test at a time on this machine: every run installs
+	# into the same PostgreSQL tree.
+	exec 9>/tmp/tasker-install.lock
+	flock 9
+	tasker_install_packages
+	tasker_build
+}
+
+# A scratch directory the postgres user owns, removed on exit.
+tasker_workdir() {
+	WORK=$(mktemp -d /tmp/tasker-work.XXXXXX)
+	chown postgres: "$WORK" 2>/dev/null || true
+	chmod 755 "$WORK"
+	trap tasker_cleanup EXIT
+	export WORK
+}
+
+CLUSTERS=""
+tasker_cleanup() {
+	local c
+	for c in $CLUSTERS; do
+		cluster_stop "$c" >/dev/null 2>&1 || true
+	done
+	[ -n "${WORK:-}" ] && [ -z "${TASKER_KEEP:-}" ] && rm -rf "$WORK"
+	return 0
+}
+
+# cluster_start NAME PORT [conf lines...]: initdb and start a cluster that
+# listens only on a unix socket in $WORK.
+cluster_start() {
+	local name=$1 port=$2 line
+	shift 2
+	as_pg "$PG_BIN/initdb" -D "$WORK/$name" -A trust -U postgres --no-sync >"$WORK/$name.initdb.log" 2>&1
+	{
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$WORK'"
+		echo "port = $port"
+		echo "fsync = off"
+		echo "log_min_messages = warning"
+		for line in "$@"; do
+			echo "$line"
+		done
+	} | as_pg tee -a "$WORK/$name/postgresql.conf" >/dev/null
+	as_pg "$PG_BIN/pg_ctl" -D "$WORK/$name" -l "$WORK/$name.log" -w -t 60 start >/dev/null
+	CLUSTERS="$CLUSTERS $name"
+}
+
+cluster_stop() {
+	as_pg "$PG_BIN/pg_ctl" -D "$WORK/$1" -m fast -w -t 30 stop
+}
+
+# pgsql PORT [args]: psql as postgres over the unix socket in $WORK.
+pgsql() {
+	local port=$1
+	shift
+	as_pg "$PG_BIN/psql" -X -h "$WORK" -p "$port" -v ON_ERROR_STOP=1 "$@"
+}
