@@ -7,6 +7,12 @@ OBJS = \
 	src/guc.o \
 	src/state.o \
 	src/events.o \
+	src/semver.o \
+	src/task.o \
+	src/handler_sql.o \
+	src/scheduler.o \
+	src/control.o \
+	src/worker.o \
 	src/api.o
 
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql

@@ -368,3 +368,86 @@ AS 'MODULE_PATHNAME', 'tasker_allowed_transitions_sql'
 LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION tasker_allowed_transitions(text) IS
     'The transitions the state machine of ''task'' or ''step'' allows';
+
+/* ---- tasks and execution (src/task.c, src/scheduler.c, src/control.c) ---- */
+
+CREATE FUNCTION tasker_create_task(name text, context jsonb DEFAULT '{}',
+                                   namespace text DEFAULT 'default',
+                                   version text DEFAULT NULL,
+                                   initiator text DEFAULT 'unknown',
+                                   source_system text DEFAULT 'unknown',
+                                   reason text DEFAULT 'unknown',
+                                   tags text[] DEFAULT '{}',
+                                   bypass_steps text[] DEFAULT '{}',
+                                   requested_at timestamptz DEFAULT now(),
+                                   identity_key text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_create_task_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text) IS
+    'Create a task from a registered template; returns its task_id (the existing one for a repeated identity_key)';
+
+CREATE FUNCTION tasker_cancel_task(task_id bigint, reason text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_cancel_task_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_cancel_task(bigint, text) IS
+    'Cancel a task and its pending steps; false if it was already cancelled';
+
+CREATE FUNCTION tasker_retry_task(task_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_retry_task_sql'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION tasker_retry_task(bigint) IS
+    'Send a task in error, and its failed steps (attempts reset), back to pending';
+
+CREATE FUNCTION tasker_resolve_step(step_id bigint, results jsonb DEFAULT '{}')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_resolve_step_sql'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION tasker_resolve_step(bigint, jsonb) IS
+    'Settle a pending or failed step by hand with the given results; its dependents become ready';
+
+CREATE FUNCTION tasker_cancel_step(step_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_cancel_step_sql'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION tasker_cancel_step(bigint) IS
+    'Cancel a pending or running step; its dependents never run';
+
+CREATE FUNCTION tasker_run_task(task_id bigint, timeout interval DEFAULT '60 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'tasker_run_task_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_run_task(bigint, interval) IS
+    'Run a task''s steps in this session (no worker needed) until it is final, blocked, or the timeout passes; returns its state';
+
+CREATE FUNCTION tasker_wait_for_task(task_id bigint, timeout interval DEFAULT '60 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'tasker_wait_for_task_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_wait_for_task(bigint, interval) IS
+    'Wait until the workers bring a task to a final state, or the timeout passes; returns its state';
+
+CREATE FUNCTION tasker_worker_status(
+    OUT role text, OUT slot integer, OUT pid integer, OUT state text,
+    OUT steps_run bigint, OUT last_activity timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'tasker_worker_status_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_worker_status() IS
+    'The launcher and each executor worker: pid, state, steps run, last activity';
+
+CREATE FUNCTION tasker_permanent_error(message text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'tasker_permanent_error_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_permanent_error(text) IS
+    'Raise from a step handler: the step fails and is never retried (SQLSTATE TK001)';
+
+CREATE FUNCTION tasker_retry_error(message text, retry_after_seconds integer DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'tasker_retry_error_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_retry_error(text, integer) IS
+    'Raise from a step handler: the attempt fails and the retry waits the given seconds (SQLSTATE TK002)';

@@ -18,11 +18,32 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/timestamp.h"
+
+#include "control.h"
+#include "events.h"
+#include "handler.h"
 #include "state.h"
+#include "task.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(tasker_transition_task_sql);
 PG_FUNCTION_INFO_V1(tasker_transition_step_sql);
 PG_FUNCTION_INFO_V1(tasker_allowed_transitions_sql);
+PG_FUNCTION_INFO_V1(tasker_create_task_sql);
+PG_FUNCTION_INFO_V1(tasker_cancel_task_sql);
+PG_FUNCTION_INFO_V1(tasker_retry_task_sql);
+PG_FUNCTION_INFO_V1(tasker_resolve_step_sql);
+PG_FUNCTION_INFO_V1(tasker_cancel_step_sql);
+PG_FUNCTION_INFO_V1(tasker_run_task_sql);
+PG_FUNCTION_INFO_V1(tasker_wait_for_task_sql);
+PG_FUNCTION_INFO_V1(tasker_worker_status_sql);
+PG_FUNCTION_INFO_V1(tasker_permanent_error_sql);
+PG_FUNCTION_INFO_V1(tasker_retry_error_sql);
 
 /*
  * transition_sql: shared body of the two transition wrappers.
@@ -104,4 +125,244 @@ tasker_allowed_transitions_sql(PG_FUNCTION_ARGS)
 								 values, nulls);
 		}
 	PG_RETURN_NULL();
+}
+
+/*
+ * arg_text: a text argument as a C string, or NULL when it is NULL.
+ */
+static char *
+arg_text(FunctionCallInfo fcinfo, int n)
+{
+	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/*
+ * required_text: a text argument that may not be NULL.
+ */
+static char *
+required_text(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name),
+				 errhint("Pass a value, or omit the argument to use its default.")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/*
+ * text_array_to_jsonb: a text[] as a JSON array of strings (no NULLs).
+ */
+static Jsonb *
+text_array_to_jsonb(ArrayType *arr, const char *name)
+{
+	if (array_contains_nulls(arr))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not contain NULL", name),
+				 errhint("Remove the NULL elements.")));
+	return DatumGetJsonbP(DirectFunctionCall1(to_jsonb, PointerGetDatum(arr)));
+}
+
+/*
+ * interval_ms: a non-negative interval argument in milliseconds.
+ */
+static int64
+interval_ms(FunctionCallInfo fcinfo, int n)
+{
+	Interval   *iv;
+	int64		ms;
+
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("timeout must not be NULL"),
+				 errhint("Pass an interval such as '30 seconds'.")));
+	iv = PG_GETARG_INTERVAL_P(n);
+	ms = iv->time / 1000 + ((int64) iv->month * 30 + iv->day) * 86400000;
+	if (ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative"),
+				 errhint("Pass an interval such as '30 seconds'.")));
+	return ms;
+}
+
+/*
+ * tasker_create_task(name, context, namespace, version, initiator,
+ *                    source_system, reason, tags, bypass_steps,
+ *                    requested_at, identity_key)
+ */
+Datum
+tasker_create_task_sql(PG_FUNCTION_ARGS)
+{
+	TaskRequest req;
+	ArrayType  *bypass;
+
+	memset(&req, 0, sizeof(req));
+	req.name = required_text(fcinfo, 0, "name");
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("context must not be NULL"),
+				 errhint("Pass '{}' for a task that needs no context.")));
+	req.context = PG_GETARG_JSONB_P(1);
+	req.namespace = required_text(fcinfo, 2, "namespace");
+	req.version = arg_text(fcinfo, 3);
+	req.initiator = required_text(fcinfo, 4, "initiator");
+	req.source_system = required_text(fcinfo, 5, "source_system");
+	req.reason = required_text(fcinfo, 6, "reason");
+	if (PG_ARGISNULL(7) || PG_ARGISNULL(8) || PG_ARGISNULL(9))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tags, bypass_steps and requested_at must not be NULL"),
+				 errhint("Omit them to use their defaults.")));
+	req.tags = text_array_to_jsonb(PG_GETARG_ARRAYTYPE_P(7), "tags");
+	bypass = PG_GETARG_ARRAYTYPE_P(8);
+	req.bypass_steps = text_array_to_jsonb(bypass, "bypass_steps");
+	req.bypass_steps_array = ArrayGetNItems(ARR_NDIM(bypass), ARR_DIMS(bypass)) > 0 ? bypass : NULL;
+	req.requested_at = PG_GETARG_TIMESTAMPTZ(9);
+	req.identity_key = arg_text(fcinfo, 10);
+	PG_RETURN_INT64(tasker_create_task_internal(&req));
+}
+
+/*
+ * tasker_cancel_task(task_id bigint, reason text)
+ */
+Datum
+tasker_cancel_task_sql(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_BOOL(tasker_cancel_task(PG_GETARG_INT64(0), arg_text(fcinfo, 1)));
+}
+
+/*
+ * tasker_retry_task(task_id bigint)
+ */
+Datum
+tasker_retry_task_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tasker_retry_task(PG_GETARG_INT64(0)));
+}
+
+/*
+ * tasker_resolve_step(step_id bigint, results jsonb)
+ */
+Datum
+tasker_resolve_step_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tasker_resolve_step(PG_GETARG_INT64(0), PG_GETARG_JSONB_P(1)));
+}
+
+/*
+ * tasker_cancel_step(step_id bigint)
+ */
+Datum
+tasker_cancel_step_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tasker_cancel_step(PG_GETARG_INT64(0)));
+}
+
+/*
+ * tasker_run_task(task_id bigint, timeout interval)
+ */
+Datum
+tasker_run_task_sql(PG_FUNCTION_ARGS)
+{
+	int64		task_id = PG_GETARG_INT64(0);
+
+	PG_RETURN_TEXT_P(cstring_to_text(tasker_run_task(task_id, interval_ms(fcinfo, 1))));
+}
+
+/*
+ * tasker_wait_for_task(task_id bigint, timeout interval)
+ */
+Datum
+tasker_wait_for_task_sql(PG_FUNCTION_ARGS)
+{
+	int64		task_id = PG_GETARG_INT64(0);
+
+	PG_RETURN_TEXT_P(cstring_to_text(tasker_wait_for_task(task_id, interval_ms(fcinfo, 1))));
+}
+
+static const char *const worker_state_names[] = {
+	"stopped", "starting", "waiting_for_extension", "idle", "running", "paused"
+};
+
+/*
+ * tasker_worker_status(): one row for the launcher and one per executor
+ * slot; no rows when the workers are not running on this server.
+ */
+Datum
+tasker_worker_status_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TaskerWorkerSlot slots[64];
+	pid_t		launcher;
+	int			n;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	n = tasker_worker_slots(slots, 64, &launcher);
+	if (!tasker_workers_present())
+		PG_RETURN_NULL();
+	for (i = -1; i < n; i++)
+	{
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+		pid_t		pid = (i < 0) ? launcher : slots[i].pid;
+
+		values[0] = CStringGetTextDatum(i < 0 ? "launcher" : "worker");
+		values[1] = Int32GetDatum(i < 0 ? 0 : i);
+		values[2] = Int32GetDatum(pid);
+		nulls[2] = (pid == 0);
+		values[3] = CStringGetTextDatum(i < 0 ? (launcher ? "running" : "stopped")
+										: worker_state_names[slots[i].state]);
+		values[4] = Int64GetDatum(i < 0 ? 0 : (int64) slots[i].steps_run);
+		values[5] = TimestampTzGetDatum(i < 0 ? 0 : slots[i].last_activity);
+		nulls[5] = (i < 0 || slots[i].last_activity == 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_NULL();
+}
+
+/*
+ * tasker_permanent_error(message text): fail the current step for good.
+ */
+Datum
+tasker_permanent_error_sql(PG_FUNCTION_ARGS)
+{
+	char	   *message = PG_ARGISNULL(0) ? "permanent error" : arg_text(fcinfo, 0);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_TASKER_PERMANENT_ERROR),
+			 errmsg("%s", message),
+			 errdetail("The step handler reported a permanent error; the step will not be retried.")));
+	PG_RETURN_VOID();
+}
+
+/*
+ * tasker_retry_error(message text, retry_after_seconds integer): fail the
+ * current attempt and ask for the retry after the given delay.
+ */
+Datum
+tasker_retry_error_sql(PG_FUNCTION_ARGS)
+{
+	char	   *message = PG_ARGISNULL(0) ? "retry requested" : arg_text(fcinfo, 0);
+	int32		seconds = PG_ARGISNULL(1) ? -1 : PG_GETARG_INT32(1);
+
+	if (!PG_ARGISNULL(1) && seconds < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("retry_after_seconds must not be negative"),
+				 errdetail("The value given is %d.", seconds),
+				 errhint("Pass 0 to retry at once, or NULL for the normal backoff.")));
+	tasker_request_retry_after(seconds);
+	ereport(ERROR,
+			(errcode(ERRCODE_TASKER_RETRY_ERROR),
+			 errmsg("%s", message),
+			 seconds >= 0 ? errdetail("The step handler asked for a retry after %d seconds.", seconds)
+			 : errdetail("The step handler asked for a retry.")));
+	PG_RETURN_VOID();
 }

@@ -17,12 +17,17 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "commands/async.h"
 #include "lib/stringinfo.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
 #include "events.h"
+#include "worker.h"
+
+static bool wake_pending = false;
+static bool wake_callback_registered = false;
 
 /*
  * tasker_event_name: the event of the Ruby catalog that announces a
@@ -97,4 +102,46 @@ tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
 
 	Async_Notify(TASKER_EVENTS_CHANNEL, buf.data);
 	pfree(buf.data);
+}
+
+/*
+ * wake_at_commit: transaction callback that wakes the workers once when a
+ * transaction that asked for it commits; an abort forgets the request.
+ */
+static void
+wake_at_commit(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_pending)
+				tasker_wake_workers();
+			wake_pending = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * tasker_wake_workers_at_commit: ask for the workers to be woken when the
+ * current transaction commits (coalesced: once per transaction however
+ * often it is called; never on abort).  A no-op without the workers.
+ */
+void
+tasker_wake_workers_at_commit(void)
+{
+	if (!tasker_workers_present())
+		return;
+	if (!wake_callback_registered)
+	{
+		RegisterXactCallback(wake_at_commit, NULL);
+		wake_callback_registered = true;
+	}
+	wake_pending = true;
 }

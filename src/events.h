@@ -24,4 +24,6 @@ extern void tasker_notify_transition(int64 step_id, int64 task_id,
 									 const char *from_state,
 									 const char *to_state, int32 attempt);
 
+extern void tasker_wake_workers_at_commit(void);
+
 #endif							/* TASKER_EVENTS_H */

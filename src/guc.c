@@ -6,7 +6,9 @@
  * Each C variable is named after its setting (tasker.batch_size is
  * tasker_batch_size).  Settings are defined in _PG_init, so they exist in
  * any backend that has loaded the library; the tasker prefix is reserved so
- * a misspelt tasker.* name is reported rather than silently kept.
+ * a misspelt tasker.* name is reported rather than silently kept.  Bounds
+ * are enforced by the GUC machinery, so a bad value fails at SET or at
+ * reload with the setting's name in the message.
  *
  * IDENTIFICATION
  *		src/guc.c
@@ -20,11 +22,48 @@
 #include "compat.h"
 #include "guc.h"
 
+char	   *tasker_database_name = NULL;
+bool		tasker_enabled = true;
+int			tasker_max_workers = 2;
+int			tasker_batch_size = 50;
+int			tasker_poll_interval = 1000;
+int			tasker_max_backoff = 300;
+
 /*
  * tasker_define_gucs: define the settings and reserve the prefix.
  */
 void
 tasker_define_gucs(void)
 {
+	DefineCustomStringVariable("tasker.database_name",
+							   "Database in which the tasker workers run tasks.",
+							   "The extension must be created in this database.",
+							   &tasker_database_name, "postgres",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("tasker.enabled",
+							 "Whether the tasker workers run steps.",
+							 "Off pauses execution without a restart; tasks can still be created.",
+							 &tasker_enabled, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_workers",
+							"Number of tasker executor workers.",
+							"Each takes a background worker slot (max_worker_processes).",
+							&tasker_max_workers, 2, 0, 64,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.batch_size",
+							"Most steps a worker claims and runs in one transaction.",
+							NULL,
+							&tasker_batch_size, 50, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.poll_interval",
+							"Longest a worker sleeps before looking for due steps.",
+							"Commits that create or unblock work wake workers at once; this bounds the wait for retry backoffs to expire.",
+							&tasker_poll_interval, 1000, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_backoff",
+							"Longest wait before retrying a failed step.",
+							"Caps the exponential backoff and any requested retry-after.",
+							&tasker_max_backoff, 300, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("tasker");
 }

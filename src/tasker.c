@@ -15,18 +15,23 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 
 #include "guc.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
 /*
- * _PG_init: define the tasker.* settings.
+ * _PG_init: define the tasker.* settings and, when preloading, register
+ * the launcher and the shared state of the workers.
  */
 void
 _PG_init(void)
 {
 	tasker_define_gucs();
+	if (process_shared_preload_libraries_in_progress)
+		tasker_worker_register();
 }

@@ -1,0 +1,392 @@
+/*-------------------------------------------------------------------------
+ *
+ * control.c
+ *		Operator controls: cancel, retry, resolve; running a task in the
+ *		calling session; waiting for the workers.
+ *
+ * Every control goes through the state machine (state.c), so each refuses
+ * an illegal state with OBJECT_NOT_IN_PREREQUISITE_STATE, records its
+ * transitions and sends their events, all in the caller's transaction.
+ * Controls that create runnable work wake the workers when that
+ * transaction commits.
+ *
+ * IDENTIFICATION
+ *		src/control.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "control.h"
+#include "events.h"
+#include "guc.h"
+#include "scheduler.h"
+#include "state.h"
+#include "worker.h"
+
+static SPIPlanPtr task_state_plan;
+static SPIPlanPtr step_task_plan;
+static SPIPlanPtr pending_steps_plan;
+static SPIPlanPtr error_steps_plan;
+static SPIPlanPtr reset_step_plan;
+static SPIPlanPtr stop_retries_plan;
+static SPIPlanPtr set_results_plan;
+static SPIPlanPtr next_due_plan;
+static SPIPlanPtr peek_state_plan;
+
+/*
+ * exec: prepare (once) and run a one-bigint-parameter statement.
+ */
+static void
+exec(SPIPlanPtr *slot, const char *sql, int64 id, int expected)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	int			rc;
+
+	if (*slot == NULL)
+	{
+		*slot = SPI_prepare(sql, 1, argtypes);
+		if (*slot == NULL)
+			elog(ERROR, "could not prepare tasker statement");
+		SPI_keepplan(*slot);
+	}
+	rc = SPI_execute_plan(*slot, values, NULL, false, 0);
+	if (rc != expected)
+		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * ids_of_result: the bigint first column of the last result.
+ */
+static int64 *
+ids_of_result(uint64 *n)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	uint64		i;
+	bool		isnull;
+
+	for (i = 0; i < SPI_processed; i++)
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	*n = SPI_processed;
+	return ids;
+}
+
+/*
+ * task_state: the current state of a task (locked), or raise
+ * UNDEFINED_OBJECT.
+ */
+static TaskerState
+task_state(int64 task_id)
+{
+	exec(&task_state_plan,
+		 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1 FOR UPDATE",
+		 task_id, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("task " INT64_FORMAT " does not exist", task_id),
+				 errdetail("No row of tasker_tasks has that id."),
+				 errhint("Look it up in tasker_tasks.")));
+	return tasker_state_from_name(SPI_getvalue(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1));
+}
+
+/*
+ * peek_task_state: the current state of a task, without locking it.
+ */
+static TaskerState
+peek_task_state(int64 task_id)
+{
+	exec(&peek_state_plan,
+		 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1",
+		 task_id, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("task " INT64_FORMAT " does not exist", task_id),
+				 errdetail("No row of tasker_tasks has that id."),
+				 errhint("Look it up in tasker_tasks.")));
+	return tasker_state_from_name(SPI_getvalue(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1));
+}
+
+/*
+ * task_of_step: the task of a step, or raise UNDEFINED_OBJECT.
+ */
+static int64
+task_of_step(int64 step_id)
+{
+	bool		isnull;
+
+	exec(&step_task_plan,
+		 "SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id = $1",
+		 step_id, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("step " INT64_FORMAT " does not exist", step_id),
+				 errdetail("No row of tasker_workflow_steps has that id."),
+				 errhint("Look it up in tasker_workflow_steps.")));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * tasker_cancel_task: cancel a task and its pending steps; error steps stop
+ * retrying.  Running steps finish, but their dependents never start.
+ * Returns false when the task was already cancelled.
+ */
+bool
+tasker_cancel_task(int64 task_id, const char *reason)
+{
+	StringInfoData meta;
+	int64	   *ids;
+	uint64		n;
+	uint64		i;
+	bool		changed;
+
+	initStringInfo(&meta);
+	appendStringInfoString(&meta, "{\"reason\": ");
+	escape_json(&meta, reason ? reason : "cancelled by request");
+	appendStringInfoChar(&meta, '}');
+
+	SPI_connect();
+	(void) task_state(task_id);
+	changed = tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_CANCELLED, meta.data);
+	if (changed)
+	{
+		exec(&pending_steps_plan,
+			 "SELECT workflow_step_id FROM tasker_workflow_steps"
+			 " WHERE task_id = $1 AND current_state = 'pending' ORDER BY workflow_step_id",
+			 task_id, SPI_OK_SELECT);
+		ids = ids_of_result(&n);
+		for (i = 0; i < n; i++)
+			tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED, meta.data);
+		exec(&stop_retries_plan,
+			 "UPDATE tasker_workflow_steps SET next_attempt_at = NULL"
+			 " WHERE task_id = $1 AND current_state = 'error'",
+			 task_id, SPI_OK_UPDATE);
+	}
+	SPI_finish();
+	return changed;
+}
+
+/*
+ * tasker_retry_task: an error task goes back to pending, and so do its
+ * failed steps, with attempts reset and retryable restored from the
+ * template.
+ */
+bool
+tasker_retry_task(int64 task_id)
+{
+	TaskerState state;
+	int64	   *ids;
+	uint64		n;
+	uint64		i;
+
+	SPI_connect();
+	state = task_state(task_id);
+	if (state != TASKER_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task " INT64_FORMAT " is not in error", task_id),
+				 errdetail("The task is in state \"%s\"; only a task in state \"error\" can be retried.",
+						   tasker_state_name(state)),
+				 errhint("tasker_resolve_step settles a single step instead.")));
+	tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
+					  "{\"reason\": \"retry_requested\"}");
+	exec(&error_steps_plan,
+		 "SELECT workflow_step_id FROM tasker_workflow_steps"
+		 " WHERE task_id = $1 AND current_state = 'error' ORDER BY workflow_step_id",
+		 task_id, SPI_OK_SELECT);
+	ids = ids_of_result(&n);
+	for (i = 0; i < n; i++)
+	{
+		exec(&reset_step_plan,
+			 "UPDATE tasker_workflow_steps s"
+			 "   SET attempts = 0, backoff_request_seconds = NULL,"
+			 "       retryable = l.default_retryable"
+			 "  FROM tasker_tasks t, tasker_named_tasks_named_steps l"
+			 " WHERE s.workflow_step_id = $1 AND t.task_id = s.task_id"
+			 "   AND l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id",
+			 ids[i], SPI_OK_UPDATE);
+		tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_PENDING,
+						  "{\"reason\": \"retry_requested\"}");
+	}
+	SPI_finish();
+	tasker_wake_workers_at_commit();
+	return true;
+}
+
+/*
+ * tasker_resolve_step: settle a step by hand with the given results; its
+ * dependents become ready, and a task blocked in error resumes.
+ */
+bool
+tasker_resolve_step(int64 step_id, Jsonb *results)
+{
+	Oid			argtypes[2] = {INT8OID, JSONBOID};
+	Datum		values[2] = {Int64GetDatum(step_id), JsonbPGetDatum(results)};
+	int64		task_id;
+	bool		changed;
+
+	SPI_connect();
+	task_id = task_of_step(step_id);
+	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY,
+								"{\"reason\": \"resolved_by_request\"}");
+	if (set_results_plan == NULL)
+	{
+		set_results_plan = SPI_prepare("UPDATE tasker_workflow_steps SET results = $2"
+									   " WHERE workflow_step_id = $1", 2, argtypes);
+		SPI_keepplan(set_results_plan);
+	}
+	if (SPI_execute_plan(set_results_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not store the results of step " INT64_FORMAT, step_id);
+	if (task_state(task_id) == TASKER_ERROR)
+		tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
+						  "{\"reason\": \"step_resolved\"}");
+	tasker_finalize_task(task_id);
+	SPI_finish();
+	tasker_wake_workers_at_commit();
+	return changed;
+}
+
+/*
+ * tasker_cancel_step: cancel one step; its dependents can never run, so a
+ * task with nothing else to do goes to error.
+ */
+bool
+tasker_cancel_step(int64 step_id)
+{
+	int64		task_id;
+	bool		changed;
+
+	SPI_connect();
+	task_id = task_of_step(step_id);
+	(void) task_state(task_id);
+	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_CANCELLED,
+								"{\"reason\": \"cancelled_by_request\"}");
+	tasker_finalize_task(task_id);
+	SPI_finish();
+	return changed;
+}
+
+/*
+ * is_final: whether a task state ends waiting.
+ */
+static bool
+is_final(TaskerState s)
+{
+	return s == TASKER_COMPLETE || s == TASKER_ERROR ||
+		s == TASKER_CANCELLED || s == TASKER_RESOLVED_MANUALLY;
+}
+
+/*
+ * sleep_ms: an interruptible sleep on the process latch.
+ */
+static void
+sleep_ms(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 Max(ms, 1), PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * next_due_ms: milliseconds until the task's next step is due (0 when one
+ * is due now), or -1 when no step is scheduled.
+ */
+static long
+next_due_ms(int64 task_id)
+{
+	bool		isnull;
+	Datum		d;
+
+	exec(&next_due_plan,
+		 "SELECT GREATEST(0, ceil(extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000))::bigint"
+		 "  FROM tasker_workflow_steps"
+		 " WHERE task_id = $1 AND current_state IN ('pending', 'error')"
+		 "   AND unfinished_parents = 0 AND next_attempt_at IS NOT NULL",
+		 task_id, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? -1 : (long) DatumGetInt64(d);
+}
+
+/*
+ * tasker_run_task: drive one task in this session, with the workers' code
+ * path, until it is final, nothing more can run, or the timeout passes
+ * (waiting out retry backoffs on the way).  Returns the task's state.
+ */
+const char *
+tasker_run_task(int64 task_id, int64 timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	TaskerState state;
+	long		due;
+
+	SPI_connect();
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		state = task_state(task_id);
+		if (is_final(state))
+			break;
+		if (tasker_run_ready_steps(task_id, tasker_batch_size) > 0)
+			continue;
+		due = next_due_ms(task_id);
+		if (due < 0 || GetCurrentTimestamp() + due * 1000 > deadline)
+			break;
+		sleep_ms(due);
+	}
+	state = task_state(task_id);
+	SPI_finish();
+	return tasker_state_name(state);
+}
+
+/*
+ * tasker_wait_for_task: wait until the workers bring a task to a final
+ * state, or the timeout passes.  Returns the task's state.
+ */
+const char *
+tasker_wait_for_task(int64 task_id, int64 timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	TaskerState state;
+
+	if (!tasker_workers_present())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the tasker workers are not running on this server"),
+				 errdetail("Nothing would move task " INT64_FORMAT ".", task_id),
+				 errhint("Add tasker to shared_preload_libraries and restart, or drive the task in this session with tasker_run_task.")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot wait for a task in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The transaction's snapshot would never show the task's progress."),
+				 errhint("Wait in a READ COMMITTED transaction.")));
+	SPI_connect();
+	for (;;)
+	{
+		state = peek_task_state(task_id);
+		if (is_final(state) || GetCurrentTimestamp() >= deadline)
+			break;
+		SPI_finish();
+		sleep_ms(20);
+		SPI_connect();
+	}
+	SPI_finish();
+	return tasker_state_name(state);
+}

@@ -1,0 +1,435 @@
+/*-------------------------------------------------------------------------
+ *
+ * scheduler.c
+ *		Claiming ready steps, running them, recording outcomes, retries
+ *		and task finalization.
+ *
+ * tasker_run_ready_steps() works inside the caller's transaction (a worker
+ * batch, or tasker_run_task in a user session).  It claims up to a limit of
+ * ready steps with FOR UPDATE SKIP LOCKED through the partial ready-steps
+ * index, so concurrent callers never take the same step; locks the claimed
+ * steps' tasks in task_id order (so two batches never deadlock on tasks);
+ * runs each step's handler in a subtransaction; records the outcome with
+ * the state machine; and finally settles each task: complete when every
+ * step is complete or resolved, error when no step can make progress any
+ * more.  Because the claim, the handler's effects and the outcome commit
+ * together, a crash at any point re-runs a step at most in a transaction
+ * that never commits.
+ *
+ * IDENTIFICATION
+ *		src/scheduler.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "guc.h"
+#include "handler.h"
+#include "scheduler.h"
+#include "state.h"
+
+/* A claimed step, copied out of the claim query's result. */
+typedef struct ClaimedStep
+{
+	int64		step_id;
+	int64		task_id;
+	bool		from_error;		/* state error: goes through pending */
+	bool		retryable;
+	int			retry_limit;
+	int			attempts;		/* before this attempt */
+	StepCall	call;
+} ClaimedStep;
+
+static SPIPlanPtr claim_plan;
+static SPIPlanPtr lock_tasks_plan;
+static SPIPlanPtr attempt_plan;
+static SPIPlanPtr success_plan;
+static SPIPlanPtr failure_plan;
+static SPIPlanPtr retry_plan;
+static SPIPlanPtr lock_task_plan;
+static SPIPlanPtr counts_plan;
+
+/*
+ * plan: prepare a statement once per backend and keep it.
+ */
+static SPIPlanPtr
+plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "could not prepare tasker statement: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*slot = p;
+	}
+	return *slot;
+}
+
+/*
+ * run: execute a kept plan and check its result code.
+ */
+static void
+run(SPIPlanPtr p, Datum *values, int expected)
+{
+	int			rc = SPI_execute_plan(p, values, NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * col: binary value of column n of row i of the last result.
+ */
+static Datum
+col(uint64 i, int n, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
+}
+
+/*
+ * claim_steps: lock up to limit ready steps (of one task when task_id is
+ * not 0) and copy what running them needs.  Returns the number claimed.
+ */
+static int
+claim_steps(int64 task_id, int limit, ClaimedStep **out)
+{
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	Datum		values[2] = {Int32GetDatum(limit), Int64GetDatum(task_id)};
+	ClaimedStep *steps;
+	uint64		i;
+	bool		isnull;
+
+	run(plan(&claim_plan,
+			 "SELECT s.workflow_step_id, s.task_id, s.current_state = 'error',"
+			 "       s.retryable, s.retry_limit, s.attempts,"
+			 "       l.handler_function::oid, nt.owner, COALESCE(s.timeout_seconds, 0),"
+			 "       jsonb_build_object('task_id', s.task_id, 'step_id', s.workflow_step_id,"
+			 "         'step_name', n.name, 'attempt', s.attempts + 1, 'namespace', ns.name,"
+			 "         'task_name', nt.name, 'version', nt.version, 'context', t.context,"
+			 "         'inputs', COALESCE(s.inputs, t.context),"
+			 "         'handler_config', l.handler_config,"
+			 "         'dependencies', COALESCE((SELECT jsonb_object_agg(pn.name, p.results)"
+			 "            FROM tasker_workflow_step_edges e"
+			 "            JOIN tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id"
+			 "            JOIN tasker_named_steps pn ON pn.named_step_id = p.named_step_id"
+			 "           WHERE e.to_step_id = s.workflow_step_id), '{}'))"
+			 "  FROM tasker_workflow_steps s"
+			 "  JOIN tasker_tasks t ON t.task_id = s.task_id"
+			 "  JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
+			 "  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+			 "  JOIN tasker_named_tasks_named_steps l"
+			 "    ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id"
+			 "  JOIN tasker_named_steps n ON n.named_step_id = s.named_step_id"
+			 " WHERE s.current_state IN ('pending', 'error')"
+			 "   AND s.unfinished_parents = 0"
+			 "   AND s.next_attempt_at IS NOT NULL"
+			 "   AND s.next_attempt_at <= now()"
+			 "   AND ($2 = 0 OR s.task_id = $2)"
+			 "   AND t.current_state IN ('pending', 'in_progress')"
+			 "   AND l.handler_function IS NOT NULL"
+			 " ORDER BY s.next_attempt_at, s.workflow_step_id"
+			 " LIMIT $1"
+			 " FOR UPDATE OF s SKIP LOCKED",
+			 2, argtypes),
+		values, SPI_OK_SELECT);
+
+	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		ClaimedStep *c = &steps[i];
+
+		c->step_id = DatumGetInt64(col(i, 1, &isnull));
+		c->task_id = DatumGetInt64(col(i, 2, &isnull));
+		c->from_error = DatumGetBool(col(i, 3, &isnull));
+		c->retryable = DatumGetBool(col(i, 4, &isnull));
+		c->retry_limit = DatumGetInt32(col(i, 5, &isnull));
+		c->attempts = DatumGetInt32(col(i, 6, &isnull));
+		c->call.function = DatumGetObjectId(col(i, 7, &isnull));
+		c->call.owner = DatumGetObjectId(col(i, 8, &isnull));
+		c->call.timeout_seconds = DatumGetInt32(col(i, 9, &isnull));
+		c->call.envelope = DatumGetJsonbPCopy(col(i, 10, &isnull));
+	}
+	*out = steps;
+	return (int) SPI_processed;
+}
+
+/*
+ * cmp_int64: qsort comparator.
+ */
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * distinct_tasks: the sorted distinct task ids of the claimed steps.
+ */
+static int
+distinct_tasks(ClaimedStep *steps, int n, int64 **out)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	int			i;
+	int			m = 0;
+
+	for (i = 0; i < n; i++)
+		ids[i] = steps[i].task_id;
+	qsort(ids, n, sizeof(int64), cmp_int64);
+	for (i = 0; i < n; i++)
+		if (m == 0 || ids[m - 1] != ids[i])
+			ids[m++] = ids[i];
+	*out = ids;
+	return m;
+}
+
+/*
+ * start_tasks: lock the tasks in id order and move pending ones to
+ * in_progress.
+ */
+static void
+start_tasks(int64 *task_ids, int ntasks)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum	   *elems = palloc(sizeof(Datum) * ntasks);
+	Datum		values[1];
+	uint64		i;
+	uint64		n;
+	int64	   *pending;
+	bool		isnull;
+
+	for (i = 0; i < (uint64) ntasks; i++)
+		elems[i] = Int64GetDatum(task_ids[i]);
+	values[0] = PointerGetDatum(construct_array(elems, ntasks, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	run(plan(&lock_tasks_plan,
+			 "SELECT task_id, current_state = 'pending' FROM tasker_tasks"
+			 " WHERE task_id = ANY($1) ORDER BY task_id FOR UPDATE",
+			 1, argtypes),
+		values, SPI_OK_SELECT);
+	n = SPI_processed;
+	pending = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		pending[i] = DatumGetBool(col(i, 2, &isnull)) ?
+			DatumGetInt64(col(i, 1, &isnull)) : 0;
+	for (i = 0; i < n; i++)
+		if (pending[i] != 0)
+			tasker_transition(TASKER_ENTITY_TASK, pending[i], TASKER_IN_PROGRESS,
+							  "{\"reason\": \"ready_steps_available\"}");
+}
+
+/*
+ * backoff_ms: the wait before retry number 'attempts' (1 after the first
+ * failure): 1, 2, 4, ... seconds capped at tasker.max_backoff, +/-10 %.
+ */
+static int64
+backoff_ms(int attempts)
+{
+	double		base;
+	double		jitter;
+
+	base = (attempts >= 30) ? tasker_max_backoff : ldexp(1.0, Max(attempts, 1) - 1);
+	base = Min(base, (double) tasker_max_backoff);
+	jitter = 0.9 + 0.2 * pg_prng_double(&pg_global_prng_state);
+	return (int64) Max(base * jitter * 1000.0, 1.0);
+}
+
+/*
+ * record_success: store the results and complete the step.
+ */
+static void
+record_success(ClaimedStep *c, StepOutcome *o)
+{
+	Oid			argtypes[2] = {INT8OID, JSONBOID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(c->step_id);
+	values[1] = o->results ? JsonbPGetDatum(o->results)
+		: DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	run(plan(&success_plan,
+			 "UPDATE tasker_workflow_steps SET results = $2,"
+			 "       backoff_request_seconds = NULL"
+			 " WHERE workflow_step_id = $1",
+			 2, argtypes),
+		values, SPI_OK_UPDATE);
+	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_COMPLETE, NULL);
+}
+
+/*
+ * record_failure: store the error, move the step to error, and schedule
+ * the retry when one is due: not after tasker_permanent_error, nor for a
+ * non-retryable step, nor once attempts reach retry_limit.
+ */
+static void
+record_failure(ClaimedStep *c, StepOutcome *o)
+{
+	Oid			fail_types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+	Oid			retry_types[3] = {INT8OID, INT8OID, BOOLOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+	int			attempts = c->attempts + 1;
+	bool		retry = !o->permanent && c->retryable && attempts < c->retry_limit;
+	int64		delay_ms = 0;
+
+	values[0] = Int64GetDatum(c->step_id);
+	values[1] = CStringGetTextDatum(o->message);
+	values[2] = CStringGetTextDatum(o->sqlstate);
+	values[3] = o->detail ? CStringGetTextDatum(o->detail) : (Datum) 0;
+	values[4] = o->hint ? CStringGetTextDatum(o->hint) : (Datum) 0;
+	values[5] = BoolGetDatum(o->permanent);
+	nulls[3] = o->detail ? ' ' : 'n';
+	nulls[4] = o->hint ? ' ' : 'n';
+	if (SPI_execute_plan(plan(&failure_plan,
+							  "UPDATE tasker_workflow_steps SET results = jsonb_build_object('error',"
+							  "   jsonb_strip_nulls(jsonb_build_object('message', $2, 'sqlstate', $3,"
+							  "     'detail', $4, 'hint', $5, 'attempt', attempts, 'permanent', $6)))"
+							  " WHERE workflow_step_id = $1",
+							  6, fail_types),
+						 values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the step failure");
+	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR, NULL);
+
+	if (retry)
+		delay_ms = (o->retry_after >= 0)
+			? (int64) Min(o->retry_after, tasker_max_backoff) * 1000
+			: backoff_ms(attempts);
+	values[1] = Int64GetDatum(retry ? delay_ms : -1);
+	values[2] = BoolGetDatum(!o->permanent && c->retryable);
+	run(plan(&retry_plan,
+			 "UPDATE tasker_workflow_steps"
+			 "   SET retryable = $3,"
+			 "       next_attempt_at = CASE WHEN $2 >= 0"
+			 "           THEN now() + $2 * interval '1 millisecond' END,"
+			 "       backoff_request_seconds = CASE WHEN $2 >= 0"
+			 "           THEN ceil($2 / 1000.0)::integer END"
+			 " WHERE workflow_step_id = $1",
+			 3, retry_types),
+		values, SPI_OK_UPDATE);
+}
+
+/*
+ * run_step: one attempt of one claimed step, recorded.
+ */
+static void
+run_step(ClaimedStep *c)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(c->step_id)};
+	StepOutcome outcome;
+
+	if (c->from_error)
+		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_PENDING,
+						  "{\"reason\": \"retry_backoff_elapsed\"}");
+	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_IN_PROGRESS, NULL);
+	run(plan(&attempt_plan,
+			 "UPDATE tasker_workflow_steps"
+			 "   SET attempts = attempts + 1, last_attempted_at = now()"
+			 " WHERE workflow_step_id = $1",
+			 1, argtypes),
+		values, SPI_OK_UPDATE);
+
+	tasker_run_sql_handler(&c->call, &outcome);
+	if (outcome.ok)
+		record_success(c, &outcome);
+	else
+		record_failure(c, &outcome);
+}
+
+/*
+ * tasker_finalize_task: settle a task after its steps moved: complete when
+ * every step is complete or resolved_manually, error when no step is
+ * running or can still run.  Locks the task row first, so of two
+ * transactions finishing a task's last steps the later one sees both.
+ */
+void
+tasker_finalize_task(int64 task_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(task_id)};
+	bool		isnull;
+	char	   *state;
+	int64		total;
+	int64		done;
+	int64		live;
+
+	SPI_connect();
+	run(plan(&lock_task_plan,
+			 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1 FOR UPDATE",
+			 1, argtypes),
+		values, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		return;
+	}
+	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	run(plan(&counts_plan,
+			 "SELECT count(*),"
+			 "       count(*) FILTER (WHERE current_state IN ('complete', 'resolved_manually')),"
+			 "       count(*) FILTER (WHERE current_state = 'in_progress'"
+			 "           OR (current_state IN ('pending', 'error') AND unfinished_parents = 0"
+			 "               AND next_attempt_at IS NOT NULL))"
+			 "  FROM tasker_workflow_steps WHERE task_id = $1",
+			 1, argtypes),
+		values, SPI_OK_SELECT);
+	total = DatumGetInt64(col(0, 1, &isnull));
+	done = DatumGetInt64(col(0, 2, &isnull));
+	live = DatumGetInt64(col(0, 3, &isnull));
+
+	if (strcmp(state, "pending") == 0 || strcmp(state, "in_progress") == 0)
+	{
+		if (done == total)
+		{
+			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_IN_PROGRESS, NULL);
+			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_COMPLETE,
+							  "{\"reason\": \"all_steps_complete\"}");
+		}
+		else if (live == 0)
+			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_ERROR,
+							  "{\"reason\": \"steps_in_error_state\"}");
+	}
+	SPI_finish();
+}
+
+/*
+ * tasker_run_ready_steps: claim, run and record up to limit ready steps
+ * (of task_id only, when it is not 0), then settle their tasks.  Runs in
+ * the caller's transaction.  Returns the number of steps run.
+ */
+int
+tasker_run_ready_steps(int64 task_id, int limit)
+{
+	ClaimedStep *steps;
+	int64	   *task_ids;
+	int			n;
+	int			ntasks;
+	int			i;
+
+	SPI_connect();
+	n = claim_steps(task_id, limit, &steps);
+	if (n > 0)
+	{
+		ntasks = distinct_tasks(steps, n, &task_ids);
+		start_tasks(task_ids, ntasks);
+		for (i = 0; i < n; i++)
+			run_step(&steps[i]);
+		for (i = 0; i < ntasks; i++)
+			tasker_finalize_task(task_ids[i]);
+	}
+	SPI_finish();
+	return n;
+}

@@ -1,0 +1,389 @@
+/*-------------------------------------------------------------------------
+ *
+ * task.c
+ *		Task creation: template resolution, context validation, and the
+ *		task, its steps and its edges written in one transaction.
+ *
+ * tasker_create_task() runs in the caller's transaction.  It resolves the
+ * template (a NULL version means the highest semantic version), validates
+ * the context against the template's JSON Schema, and inserts the task, one
+ * step per step template and one edge per dependency with set-based
+ * statements, so the cost per step is a few index insertions.  Each step
+ * starts pending with unfinished_parents set to its number of parents and
+ * next_attempt_at set, so root steps are in the ready-steps index at once.
+ *
+ * identity_key makes creation idempotent: the task row is inserted with
+ * ON CONFLICT DO NOTHING on identity_hash, so a second create with the same
+ * key (even a concurrent one, which waits for the first to commit) returns
+ * the first task's id and creates nothing.
+ *
+ * IDENTIFICATION
+ *		src/task.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "events.h"
+#include "jsonschema.h"
+#include "semver.h"
+#include "state.h"
+#include "task.h"
+
+static SPIPlanPtr versions_plan;
+static SPIPlanPtr names_plan;
+static SPIPlanPtr insert_task_plan;
+static SPIPlanPtr existing_task_plan;
+static SPIPlanPtr insert_steps_plan;
+static SPIPlanPtr insert_edges_plan;
+static SPIPlanPtr bypass_plan;
+
+/* The template a request resolved to. */
+typedef struct ResolvedTemplate
+{
+	int32		named_task_id;
+	char	   *version;
+	Jsonb	   *schema;			/* NULL when the template has none */
+} ResolvedTemplate;
+
+/*
+ * keep_plan: prepare a statement once per backend and keep it.
+ */
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare tasker statement: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/*
+ * template_names: a comma-separated list of the templates registered in a
+ * namespace (NULL when there is none), for the hint of an unknown name.
+ */
+static char *
+template_names(const char *namespace)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(namespace)};
+
+	keep_plan(&names_plan,
+			  "SELECT string_agg(DISTINCT nt.name, ', ' ORDER BY nt.name)"
+			  "  FROM tasker_named_tasks nt"
+			  "  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+			  " WHERE ns.name = $1",
+			  1, argtypes);
+	if (SPI_execute_plan(names_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list tasker templates");
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * version_list: the versions in the current result (column 2), comma
+ * separated, for the detail of an unknown version.
+ */
+static char *
+version_list(void)
+{
+	StringInfoData buf;
+	uint64		i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < SPI_processed; i++)
+		appendStringInfo(&buf, "%s%s", i ? ", " : "",
+						 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+	return buf.data;
+}
+
+/*
+ * resolve_template: find the template (namespace, name, version), where a
+ * NULL version picks the highest semantic version.  Raises UNDEFINED_OBJECT
+ * with a hint listing what is registered.
+ */
+static void
+resolve_template(const char *namespace, const char *name, const char *version,
+				 ResolvedTemplate *out)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(namespace), CStringGetTextDatum(name)};
+	int			best = -1;
+	uint64		i;
+	bool		isnull;
+	char	   *listed;
+
+	keep_plan(&versions_plan,
+			  "SELECT nt.named_task_id, nt.version::text, nt.context_schema"
+			  "  FROM tasker_named_tasks nt"
+			  "  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+			  " WHERE ns.name = $1 AND nt.name = $2"
+			  " ORDER BY nt.named_task_id",
+			  2, argtypes);
+	if (SPI_execute_plan(versions_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up tasker templates");
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		if (version != NULL ? strcmp(v, version) == 0
+			: (best < 0 || tasker_semver_compare(v, SPI_getvalue(SPI_tuptable->vals[best],
+																 SPI_tuptable->tupdesc, 2)) > 0))
+			best = (int) i;
+	}
+	if (best >= 0)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[best];
+		Datum		schema;
+
+		out->named_task_id = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		out->version = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+		schema = SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull);
+		out->schema = isnull ? NULL : DatumGetJsonbPCopy(schema);
+		return;
+	}
+
+	if (SPI_processed > 0)
+	{
+		listed = version_list();
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("task template \"%s.%s\" has no version \"%s\"",
+						namespace, name, version),
+				 errdetail("Registered versions: %s.", listed),
+				 errhint("Pass one of the registered versions, or NULL for the highest.")));
+	}
+	listed = template_names(namespace);
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("task template \"%s\" does not exist in namespace \"%s\"",
+					name, namespace),
+			 listed ? errdetail("Templates in namespace \"%s\": %s.", namespace, listed)
+			 : errdetail("Namespace \"%s\" has no templates.", namespace),
+			 errhint("Register the template with tasker_register_template first.")));
+}
+
+/*
+ * identity_hash: the value stored in tasker_tasks.identity_hash.  Without a
+ * key, a random UUID (no deduplication); with one, the SHA-256 of the
+ * namespace, template name and key, so keys are scoped to a template.
+ */
+static char *
+identity_hash(const char *namespace, const char *name, const char *key)
+{
+	pg_cryptohash_ctx *ctx;
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char	   *hex;
+	StringInfoData input;
+	int			i;
+
+	if (key == NULL)
+		return DatumGetCString(DirectFunctionCall1(uuid_out,
+												   DirectFunctionCall1(gen_random_uuid, (Datum) 0)));
+	initStringInfo(&input);
+	appendStringInfo(&input, "%s/%s/", namespace, name);
+	appendStringInfoString(&input, key);
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (uint8 *) input.data, input.len) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute the identity hash: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+
+	hex = palloc(4 + PG_SHA256_DIGEST_LENGTH * 2 + 1);
+	strcpy(hex, "key:");
+	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		sprintf(hex + 4 + i * 2, "%02x", digest[i]);
+	return hex;
+}
+
+/*
+ * insert_task: insert the task row.  Returns its id, or the id of the task
+ * that already has this identity hash (then *created is false).
+ */
+static int64
+insert_task(const TaskRequest *req, int32 named_task_id, const char *hash,
+			bool *created)
+{
+	Oid			argtypes[9] = {INT4OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID,
+	JSONBOID, JSONBOID, JSONBOID, TEXTOID};
+	Datum		values[9];
+	Oid			lookup_types[1] = {TEXTOID};
+	bool		isnull;
+
+	keep_plan(&insert_task_plan,
+			  "INSERT INTO tasker_tasks (named_task_id, requested_at, initiator,"
+			  "   source_system, reason, bypass_steps, tags, context, identity_hash)"
+			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+			  " ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id",
+			  9, argtypes);
+	values[0] = Int32GetDatum(named_task_id);
+	values[1] = TimestampTzGetDatum(req->requested_at);
+	values[2] = CStringGetTextDatum(req->initiator);
+	values[3] = CStringGetTextDatum(req->source_system);
+	values[4] = CStringGetTextDatum(req->reason);
+	values[5] = JsonbPGetDatum(req->bypass_steps);
+	values[6] = JsonbPGetDatum(req->tags);
+	values[7] = JsonbPGetDatum(req->context);
+	values[8] = CStringGetTextDatum(hash);
+	if (SPI_execute_plan(insert_task_plan, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert the tasker task");
+	*created = (SPI_processed == 1);
+	if (*created)
+		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+
+	keep_plan(&existing_task_plan,
+			  "SELECT task_id FROM tasker_tasks WHERE identity_hash = $1",
+			  1, lookup_types);
+	if (SPI_execute_plan(existing_task_plan, &values[8], NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("a task with identity key \"%s\" is being created concurrently",
+						req->identity_key),
+				 errdetail("The other task is not visible to this transaction's snapshot."),
+				 errhint("Retry the transaction.")));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * insert_steps_and_edges: one step per step template and one edge per
+ * dependency, each in a single set-based statement.
+ */
+static void
+insert_steps_and_edges(int64 task_id, int32 named_task_id)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(task_id), Int32GetDatum(named_task_id)};
+
+	keep_plan(&insert_steps_plan,
+			  "INSERT INTO tasker_workflow_steps (task_id, named_step_id, retryable,"
+			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
+			  "   next_attempt_at, results)"
+			  " SELECT $1, l.named_step_id, l.default_retryable, l.default_retry_limit,"
+			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on), now(), NULL"
+			  "   FROM tasker_named_tasks_named_steps l"
+			  "  WHERE l.named_task_id = $2 ORDER BY l.position",
+			  2, argtypes);
+	keep_plan(&insert_edges_plan,
+			  "INSERT INTO tasker_workflow_step_edges (task_id, from_step_id, to_step_id)"
+			  " SELECT $1, p.workflow_step_id, c.workflow_step_id"
+			  "   FROM tasker_named_tasks_named_steps l"
+			  "   CROSS JOIN LATERAL unnest(l.depends_on) AS d(name)"
+			  "   JOIN tasker_named_tasks_named_steps pl ON pl.named_task_id = l.named_task_id"
+			  "   JOIN tasker_named_steps pn ON pn.named_step_id = pl.named_step_id"
+			  "        AND pn.name = d.name"
+			  "   JOIN tasker_workflow_steps c ON c.task_id = $1 AND c.named_step_id = l.named_step_id"
+			  "   JOIN tasker_workflow_steps p ON p.task_id = $1 AND p.named_step_id = pl.named_step_id"
+			  "  WHERE l.named_task_id = $2",
+			  2, argtypes);
+	if (SPI_execute_plan(insert_steps_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert the tasker steps");
+	if (SPI_execute_plan(insert_edges_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert the tasker step edges");
+}
+
+/*
+ * bypass_steps: move each named step to resolved_manually (which releases
+ * its children).  An unknown name is an error.
+ */
+static void
+bypass_steps(int64 task_id, const char *task_name, ArrayType *names)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTARRAYOID};
+	Datum		values[2] = {Int64GetDatum(task_id), PointerGetDatum(names)};
+	uint64		i;
+	uint64		n;
+	SPITupleTable *found;
+	bool		isnull;
+
+	keep_plan(&bypass_plan,
+			  "SELECT b.name, s.workflow_step_id"
+			  "  FROM unnest($2::text[]) WITH ORDINALITY AS b(name, i)"
+			  "  LEFT JOIN (tasker_workflow_steps s"
+			  "        JOIN tasker_named_steps n ON n.named_step_id = s.named_step_id)"
+			  "    ON s.task_id = $1 AND n.name = b.name"
+			  " ORDER BY b.i",
+			  2, argtypes);
+	if (SPI_execute_plan(bypass_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up bypassed steps");
+	found = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		Datum		id = SPI_getbinval(found->vals[i], found->tupdesc, 2, &isnull);
+
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("task template \"%s\" has no step \"%s\"", task_name,
+							SPI_getvalue(found->vals[i], found->tupdesc, 1)),
+					 errdetail("bypass_steps names steps that start as resolved_manually."),
+					 errhint("SELECT step_names FROM tasker_templates lists the template's steps.")));
+		tasker_transition(TASKER_ENTITY_STEP, DatumGetInt64(id),
+						  TASKER_RESOLVED_MANUALLY, "{\"reason\": \"bypass_steps\"}");
+	}
+}
+
+/*
+ * tasker_create_task_internal: create a task from a request; returns its id.
+ */
+int64
+tasker_create_task_internal(const TaskRequest *req)
+{
+	ResolvedTemplate tmpl;
+	StringInfoData what;
+	char	   *hash;
+	bool		created;
+	int64		task_id;
+
+	if (!JB_ROOT_IS_OBJECT(req->context) || JB_ROOT_IS_SCALAR(req->context))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("task context must be a JSON object"),
+				 errdetail("The context given is %s.",
+						   JsonbToCString(NULL, &req->context->root, VARSIZE(req->context))),
+				 errhint("Pass the context as '{\"key\": \"value\"}'.")));
+
+	SPI_connect();
+	resolve_template(req->namespace, req->name, req->version, &tmpl);
+	if (tmpl.schema != NULL)
+	{
+		initStringInfo(&what);
+		appendStringInfo(&what, "context of task \"%s\"", req->name);
+		tasker_json_schema_validate_or_error(tmpl.schema, req->context, what.data);
+	}
+
+	hash = identity_hash(req->namespace, req->name, req->identity_key);
+	task_id = insert_task(req, tmpl.named_task_id, hash, &created);
+	if (created)
+	{
+		insert_steps_and_edges(task_id, tmpl.named_task_id);
+		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
+								 NULL, "pending", 0);
+		if (req->bypass_steps_array != NULL)
+			bypass_steps(task_id, req->name, req->bypass_steps_array);
+		tasker_wake_workers_at_commit();
+	}
+	SPI_finish();
+	return task_id;
+}

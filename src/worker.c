@@ -1,0 +1,403 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The tasker launcher and executor background workers.
+ *
+ * When the library is in shared_preload_libraries, _PG_init registers one
+ * launcher.  The launcher keeps tasker.max_workers executors running: each
+ * executor owns a slot in shared memory (pid, latch, counters), and the
+ * launcher starts a dynamic worker for every empty slot, again after the
+ * executor exits or crashes.  Executors connect to tasker.database_name,
+ * wait until the extension exists there, and then loop: claim and run a
+ * batch of ready steps in one transaction (scheduler.c), then sleep on
+ * their latch until a commit wakes them (events.c) or tasker.poll_interval
+ * passes.
+ *
+ * Executors are crash-only: an ERROR ends the process and the launcher
+ * starts another; the transaction that was running rolls back, so no step
+ * is lost or half-done.  SIGTERM ends a worker at the next interrupt check;
+ * SIGHUP reloads the configuration.
+ *
+ * IDENTIFICATION
+ *		src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "guc.h"
+#include "scheduler.h"
+#include "worker.h"
+
+#define TASKER_MAX_SLOTS 64
+
+typedef struct TaskerShared
+{
+	slock_t		mutex;
+	pid_t		launcher_pid;
+	int			nslots;
+	TaskerWorkerSlot slots[TASKER_MAX_SLOTS];
+} TaskerShared;
+
+static TaskerShared *tasker_shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static int	my_slot = -1;
+
+PGDLLEXPORT void tasker_launcher_main(Datum arg);
+PGDLLEXPORT void tasker_executor_main(Datum arg);
+
+/*
+ * tasker_shmem_request: reserve the shared state.
+ */
+static void
+tasker_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(TaskerShared)));
+}
+
+/*
+ * tasker_shmem_startup: create or attach to the shared state.
+ */
+static void
+tasker_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	tasker_shared = ShmemInitStruct("tasker", sizeof(TaskerShared), &found);
+	if (!found)
+	{
+		memset(tasker_shared, 0, sizeof(TaskerShared));
+		SpinLockInit(&tasker_shared->mutex);
+		tasker_shared->nslots = Min(tasker_max_workers, TASKER_MAX_SLOTS);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * tasker_worker_register: called from _PG_init while preloading: install
+ * the shared memory hooks and register the launcher.
+ */
+void
+tasker_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = tasker_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = tasker_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "tasker");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "tasker_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "tasker launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "tasker launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * tasker_workers_present: whether this server runs the tasker workers
+ * (the library was preloaded and the shared state exists).
+ */
+bool
+tasker_workers_present(void)
+{
+	return tasker_shared != NULL && tasker_shared->nslots > 0;
+}
+
+/*
+ * tasker_wake_workers: set the latch of every running executor.
+ */
+void
+tasker_wake_workers(void)
+{
+	int			i;
+
+	if (tasker_shared == NULL)
+		return;
+	for (i = 0; i < tasker_shared->nslots; i++)
+	{
+		Latch	   *latch = tasker_shared->slots[i].latch;
+
+		if (latch != NULL)
+			SetLatch(latch);
+	}
+}
+
+/*
+ * tasker_worker_slots: copy the slots for tasker_worker_status(); returns
+ * the number copied (0 without the workers).
+ */
+int
+tasker_worker_slots(TaskerWorkerSlot *out, int max, pid_t *launcher_pid)
+{
+	int			n;
+
+	*launcher_pid = 0;
+	if (tasker_shared == NULL)
+		return 0;
+	SpinLockAcquire(&tasker_shared->mutex);
+	n = Min(max, tasker_shared->nslots);
+	memcpy(out, tasker_shared->slots, n * sizeof(TaskerWorkerSlot));
+	*launcher_pid = tasker_shared->launcher_pid;
+	SpinLockRelease(&tasker_shared->mutex);
+	return n;
+}
+
+/*
+ * start_executor: register a dynamic executor for slot i.
+ */
+static void
+start_executor(int i)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "tasker");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "tasker_executor_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "tasker worker %d", i);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "tasker worker");
+	worker.bgw_main_arg = Int32GetDatum(i);
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start tasker worker %d", i),
+				 errhint("Raise max_worker_processes above tasker.max_workers plus the other workers of the server.")));
+	else
+	{
+		SpinLockAcquire(&tasker_shared->mutex);
+		tasker_shared->slots[i].started_at = GetCurrentTimestamp();
+		SpinLockRelease(&tasker_shared->mutex);
+	}
+}
+
+/*
+ * slot_needs_worker: a slot is empty when no live process owns it and no
+ * start was requested in the last few seconds.
+ */
+static bool
+slot_needs_worker(int i)
+{
+	TaskerWorkerSlot *slot = &tasker_shared->slots[i];
+	bool		needs;
+
+	SpinLockAcquire(&tasker_shared->mutex);
+	if (slot->pid != 0 && kill(slot->pid, 0) != 0)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+	}
+	needs = slot->pid == 0 &&
+		TimestampDifferenceExceeds(slot->started_at, GetCurrentTimestamp(), 5000);
+	SpinLockRelease(&tasker_shared->mutex);
+	return needs;
+}
+
+/*
+ * tasker_launcher_main: keep one executor per slot running.
+ */
+void
+tasker_launcher_main(Datum arg)
+{
+	int			i;
+
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	SpinLockAcquire(&tasker_shared->mutex);
+	tasker_shared->launcher_pid = MyProcPid;
+	for (i = 0; i < tasker_shared->nslots; i++)
+		tasker_shared->slots[i].started_at = 0;
+	SpinLockRelease(&tasker_shared->mutex);
+
+	while (!ShutdownRequestPending)
+	{
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		for (i = 0; i < tasker_shared->nslots; i++)
+			if (slot_needs_worker(i))
+				start_executor(i);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	proc_exit(0);
+}
+
+/*
+ * release_slot: on exit, give the slot back so the launcher can refill it.
+ */
+static void
+release_slot(int code, Datum arg)
+{
+	SpinLockAcquire(&tasker_shared->mutex);
+	if (my_slot >= 0 && tasker_shared->slots[my_slot].pid == MyProcPid)
+	{
+		tasker_shared->slots[my_slot].pid = 0;
+		tasker_shared->slots[my_slot].latch = NULL;
+		tasker_shared->slots[my_slot].state = TASKER_WORKER_STOPPED;
+	}
+	SpinLockRelease(&tasker_shared->mutex);
+	if (tasker_shared->launcher_pid != 0)
+		kill(tasker_shared->launcher_pid, SIGUSR1);
+}
+
+/*
+ * claim_slot: take slot i unless another live process holds it.
+ */
+static bool
+claim_slot(int i)
+{
+	TaskerWorkerSlot *slot = &tasker_shared->slots[i];
+	bool		ok;
+
+	SpinLockAcquire(&tasker_shared->mutex);
+	ok = (slot->pid == 0 || slot->pid == MyProcPid || kill(slot->pid, 0) != 0);
+	if (ok)
+	{
+		slot->pid = MyProcPid;
+		slot->latch = MyLatch;
+		slot->state = TASKER_WORKER_STARTING;
+		slot->steps_run = 0;
+		slot->last_activity = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&tasker_shared->mutex);
+	return ok;
+}
+
+/*
+ * set_slot_state: publish what this executor is doing.
+ */
+static void
+set_slot_state(TaskerWorkerState state, int steps)
+{
+	SpinLockAcquire(&tasker_shared->mutex);
+	tasker_shared->slots[my_slot].state = state;
+	tasker_shared->slots[my_slot].steps_run += steps;
+	if (steps > 0 || state == TASKER_WORKER_RUNNING)
+		tasker_shared->slots[my_slot].last_activity = GetCurrentTimestamp();
+	SpinLockRelease(&tasker_shared->mutex);
+}
+
+/*
+ * extension_ready: whether the extension exists in this database (looked
+ * up in a short transaction of its own).
+ */
+static bool
+extension_ready(void)
+{
+	bool		ready;
+
+	StartTransactionCommand();
+	ready = OidIsValid(get_extension_oid("tasker", true));
+	CommitTransactionCommand();
+	return ready;
+}
+
+/*
+ * run_one_batch: one transaction that claims and runs up to batch_size
+ * ready steps.  Returns the number of steps run.
+ */
+static int
+run_one_batch(void)
+{
+	int			n;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "tasker: running steps");
+	n = tasker_run_ready_steps(0, tasker_batch_size);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return n;
+}
+
+/*
+ * tasker_executor_main: the executor loop.
+ */
+void
+tasker_executor_main(Datum arg)
+{
+	my_slot = DatumGetInt32(arg);
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	if (my_slot < 0 || my_slot >= tasker_shared->nslots || !claim_slot(my_slot))
+		proc_exit(0);
+	before_shmem_exit(release_slot, (Datum) 0);
+
+	BackgroundWorkerInitializeConnection(tasker_database_name, NULL, 0);
+	pgstat_report_appname("tasker worker");
+
+	for (;;)
+	{
+		int			ran = 0;
+		bool		ready;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		ready = tasker_enabled && extension_ready();
+		if (ready)
+		{
+			set_slot_state(TASKER_WORKER_RUNNING, 0);
+			ran = run_one_batch();
+		}
+		set_slot_state(!tasker_enabled ? TASKER_WORKER_PAUSED :
+					   ready ? TASKER_WORKER_IDLE : TASKER_WORKER_WAITING, ran);
+
+		/* A full batch suggests more work: go again without sleeping. */
+		if (ran >= tasker_batch_size)
+			continue;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 tasker_poll_interval, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
