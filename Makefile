@@ -7,14 +7,16 @@ OBJS = \
 	src/guc.o \
 	src/state.o \
 	src/events.o \
-	src/api.o
+	src/api.o \
+	src/jsonschema.o
 
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # The numbered list is the schedule: pg_regress runs the files in this order.
 REGRESS = \
 	001_install \
-	002_state_walk
+	002_state_walk \
+	020_json_schema
 
 PG_CONFIG ?= pg_config
 

@@ -368,3 +368,14 @@ AS 'MODULE_PATHNAME', 'tasker_allowed_transitions_sql'
 LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION tasker_allowed_transitions(text) IS
     'The transitions the state machine of ''task'' or ''step'' allows';
+
+/* ------------------------------------------------------------------------
+ * JSON Schema (src/jsonschema.c)
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION tasker_validate_json(schema jsonb, instance jsonb)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'tasker_validate_json_sql'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION tasker_validate_json(jsonb, jsonb) IS
+    'Every violation of a JSON Schema by a jsonb value, one message per element, each starting with the value''s path; empty when the value conforms';

@@ -13,16 +13,20 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "jsonschema.h"
 #include "state.h"
 
 PG_FUNCTION_INFO_V1(tasker_transition_task_sql);
 PG_FUNCTION_INFO_V1(tasker_transition_step_sql);
 PG_FUNCTION_INFO_V1(tasker_allowed_transitions_sql);
+PG_FUNCTION_INFO_V1(tasker_validate_json_sql);
 
 /*
  * transition_sql: shared body of the two transition wrappers.
@@ -104,4 +108,27 @@ tasker_allowed_transitions_sql(PG_FUNCTION_ARGS)
 								 values, nulls);
 		}
 	PG_RETURN_NULL();
+}
+
+/*
+ * tasker_validate_json(schema jsonb, instance jsonb): every violation of the
+ * schema by the instance, as a text array that is empty when it conforms.
+ */
+Datum
+tasker_validate_json_sql(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
+	Jsonb	   *instance = PG_GETARG_JSONB_P(1);
+	List	   *violations = tasker_json_schema_violations(schema, instance);
+	Datum	   *elems;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (violations == NIL)
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
+	elems = palloc(list_length(violations) * sizeof(Datum));
+	foreach(lc, violations)
+		elems[i++] = CStringGetTextDatum((const char *) lfirst(lc));
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, i, TEXTOID, -1, false,
+										  TYPALIGN_INT));
 }
