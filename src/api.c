@@ -27,6 +27,7 @@ PG_FUNCTION_INFO_V1(tasker_transition_task_sql);
 PG_FUNCTION_INFO_V1(tasker_transition_step_sql);
 PG_FUNCTION_INFO_V1(tasker_allowed_transitions_sql);
 PG_FUNCTION_INFO_V1(tasker_validate_json_sql);
+PG_FUNCTION_INFO_V1(tasker_json_schema_assert_sql);
 
 /*
  * transition_sql: shared body of the two transition wrappers.
@@ -131,4 +132,19 @@ tasker_validate_json_sql(PG_FUNCTION_ARGS)
 		elems[i++] = CStringGetTextDatum((const char *) lfirst(lc));
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, i, TEXTOID, -1, false,
 										  TYPALIGN_INT));
+}
+
+/*
+ * tasker_json_schema_assert_sql(schema jsonb, instance jsonb, what text):
+ * a test hook that shows the error task creation raises for a context that
+ * breaks its schema.  The install script does not declare it; the
+ * pg_regress file sql/020_json_schema.sql does, in pg_temp.
+ */
+Datum
+tasker_json_schema_assert_sql(PG_FUNCTION_ARGS)
+{
+	tasker_json_schema_validate_or_error(PG_GETARG_JSONB_P(0),
+										 PG_GETARG_JSONB_P(1),
+										 text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	PG_RETURN_VOID();
 }
