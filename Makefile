@@ -13,6 +13,7 @@ OBJS = \
 	src/scheduler.o \
 	src/control.o \
 	src/worker.o \
+	src/jsonschema.o \
 	src/api.o
 
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
@@ -20,7 +21,8 @@ DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 # The numbered list is the schedule: pg_regress runs the files in this order.
 REGRESS = \
 	001_install \
-	002_state_walk
+	002_state_walk \
+	020_json_schema
 
 PG_CONFIG ?= pg_config
 

@@ -451,3 +451,13 @@ AS 'MODULE_PATHNAME', 'tasker_retry_error_sql'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION tasker_retry_error(text, integer) IS
     'Raise from a step handler: the attempt fails and the retry waits the given seconds (SQLSTATE TK002)';
+/* ------------------------------------------------------------------------
+ * JSON Schema (src/jsonschema.c)
+ * ------------------------------------------------------------------------ */
+
+CREATE FUNCTION tasker_validate_json(schema jsonb, instance jsonb)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'tasker_validate_json_sql'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION tasker_validate_json(jsonb, jsonb) IS
+    'Every violation of a JSON Schema by a jsonb value, one message per element, each starting with the value''s path; empty when the value conforms';

@@ -13,20 +13,18 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-
-#include "catalog/pg_type.h"
-#include "commands/async.h"
-#include "executor/spi.h"
-#include "utils/array.h"
 #include "utils/timestamp.h"
 
 #include "control.h"
 #include "events.h"
 #include "handler.h"
+#include "jsonschema.h"
 #include "state.h"
 #include "task.h"
 #include "worker.h"
@@ -44,6 +42,8 @@ PG_FUNCTION_INFO_V1(tasker_wait_for_task_sql);
 PG_FUNCTION_INFO_V1(tasker_worker_status_sql);
 PG_FUNCTION_INFO_V1(tasker_permanent_error_sql);
 PG_FUNCTION_INFO_V1(tasker_retry_error_sql);
+PG_FUNCTION_INFO_V1(tasker_validate_json_sql);
+PG_FUNCTION_INFO_V1(tasker_json_schema_assert_sql);
 
 /*
  * transition_sql: shared body of the two transition wrappers.
@@ -364,5 +364,43 @@ tasker_retry_error_sql(PG_FUNCTION_ARGS)
 			 errmsg("%s", message),
 			 seconds >= 0 ? errdetail("The step handler asked for a retry after %d seconds.", seconds)
 			 : errdetail("The step handler asked for a retry.")));
+	PG_RETURN_VOID();
+}
+
+/*
+ * tasker_validate_json(schema jsonb, instance jsonb): every violation of the
+ * schema by the instance, as a text array that is empty when it conforms.
+ */
+Datum
+tasker_validate_json_sql(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
+	Jsonb	   *instance = PG_GETARG_JSONB_P(1);
+	List	   *violations = tasker_json_schema_violations(schema, instance);
+	Datum	   *elems;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (violations == NIL)
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
+	elems = palloc(list_length(violations) * sizeof(Datum));
+	foreach(lc, violations)
+		elems[i++] = CStringGetTextDatum((const char *) lfirst(lc));
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, i, TEXTOID, -1, false,
+										  TYPALIGN_INT));
+}
+
+/*
+ * tasker_json_schema_assert_sql(schema jsonb, instance jsonb, what text):
+ * a test hook that shows the error task creation raises for a context that
+ * breaks its schema.  The install script does not declare it; the
+ * pg_regress file sql/020_json_schema.sql does, in pg_temp.
+ */
+Datum
+tasker_json_schema_assert_sql(PG_FUNCTION_ARGS)
+{
+	tasker_json_schema_validate_or_error(PG_GETARG_JSONB_P(0),
+										 PG_GETARG_JSONB_P(1),
+										 text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	PG_RETURN_VOID();
 }

@@ -22,6 +22,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/regproc.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
