@@ -18,6 +18,7 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -156,12 +157,27 @@ required_text(FunctionCallInfo fcinfo, int n, const char *name)
 static Jsonb *
 text_array_to_jsonb(ArrayType *arr, const char *name)
 {
+	Datum	   *elems;
+	int			n;
+	int			i;
+	StringInfoData buf;
+
 	if (array_contains_nulls(arr))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not contain NULL", name),
 				 errhint("Remove the NULL elements.")));
-	return DatumGetJsonbP(DirectFunctionCall1(to_jsonb, PointerGetDatum(arr)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &n);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		escape_json(&buf, TextDatumGetCString(elems[i]));
+	}
+	appendStringInfoChar(&buf, ']');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
 /*

@@ -267,7 +267,7 @@ count_unfinished(TaskerEntity entity, int64 id)
 							" WHERE e.to_step_id = $1"
 							"   AND p.current_state NOT IN ('complete', 'resolved_manually')",
 							1, argtypes);
-	exec_plan(plan, values, NULL, true, SPI_OK_SELECT);
+	exec_plan(plan, values, NULL, false, SPI_OK_SELECT);
 	return get_int(1);
 }
 

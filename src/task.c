@@ -324,7 +324,7 @@ bypass_steps(int64 task_id, const char *task_name, ArrayType *names)
 			  "    ON s.task_id = $1 AND n.name = b.name"
 			  " ORDER BY b.i",
 			  2, argtypes);
-	if (SPI_execute_plan(bypass_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(bypass_plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up bypassed steps");
 	found = SPI_tuptable;
 	n = SPI_processed;
