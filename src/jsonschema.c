@@ -39,6 +39,11 @@
 
 #include "jsonschema.h"
 
+/* What check_keyword() says "type" must be */
+#define TYPE_NAMES_WANTED \
+	"one of object, array, string, number, integer, boolean and null, " \
+	"or a non-empty array of them"
+
 /* Quoted values longer than this many characters are cut and end in "..." */
 #define QUOTE_MAX_CHARS 60
 
@@ -81,7 +86,7 @@ typedef struct Keyword
 {
 	const char *name;
 	KeywordValue value;
-	ApplyFn		apply;			/* NULL: ignored, or applied by a sibling */
+	ApplyFn		apply;			/* NULL: ignored, or applied by sibling */
 } Keyword;
 
 static void validate_value(Validation *v, const JsonbValue *schema,
@@ -1182,6 +1187,18 @@ is_count(const JsonbValue *val)
 }
 
 /*
+ * is_positive: whether a value is a number above zero.
+ */
+static bool
+is_positive(const JsonbValue *val)
+{
+	return val->type == jbvNumeric &&
+		DatumGetBool(DirectFunctionCall2(numeric_gt,
+										 NumericGetDatum(val->val.numeric),
+										 NumericGetDatum(int64_to_numeric(0))));
+}
+
+/*
  * is_type_name: whether a value is one of the seven type names.
  */
 static bool
@@ -1324,11 +1341,8 @@ check_keyword(const Keyword *k, const JsonbValue *val, JsonbContainer *schema,
 			check_limit(k, val, schema, path);
 			break;
 		case KV_POSITIVE:
-			require(val->type == jbvNumeric &&
-					DatumGetBool(DirectFunctionCall2(numeric_gt,
-												   NumericGetDatum(val->val.numeric),
-												   NumericGetDatum(int64_to_numeric(0)))),
-					path, k->name, "a number greater than 0", val);
+			require(is_positive(val), path, k->name,
+					"a number greater than 0", val);
 			break;
 		case KV_COUNT:
 			require(is_count(val), path, k->name,
@@ -1345,9 +1359,7 @@ check_keyword(const Keyword *k, const JsonbValue *val, JsonbContainer *schema,
 			require(is_type_name(val) ||
 					(is_array(val) && container_size(val) > 0 &&
 					 all_elements(val, is_type_name)),
-					path, k->name,
-					"one of object, array, string, number, integer, boolean and null, or a non-empty array of them",
-					val);
+					path, k->name, TYPE_NAMES_WANTED, val);
 			break;
 		case KV_PATTERN:
 			check_pattern(val, path);
