@@ -773,11 +773,14 @@ apply_max_items(Validation *v, const JsonbValue *kw, const JsonbValue *inst,
 /*
  * apply_unique_items: with true, no element may equal an earlier one; each
  * duplicate is reported at its own path, naming the first equal element.
+ * The elements are fetched once, so the quadratic comparison allocates
+ * nothing per pair.
  */
 static void
 apply_unique_items(Validation *v, const JsonbValue *kw,
 				   const JsonbValue *inst, JsonbContainer *schema)
 {
+	JsonbValue **elems;
 	int			n;
 	int			i;
 	int			j;
@@ -785,22 +788,25 @@ apply_unique_items(Validation *v, const JsonbValue *kw,
 	if (!kw->val.boolean || !is_array(inst))
 		return;
 	n = container_size(inst);
+	elems = palloc(Max(n, 1) * sizeof(JsonbValue *));
+	for (i = 0; i < n; i++)
+		elems[i] = array_element(inst, i);
 	for (i = 1; i < n; i++)
 	{
-		JsonbValue *elem = array_element(inst, i);
-
+		CHECK_FOR_INTERRUPTS();
 		for (j = 0; j < i; j++)
-			if (json_equal(elem, array_element(inst, j)))
+			if (json_equal(elems[i], elems[j]))
 			{
 				int			saved = v->path.len;
 
 				appendStringInfo(&v->path, "[%d]", i);
 				add_violation(v, "%s duplicates item %d",
-							  quote_value(elem), j);
+							  quote_value(elems[i]), j);
 				truncate_path(&v->path, saved);
 				break;
 			}
 	}
+	pfree(elems);
 }
 
 /* ----------------------------------------------------------------
@@ -1144,6 +1150,33 @@ find_keyword(const JsonbValue *key)
 }
 
 /*
+ * keyword_list: the names of the annotation keywords, or of the others, as
+ * "a, b and c" in table order.
+ */
+static char *
+keyword_list(bool annotations)
+{
+	StringInfoData buf;
+	int			left = 0;
+	int			i;
+
+	for (i = 0; i < (int) lengthof(keywords); i++)
+		if ((keywords[i].value == KV_ANNOTATION) == annotations)
+			left++;
+	initStringInfo(&buf);
+	for (i = 0; i < (int) lengthof(keywords); i++)
+	{
+		if ((keywords[i].value == KV_ANNOTATION) != annotations)
+			continue;
+		appendStringInfoString(&buf, keywords[i].name);
+		left--;
+		if (left > 0)
+			appendStringInfoString(&buf, left == 1 ? " and " : ", ");
+	}
+	return buf.data;
+}
+
+/*
  * unsupported_keyword: raise FEATURE_NOT_SUPPORTED for a schema key tasker
  * does not implement; ignoring it would accept contexts the author meant
  * to reject.
@@ -1156,7 +1189,8 @@ unsupported_keyword(const JsonbValue *key, StringInfo path)
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("JSON Schema keyword \"%.*s\" at %s is not supported",
 					key->val.string.len, key->val.string.val, path->data),
-			 errdetail("tasker validates type, enum, const, required, properties, additionalProperties, minProperties, maxProperties, items, additionalItems, minItems, maxItems, uniqueItems, minLength, maxLength, pattern, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, allOf, anyOf, oneOf and not, and ignores $schema, $id, $comment, title, description, default and examples."),
+			 errdetail("tasker validates %s, and ignores %s.",
+					   keyword_list(false), keyword_list(true)),
 			 errhint("Remove the keyword or express the constraint with supported keywords.")));
 }
 
