@@ -39,6 +39,11 @@
 
 #include "jsonschema.h"
 
+/* What check_keyword() says "type" must be */
+#define TYPE_NAMES_WANTED \
+	"one of object, array, string, number, integer, boolean and null, " \
+	"or a non-empty array of them"
+
 /* Quoted values longer than this many characters are cut and end in "..." */
 #define QUOTE_MAX_CHARS 60
 
@@ -81,7 +86,7 @@ typedef struct Keyword
 {
 	const char *name;
 	KeywordValue value;
-	ApplyFn		apply;			/* NULL: ignored, or applied by a sibling */
+	ApplyFn		apply;			/* NULL: ignored, or applied by sibling */
 } Keyword;
 
 static void validate_value(Validation *v, const JsonbValue *schema,
@@ -768,11 +773,14 @@ apply_max_items(Validation *v, const JsonbValue *kw, const JsonbValue *inst,
 /*
  * apply_unique_items: with true, no element may equal an earlier one; each
  * duplicate is reported at its own path, naming the first equal element.
+ * The elements are fetched once, so the quadratic comparison allocates
+ * nothing per pair.
  */
 static void
 apply_unique_items(Validation *v, const JsonbValue *kw,
 				   const JsonbValue *inst, JsonbContainer *schema)
 {
+	JsonbValue **elems;
 	int			n;
 	int			i;
 	int			j;
@@ -780,22 +788,25 @@ apply_unique_items(Validation *v, const JsonbValue *kw,
 	if (!kw->val.boolean || !is_array(inst))
 		return;
 	n = container_size(inst);
+	elems = palloc(Max(n, 1) * sizeof(JsonbValue *));
+	for (i = 0; i < n; i++)
+		elems[i] = array_element(inst, i);
 	for (i = 1; i < n; i++)
 	{
-		JsonbValue *elem = array_element(inst, i);
-
+		CHECK_FOR_INTERRUPTS();
 		for (j = 0; j < i; j++)
-			if (json_equal(elem, array_element(inst, j)))
+			if (json_equal(elems[i], elems[j]))
 			{
 				int			saved = v->path.len;
 
 				appendStringInfo(&v->path, "[%d]", i);
 				add_violation(v, "%s duplicates item %d",
-							  quote_value(elem), j);
+							  quote_value(elems[i]), j);
 				truncate_path(&v->path, saved);
 				break;
 			}
 	}
+	pfree(elems);
 }
 
 /* ----------------------------------------------------------------
@@ -1139,6 +1150,33 @@ find_keyword(const JsonbValue *key)
 }
 
 /*
+ * keyword_list: the names of the annotation keywords, or of the others, as
+ * "a, b and c" in table order.
+ */
+static char *
+keyword_list(bool annotations)
+{
+	StringInfoData buf;
+	int			left = 0;
+	int			i;
+
+	for (i = 0; i < (int) lengthof(keywords); i++)
+		if ((keywords[i].value == KV_ANNOTATION) == annotations)
+			left++;
+	initStringInfo(&buf);
+	for (i = 0; i < (int) lengthof(keywords); i++)
+	{
+		if ((keywords[i].value == KV_ANNOTATION) != annotations)
+			continue;
+		appendStringInfoString(&buf, keywords[i].name);
+		left--;
+		if (left > 0)
+			appendStringInfoString(&buf, left == 1 ? " and " : ", ");
+	}
+	return buf.data;
+}
+
+/*
  * unsupported_keyword: raise FEATURE_NOT_SUPPORTED for a schema key tasker
  * does not implement; ignoring it would accept contexts the author meant
  * to reject.
@@ -1151,7 +1189,8 @@ unsupported_keyword(const JsonbValue *key, StringInfo path)
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("JSON Schema keyword \"%.*s\" at %s is not supported",
 					key->val.string.len, key->val.string.val, path->data),
-			 errdetail("tasker validates type, enum, const, required, properties, additionalProperties, minProperties, maxProperties, items, additionalItems, minItems, maxItems, uniqueItems, minLength, maxLength, pattern, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, allOf, anyOf, oneOf and not, and ignores $schema, $id, $comment, title, description, default and examples."),
+			 errdetail("tasker validates %s, and ignores %s.",
+					   keyword_list(false), keyword_list(true)),
 			 errhint("Remove the keyword or express the constraint with supported keywords.")));
 }
 
@@ -1179,6 +1218,18 @@ is_count(const JsonbValue *val)
 	if (val->type != jbvNumeric || !is_integer(val->val.numeric))
 		return false;
 	return numeric_int4_opt_error(val->val.numeric, &error) >= 0 && !error;
+}
+
+/*
+ * is_positive: whether a value is a number above zero.
+ */
+static bool
+is_positive(const JsonbValue *val)
+{
+	return val->type == jbvNumeric &&
+		DatumGetBool(DirectFunctionCall2(numeric_gt,
+										 NumericGetDatum(val->val.numeric),
+										 NumericGetDatum(int64_to_numeric(0))));
 }
 
 /*
@@ -1324,11 +1375,8 @@ check_keyword(const Keyword *k, const JsonbValue *val, JsonbContainer *schema,
 			check_limit(k, val, schema, path);
 			break;
 		case KV_POSITIVE:
-			require(val->type == jbvNumeric &&
-					DatumGetBool(DirectFunctionCall2(numeric_gt,
-												   NumericGetDatum(val->val.numeric),
-												   NumericGetDatum(int64_to_numeric(0)))),
-					path, k->name, "a number greater than 0", val);
+			require(is_positive(val), path, k->name,
+					"a number greater than 0", val);
 			break;
 		case KV_COUNT:
 			require(is_count(val), path, k->name,
@@ -1345,9 +1393,7 @@ check_keyword(const Keyword *k, const JsonbValue *val, JsonbContainer *schema,
 			require(is_type_name(val) ||
 					(is_array(val) && container_size(val) > 0 &&
 					 all_elements(val, is_type_name)),
-					path, k->name,
-					"one of object, array, string, number, integer, boolean and null, or a non-empty array of them",
-					val);
+					path, k->name, TYPE_NAMES_WANTED, val);
 			break;
 		case KV_PATTERN:
 			check_pattern(val, path);

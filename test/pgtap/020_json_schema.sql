@@ -3,7 +3,7 @@
 -- of every violation; then paths, malformed schemas and unsupported
 -- keywords.
 BEGIN;
-SELECT plan(115);
+SELECT plan(117);
 
 -- The function itself.
 SELECT has_function('tasker_validate_json', ARRAY['jsonb', 'jsonb']);
@@ -215,6 +215,22 @@ SELECT is(tasker_validate_json('{"properties": {"1st": false, "say \"hi\"": fals
           'keys that are not identifiers are quoted');
 SELECT is(tasker_validate_json('{"type": "integer"}', to_jsonb(repeat('ab', 50))),
           ARRAY['$: "' || repeat('ab', 28) || '... is not of type integer'], 'long values are cut at 60 characters');
+
+-- the examples in docs/json-schema.md
+SELECT is(tasker_validate_json(
+  '{"type": "object",
+    "required": ["order_id"],
+    "properties": {
+      "customer": {"properties": {"email": {"pattern": "^[^@]+@[^@]+$"}}},
+      "items": {"items": {"properties": {"qty": {"type": "integer", "minimum": 1}}}}}}',
+  '{"customer": {"email": "abc"}, "items": [{"qty": 1}, {"qty": 2}, {"qty": 0}]}'),
+          ARRAY['$: required property "order_id" is missing',
+                '$.items[2].qty: 0 is less than the minimum 1',
+                '$.customer.email: "abc" does not match pattern "^[^@]+@[^@]+$"'],
+          'the first example of the documentation');
+SELECT is(tasker_validate_json('{"items": {"pattern": "\\ycat\\y"}}', '["a cat", "concatenate"]'),
+          ARRAY['$[1]: "concatenate" does not match pattern "\\ycat\\y"'],
+          'pattern: \y is a word boundary, as documented');
 
 -- malformed schemas: 22023 naming the schema path
 SELECT throws_ok($$SELECT tasker_validate_json('{"properties": {"qty": {"minimum": "x"}}}', '1')$$,
