@@ -341,17 +341,18 @@ tasker_run_task(int64 task_id, int64 timeout_ms)
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
-		state = task_state(task_id);
+		state = peek_task_state(task_id);
 		if (is_final(state))
 			break;
 		if (tasker_run_ready_steps(task_id, tasker_batch_size) > 0)
 			continue;
 		due = next_due_ms(task_id);
-		if (due < 0 || GetCurrentTimestamp() + due * 1000 > deadline)
+		if (due < 0 || GetCurrentTimestamp() + Max(due, 10) * 1000 > deadline)
 			break;
-		sleep_ms(due);
+		/* A due step that could not be claimed is locked by a worker. */
+		sleep_ms(Max(due, 10));
 	}
-	state = task_state(task_id);
+	state = peek_task_state(task_id);
 	SPI_finish();
 	return tasker_state_name(state);
 }

@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "compat.h"
@@ -35,11 +36,19 @@ int			tasker_max_backoff = 300;
 void
 tasker_define_gucs(void)
 {
+	/*
+	 * Settings that size the workers can change only at server start; a
+	 * library loaded later (no preload, so no workers) may not define
+	 * PGC_POSTMASTER settings, and there they have no effect anyway.
+	 */
+	GucContext	at_start = process_shared_preload_libraries_in_progress ?
+		PGC_POSTMASTER : PGC_SIGHUP;
+
 	DefineCustomStringVariable("tasker.database_name",
 							   "Database in which the tasker workers run tasks.",
 							   "The extension must be created in this database.",
 							   &tasker_database_name, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   at_start, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("tasker.enabled",
 							 "Whether the tasker workers run steps.",
 							 "Off pauses execution without a restart; tasks can still be created.",
@@ -49,7 +58,7 @@ tasker_define_gucs(void)
 							"Number of tasker executor workers.",
 							"Each takes a background worker slot (max_worker_processes).",
 							&tasker_max_workers, 2, 0, 64,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							at_start, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("tasker.batch_size",
 							"Most steps a worker claims and runs in one transaction.",
 							NULL,

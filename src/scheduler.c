@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "guc.h"
 #include "handler.h"
@@ -105,8 +106,9 @@ col(uint64 i, int n, bool *isnull)
 static int
 claim_steps(int64 task_id, int limit, ClaimedStep **out)
 {
-	Oid			argtypes[2] = {INT4OID, INT8OID};
-	Datum		values[2] = {Int32GetDatum(limit), Int64GetDatum(task_id)};
+	Oid			argtypes[3] = {INT4OID, INT8OID, TIMESTAMPTZOID};
+	Datum		values[3] = {Int32GetDatum(limit), Int64GetDatum(task_id),
+	TimestampTzGetDatum(GetCurrentTimestamp())};
 	ClaimedStep *steps;
 	uint64		i;
 	bool		isnull;
@@ -135,14 +137,14 @@ claim_steps(int64 task_id, int limit, ClaimedStep **out)
 			 " WHERE s.current_state IN ('pending', 'error')"
 			 "   AND s.unfinished_parents = 0"
 			 "   AND s.next_attempt_at IS NOT NULL"
-			 "   AND s.next_attempt_at <= now()"
+			 "   AND s.next_attempt_at <= $3"
 			 "   AND ($2 = 0 OR s.task_id = $2)"
 			 "   AND t.current_state IN ('pending', 'in_progress')"
 			 "   AND l.handler_function IS NOT NULL"
 			 " ORDER BY s.next_attempt_at, s.workflow_step_id"
 			 " LIMIT $1"
 			 " FOR UPDATE OF s SKIP LOCKED",
-			 2, argtypes),
+			 3, argtypes),
 		values, SPI_OK_SELECT);
 
 	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
@@ -313,7 +315,7 @@ record_failure(ClaimedStep *c, StepOutcome *o)
 			 "UPDATE tasker_workflow_steps"
 			 "   SET retryable = $3,"
 			 "       next_attempt_at = CASE WHEN $2 >= 0"
-			 "           THEN now() + $2 * interval '1 millisecond' END,"
+			 "           THEN clock_timestamp() + $2 * interval '1 millisecond' END,"
 			 "       backoff_request_seconds = CASE WHEN $2 >= 0"
 			 "           THEN ceil($2 / 1000.0)::integer END"
 			 " WHERE workflow_step_id = $1",
