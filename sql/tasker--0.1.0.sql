@@ -461,3 +461,248 @@ AS 'MODULE_PATHNAME', 'tasker_validate_json_sql'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION tasker_validate_json(jsonb, jsonb) IS
     'Every violation of a JSON Schema by a jsonb value, one message per element, each starting with the value''s path; empty when the value conforms';
+
+/* ---- readiness, execution context and the DAG (plain SQL) ---- */
+
+CREATE FUNCTION tasker_step_readiness_status(task_ids bigint[],
+                                             as_of timestamptz DEFAULT now())
+RETURNS TABLE (workflow_step_id bigint, task_id bigint, named_step_id integer,
+               name text, current_state text, dependencies_satisfied boolean,
+               retry_eligible boolean, ready_for_execution boolean,
+               last_failure_at timestamptz, next_retry_at timestamptz,
+               total_parents integer, completed_parents integer,
+               attempts integer, retry_limit integer,
+               backoff_request_seconds integer, last_attempted_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    SELECT s.workflow_step_id, s.task_id, s.named_step_id, n.name::text,
+           s.current_state::text,
+           p.total = p.done,
+           s.attempts = 0 OR (s.retryable AND s.attempts < s.retry_limit),
+           s.current_state IN ('pending', 'error')
+             AND NOT s.processed AND NOT s.in_process
+             AND p.total = p.done
+             AND (s.attempts = 0 OR (s.retryable AND s.attempts < s.retry_limit))
+             AND s.next_attempt_at IS NOT NULL AND s.next_attempt_at <= as_of,
+           lf.created_at,
+           CASE WHEN s.current_state = 'error' THEN s.next_attempt_at END,
+           p.total::integer, p.done::integer, s.attempts, s.retry_limit,
+           s.backoff_request_seconds, s.last_attempted_at
+      FROM @extschema@.tasker_workflow_steps s
+      JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS total,
+                  count(*) FILTER (WHERE ps.current_state IN ('complete', 'resolved_manually')) AS done
+             FROM @extschema@.tasker_workflow_step_edges e
+             JOIN @extschema@.tasker_workflow_steps ps ON ps.workflow_step_id = e.from_step_id
+            WHERE e.to_step_id = s.workflow_step_id) p
+      LEFT JOIN @extschema@.tasker_workflow_step_transitions lf
+             ON lf.workflow_step_id = s.workflow_step_id AND lf.most_recent
+            AND lf.to_state = 'error'
+     WHERE s.task_id = ANY (task_ids)
+     ORDER BY s.task_id, s.workflow_step_id
+$$;
+COMMENT ON FUNCTION tasker_step_readiness_status(bigint[], timestamptz) IS
+    'Readiness of every step of the given tasks as of a time (the Ruby get_step_readiness_status_batch, with its defects fixed)';
+
+CREATE FUNCTION tasker_step_readiness_status(task_id bigint,
+                                             step_ids bigint[] DEFAULT NULL,
+                                             as_of timestamptz DEFAULT now())
+RETURNS TABLE (workflow_step_id bigint, task_id bigint, named_step_id integer,
+               name text, current_state text, dependencies_satisfied boolean,
+               retry_eligible boolean, ready_for_execution boolean,
+               last_failure_at timestamptz, next_retry_at timestamptz,
+               total_parents integer, completed_parents integer,
+               attempts integer, retry_limit integer,
+               backoff_request_seconds integer, last_attempted_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    SELECT r.*
+      FROM @extschema@.tasker_step_readiness_status(ARRAY[$1], $3) r
+     WHERE $2 IS NULL OR r.workflow_step_id = ANY ($2)
+$$;
+COMMENT ON FUNCTION tasker_step_readiness_status(bigint, bigint[], timestamptz) IS
+    'Readiness of the steps of one task (all, or those in step_ids) as of a time (the Ruby get_step_readiness_status)';
+
+CREATE FUNCTION tasker_task_execution_context(task_ids bigint[],
+                                              as_of timestamptz DEFAULT now())
+RETURNS TABLE (task_id bigint, named_task_id integer, status text,
+               total_steps bigint, pending_steps bigint, in_progress_steps bigint,
+               completed_steps bigint, failed_steps bigint, ready_steps bigint,
+               execution_status text, recommended_action text,
+               completion_percentage numeric, health_status text)
+LANGUAGE sql STABLE
+AS $$
+    WITH counts AS (
+        SELECT t.task_id, t.named_task_id, t.current_state::text AS status,
+               count(r.workflow_step_id) AS total,
+               count(*) FILTER (WHERE r.current_state = 'pending') AS pending,
+               count(*) FILTER (WHERE r.current_state = 'in_progress') AS in_progress,
+               count(*) FILTER (WHERE r.current_state IN ('complete', 'resolved_manually')) AS completed,
+               count(*) FILTER (WHERE r.current_state = 'error') AS failed,
+               count(*) FILTER (WHERE r.ready_for_execution) AS ready,
+               count(*) FILTER (WHERE r.current_state = 'error' AND NOT r.retry_eligible) AS blocked
+          FROM @extschema@.tasker_tasks t
+          LEFT JOIN @extschema@.tasker_step_readiness_status($1, $2) r ON r.task_id = t.task_id
+         WHERE t.task_id = ANY ($1)
+         GROUP BY t.task_id, t.named_task_id, t.current_state)
+    SELECT task_id, named_task_id, status, total, pending, in_progress,
+           completed, failed, ready,
+           CASE WHEN ready > 0 THEN 'has_ready_steps'
+                WHEN in_progress > 0 THEN 'processing'
+                WHEN blocked > 0 THEN 'blocked_by_failures'
+                WHEN completed = total AND total > 0 THEN 'all_complete'
+                ELSE 'waiting_for_dependencies' END,
+           CASE WHEN ready > 0 THEN 'execute_ready_steps'
+                WHEN in_progress > 0 THEN 'wait_for_completion'
+                WHEN blocked > 0 THEN 'handle_failures'
+                WHEN completed = total AND total > 0 THEN 'finalize_task'
+                ELSE 'wait_for_dependencies' END,
+           CASE WHEN total = 0 THEN 0.0
+                ELSE round(completed::numeric / total * 100, 2) END,
+           CASE WHEN failed = 0 THEN 'healthy'
+                WHEN ready > 0 THEN 'recovering'
+                WHEN blocked > 0 THEN 'blocked'
+                ELSE 'recovering' END
+      FROM counts
+     ORDER BY task_id
+$$;
+COMMENT ON FUNCTION tasker_task_execution_context(bigint[], timestamptz) IS
+    'Step counts, execution status, recommended action and health of the given tasks (the Ruby get_task_execution_contexts_batch)';
+
+CREATE FUNCTION tasker_task_execution_context(task_id bigint,
+                                              as_of timestamptz DEFAULT now())
+RETURNS TABLE (task_id bigint, named_task_id integer, status text,
+               total_steps bigint, pending_steps bigint, in_progress_steps bigint,
+               completed_steps bigint, failed_steps bigint, ready_steps bigint,
+               execution_status text, recommended_action text,
+               completion_percentage numeric, health_status text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT * FROM @extschema@.tasker_task_execution_context(ARRAY[$1], $2)
+$$;
+COMMENT ON FUNCTION tasker_task_execution_context(bigint, timestamptz) IS
+    'Step counts, execution status, recommended action and health of one task (the Ruby get_task_execution_context)';
+
+CREATE FUNCTION tasker_dependency_levels(task_id bigint)
+RETURNS TABLE (workflow_step_id bigint, dependency_level integer)
+LANGUAGE sql STABLE
+AS $$
+    WITH RECURSIVE levels(workflow_step_id, level) AS (
+        SELECT s.workflow_step_id, 0
+          FROM @extschema@.tasker_workflow_steps s
+         WHERE s.task_id = $1
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.tasker_workflow_step_edges e
+                            WHERE e.to_step_id = s.workflow_step_id)
+        UNION ALL
+        SELECT e.to_step_id, l.level + 1
+          FROM levels l
+          JOIN @extschema@.tasker_workflow_step_edges e ON e.from_step_id = l.workflow_step_id
+    )
+    SELECT workflow_step_id, max(level)::integer
+      FROM levels
+     GROUP BY workflow_step_id
+     ORDER BY 2, 1
+$$;
+COMMENT ON FUNCTION tasker_dependency_levels(bigint) IS
+    'Each step''s dependency level: 0 for roots, else its longest distance from a root';
+
+CREATE VIEW tasker_step_dag_relationships AS
+WITH RECURSIVE depths(workflow_step_id, depth) AS (
+    SELECT s.workflow_step_id, 0
+      FROM tasker_workflow_steps s
+     WHERE NOT EXISTS (SELECT 1 FROM tasker_workflow_step_edges e
+                        WHERE e.to_step_id = s.workflow_step_id)
+    UNION ALL
+    SELECT e.to_step_id, d.depth + 1
+      FROM depths d
+      JOIN tasker_workflow_step_edges e ON e.from_step_id = d.workflow_step_id
+     WHERE d.depth < 50
+)
+SELECT s.workflow_step_id, s.task_id, s.named_step_id,
+       COALESCE((SELECT jsonb_agg(e.from_step_id ORDER BY e.from_step_id)
+                   FROM tasker_workflow_step_edges e
+                  WHERE e.to_step_id = s.workflow_step_id), '[]') AS parent_step_ids,
+       COALESCE((SELECT jsonb_agg(e.to_step_id ORDER BY e.to_step_id)
+                   FROM tasker_workflow_step_edges e
+                  WHERE e.from_step_id = s.workflow_step_id), '[]') AS child_step_ids,
+       (SELECT count(*) FROM tasker_workflow_step_edges e
+         WHERE e.to_step_id = s.workflow_step_id) AS parent_count,
+       (SELECT count(*) FROM tasker_workflow_step_edges e
+         WHERE e.from_step_id = s.workflow_step_id) AS child_count,
+       NOT EXISTS (SELECT 1 FROM tasker_workflow_step_edges e
+                    WHERE e.to_step_id = s.workflow_step_id) AS is_root_step,
+       NOT EXISTS (SELECT 1 FROM tasker_workflow_step_edges e
+                    WHERE e.from_step_id = s.workflow_step_id) AS is_leaf_step,
+       (SELECT min(d.depth) FROM depths d
+         WHERE d.workflow_step_id = s.workflow_step_id) AS min_depth_from_root
+  FROM tasker_workflow_steps s;
+COMMENT ON VIEW tasker_step_dag_relationships IS
+    'Each step''s parents, children, root/leaf flags and shortest depth from a root';
+
+/* ---- events (src/events.c) ---- */
+
+CREATE VIEW tasker_event_catalog AS
+SELECT e.name, e.category, e.description, e.payload_fields
+  FROM (VALUES
+    ('task.initialize_requested', 'task', 'A task was created (or went back to pending from in_progress)', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.start_requested', 'task', 'A task started: its first step was claimed', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.completed', 'task', 'Every step of a task is complete or resolved_manually', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.failed', 'task', 'A task can make no more progress because of failed steps', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.retry_requested', 'task', 'A task in error was sent back to pending (tasker_retry_task, or a resolved step)', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.cancelled', 'task', 'A task was cancelled', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.resolved_manually', 'task', 'A task in error was resolved by hand', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('step.execution_requested', 'step', 'A step was claimed and its handler is about to run', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.completed', 'step', 'A step''s handler succeeded; its results are stored', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.failed', 'step', 'An attempt of a step failed; the error is in its results', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.retry_requested', 'step', 'A failed step went back to pending for another attempt', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.cancelled', 'step', 'A step was cancelled (alone or with its task)', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.resolved_manually', 'step', 'A step was settled by hand or bypassed', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at'])
+  ) AS e(name, category, description, payload_fields)
+UNION ALL
+SELECT DISTINCT ON (ce->>'name') ce->>'name', 'custom', ce->>'description', ARRAY['event', 'payload', 'at']
+  FROM (SELECT jsonb_array_elements(custom_events) AS ce FROM tasker_named_tasks
+        UNION ALL
+        SELECT jsonb_array_elements(custom_events) FROM tasker_named_tasks_named_steps) c
+ WHERE jsonb_typeof(ce) = 'object' AND ce ? 'name';
+COMMENT ON VIEW tasker_event_catalog IS
+    'Every event sent on the tasker_events channel: the built-in ones and the custom events that templates declare';
+
+CREATE FUNCTION tasker_publish_event(name text, payload jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    message text;
+BEGIN
+    IF name IS NULL OR payload IS NULL THEN
+        RAISE EXCEPTION 'event name and payload must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the name of a declared custom event and a JSON object.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.tasker_event_catalog c
+                    WHERE c.name = tasker_publish_event.name AND c.category = 'custom') THEN
+        RAISE EXCEPTION 'custom event "%" is not declared', name
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'Only events listed under custom_events in a registered template can be published.',
+                  HINT = 'Declare the event in a template''s custom_events, then register the template.';
+    END IF;
+    IF jsonb_typeof(payload) <> 'object' THEN
+        RAISE EXCEPTION 'event payload must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The payload given is %s.', left(payload::text, 100)),
+                  HINT = 'Pass the payload as ''{"key": "value"}''.';
+    END IF;
+    message := jsonb_build_object('event', name, 'payload', payload,
+                                  'at', clock_timestamp())::text;
+    IF octet_length(message) > 7900 THEN
+        RAISE EXCEPTION 'event payload is too large'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('The notification would take %s bytes; NOTIFY carries at most 7900 here.', octet_length(message)),
+                  HINT = 'Send identifiers in the payload and let listeners read the rest from tables.';
+    END IF;
+    PERFORM pg_catalog.pg_notify('tasker_events', message);
+END
+$$;
+COMMENT ON FUNCTION tasker_publish_event(text, jsonb) IS
+    'Send a custom event declared by a template on the tasker_events channel';
