@@ -20,11 +20,22 @@
 #include "compat.h"
 #include "guc.h"
 
+/* tasker.environment: the environments.<name> overrides of templates. */
+char	   *tasker_environment = NULL;
+
 /*
  * tasker_define_gucs: define the settings and reserve the prefix.
  */
 void
 tasker_define_gucs(void)
 {
+	DefineCustomStringVariable("tasker.environment",
+							   "Selects the environments: overrides that task templates apply when registered.",
+							   "Empty applies none.",
+							   &tasker_environment,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("tasker");
 }
