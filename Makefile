@@ -14,6 +14,10 @@ OBJS = \
 	src/control.o \
 	src/worker.o \
 	src/jsonschema.o \
+	src/template.o \
+	src/template_check.o \
+	src/template_store.o \
+	src/handler_registry.o \
 	src/api.o
 
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql

@@ -706,3 +706,67 @@ END
 $$;
 COMMENT ON FUNCTION tasker_publish_event(text, jsonb) IS
     'Send a custom event declared by a template on the tasker_events channel';
+/* ---- templates and handlers (src/template.c) ---- */
+
+CREATE TABLE tasker_handler_registry (
+    handler_class       text PRIMARY KEY
+                        CONSTRAINT handler_registry_class_not_empty
+                        CHECK (handler_class <> ''),
+    function            regprocedure NOT NULL,
+    registered_by       oid NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE tasker_handler_registry IS
+    'Step handler classes (as Ruby templates name them) mapped to SQL functions (jsonb) RETURNS jsonb';
+COMMENT ON COLUMN tasker_handler_registry.registered_by IS
+    'The role that registered the class; only roles with its privileges may remap it';
+SELECT pg_catalog.pg_extension_config_dump('tasker_handler_registry', '');
+
+CREATE FUNCTION tasker_register_handler(handler_class text, function regprocedure)
+RETURNS void
+AS 'MODULE_PATHNAME', 'tasker_register_handler_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_register_handler(text, regprocedure) IS
+    'Map a step handler class to an SQL function (jsonb) RETURNS jsonb, replacing an earlier mapping of the class';
+
+CREATE FUNCTION tasker_register_template(yaml text, replace boolean DEFAULT false)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tasker_register_template_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_register_template(text, boolean) IS
+    'Validate a task template (YAML or JSON text) and write its catalog rows; returns its named_task_id';
+
+CREATE FUNCTION tasker_register_template_file(path text, replace boolean DEFAULT false)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tasker_register_template_file_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_register_template_file(text, boolean) IS
+    'As tasker_register_template, reading the template from a server file (needs the privileges of pg_read_server_files)';
+
+CREATE VIEW tasker_templates AS
+SELECT ns.name::text AS namespace,
+       nt.name::text AS name,
+       nt.version::text AS version,
+       nt.description::text AS description,
+       ARRAY(SELECT s.name::text
+               FROM tasker_named_tasks_named_steps x
+               JOIN tasker_named_steps s ON s.named_step_id = x.named_step_id
+              WHERE x.named_task_id = nt.named_task_id
+              ORDER BY x.position) AS step_names,
+       pg_catalog.pg_get_userbyid(nt.owner) AS owner,
+       nt.named_task_id,
+       nt.created_at
+  FROM tasker_named_tasks nt
+  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id;
+COMMENT ON VIEW tasker_templates IS
+    'Registered task templates: namespace, name, version, description, step names in order, owner';
+
+CREATE VIEW tasker_handlers AS
+SELECT handler_class,
+       function,
+       pg_catalog.pg_get_userbyid(registered_by) AS owner,
+       updated_at AS registered_at
+  FROM tasker_handler_registry;
+COMMENT ON VIEW tasker_handlers IS
+    'The handler registry: each handler class, its function, the role that registered it and when';

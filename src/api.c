@@ -28,6 +28,7 @@
 #include "jsonschema.h"
 #include "state.h"
 #include "task.h"
+#include "template.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(tasker_transition_task_sql);
@@ -45,6 +46,9 @@ PG_FUNCTION_INFO_V1(tasker_permanent_error_sql);
 PG_FUNCTION_INFO_V1(tasker_retry_error_sql);
 PG_FUNCTION_INFO_V1(tasker_validate_json_sql);
 PG_FUNCTION_INFO_V1(tasker_json_schema_assert_sql);
+PG_FUNCTION_INFO_V1(tasker_register_template_sql);
+PG_FUNCTION_INFO_V1(tasker_register_template_file_sql);
+PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
 
 /*
  * transition_sql: shared body of the two transition wrappers.
@@ -418,5 +422,61 @@ tasker_json_schema_assert_sql(PG_FUNCTION_ARGS)
 	tasker_json_schema_validate_or_error(PG_GETARG_JSONB_P(0),
 										 PG_GETARG_JSONB_P(1),
 										 text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	PG_RETURN_VOID();
+}
+
+/*
+ * require_arg: raise a clear error when argument n, called name, is null.
+ */
+static void
+require_arg(FunctionCallInfo fcinfo, int n, const char *name,
+			const char *hint)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument \"%s\" must not be null", name),
+				 errdetail("The function was called with a null %s.", name),
+				 errhint("%s", hint)));
+}
+
+/*
+ * tasker_register_template(yaml text, replace boolean): named_task_id
+ */
+Datum
+tasker_register_template_sql(PG_FUNCTION_ARGS)
+{
+	text	   *yaml;
+
+	require_arg(fcinfo, 0, "yaml", "Pass the YAML or JSON text of a template.");
+	require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
+	yaml = PG_GETARG_TEXT_PP(0);
+	PG_RETURN_INT32(tasker_register_template_text(VARDATA_ANY(yaml),
+												  VARSIZE_ANY_EXHDR(yaml),
+												  PG_GETARG_BOOL(1)));
+}
+
+/*
+ * tasker_register_template_file(path text, replace boolean): named_task_id
+ */
+Datum
+tasker_register_template_file_sql(PG_FUNCTION_ARGS)
+{
+	require_arg(fcinfo, 0, "path", "Pass the path of a template file on the server.");
+	require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
+	PG_RETURN_INT32(tasker_register_template_path(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+												  PG_GETARG_BOOL(1)));
+}
+
+/*
+ * tasker_register_handler(handler_class text, function regprocedure)
+ */
+Datum
+tasker_register_handler_sql(PG_FUNCTION_ARGS)
+{
+	require_arg(fcinfo, 0, "handler_class", "Pass the class name templates use in handler_class.");
+	require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)'.");
+	tasker_register_handler(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+							PG_GETARG_OID(1));
 	PG_RETURN_VOID();
 }

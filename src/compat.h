@@ -20,4 +20,18 @@
 #error "tasker needs PostgreSQL 15 or later"
 #endif
 
+/*
+ * tasker_proc_aclcheck: a role's privilege on a function.  PostgreSQL 16
+ * replaced pg_proc_aclcheck by object_aclcheck.
+ */
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_proc.h"
+#include "utils/acl.h"
+#define tasker_proc_aclcheck(fn, role, mode) \
+	object_aclcheck(ProcedureRelationId, (fn), (role), (mode))
+#else
+#include "utils/acl.h"
+#define tasker_proc_aclcheck(fn, role, mode) pg_proc_aclcheck((fn), (role), (mode))
+#endif
+
 #endif							/* TASKER_COMPAT_H */

@@ -29,6 +29,8 @@ int			tasker_max_workers = 2;
 int			tasker_batch_size = 50;
 int			tasker_poll_interval = 1000;
 int			tasker_max_backoff = 300;
+/* tasker.environment: the environments.<name> overrides of templates. */
+char	   *tasker_environment = NULL;
 
 /*
  * tasker_define_gucs: define the settings and reserve the prefix.
@@ -74,5 +76,13 @@ tasker_define_gucs(void)
 							"Caps the exponential backoff and any requested retry-after.",
 							&tasker_max_backoff, 300, 1, 86400,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("tasker.environment",
+							   "Selects the environments: overrides that task templates apply when registered.",
+							   "Empty applies none.",
+							   &tasker_environment,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("tasker");
 }

@@ -17,6 +17,7 @@ extern int	tasker_max_workers;
 extern int	tasker_batch_size;
 extern int	tasker_poll_interval;	/* milliseconds */
 extern int	tasker_max_backoff;		/* seconds */
+extern PGDLLIMPORT char *tasker_environment;
 
 extern void tasker_define_gucs(void);
 

@@ -1,0 +1,258 @@
+/*-------------------------------------------------------------------------
+ *
+ * handler_registry.c
+ *		The handler registry: step handler classes mapped to SQL functions.
+ *
+ * A template written for the Ruby engine names its step handlers by class,
+ * such as OrderProcess::StepHandler::FetchOrderHandler.  The table
+ * tasker_handler_registry maps such names to SQL functions of signature
+ * (jsonb) RETURNS jsonb, so that the template loads unchanged.  A
+ * handler_class resolves through the registry first and then as the name
+ * of a function (schema.function or function, looked up as name(jsonb) on
+ * the search_path).  Resolution happens once, when a template is
+ * registered; the step rows keep the function's OID.
+ *
+ * Every function here runs in the caller's transaction; those that read or
+ * write the registry expect SPI to be connected or connect it themselves,
+ * as their comments say.
+ *
+ * IDENTIFICATION
+ *		src/handler_registry.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+#include "utils/varlena.h"
+
+#include "template.h"
+
+static SPIPlanPtr registry_lookup_plan;
+static SPIPlanPtr registry_owner_plan;
+static SPIPlanPtr registry_upsert_plan;
+
+/*
+ * kept_plan: prepare a statement once per backend and keep it.
+ */
+static SPIPlanPtr
+kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare tasker statement: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/*
+ * tasker_handler_signature_problem: NULL when a function can be a step
+ * handler, that is (jsonb) RETURNS jsonb, not a set, not a procedure or
+ * aggregate; else a sentence fragment saying what is wrong ("it takes
+ * integer"), or "it does not exist".
+ */
+char *
+tasker_handler_signature_problem(Oid fn)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Form_pg_proc proc;
+	char	   *problem = NULL;
+
+	if (!HeapTupleIsValid(tuple))
+		return pstrdup("it does not exist");
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	if (proc->prokind != PROKIND_FUNCTION)
+		problem = pstrdup(proc->prokind == PROKIND_PROCEDURE ?
+						  "it is a procedure" : "it is an aggregate or window function");
+	else if (proc->pronargs == 0)
+		problem = pstrdup("it takes no argument");
+	else if (proc->pronargs > 1)
+		problem = psprintf("it takes %d arguments", (int) proc->pronargs);
+	else if (proc->proargtypes.values[0] != JSONBOID)
+		problem = psprintf("it takes %s",
+						   format_type_be(proc->proargtypes.values[0]));
+	else if (proc->proretset)
+		problem = pstrdup("it returns a set");
+	else if (proc->prorettype != JSONBOID)
+		problem = psprintf("it returns %s", format_type_be(proc->prorettype));
+	ReleaseSysCache(tuple);
+	return problem;
+}
+
+/*
+ * registry_lookup: the function registered for a handler class, or
+ * InvalidOid.  SPI must be connected.
+ */
+static Oid
+registry_lookup(const char *handler_class)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(handler_class)};
+	SPIPlanPtr	plan;
+	bool		isnull;
+	int			rc;
+
+	plan = kept_plan(&registry_lookup_plan,
+					 "SELECT function::oid FROM tasker_handler_registry"
+					 " WHERE handler_class = $1",
+					 1, argtypes);
+	rc = SPI_execute_plan(plan, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return InvalidOid;
+	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * function_name_list: the handler class as a qualified function name
+ * (one or two identifiers, SQL quoting and case rules), or NIL when it
+ * cannot be one, as a Ruby class name cannot.
+ */
+static List *
+function_name_list(const char *handler_class)
+{
+	char	   *raw = pstrdup(handler_class);
+	List	   *idents = NIL;
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	if (!SplitIdentifierString(raw, '.', &idents) ||
+		list_length(idents) < 1 || list_length(idents) > 2)
+		return NIL;
+	foreach(lc, idents)
+		names = lappend(names, makeString(pstrdup((char *) lfirst(lc))));
+	return names;
+}
+
+/*
+ * tasker_resolve_handler: resolve a handler class to a step handler
+ * function, through the registry and then as a function name.  *fn is the
+ * function found (for HANDLER_BAD_SIGNATURE, the one that does not fit);
+ * *registered says whether the registry had the class.  SPI must be
+ * connected.
+ */
+HandlerLookup
+tasker_resolve_handler(const char *handler_class, Oid *fn, bool *registered)
+{
+	Oid			jsonb_arg[1] = {JSONBOID};
+	List	   *names;
+	FuncCandidateList candidates;
+
+	*fn = registry_lookup(handler_class);
+	*registered = OidIsValid(*fn);
+	if (*registered)
+	{
+		if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(*fn)))
+			return HANDLER_DROPPED;
+		return tasker_handler_signature_problem(*fn) ? HANDLER_BAD_SIGNATURE : HANDLER_FOUND;
+	}
+	names = function_name_list(handler_class);
+	if (names == NIL)
+		return HANDLER_NOT_FOUND;
+	*fn = LookupFuncName(names, 1, jsonb_arg, true);
+	if (OidIsValid(*fn))
+		return tasker_handler_signature_problem(*fn) ? HANDLER_BAD_SIGNATURE : HANDLER_FOUND;
+	candidates = FuncnameGetCandidates(names, -1, NIL, false, false, false, true);
+	if (candidates == NULL)
+		return HANDLER_NOT_FOUND;
+	*fn = candidates->oid;
+	return HANDLER_BAD_SIGNATURE;
+}
+
+/*
+ * check_registry_owner: refuse to remap a handler class that a role the
+ * caller cannot act as registered.  SPI must be connected.
+ */
+static void
+check_registry_owner(const char *handler_class)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(handler_class)};
+	bool		isnull;
+	Oid			owner;
+	int			rc;
+
+	rc = SPI_execute_plan(kept_plan(&registry_owner_plan,
+									"SELECT registered_by FROM tasker_handler_registry"
+									" WHERE handler_class = $1 FOR UPDATE",
+									1, argtypes),
+						  values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return;
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to change handler class \"%s\"",
+						handler_class),
+				 errdetail("Role \"%s\" registered it.",
+						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
+				 errhint("Only a role with the privileges of the role that registered a handler class may change it.")));
+}
+
+/*
+ * tasker_register_handler: map a handler class to a step handler function,
+ * replacing an earlier mapping of the class.  Connects to SPI itself.
+ */
+void
+tasker_register_handler(const char *handler_class, Oid fn)
+{
+	char	   *problem = tasker_handler_signature_problem(fn);
+	Oid			argtypes[3] = {TEXTOID, OIDOID, OIDOID};
+	Datum		values[3];
+	int			rc;
+
+	if (handler_class[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("handler class must not be empty"),
+				 errdetail("A handler class is the name templates give in handler_class."),
+				 errhint("Pass a name such as 'OrderProcess::StepHandler::FetchOrderHandler'.")));
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("function %s cannot be a step handler", format_procedure(fn)),
+				 errdetail("A step handler takes one jsonb argument and returns jsonb, but %s.", problem),
+				 errhint("Declare the handler as CREATE FUNCTION name(step jsonb) RETURNS jsonb.")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	check_registry_owner(handler_class);
+	values[0] = CStringGetTextDatum(handler_class);
+	values[1] = ObjectIdGetDatum(fn);
+	values[2] = ObjectIdGetDatum(GetUserId());
+	rc = SPI_execute_plan(kept_plan(&registry_upsert_plan,
+									"INSERT INTO tasker_handler_registry"
+									" (handler_class, function, registered_by)"
+									" VALUES ($1, $2::regprocedure, $3)"
+									" ON CONFLICT (handler_class) DO UPDATE"
+									" SET function = EXCLUDED.function,"
+									"     registered_by = EXCLUDED.registered_by,"
+									"     updated_at = now()",
+									3, argtypes),
+						  values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+}

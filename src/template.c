@@ -1,0 +1,960 @@
+/*-------------------------------------------------------------------------
+ *
+ * template.c
+ *		Task template registration: YAML text to catalog rows.
+ *
+ * This is the only file that uses libyaml.  The text is parsed event by
+ * event into a tree of TNodes that remember their line and column, so that
+ * every later error can point at the offending spot; libyaml's own memory
+ * is released on every path, errors included, by PG_FINALLY.  Aliases share
+ * the anchored subtree, and the number of nodes counted with aliases
+ * expanded is bounded, so a small document cannot expand into a huge one.
+ *
+ * The environments.<tasker.environment> overrides are then deep-merged
+ * into the tree, the result is validated in full (template_check.c) and
+ * only then are catalog rows written (template_store.c).  Everything runs
+ * in the caller's transaction, so a registration that fails leaves nothing
+ * behind.
+ *
+ * IDENTIFICATION
+ *		src/template.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <yaml.h>
+
+#include "catalog/pg_authid.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/acl.h"
+#include "utils/json.h"
+
+#include "guc.h"
+#include "template.h"
+
+#define TEMPLATE_MAX_DEPTH		64
+#define TEMPLATE_MAX_NODES		100000
+
+/* An anchor (&name) and the node it marks. */
+typedef struct Anchor
+{
+	char	   *name;
+	TNode	   *node;
+} Anchor;
+
+/* The state of one parse: libyaml's parser and its current event. */
+typedef struct YamlReader
+{
+	yaml_parser_t parser;
+	yaml_event_t event;
+	bool		have_event;
+	const char *input;			/* the text given to libyaml */
+	size_t		input_len;
+	List	   *anchors;		/* Anchor * */
+	int			nodes;			/* nodes so far, aliases expanded */
+} YamlReader;
+
+static TNode *read_node(YamlReader *r, int depth);
+
+/*
+ * template_error: raise the error of an invalid template.  The detail is
+ * "Line L, column C: " (when at is known) followed by the formatted text,
+ * which must be a sentence ending with a period.  name may be NULL when the
+ * template's name is not known yet.
+ */
+void
+template_error(const char *name, int sqlstate, const TNode *at,
+			   const char *hint, const char *fmt,...)
+{
+	StringInfoData detail;
+
+	initStringInfo(&detail);
+	if (at != NULL)
+		appendStringInfo(&detail, "Line %d, column %d: ", at->line, at->column);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&detail, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&detail, needed);
+	}
+	if (name != NULL)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("task template \"%s\" is invalid", name),
+				 errdetail_internal("%s", detail.data),
+				 errhint("%s", hint)));
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg("task template is invalid"),
+			 errdetail_internal("%s", detail.data),
+			 errhint("%s", hint)));
+	pg_unreachable();
+}
+
+/*
+ * offset_position: the 1-based line and column of a byte offset of the
+ * input (libyaml reports encoding errors by offset only).  Columns count
+ * characters, not bytes.
+ */
+static void
+offset_position(const YamlReader *r, size_t offset, int *line, int *column)
+{
+	size_t		i;
+
+	*line = 1;
+	*column = 1;
+	for (i = 0; i < offset && i < r->input_len; i++)
+	{
+		if (r->input[i] == '\n')
+		{
+			(*line)++;
+			*column = 1;
+		}
+		else if ((r->input[i] & 0xC0) != 0x80)
+			(*column)++;
+	}
+}
+
+/*
+ * yaml_syntax_error: report the error libyaml's parser has just met.
+ */
+static void
+yaml_syntax_error(YamlReader *r)
+{
+	yaml_parser_t *p = &r->parser;
+	StringInfoData detail;
+	int			line = (int) p->problem_mark.line + 1;
+	int			column = (int) p->problem_mark.column + 1;
+
+	if (p->error == YAML_MEMORY_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("The YAML parser could not allocate memory.")));
+	if (p->error == YAML_READER_ERROR)
+		offset_position(r, p->problem_offset, &line, &column);
+
+	initStringInfo(&detail);
+	appendStringInfo(&detail, "Line %d, column %d: %s", line, column,
+					 p->problem ? p->problem : "unknown problem");
+	if (p->error == YAML_READER_ERROR && p->problem_value >= 0)
+		appendStringInfo(&detail, " (value 0x%X)", (unsigned) p->problem_value);
+	if (p->context != NULL)
+		appendStringInfo(&detail, " %s at line %d, column %d",
+						 p->context, (int) p->context_mark.line + 1,
+						 (int) p->context_mark.column + 1);
+	appendStringInfoChar(&detail, '.');
+	ereport(ERROR,
+			(errcode(ERRCODE_SYNTAX_ERROR),
+			 errmsg("task template is not valid YAML"),
+			 errdetail_internal("%s", detail.data),
+			 errhint("Check the indentation and quoting near that position; YAML indents with spaces, never tabs.")));
+}
+
+/*
+ * next_event: release the current event and read the next one.
+ */
+static void
+next_event(YamlReader *r)
+{
+	if (r->have_event)
+	{
+		yaml_event_delete(&r->event);
+		r->have_event = false;
+	}
+	if (!yaml_parser_parse(&r->parser, &r->event))
+		yaml_syntax_error(r);
+	r->have_event = true;
+}
+
+/*
+ * mark_node: a node positioned at a libyaml mark, for errors raised before
+ * a node exists.
+ */
+static TNode *
+mark_node(yaml_mark_t mark)
+{
+	TNode	   *node = palloc0(sizeof(TNode));
+
+	node->line = (int) mark.line + 1;
+	node->column = (int) mark.column + 1;
+	return node;
+}
+
+/*
+ * count_nodes: add n nodes to the document's total, refusing a document
+ * that grows beyond TEMPLATE_MAX_NODES (aliases expanded).
+ */
+static void
+count_nodes(YamlReader *r, int n, const TNode *at)
+{
+	r->nodes += n;
+	if (r->nodes > TEMPLATE_MAX_NODES)
+		template_error(NULL, ERRCODE_PROGRAM_LIMIT_EXCEEDED, at,
+					   "Split the template, or use fewer aliases.",
+					   "the document has more than %d nodes (aliases counted in full).",
+					   TEMPLATE_MAX_NODES);
+}
+
+/*
+ * new_node: a node of the given kind at the current event's start.
+ */
+static TNode *
+new_node(YamlReader *r, TNodeKind kind)
+{
+	TNode	   *node = mark_node(r->event.start_mark);
+
+	node->kind = kind;
+	node->size = 1;
+	count_nodes(r, 1, node);
+	return node;
+}
+
+/*
+ * tnode_add: append an item (key NULL) to a sequence or a pair to a
+ * mapping.
+ */
+static void
+tnode_add(TNode *parent, TNode *key, TNode *value)
+{
+	if (parent->nitems == parent->capacity)
+	{
+		parent->capacity = parent->capacity ? parent->capacity * 2 : 4;
+		if (parent->items == NULL)
+		{
+			parent->items = palloc(sizeof(TNode *) * parent->capacity);
+			parent->keys = palloc(sizeof(TNode *) * parent->capacity);
+		}
+		else
+		{
+			parent->items = repalloc(parent->items,
+									 sizeof(TNode *) * parent->capacity);
+			parent->keys = repalloc(parent->keys,
+									sizeof(TNode *) * parent->capacity);
+		}
+	}
+	parent->keys[parent->nitems] = key;
+	parent->items[parent->nitems] = value;
+	parent->nitems++;
+	parent->size += value->size + (key ? key->size : 0);
+}
+
+/*
+ * scalar_to_server: copy a scalar's UTF-8 text into the server encoding.
+ * libyaml has checked the UTF-8; a NUL (from an escape) cannot be stored.
+ */
+static char *
+scalar_to_server(const TNode *at, const char *s, size_t len)
+{
+	char	   *copy;
+	int			enc = GetDatabaseEncoding();
+
+	if (memchr(s, '\0', len) != NULL)
+		template_error(NULL, ERRCODE_UNTRANSLATABLE_CHARACTER, at,
+					   "Remove the \\0 or \\x00 escape from the string.",
+					   "the scalar contains a NUL character, which text cannot hold.");
+	copy = pnstrdup(s, len);
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII)
+		return copy;
+	return pg_any_to_server(copy, (int) len, PG_UTF8);
+}
+
+/*
+ * read_scalar: the node of the current scalar event.
+ */
+static TNode *
+read_scalar(YamlReader *r)
+{
+	TNode	   *node = new_node(r, TNODE_SCALAR);
+	yaml_event_t *ev = &r->event;
+	const char *tag = (const char *) ev->data.scalar.tag;
+
+	node->value = scalar_to_server(node, (const char *) ev->data.scalar.value,
+								   ev->data.scalar.length);
+	node->quoted = (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) ||
+		(tag != NULL && strcmp(tag, YAML_STR_TAG) == 0);
+	return node;
+}
+
+/*
+ * read_alias: the anchored node an alias (*name) refers to, shared.
+ */
+static TNode *
+read_alias(YamlReader *r)
+{
+	const char *name = (const char *) r->event.data.alias.anchor;
+	TNode	   *at = mark_node(r->event.start_mark);
+	ListCell   *lc;
+
+	foreach(lc, r->anchors)
+	{
+		Anchor	   *a = (Anchor *) lfirst(lc);
+
+		if (strcmp(a->name, name) == 0)
+		{
+			count_nodes(r, a->node->size, at);
+			return a->node;
+		}
+	}
+	template_error(NULL, ERRCODE_SYNTAX_ERROR, at,
+				   "Define the anchor (&name) before the alias (*name) that uses it.",
+				   "the alias \"*%s\" refers to no anchor defined before it.",
+				   pg_any_to_server(name, (int) strlen(name), PG_UTF8));
+	return NULL;
+}
+
+/*
+ * read_sequence: the node of a sequence whose start event is current;
+ * returns with its end event current.
+ */
+static TNode *
+read_sequence(YamlReader *r, int depth)
+{
+	TNode	   *node = new_node(r, TNODE_SEQUENCE);
+
+	for (;;)
+	{
+		next_event(r);
+		if (r->event.type == YAML_SEQUENCE_END_EVENT)
+			break;
+		tnode_add(node, NULL, read_node(r, depth + 1));
+	}
+	return node;
+}
+
+/*
+ * key_order: qsort comparator of mapping keys: by text, then by position.
+ */
+static int
+key_order(const void *a, const void *b)
+{
+	const TNode *ka = *(const TNode *const *) a;
+	const TNode *kb = *(const TNode *const *) b;
+	int			c = strcmp(ka->value, kb->value);
+
+	if (c != 0)
+		return c;
+	if (ka->line != kb->line)
+		return (ka->line < kb->line) ? -1 : 1;
+	return (ka->column < kb->column) ? -1 : (ka->column > kb->column);
+}
+
+/*
+ * check_duplicate_keys: refuse a mapping that repeats a key, reporting the
+ * repetition that comes first in the document.
+ */
+static void
+check_duplicate_keys(const TNode *map)
+{
+	TNode	  **sorted;
+	const TNode *first = NULL;
+	const TNode *second = NULL;
+	int			i;
+
+	if (map->nitems < 2)
+		return;
+	sorted = palloc(sizeof(TNode *) * map->nitems);
+	memcpy(sorted, map->keys, sizeof(TNode *) * map->nitems);
+	qsort(sorted, map->nitems, sizeof(TNode *), key_order);
+	for (i = 1; i < map->nitems; i++)
+	{
+		if (strcmp(sorted[i - 1]->value, sorted[i]->value) != 0)
+			continue;
+		if (second == NULL || sorted[i]->line < second->line ||
+			(sorted[i]->line == second->line &&
+			 sorted[i]->column < second->column))
+		{
+			first = sorted[i - 1];
+			second = sorted[i];
+		}
+	}
+	if (second != NULL)
+		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE, second,
+					   "Remove one of the two; a YAML mapping cannot repeat a key.",
+					   "the key \"%s\" appears a second time in the same mapping (the first is at line %d, column %d).",
+					   second->value, first->line, first->column);
+	pfree(sorted);
+}
+
+/*
+ * read_mapping: the node of a mapping whose start event is current;
+ * returns with its end event current.  Keys must be scalars.
+ */
+static TNode *
+read_mapping(YamlReader *r, int depth)
+{
+	TNode	   *node = new_node(r, TNODE_MAPPING);
+
+	for (;;)
+	{
+		TNode	   *key;
+
+		next_event(r);
+		if (r->event.type == YAML_MAPPING_END_EVENT)
+			break;
+		key = read_node(r, depth + 1);
+		if (key->kind != TNODE_SCALAR)
+			template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE, key,
+						   "Use plain strings as keys.",
+						   "a mapping key is %s; keys must be scalars.",
+						   tnode_describe(key));
+		next_event(r);
+		tnode_add(node, key, read_node(r, depth + 1));
+	}
+	check_duplicate_keys(node);
+	return node;
+}
+
+/*
+ * read_node: the node whose first event is current; returns with the
+ * node's last event current.  Records the node's anchor, if any.
+ */
+static TNode *
+read_node(YamlReader *r, int depth)
+{
+	yaml_event_t *ev = &r->event;
+	const char *anchor = NULL;
+	TNode	   *node;
+
+	check_stack_depth();
+	if (depth > TEMPLATE_MAX_DEPTH)
+		template_error(NULL, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+					   mark_node(ev->start_mark),
+					   "Flatten the template.",
+					   "the document nests deeper than %d levels.",
+					   TEMPLATE_MAX_DEPTH);
+	if (ev->type == YAML_SCALAR_EVENT && ev->data.scalar.anchor)
+		anchor = pstrdup((const char *) ev->data.scalar.anchor);
+	else if (ev->type == YAML_SEQUENCE_START_EVENT && ev->data.sequence_start.anchor)
+		anchor = pstrdup((const char *) ev->data.sequence_start.anchor);
+	else if (ev->type == YAML_MAPPING_START_EVENT && ev->data.mapping_start.anchor)
+		anchor = pstrdup((const char *) ev->data.mapping_start.anchor);
+
+	switch (ev->type)
+	{
+		case YAML_ALIAS_EVENT:
+			return read_alias(r);
+		case YAML_SCALAR_EVENT:
+			node = read_scalar(r);
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+			node = read_sequence(r, depth);
+			break;
+		case YAML_MAPPING_START_EVENT:
+			node = read_mapping(r, depth);
+			break;
+		default:
+			elog(ERROR, "unexpected YAML event %d", (int) ev->type);
+			return NULL;
+	}
+	if (anchor != NULL)
+	{
+		Anchor	   *a = palloc(sizeof(Anchor));
+
+		a->name = (char *) anchor;
+		a->node = node;
+		r->anchors = lcons(a, r->anchors);	/* a redefinition wins */
+	}
+	return node;
+}
+
+/*
+ * read_document: the root node of the one document of the stream.
+ */
+static TNode *
+read_document(YamlReader *r)
+{
+	TNode	   *root;
+
+	next_event(r);				/* stream start */
+	next_event(r);
+	if (r->event.type == YAML_STREAM_END_EVENT)
+		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE, NULL,
+					   "Pass the text of a template with at least name and step_templates.",
+					   "The text contains no YAML document.");
+	next_event(r);				/* past the document start */
+	root = read_node(r, 0);
+	next_event(r);				/* document end */
+	next_event(r);
+	if (r->event.type != YAML_STREAM_END_EVENT)
+		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE,
+					   mark_node(r->event.start_mark),
+					   "Register each template with a call of its own.",
+					   "a second YAML document starts here; the text must hold one template.");
+	return root;
+}
+
+/*
+ * parse_yaml: parse UTF-8 (or UTF-16 with a byte order mark) text into a
+ * node tree.  libyaml's memory is released however the parse ends.
+ */
+static TNode *
+parse_yaml(const char *text, size_t len)
+{
+	YamlReader	r;
+	TNode	   *volatile root = NULL;
+
+	memset(&r, 0, sizeof(r));
+	r.input = text;
+	r.input_len = len;
+	if (!yaml_parser_initialize(&r.parser))
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("The YAML parser could not be initialised.")));
+	yaml_parser_set_input_string(&r.parser, (const unsigned char *) text, len);
+	PG_TRY();
+	{
+		root = read_document(&r);
+	}
+	PG_FINALLY();
+	{
+		if (r.have_event)
+			yaml_event_delete(&r.event);
+		yaml_parser_delete(&r.parser);
+	}
+	PG_END_TRY();
+	return root;
+}
+
+/*
+ * is_json_number: whether text is a number by JSON's grammar.
+ */
+static bool
+is_json_number(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (*s == '0')
+		s++;
+	else if (*s >= '1' && *s <= '9')
+		while (*s >= '0' && *s <= '9')
+			s++;
+	else
+		return false;
+	if (*s == '.')
+	{
+		if (!(*++s >= '0' && *s <= '9'))
+			return false;
+		while (*s >= '0' && *s <= '9')
+			s++;
+	}
+	if (*s == 'e' || *s == 'E')
+	{
+		s++;
+		if (*s == '+' || *s == '-')
+			s++;
+		if (!(*s >= '0' && *s <= '9'))
+			return false;
+		while (*s >= '0' && *s <= '9')
+			s++;
+	}
+	return *s == '\0';
+}
+
+/*
+ * tnode_scalar_type: what a scalar means.  Quoted scalars are strings; a
+ * plain one is null (~, null, empty), a boolean (true, false), a number (in
+ * JSON's syntax) or else a string.
+ */
+TScalarType
+tnode_scalar_type(const TNode *node)
+{
+	const char *v = node->value;
+
+	Assert(node->kind == TNODE_SCALAR);
+	if (node->quoted)
+		return TSCALAR_STRING;
+	if (v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+		strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0)
+		return TSCALAR_NULL;
+	if (strcmp(v, "true") == 0 || strcmp(v, "True") == 0 ||
+		strcmp(v, "TRUE") == 0 || strcmp(v, "false") == 0 ||
+		strcmp(v, "False") == 0 || strcmp(v, "FALSE") == 0)
+		return TSCALAR_BOOL;
+	if (is_json_number(v))
+		return TSCALAR_NUMBER;
+	return TSCALAR_STRING;
+}
+
+/*
+ * tnode_get: the value of a key of a mapping, or NULL.
+ */
+const TNode *
+tnode_get(const TNode *map, const char *key)
+{
+	int			i;
+
+	if (map == NULL || map->kind != TNODE_MAPPING)
+		return NULL;
+	for (i = 0; i < map->nitems; i++)
+		if (strcmp(map->keys[i]->value, key) == 0)
+			return map->items[i];
+	return NULL;
+}
+
+/*
+ * tnode_describe: "a mapping", "a list", "null", or a scalar's text
+ * (quoted, and shortened to 40 characters) for messages.
+ */
+const char *
+tnode_describe(const TNode *node)
+{
+	StringInfoData buf;
+	int			len;
+	int			clip;
+
+	if (node->kind == TNODE_MAPPING)
+		return "a mapping";
+	if (node->kind == TNODE_SEQUENCE)
+		return "a list";
+	if (tnode_scalar_type(node) == TSCALAR_NULL)
+		return "null";
+	len = strlen(node->value);
+	clip = pg_mbcliplen(node->value, len, 40);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '"');
+	appendBinaryStringInfo(&buf, node->value, clip);
+	if (clip < len)
+		appendStringInfoString(&buf, "...");
+	appendStringInfoChar(&buf, '"');
+	return buf.data;
+}
+
+/*
+ * tnode_to_json: append a node as JSON.  Scalars follow tnode_scalar_type.
+ */
+void
+tnode_to_json(StringInfo buf, const TNode *node)
+{
+	int			i;
+
+	check_stack_depth();
+	if (node->kind == TNODE_SCALAR)
+	{
+		switch (tnode_scalar_type(node))
+		{
+			case TSCALAR_NULL:
+				appendStringInfoString(buf, "null");
+				break;
+			case TSCALAR_BOOL:
+				appendStringInfoString(buf, (node->value[0] == 't' ||
+											 node->value[0] == 'T') ? "true" : "false");
+				break;
+			case TSCALAR_NUMBER:
+				appendStringInfoString(buf, node->value);
+				break;
+			case TSCALAR_STRING:
+				escape_json(buf, node->value);
+				break;
+		}
+		return;
+	}
+	appendStringInfoChar(buf, node->kind == TNODE_MAPPING ? '{' : '[');
+	for (i = 0; i < node->nitems; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(buf, ", ");
+		if (node->kind == TNODE_MAPPING)
+		{
+			escape_json(buf, node->keys[i]->value);
+			appendStringInfoString(buf, ": ");
+		}
+		tnode_to_json(buf, node->items[i]);
+	}
+	appendStringInfoChar(buf, node->kind == TNODE_MAPPING ? '}' : ']');
+}
+
+/*
+ * copy_collection: a shallow copy of a mapping or sequence, so that a merge
+ * can change the copy's pairs while the original is shared.
+ */
+static TNode *
+copy_collection(const TNode *node)
+{
+	TNode	   *copy = palloc(sizeof(TNode));
+
+	*copy = *node;
+	copy->capacity = node->nitems;
+	if (node->nitems > 0)
+	{
+		copy->keys = palloc(sizeof(TNode *) * node->nitems);
+		copy->items = palloc(sizeof(TNode *) * node->nitems);
+		memcpy(copy->keys, node->keys, sizeof(TNode *) * node->nitems);
+		memcpy(copy->items, node->items, sizeof(TNode *) * node->nitems);
+	}
+	else
+	{
+		copy->keys = NULL;
+		copy->items = NULL;
+	}
+	return copy;
+}
+
+/*
+ * step_name_of: the name of a step template mapping, or NULL.
+ */
+static const char *
+step_name_of(const TNode *step)
+{
+	const TNode *name = tnode_get(step, "name");
+
+	if (name == NULL || name->kind != TNODE_SCALAR)
+		return NULL;
+	return name->value;
+}
+
+static TNode *merge_nodes(const TNode *base, const TNode *over, bool top);
+
+/*
+ * merge_steps: merge override step templates into the base ones by name;
+ * an override for a step the base does not have is ignored.
+ */
+static TNode *
+merge_steps(const TNode *base, const TNode *over)
+{
+	TNode	   *result = copy_collection(base);
+	int			i;
+	int			j;
+
+	for (i = 0; i < over->nitems; i++)
+	{
+		const char *name = step_name_of(over->items[i]);
+
+		if (name == NULL || over->items[i]->kind != TNODE_MAPPING)
+			continue;
+		for (j = 0; j < result->nitems; j++)
+		{
+			const char *base_name = step_name_of(result->items[j]);
+
+			if (base_name != NULL && strcmp(base_name, name) == 0 &&
+				result->items[j]->kind == TNODE_MAPPING)
+				result->items[j] = merge_nodes(result->items[j],
+											   over->items[i], false);
+		}
+	}
+	return result;
+}
+
+/*
+ * merge_nodes: deep-merge an override into a base mapping: mappings merge
+ * key by key, step_templates (at the top) merge by step name, and any other
+ * value replaces the base's.
+ */
+static TNode *
+merge_nodes(const TNode *base, const TNode *over, bool top)
+{
+	TNode	   *result;
+	int			i;
+	int			j;
+
+	check_stack_depth();
+	if (base->kind != TNODE_MAPPING || over->kind != TNODE_MAPPING)
+		return (TNode *) over;
+	result = copy_collection(base);
+	for (i = 0; i < over->nitems; i++)
+	{
+		const char *key = over->keys[i]->value;
+		const TNode *value = over->items[i];
+
+		for (j = 0; j < result->nitems; j++)
+			if (strcmp(result->keys[j]->value, key) == 0)
+				break;
+		if (j == result->nitems)
+			tnode_add(result, over->keys[i], (TNode *) value);
+		else if (top && strcmp(key, "step_templates") == 0 &&
+				 result->items[j]->kind == TNODE_SEQUENCE &&
+				 value->kind == TNODE_SEQUENCE)
+			result->items[j] = merge_steps(result->items[j], value);
+		else
+			result->items[j] = merge_nodes(result->items[j], value, false);
+	}
+	return result;
+}
+
+/*
+ * without_key: a copy of a mapping without one of its keys.
+ */
+static TNode *
+without_key(const TNode *map, const char *key)
+{
+	TNode	   *result = copy_collection(map);
+	int			i;
+	int			n = 0;
+
+	for (i = 0; i < map->nitems; i++)
+	{
+		if (strcmp(map->keys[i]->value, key) == 0)
+			continue;
+		result->keys[n] = map->keys[i];
+		result->items[n] = map->items[i];
+		n++;
+	}
+	result->nitems = n;
+	return result;
+}
+
+/*
+ * apply_environment: the template with the overrides of the environment
+ * that tasker.environment names merged in, and without its environments
+ * key.  Every environment's overrides are checked, chosen or not.
+ */
+static const TNode *
+apply_environment(TaskTemplate *t, const TNode *root)
+{
+	const TNode *envs = tnode_get(root, "environments");
+	const TNode *over;
+
+	if (envs == NULL)
+		return root;
+	template_check_environments(t, root);
+	over = NULL;
+	if (tasker_environment != NULL && tasker_environment[0] != '\0')
+		over = tnode_get(envs, tasker_environment);
+	if (over != NULL && over->kind == TNODE_MAPPING)
+		root = merge_nodes(root, over, true);
+	return without_key(root, "environments");
+}
+
+/*
+ * preliminary_name: the template's name as written, for messages raised
+ * before it is validated; NULL when there is no usable one.
+ */
+static const char *
+preliminary_name(const TNode *root)
+{
+	const TNode *name = tnode_get(root, "name");
+
+	if (name == NULL || name->kind != TNODE_SCALAR ||
+		tnode_scalar_type(name) == TSCALAR_NULL || name->value[0] == '\0')
+		return NULL;
+	if (strlen(name->value) > 4 * TEMPLATE_NAME_MAX)
+		return NULL;
+	return name->value;
+}
+
+/*
+ * tasker_register_template_text: register the template in a YAML or JSON
+ * text (in the server encoding) and return its named_task_id.  With
+ * replace, an existing template of the same namespace, name and version is
+ * updated in place.
+ */
+int32
+tasker_register_template_text(const char *text, size_t len, bool replace)
+{
+	TaskTemplate t;
+	const TNode *root;
+	StringInfoData json;
+	int			enc = GetDatabaseEncoding();
+	int32		named_task_id;
+
+	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
+	{
+		text = pg_server_to_any(text, (int) len, PG_UTF8);
+		len = strlen(text);
+	}
+	memset(&t, 0, sizeof(t));
+	root = parse_yaml(text, len);
+	if (root->kind != TNODE_MAPPING)
+		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE, root,
+					   "A template is a mapping with keys such as name and step_templates.",
+					   "the document is %s, not a mapping.", tnode_describe(root));
+	t.name = preliminary_name(root);
+	root = apply_environment(&t, root);
+	template_check(&t, root);
+
+	initStringInfo(&json);
+	tnode_to_json(&json, root);
+	t.template_json = json.data;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	template_resolve_handlers(&t);
+	named_task_id = template_store(&t, replace);
+	SPI_finish();
+	return named_task_id;
+}
+
+/*
+ * file_error_context: name the template file in the context of errors.
+ */
+static void
+file_error_context(void *arg)
+{
+	errcontext("task template file \"%s\"", (const char *) arg);
+}
+
+/*
+ * read_template_file: the whole content of a server file.
+ */
+static StringInfo
+read_template_file(const char *path)
+{
+	StringInfo	buf = makeStringInfo();
+	FILE	   *file;
+	char		chunk[8192];
+	size_t		n;
+
+	file = AllocateFile(path, PG_BINARY_R);
+	if (file == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open task template file \"%s\": %m", path),
+				 errdetail("The server process reads the file; a relative path is relative to the data directory."),
+				 errhint("Check the path and the file's permissions.")));
+	while ((n = fread(chunk, 1, sizeof(chunk), file)) > 0)
+		appendBinaryStringInfo(buf, chunk, (int) n);
+	if (ferror(file))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read task template file \"%s\": %m", path),
+				 errdetail("The server process reads the file; a relative path is relative to the data directory."),
+				 errhint("Check that the path names a readable regular file.")));
+	FreeFile(file);
+	return buf;
+}
+
+/*
+ * tasker_register_template_path: register the template in a server file.
+ * The caller needs the privileges of pg_read_server_files.
+ */
+int32
+tasker_register_template_path(const char *path, bool replace)
+{
+	StringInfo	content;
+	ErrorContextCallback callback;
+	int32		named_task_id;
+
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read task template file \"%s\"", path),
+				 errdetail("Only roles with the privileges of the pg_read_server_files role may read files on the server."),
+				 errhint("Ask an administrator to grant pg_read_server_files, or pass the text to tasker_register_template.")));
+	content = read_template_file(path);
+	if (memchr(content->data, '\0', content->len) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("task template file \"%s\" contains a zero byte", path),
+				 errdetail("A template file is YAML or JSON text."),
+				 errhint("Check that the path names the template, not a binary file.")));
+
+	callback.callback = file_error_context;
+	callback.arg = (void *) path;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	named_task_id = tasker_register_template_text(content->data, content->len,
+												  replace);
+	error_context_stack = callback.previous;
+	return named_task_id;
+}

@@ -1,0 +1,979 @@
+/*-------------------------------------------------------------------------
+ *
+ * template_check.c
+ *		Validation of a task template's node tree.
+ *
+ * template_check() turns the node tree (after environment overrides) into
+ * a TaskTemplate, refusing anything that is not exactly what the YAML
+ * reference describes: unknown keys (outside the free-form objects
+ * handler_config, configuration and schema), values of the wrong type,
+ * names too long for their column, invalid custom event names, api steps
+ * without a usable url, and step graphs that are not acyclic or that
+ * mention unknown steps.  Every error points at a line and column.  The
+ * checks need no catalog access; handler resolution happens later, in
+ * template_store.c.
+ *
+ * IDENTIFICATION
+ *		src/template_check.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "mb/pg_wchar.h"
+#include "utils/json.h"
+#include "utils/varlena.h"
+
+#include "template.h"
+
+/* The keys a mapping may have, and what to call such a mapping. */
+typedef struct KeySet
+{
+	const char *const *keys;
+	const char *what;
+} KeySet;
+
+/* Where a check is: the template and the thing being checked. */
+typedef struct Ctx
+{
+	TaskTemplate *t;
+	const char *subject;		/* "the template", "step \"fetch\"", ... */
+} Ctx;
+
+static const char *const task_key_list[] = {
+	"name", "namespace_name", "version", "module_namespace",
+	"task_handler_class", "description", "concurrent",
+	"default_dependent_system", "named_steps", "schema", "configuration",
+	"custom_events", "step_templates", "environments", NULL
+};
+
+/* An environment may override any key but environments. */
+static const char *const env_key_list[] = {
+	"name", "namespace_name", "version", "module_namespace",
+	"task_handler_class", "description", "concurrent",
+	"default_dependent_system", "named_steps", "schema", "configuration",
+	"custom_events", "step_templates", NULL
+};
+
+static const char *const step_key_list[] = {
+	"name", "description", "handler_class", "handler_config",
+	"depends_on_step", "depends_on_steps", "default_retryable",
+	"default_retry_limit", "skippable", "dependent_system", "custom_events",
+	"timeout_seconds", NULL
+};
+
+static const char *const event_key_list[] = {"name", "description", NULL};
+
+static const KeySet task_keys = {task_key_list, "a template"};
+static const KeySet env_keys = {env_key_list, "an environment"};
+static const KeySet step_keys = {step_key_list, "a step template"};
+static const KeySet event_keys = {event_key_list, "a custom event"};
+
+static const char *const reserved_event_prefixes[] = {
+	"task.", "step.", "workflow.", "observability.", "test.", NULL
+};
+
+static const char *const http_methods[] = {
+	"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL
+};
+
+/*
+ * closest_key: the allowed key nearest to a misspelt one, or NULL when none
+ * is near enough to suggest.
+ */
+static const char *
+closest_key(const char *word, const char *const *keys)
+{
+	const char *best = NULL;
+	int			best_distance = INT_MAX;
+	int			wlen = strlen(word);
+	int			i;
+
+	if (wlen > 64)
+		return NULL;
+	for (i = 0; keys[i] != NULL; i++)
+	{
+		int			klen = strlen(keys[i]);
+		int			d = varstr_levenshtein(word, wlen, keys[i], klen,
+										   1, 1, 1, true);
+
+		if (d < best_distance && d <= Max(2, klen / 3))
+		{
+			best = keys[i];
+			best_distance = d;
+		}
+	}
+	return best;
+}
+
+/*
+ * check_keys: refuse a key of a mapping that the key set does not allow,
+ * suggesting the nearest allowed key.
+ */
+static void
+check_keys(const Ctx *c, const TNode *map, const KeySet *set)
+{
+	int			i;
+	int			k;
+
+	for (i = 0; i < map->nitems; i++)
+	{
+		const char *key = map->keys[i]->value;
+		const char *near;
+		StringInfoData hint;
+
+		for (k = 0; set->keys[k] != NULL; k++)
+			if (strcmp(key, set->keys[k]) == 0)
+				break;
+		if (set->keys[k] != NULL)
+			continue;
+		initStringInfo(&hint);
+		near = closest_key(key, set->keys);
+		if (near != NULL)
+			appendStringInfo(&hint, "Did you mean \"%s\"?", near);
+		else
+		{
+			appendStringInfo(&hint, "The keys of %s are", set->what);
+			for (k = 0; set->keys[k] != NULL; k++)
+				appendStringInfo(&hint, "%s %s", k ? "," : "", set->keys[k]);
+			appendStringInfoChar(&hint, '.');
+		}
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+					   map->keys[i], hint.data,
+					   "%s has an unknown key \"%s\".", c->subject, key);
+	}
+}
+
+/*
+ * is_null: whether a value is absent or null.
+ */
+static bool
+is_null(const TNode *node)
+{
+	return node == NULL ||
+		(node->kind == TNODE_SCALAR && tnode_scalar_type(node) == TSCALAR_NULL);
+}
+
+/*
+ * get_string: the string value of a key, or NULL when absent or null.
+ * Numbers count as strings (version: 2 is "2"); booleans and collections
+ * do not.  maxlen > 0 limits the length in characters; nonempty refuses "".
+ */
+static const char *
+get_string(const Ctx *c, const TNode *map, const char *key, int maxlen,
+		   bool nonempty)
+{
+	const TNode *node = tnode_get(map, key);
+	int			len;
+
+	if (is_null(node))
+		return NULL;
+	if (node->kind != TNODE_SCALAR || tnode_scalar_type(node) == TSCALAR_BOOL)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   psprintf("Write the value as a string, as in %s: \"text\".", key),
+					   "\"%s\" of %s must be a string, not %s.",
+					   key, c->subject, tnode_describe(node));
+	if (nonempty && node->value[0] == '\0')
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   "Give it a value of at least one character.",
+					   "\"%s\" of %s must not be empty.", key, c->subject);
+	len = pg_mbstrlen_with_len(node->value, strlen(node->value));
+	if (maxlen > 0 && len > maxlen)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   psprintf("Shorten it to %d characters or fewer; tasker does not truncate names.", maxlen),
+					   "\"%s\" of %s is %d characters long; the limit is %d.",
+					   key, c->subject, len, maxlen);
+	return node->value;
+}
+
+/*
+ * get_required_string: as get_string, but the key must be present.
+ */
+static const char *
+get_required_string(const Ctx *c, const TNode *map, const char *key,
+					int maxlen)
+{
+	const char *value = get_string(c, map, key, maxlen, true);
+
+	if (value == NULL)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, map,
+					   psprintf("Add a \"%s\" key to %s.", key, c->subject),
+					   "%s has no \"%s\" key.", c->subject, key);
+	return value;
+}
+
+/*
+ * get_bool: the boolean value of a key (true or false, unquoted), or
+ * default_value when absent.
+ */
+static bool
+get_bool(const Ctx *c, const TNode *map, const char *key, bool default_value)
+{
+	const TNode *node = tnode_get(map, key);
+
+	if (is_null(node))
+		return default_value;
+	if (node->kind != TNODE_SCALAR || tnode_scalar_type(node) != TSCALAR_BOOL)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   "Write true or false, without quotes.",
+					   "\"%s\" of %s must be true or false, not %s.",
+					   key, c->subject, tnode_describe(node));
+	return node->value[0] == 't' || node->value[0] == 'T';
+}
+
+/*
+ * get_int: the integer value of a key, at least min (0 or 1), or
+ * default_value when absent.
+ */
+static int32
+get_int(const Ctx *c, const TNode *map, const char *key, int32 min,
+		int32 default_value)
+{
+	const TNode *node = tnode_get(map, key);
+	const char *kind = (min > 0) ? "a positive integer" : "a non-negative integer";
+	long long	value = -1;
+	const char *p;
+
+	if (is_null(node))
+		return default_value;
+	if (node->kind == TNODE_SCALAR && tnode_scalar_type(node) == TSCALAR_NUMBER)
+	{
+		for (p = node->value; *p >= '0' && *p <= '9'; p++)
+			;
+		if (*p == '\0' && strlen(node->value) <= 10)
+			value = strtoll(node->value, NULL, 10);
+	}
+	if (value < min || value > PG_INT32_MAX)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   psprintf("Write a whole number from %d to %d, without quotes.",
+							   (int) min, (int) PG_INT32_MAX),
+					   "\"%s\" of %s must be %s, not %s.",
+					   key, c->subject, kind, tnode_describe(node));
+	return (int32) value;
+}
+
+/*
+ * get_object: the JSON text of a key whose value must be a mapping (a
+ * free-form object), or NULL when absent.
+ */
+static char *
+get_object(const Ctx *c, const TNode *map, const char *key)
+{
+	const TNode *node = tnode_get(map, key);
+	StringInfoData buf;
+
+	if (is_null(node))
+		return NULL;
+	if (node->kind != TNODE_MAPPING)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   psprintf("Write %s as a mapping of keys to values.", key),
+					   "\"%s\" of %s must be a mapping, not %s.",
+					   key, c->subject, tnode_describe(node));
+	initStringInfo(&buf);
+	tnode_to_json(&buf, node);
+	return buf.data;
+}
+
+/*
+ * get_list: the value of a key that must be a list, or NULL when absent.
+ */
+static const TNode *
+get_list(const Ctx *c, const TNode *map, const char *key)
+{
+	const TNode *node = tnode_get(map, key);
+
+	if (is_null(node))
+		return NULL;
+	if (node->kind != TNODE_SEQUENCE)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   psprintf("Write %s as a list, one \"- item\" a line or [a, b].", key),
+					   "\"%s\" of %s must be a list, not %s.",
+					   key, c->subject, tnode_describe(node));
+	return node;
+}
+
+/*
+ * list_string: item i of a list, which must be a non-empty string.
+ */
+static const char *
+list_string(const Ctx *c, const TNode *list, int i, const char *key)
+{
+	const TNode *item = list->items[i];
+
+	if (item->kind != TNODE_SCALAR || item->value[0] == '\0' ||
+		tnode_scalar_type(item) == TSCALAR_NULL ||
+		tnode_scalar_type(item) == TSCALAR_BOOL)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, item,
+					   "Write each item as a name.",
+					   "item %d of \"%s\" of %s must be a non-empty string, not %s.",
+					   i + 1, key, c->subject, tnode_describe(item));
+	return item->value;
+}
+
+/*
+ * check_semver: refuse a version that is not X.Y.Z (no leading zeros),
+ * optionally followed by -prerelease and +build.
+ */
+static void
+check_semver(const Ctx *c, const TNode *at, const char *v)
+{
+	const char *p = v;
+	int			part;
+	bool		ok = true;
+
+	for (part = 0; part < 3 && ok; part++)
+	{
+		if (part > 0 && *p++ != '.')
+			ok = false;
+		else if (*p == '0' && p[1] >= '0' && p[1] <= '9')
+			ok = false;
+		else if (!(*p >= '0' && *p <= '9'))
+			ok = false;
+		while (ok && *p >= '0' && *p <= '9')
+			p++;
+	}
+	while (ok && (*p == '-' || *p == '+'))
+	{
+		char		sep = *p++;
+
+		if (!(isalnum((unsigned char) *p) || *p == '-'))
+			ok = false;
+		while (ok && (isalnum((unsigned char) *p) || *p == '-' ||
+					  (*p == '.' && (isalnum((unsigned char) p[1]) || p[1] == '-'))))
+			p++;
+		if (sep == '+' && *p == '-')
+			ok = false;
+	}
+	if (!ok || *p != '\0')
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+					   "Write a semantic version: MAJOR.MINOR.PATCH, optionally followed by -prerelease and +build, such as 1.2.0 or 2.0.0-rc.1.",
+					   "\"version\" of %s must be a semantic version, not \"%s\".",
+					   c->subject, v);
+}
+
+/*
+ * check_event_name: refuse a custom event name without a dot between two
+ * names, or in one of tasker's own event namespaces.
+ */
+static void
+check_event_name(const Ctx *c, const TNode *at, const char *name)
+{
+	const char *dot = strchr(name, '.');
+	int			i;
+
+	if (dot == NULL || dot == name || name[strlen(name) - 1] == '.')
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+					   "Name custom events \"namespace.event\", such as \"payment.gateway_error\".",
+					   "custom event \"%s\" of %s must contain a dot with a name on each side.",
+					   name, c->subject);
+	for (i = 0; reserved_event_prefixes[i] != NULL; i++)
+		if (pg_strncasecmp(name, reserved_event_prefixes[i],
+						   strlen(reserved_event_prefixes[i])) == 0)
+			template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+						   "The prefixes task., step., workflow., observability. and test. belong to tasker's own events; choose another.",
+						   "custom event \"%s\" of %s uses the reserved prefix \"%s\".",
+						   name, c->subject, reserved_event_prefixes[i]);
+}
+
+/*
+ * check_custom_events: the JSON array of {name, description} objects of a
+ * custom_events list; items are such mappings or plain names.
+ */
+static char *
+check_custom_events(const Ctx *c, const TNode *map)
+{
+	const TNode *list = get_list(c, map, "custom_events");
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; list != NULL && i < list->nitems; i++)
+	{
+		const TNode *item = list->items[i];
+		const char *name;
+		const char *description = NULL;
+
+		if (item->kind == TNODE_MAPPING)
+		{
+			Ctx			ec = {c->t, psprintf("custom event %d of %s", i + 1, c->subject)};
+
+			check_keys(&ec, item, &event_keys);
+			name = get_required_string(&ec, item, "name", 0);
+			description = get_string(&ec, item, "description", 0, false);
+		}
+		else
+			name = list_string(c, list, i, "custom_events");
+		check_event_name(c, item, name);
+		appendStringInfoString(&buf, i ? ", {\"name\": " : "{\"name\": ");
+		escape_json(&buf, name);
+		appendStringInfoString(&buf, ", \"description\": ");
+		if (description != NULL)
+			escape_json(&buf, description);
+		else
+			appendStringInfoString(&buf, "null");
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoChar(&buf, ']');
+	return buf.data;
+}
+
+/*
+ * check_url: refuse an api url without an http or https scheme and a host.
+ */
+static void
+check_url(const Ctx *c, const TNode *at, const char *url)
+{
+	const char *sep = strstr(url, "://");
+	const char *host;
+	const char *end;
+	const char *at_sign;
+	int			scheme_len = sep ? (int) (sep - url) : 0;
+
+	if (sep == NULL ||
+		!((scheme_len == 4 && pg_strncasecmp(url, "http", 4) == 0) ||
+		  (scheme_len == 5 && pg_strncasecmp(url, "https", 5) == 0)))
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+					   "Write an absolute URL such as https://api.example.com/orders.",
+					   "the url \"%s\" of %s does not start with http:// or https://.",
+					   url, c->subject);
+	host = sep + 3;
+	end = host + strcspn(host, "/?#");
+	at_sign = memchr(host, '@', end - host);
+	while (at_sign != NULL)
+	{
+		host = at_sign + 1;
+		at_sign = memchr(host, '@', end - host);
+	}
+	if (host == end || *host == ':')
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+					   "Write an absolute URL such as https://api.example.com/orders.",
+					   "the url \"%s\" of %s has no host.", url, c->subject);
+}
+
+/*
+ * check_api_config: validate the handler_config of an api step and return
+ * it with its method in upper case.
+ */
+static const TNode *
+check_api_config(const Ctx *c, const TNode *config)
+{
+	const char *url = get_string(c, config, "url", 0, true);
+	const char *method = get_string(c, config, "method", 0, true);
+	TNode	   *copy;
+	int			m;
+	int			i;
+
+	if (url == NULL)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, config,
+					   "Give the endpoint, as in url: https://api.example.com/orders.",
+					   "the handler_config of %s has type api but no \"url\".",
+					   c->subject);
+	check_url(c, tnode_get(config, "url"), url);
+	if (method == NULL)
+		return config;
+	for (m = 0; http_methods[m] != NULL; m++)
+		if (pg_strcasecmp(method, http_methods[m]) == 0)
+			break;
+	if (http_methods[m] == NULL)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+					   tnode_get(config, "method"),
+					   "Use GET, POST, PUT, PATCH, DELETE or HEAD.",
+					   "\"method\" of %s must be an HTTP method tasker supports, not \"%s\".",
+					   c->subject, method);
+	copy = palloc(sizeof(TNode));
+	*copy = *config;
+	copy->items = palloc(sizeof(TNode *) * config->nitems);
+	for (i = 0; i < config->nitems; i++)
+	{
+		copy->items[i] = config->items[i];
+		if (strcmp(config->keys[i]->value, "method") == 0)
+		{
+			TNode	   *upper = palloc(sizeof(TNode));
+
+			*upper = *config->items[i];
+			upper->value = pstrdup(http_methods[m]);
+			upper->quoted = true;
+			copy->items[i] = upper;
+		}
+	}
+	return copy;
+}
+
+/*
+ * step_subject: how messages name step index: by its name when it has a
+ * usable one, else by its 1-based position.
+ */
+static const char *
+step_subject(const TNode *step, int index)
+{
+	const TNode *name = tnode_get(step, "name");
+
+	if (name != NULL && name->kind == TNODE_SCALAR && name->value[0] != '\0' &&
+		tnode_scalar_type(name) != TSCALAR_NULL &&
+		strlen(name->value) <= 4 * TEMPLATE_STEP_NAME_MAX)
+		return psprintf("step \"%s\"", name->value);
+	return psprintf("step %d", index + 1);
+}
+
+/*
+ * check_step_handler: the handler_class and handler_config of a step; an
+ * api step needs no handler_class, any other step does.
+ */
+static void
+check_step_handler(const Ctx *c, const TNode *node, StepTemplate *s)
+{
+	const TNode *config = tnode_get(node, "handler_config");
+	const TNode *type;
+	StringInfoData buf;
+
+	s->handler_class = get_string(c, node, "handler_class", 0, true);
+	s->handler_class_node = tnode_get(node, "handler_class");
+	if (get_object(c, node, "handler_config") == NULL)
+		config = NULL;
+	type = tnode_get(config, "type");
+	s->is_api = (type != NULL && type->kind == TNODE_SCALAR &&
+				 strcmp(type->value, "api") == 0);
+	if (s->is_api)
+		config = check_api_config(c, config);
+	else if (s->handler_class == NULL)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   "Name a registered handler class, or an SQL function taking and returning jsonb, in handler_class; or set handler_config.type to api.",
+					   "%s has no \"handler_class\" key and is not an api step.",
+					   c->subject);
+	initStringInfo(&buf);
+	if (config != NULL)
+		tnode_to_json(&buf, config);
+	else
+		appendStringInfoString(&buf, "{}");
+	s->handler_config_json = buf.data;
+}
+
+/*
+ * add_dependency: append a dependency to a step unless already there.
+ */
+static void
+add_dependency(StepTemplate *s, const char *name, const TNode *at)
+{
+	ListCell   *lc;
+
+	foreach(lc, s->depends_on)
+		if (strcmp((const char *) lfirst(lc), name) == 0)
+			return;
+	s->depends_on = lappend(s->depends_on, (void *) name);
+	s->depends_nodes = lappend(s->depends_nodes, (void *) at);
+}
+
+/*
+ * check_step_dependencies: the union of depends_on_step and
+ * depends_on_steps, in declaration order, without repeats.
+ */
+static void
+check_step_dependencies(const Ctx *c, const TNode *node, StepTemplate *s)
+{
+	const char *one = get_string(c, node, "depends_on_step", 0, true);
+	const TNode *list = get_list(c, node, "depends_on_steps");
+	int			i;
+
+	if (one != NULL)
+		add_dependency(s, one, tnode_get(node, "depends_on_step"));
+	for (i = 0; list != NULL && i < list->nitems; i++)
+		add_dependency(s, list_string(c, list, i, "depends_on_steps"),
+					   list->items[i]);
+}
+
+/*
+ * check_step: validate one item of step_templates.
+ */
+static void
+check_step(TaskTemplate *t, const TNode *node, int index, StepTemplate *s)
+{
+	Ctx			c = {t, NULL};
+
+	if (node->kind != TNODE_MAPPING)
+		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   "Write each step template as a mapping with at least name and handler_class.",
+					   "step %d of \"step_templates\" is %s, not a mapping.",
+					   index + 1, tnode_describe(node));
+	c.subject = step_subject(node, index);
+	check_keys(&c, node, &step_keys);
+	s->node = node;
+	s->name = get_required_string(&c, node, "name", TEMPLATE_STEP_NAME_MAX);
+	s->name_node = tnode_get(node, "name");
+	c.subject = psprintf("step \"%s\"", s->name);
+	s->description = get_string(&c, node, "description",
+								TEMPLATE_DESCRIPTION_MAX, false);
+	if (s->description == NULL)
+		s->description = s->name;
+	check_step_handler(&c, node, s);
+	check_step_dependencies(&c, node, s);
+	s->default_retryable = get_bool(&c, node, "default_retryable", true);
+	s->default_retry_limit = get_int(&c, node, "default_retry_limit", 0, 3);
+	s->skippable = get_bool(&c, node, "skippable", false);
+	s->timeout_seconds = get_int(&c, node, "timeout_seconds", 1, 0);
+	s->dependent_system = get_string(&c, node, "dependent_system",
+									 TEMPLATE_SYSTEM_MAX, true);
+	if (s->dependent_system == NULL)
+		s->dependent_system = t->default_dependent_system;
+	s->custom_events_json = check_custom_events(&c, node);
+}
+
+/*
+ * step_order: qsort_arg comparator of step indexes, by name then index.
+ */
+static int
+step_order(const void *a, const void *b, void *arg)
+{
+	const TaskTemplate *t = (const TaskTemplate *) arg;
+	int			ia = *(const int *) a;
+	int			ib = *(const int *) b;
+	int			c = strcmp(t->steps[ia].name, t->steps[ib].name);
+
+	if (c != 0)
+		return c;
+	return (ia < ib) ? -1 : (ia > ib);
+}
+
+/*
+ * find_step: the index of the step of a name, or -1.
+ */
+static int
+find_step(const TaskTemplate *t, const char *name)
+{
+	int			lo = 0;
+	int			hi = t->nsteps - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		int			c = strcmp(t->steps[t->order[mid]].name, name);
+
+		if (c == 0)
+			return t->order[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
+
+/*
+ * check_duplicate_steps: sort the steps by name (for find_step) and refuse
+ * a name declared twice, reporting the earliest second declaration.
+ */
+static void
+check_duplicate_steps(TaskTemplate *t)
+{
+	int			i;
+	int			dup = -1;
+	int			first = -1;
+
+	t->order = palloc(sizeof(int) * t->nsteps);
+	for (i = 0; i < t->nsteps; i++)
+		t->order[i] = i;
+	qsort_arg(t->order, t->nsteps, sizeof(int), step_order, t);
+	for (i = 1; i < t->nsteps; i++)
+		if (strcmp(t->steps[t->order[i]].name,
+				   t->steps[t->order[i - 1]].name) == 0 &&
+			(dup < 0 || t->order[i] < dup))
+		{
+			dup = t->order[i];
+			first = t->order[i - 1];
+		}
+	if (dup >= 0)
+		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+					   t->steps[dup].name_node,
+					   "Step names must be unique within a template; rename or remove one of them.",
+					   "step \"%s\" is declared a second time (the first is at line %d, column %d).",
+					   t->steps[dup].name, t->steps[first].name_node->line,
+					   t->steps[first].name_node->column);
+}
+
+/*
+ * check_dependency_names: refuse a step that depends on itself or on a
+ * step the template does not declare.
+ */
+static void
+check_dependency_names(TaskTemplate *t)
+{
+	int			i;
+
+	for (i = 0; i < t->nsteps; i++)
+	{
+		StepTemplate *s = &t->steps[i];
+		ListCell   *lc;
+		ListCell   *nc;
+
+		forboth(lc, s->depends_on, nc, s->depends_nodes)
+		{
+			const char *dep = (const char *) lfirst(lc);
+			const TNode *at = (const TNode *) lfirst(nc);
+
+			if (strcmp(dep, s->name) == 0)
+				template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+							   psprintf("Remove \"%s\" from its own depends_on_step and depends_on_steps.", s->name),
+							   "step \"%s\" depends on itself.", s->name);
+			if (find_step(t, dep) < 0)
+				template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+							   "Declare a step of that name in step_templates, or correct the name.",
+							   "step \"%s\" depends on unknown step \"%s\".",
+							   s->name, dep);
+		}
+	}
+}
+
+/*
+ * in_whitelist: whether a name is an item of named_steps.
+ */
+static bool
+in_whitelist(const TNode *list, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < list->nitems; i++)
+		if (strcmp(list->items[i]->value, name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * check_named_steps: with a named_steps list, every step name and every
+ * dependency must be listed in it.
+ */
+static void
+check_named_steps(const Ctx *c, const TNode *root)
+{
+	TaskTemplate *t = c->t;
+	const TNode *list = get_list(c, root, "named_steps");
+	int			i;
+
+	if (list == NULL)
+		return;
+	for (i = 0; i < list->nitems; i++)
+		(void) list_string(c, list, i, "named_steps");
+	for (i = 0; i < t->nsteps; i++)
+	{
+		StepTemplate *s = &t->steps[i];
+		ListCell   *lc;
+		ListCell   *nc;
+
+		if (!in_whitelist(list, s->name))
+			template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+						   s->name_node,
+						   psprintf("Add \"%s\" to named_steps, or remove named_steps.", s->name),
+						   "step \"%s\" is not listed in \"named_steps\".", s->name);
+		forboth(lc, s->depends_on, nc, s->depends_nodes)
+			if (!in_whitelist(list, (const char *) lfirst(lc)))
+				template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+							   (const TNode *) lfirst(nc),
+							   psprintf("Add \"%s\" to named_steps, or remove named_steps.",
+										(const char *) lfirst(lc)),
+							   "step \"%s\" depends on \"%s\", which is not listed in \"named_steps\".",
+							   s->name, (const char *) lfirst(lc));
+	}
+}
+
+/*
+ * report_cycle: raise the error of a dependency cycle, which is the DFS
+ * stack from position from to its top, closed by the dependency at.
+ */
+static void
+report_cycle(TaskTemplate *t, const int *stack, int from, int top,
+			 const TNode *at)
+{
+	StringInfoData path;
+	int			i;
+
+	initStringInfo(&path);
+	for (i = from; i < top; i++)
+		appendStringInfo(&path, "%s -> ", t->steps[stack[i]].name);
+	appendStringInfoString(&path, t->steps[stack[from]].name);
+	template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+				   "Each arrow points from a step to a step it depends on; remove one of these dependencies, for a workflow must be acyclic.",
+				   "the steps depend on each other in a cycle: %s.", path.data);
+}
+
+/*
+ * check_cycles: refuse a dependency cycle, found by an iterative
+ * depth-first search in declaration order (the steps are known to exist).
+ */
+static void
+check_cycles(TaskTemplate *t)
+{
+	int		   *state = palloc0(sizeof(int) * t->nsteps);	/* 0, 1 open, 2 done */
+	int		   *next = palloc0(sizeof(int) * t->nsteps);
+	int		   *stack = palloc(sizeof(int) * t->nsteps);
+	int			top;
+	int			start;
+	int			i;
+
+	for (start = 0; start < t->nsteps; start++)
+	{
+		if (state[start] != 0)
+			continue;
+		top = 0;
+		stack[top++] = start;
+		state[start] = 1;
+		while (top > 0)
+		{
+			StepTemplate *s = &t->steps[stack[top - 1]];
+			int			w;
+
+			if (next[stack[top - 1]] >= list_length(s->depends_on))
+			{
+				state[stack[--top]] = 2;
+				continue;
+			}
+			i = next[stack[top - 1]]++;
+			w = find_step(t, (const char *) list_nth(s->depends_on, i));
+			if (state[w] == 1)
+			{
+				int			from = top - 1;
+
+				while (stack[from] != w)
+					from--;
+				report_cycle(t, stack, from, top,
+							 (const TNode *) list_nth(s->depends_nodes, i));
+			}
+			if (state[w] == 0)
+			{
+				state[w] = 1;
+				stack[top++] = w;
+			}
+		}
+	}
+}
+
+/*
+ * check_env_steps: the step_templates of an environment: mappings with a
+ * name, and only keys a step template may have.
+ */
+static void
+check_env_steps(const Ctx *c, const TNode *env)
+{
+	const TNode *list = get_list(c, env, "step_templates");
+	int			i;
+
+	for (i = 0; list != NULL && i < list->nitems; i++)
+	{
+		const TNode *item = list->items[i];
+		Ctx			sc = {c->t, NULL};
+
+		if (item->kind != TNODE_MAPPING)
+			template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, item,
+						   "Write each override as a mapping with the name of the step it changes.",
+						   "step %d of \"step_templates\" of %s is %s, not a mapping.",
+						   i + 1, c->subject, tnode_describe(item));
+		sc.subject = psprintf("%s of %s", step_subject(item, i), c->subject);
+		check_keys(&sc, item, &step_keys);
+		(void) get_required_string(&sc, item, "name", TEMPLATE_STEP_NAME_MAX);
+	}
+}
+
+/*
+ * template_check_environments: check the keys of every environment of
+ * environments, whichever tasker.environment selects, so that a misspelt
+ * production override fails on a developer's machine too.
+ */
+void
+template_check_environments(TaskTemplate *t, const TNode *root)
+{
+	const TNode *envs = tnode_get(root, "environments");
+	int			i;
+
+	if (is_null(envs))
+		return;
+	if (envs->kind != TNODE_MAPPING)
+		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, envs,
+					   "Write environments as a mapping from environment name to overrides.",
+					   "\"environments\" of the template must be a mapping, not %s.",
+					   tnode_describe(envs));
+	for (i = 0; i < envs->nitems; i++)
+	{
+		const TNode *env = envs->items[i];
+		Ctx			ec = {t, psprintf("environment \"%s\"", envs->keys[i]->value)};
+
+		if (is_null(env))
+			continue;
+		if (env->kind != TNODE_MAPPING)
+			template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, env,
+						   "Write the overrides of an environment as a mapping of template keys.",
+						   "%s must be a mapping, not %s.", ec.subject,
+						   tnode_describe(env));
+		check_keys(&ec, env, &env_keys);
+		check_env_steps(&ec, env);
+	}
+}
+
+/*
+ * check_task_keys: the scalar keys of the template itself.
+ */
+static void
+check_task_keys(const Ctx *c, const TNode *root)
+{
+	TaskTemplate *t = c->t;
+	const TNode *version_node = tnode_get(root, "version");
+
+	t->namespace_name = get_string(c, root, "namespace_name",
+								   TEMPLATE_NAMESPACE_MAX, true);
+	if (t->namespace_name == NULL)
+		t->namespace_name = "default";
+	t->version = get_string(c, root, "version", TEMPLATE_VERSION_MAX, true);
+	if (t->version != NULL)
+		check_semver(c, version_node, t->version);
+	else
+		t->version = "0.1.0";
+	t->module_namespace = get_string(c, root, "module_namespace", 0, false);
+	t->task_handler_class = get_string(c, root, "task_handler_class", 0, false);
+	t->description = get_string(c, root, "description",
+								TEMPLATE_DESCRIPTION_MAX, false);
+	(void) get_bool(c, root, "concurrent", true);
+	t->default_dependent_system = get_string(c, root, "default_dependent_system",
+											 TEMPLATE_SYSTEM_MAX, true);
+	if (t->default_dependent_system == NULL)
+		t->default_dependent_system = "default";
+	t->schema_json = get_object(c, root, "schema");
+	t->configuration_json = get_object(c, root, "configuration");
+	if (t->configuration_json == NULL)
+		t->configuration_json = "{}";
+	t->custom_events_json = check_custom_events(c, root);
+}
+
+/*
+ * template_check: validate a template's node tree (environment overrides
+ * applied) and fill in t.  Raises the first error found.
+ */
+void
+template_check(TaskTemplate *t, const TNode *root)
+{
+	Ctx			c = {t, "the template"};
+	const TNode *steps;
+	int			i;
+
+	t->root = root;
+	check_keys(&c, root, &task_keys);
+	t->name = get_required_string(&c, root, "name", TEMPLATE_NAME_MAX);
+	check_task_keys(&c, root);
+
+	steps = get_list(&c, root, "step_templates");
+	if (steps == NULL)
+		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, root,
+					   "Add a \"step_templates\" list with at least one step.",
+					   "the template has no \"step_templates\" key.");
+	if (steps->nitems == 0)
+		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, steps,
+					   "Add at least one step template.",
+					   "\"step_templates\" of the template is empty.");
+	t->nsteps = steps->nitems;
+	t->steps = palloc0(sizeof(StepTemplate) * t->nsteps);
+	for (i = 0; i < t->nsteps; i++)
+		check_step(t, steps->items[i], i, &t->steps[i]);
+
+	check_duplicate_steps(t);
+	check_dependency_names(t);
+	check_named_steps(&c, root);
+	check_cycles(t);
+}
