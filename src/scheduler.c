@@ -336,13 +336,13 @@ run_step(ClaimedStep *c)
 	if (c->from_error)
 		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_PENDING,
 						  "{\"reason\": \"retry_backoff_elapsed\"}");
-	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_IN_PROGRESS, NULL);
 	run(plan(&attempt_plan,
 			 "UPDATE tasker_workflow_steps"
-			 "   SET attempts = attempts + 1, last_attempted_at = now()"
+			 "   SET attempts = attempts + 1, last_attempted_at = clock_timestamp()"
 			 " WHERE workflow_step_id = $1",
 			 1, argtypes),
 		values, SPI_OK_UPDATE);
+	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_IN_PROGRESS, NULL);
 
 	tasker_run_sql_handler(&c->call, &outcome);
 	if (outcome.ok)

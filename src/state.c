@@ -338,9 +338,9 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 							 1, clear_types);
 		insert = prepare_kept(&task_insert_plan,
 							  "INSERT INTO tasker_task_transitions"
-							  " (task_id, from_state, to_state, metadata, sort_key)"
+							  " (task_id, from_state, to_state, metadata, sort_key, created_at)"
 							  " SELECT $1, $3, $4, $5::jsonb,"
-							  "        COALESCE(max(sort_key), 0) + 10"
+							  "        COALESCE(max(sort_key), 0) + 10, clock_timestamp()"
 							  "   FROM tasker_task_transitions WHERE task_id = $1",
 							  5, insert_types);
 	}
@@ -353,9 +353,9 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 							 1, clear_types);
 		insert = prepare_kept(&step_insert_plan,
 							  "INSERT INTO tasker_workflow_step_transitions"
-							  " (workflow_step_id, task_id, from_state, to_state, metadata, sort_key)"
+							  " (workflow_step_id, task_id, from_state, to_state, metadata, sort_key, created_at)"
 							  " SELECT $1, $2, $3, $4, $5::jsonb,"
-							  "        COALESCE(max(sort_key), 0) + 10"
+							  "        COALESCE(max(sort_key), 0) + 10, clock_timestamp()"
 							  "   FROM tasker_workflow_step_transitions"
 							  "  WHERE workflow_step_id = $1",
 							  5, insert_types);
@@ -390,7 +390,7 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 							   "       complete = CASE $2 WHEN 'complete' THEN true"
 							   "                          WHEN 'pending' THEN false"
 							   "                          ELSE complete END,"
-							   "       completed_at = CASE WHEN $2 = 'complete' THEN now()"
+							   "       completed_at = CASE WHEN $2 = 'complete' THEN clock_timestamp()"
 							   "                           ELSE completed_at END"
 							   " WHERE task_id = $1",
 							   2, argtypes),
@@ -404,7 +404,7 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 						   "       in_process = ($2 = 'in_progress'),"
 						   "       processed = ($2 IN ('complete', 'resolved_manually')),"
 						   "       processed_at = CASE WHEN $2 IN ('complete', 'resolved_manually')"
-						   "                           THEN now() ELSE processed_at END,"
+						   "                           THEN clock_timestamp() ELSE processed_at END,"
 						   "       next_attempt_at = CASE WHEN $2 = 'pending' THEN now() END,"
 						   "       lease_expires_at = CASE WHEN $2 = 'in_progress'"
 						   "                               THEN lease_expires_at END"

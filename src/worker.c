@@ -394,8 +394,11 @@ tasker_executor_main(Datum arg)
 		set_slot_state(!tasker_enabled ? TASKER_WORKER_PAUSED :
 					   ready ? TASKER_WORKER_IDLE : TASKER_WORKER_WAITING, ran);
 
-		/* A full batch suggests more work: go again without sleeping. */
-		if (ran >= tasker_batch_size)
+		/*
+		 * Steps that ran may have released their children: look again at
+		 * once.  Sleep only when there was nothing to do.
+		 */
+		if (ran > 0)
 			continue;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 tasker_poll_interval, PG_WAIT_EXTENSION);

@@ -51,22 +51,25 @@ END $$;
 CREATE FUNCTION order_process.process_payment(step jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    o jsonb := step #> '{dependencies,fetch_order}';
+    o order_process.orders;
 BEGIN
     -- The demo's payment gateway times out on the first two attempts.
     IF (step->>'attempt')::integer < 3 THEN
         RAISE EXCEPTION 'payment gateway timed out (attempt %)', step->>'attempt';
     END IF;
-    INSERT INTO order_process.payments (order_id, amount)
-    VALUES ((o->>'order_id')::integer, (o->>'amount')::numeric);
-    RETURN jsonb_build_object('charged', (o->>'amount')::numeric, 'attempt', step->'attempt');
+    SELECT * INTO o FROM order_process.orders
+     WHERE order_id = (step #>> '{context,order_id}')::integer;
+    INSERT INTO order_process.payments (order_id, amount) VALUES (o.order_id, o.amount);
+    RETURN jsonb_build_object('charged', o.amount, 'attempt', step->'attempt');
 END $$;
 
 CREATE FUNCTION order_process.update_inventory(step jsonb) RETURNS jsonb
 LANGUAGE sql AS $$
     UPDATE order_process.inventory i
-       SET on_hand = on_hand - (step #>> '{dependencies,fetch_order,quantity}')::integer
-     WHERE sku = step #>> '{dependencies,fetch_order,sku}'
+       SET on_hand = on_hand - o.quantity
+      FROM order_process.orders o
+     WHERE o.order_id = (step #>> '{context,order_id}')::integer
+       AND i.sku = o.sku
     RETURNING jsonb_build_object('sku', i.sku, 'on_hand', i.on_hand)
 $$;
 
