@@ -26,7 +26,8 @@ DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 REGRESS = \
 	001_install \
 	002_state_walk \
-	020_json_schema
+	020_json_schema \
+	030_run_task
 
 PG_CONFIG ?= pg_config
 

@@ -18,6 +18,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -373,6 +374,14 @@ tasker_wait_for_task(int64 task_id, int64 timeout_ms)
 				 errmsg("the tasker workers are not running on this server"),
 				 errdetail("Nothing would move task " INT64_FORMAT ".", task_id),
 				 errhint("Add tasker to shared_preload_libraries and restart, or drive the task in this session with tasker_run_task.")));
+	if (strcmp(get_database_name(MyDatabaseId), tasker_database_name) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the tasker workers do not run in database \"%s\"",
+						get_database_name(MyDatabaseId)),
+				 errdetail("tasker.database_name is \"%s\"; nothing would move task " INT64_FORMAT " here.",
+						   tasker_database_name, task_id),
+				 errhint("Set tasker.database_name to this database and restart, or drive the task in this session with tasker_run_task.")));
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
