@@ -422,6 +422,13 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION tasker_run_task(bigint, interval) IS
     'Run a task''s steps in this session (no worker needed) until it is final, blocked, or the timeout passes; returns its state';
 
+CREATE FUNCTION tasker_run_steps(max_steps integer DEFAULT 50)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tasker_run_steps_sql'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION tasker_run_steps(integer) IS
+    'Claim and run up to max_steps ready steps of any task in this transaction, as one worker batch does; returns the number run';
+
 CREATE FUNCTION tasker_wait_for_task(task_id bigint, timeout interval DEFAULT '60 seconds')
 RETURNS text
 AS 'MODULE_PATHNAME', 'tasker_wait_for_task_sql'

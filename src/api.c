@@ -26,6 +26,7 @@
 #include "events.h"
 #include "handler.h"
 #include "jsonschema.h"
+#include "scheduler.h"
 #include "state.h"
 #include "task.h"
 #include "template.h"
@@ -40,6 +41,7 @@ PG_FUNCTION_INFO_V1(tasker_retry_task_sql);
 PG_FUNCTION_INFO_V1(tasker_resolve_step_sql);
 PG_FUNCTION_INFO_V1(tasker_cancel_step_sql);
 PG_FUNCTION_INFO_V1(tasker_run_task_sql);
+PG_FUNCTION_INFO_V1(tasker_run_steps_sql);
 PG_FUNCTION_INFO_V1(tasker_wait_for_task_sql);
 PG_FUNCTION_INFO_V1(tasker_worker_status_sql);
 PG_FUNCTION_INFO_V1(tasker_permanent_error_sql);
@@ -293,6 +295,24 @@ tasker_run_task_sql(PG_FUNCTION_ARGS)
 	int64		task_id = PG_GETARG_INT64(0);
 
 	PG_RETURN_TEXT_P(cstring_to_text(tasker_run_task(task_id, interval_ms(fcinfo, 1))));
+}
+
+/*
+ * tasker_run_steps(max_steps integer): one batch, as a worker runs it, in
+ * the caller's transaction.
+ */
+Datum
+tasker_run_steps_sql(PG_FUNCTION_ARGS)
+{
+	int32		max_steps = PG_GETARG_INT32(0);
+
+	if (max_steps < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_steps must be at least 1"),
+				 errdetail("The value given is %d.", max_steps),
+				 errhint("Pass the largest number of steps to run in this call.")));
+	PG_RETURN_INT32(tasker_run_ready_steps(0, max_steps));
 }
 
 /*
