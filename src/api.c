@@ -312,6 +312,7 @@ tasker_run_steps_sql(PG_FUNCTION_ARGS)
 				 errmsg("max_steps must be at least 1"),
 				 errdetail("The value given is %d.", max_steps),
 				 errhint("Pass the largest number of steps to run in this call.")));
+	(void) tasker_start_ready_tasks(0, max_steps);
 	PG_RETURN_INT32(tasker_run_ready_steps(0, max_steps));
 }
 

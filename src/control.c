@@ -92,7 +92,7 @@ static TaskerState
 task_state(int64 task_id)
 {
 	exec(&task_state_plan,
-		 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1 FOR UPDATE",
+		 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
 		 task_id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -146,7 +146,9 @@ task_of_step(int64 step_id)
 
 /*
  * tasker_cancel_task: cancel a task and its pending steps; error steps stop
- * retrying.  Running steps finish, but their dependents never start.
+ * retrying.  Running steps finish, but their dependents never start: a step
+ * a worker holds is skipped here, and the worker cancels what is left when
+ * it settles the task.
  * Returns false when the task was already cancelled.
  */
 bool
@@ -170,7 +172,8 @@ tasker_cancel_task(int64 task_id, const char *reason)
 	{
 		exec(&pending_steps_plan,
 			 "SELECT workflow_step_id FROM tasker_workflow_steps"
-			 " WHERE task_id = $1 AND current_state = 'pending' ORDER BY workflow_step_id",
+			 " WHERE task_id = $1 AND current_state = 'pending'"
+			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 task_id, SPI_OK_SELECT);
 		ids = ids_of_result(&n);
 		for (i = 0; i < n; i++)
@@ -345,6 +348,7 @@ tasker_run_task(int64 task_id, int64 timeout_ms)
 		state = peek_task_state(task_id);
 		if (is_final(state))
 			break;
+		(void) tasker_start_ready_tasks(task_id, 1);
 		if (tasker_run_ready_steps(task_id, tasker_batch_size) > 0)
 			continue;
 		due = next_due_ms(task_id);

@@ -6,13 +6,14 @@
  *
  * tasker_run_ready_steps() works inside the caller's transaction (a worker
  * batch, or tasker_run_task in a user session).  It claims up to a limit of
- * ready steps with FOR UPDATE SKIP LOCKED through the partial ready-steps
- * index, so concurrent callers never take the same step; locks the claimed
- * steps' tasks in task_id order (so two batches never deadlock on tasks);
- * runs each step's handler in a subtransaction; records the outcome with
- * the state machine; and finally settles each task: complete when every
- * step is complete or resolved, error when no step can make progress any
- * more.  Because the claim, the handler's effects and the outcome commit
+ * ready steps of started tasks with FOR NO KEY UPDATE SKIP LOCKED through the
+ * partial ready-steps index, so concurrent callers never take the same
+ * step; runs each step's handler in a subtransaction; records the outcome
+ * with the state machine; and finally settles each task, locking the task
+ * rows in task_id order (so two batches never deadlock on them): complete
+ * when every step is complete or resolved, error when no step can make
+ * progress any more.  Task rows are not locked while handlers run, so an
+ * operator's tasker_cancel_task never waits for a batch.  Because the claim, the handler's effects and the outcome commit
  * together, a crash at any point re-runs a step at most in a transaction
  * that never commits.
  *
@@ -51,12 +52,13 @@ typedef struct ClaimedStep
 } ClaimedStep;
 
 static SPIPlanPtr claim_plan;
-static SPIPlanPtr lock_tasks_plan;
+static SPIPlanPtr start_plan;
 static SPIPlanPtr attempt_plan;
 static SPIPlanPtr success_plan;
 static SPIPlanPtr failure_plan;
 static SPIPlanPtr retry_plan;
 static SPIPlanPtr lock_task_plan;
+static SPIPlanPtr leftover_plan;
 static SPIPlanPtr counts_plan;
 
 /*
@@ -139,11 +141,11 @@ claim_steps(int64 task_id, int limit, ClaimedStep **out)
 			 "   AND s.next_attempt_at IS NOT NULL"
 			 "   AND s.next_attempt_at <= $3"
 			 "   AND ($2 = 0 OR s.task_id = $2)"
-			 "   AND t.current_state IN ('pending', 'in_progress')"
+			 "   AND t.current_state = 'in_progress'"
 			 "   AND l.handler_function IS NOT NULL"
 			 " ORDER BY s.next_attempt_at, s.workflow_step_id"
 			 " LIMIT $1"
-			 " FOR UPDATE OF s SKIP LOCKED",
+			 " FOR NO KEY UPDATE OF s SKIP LOCKED",
 			 3, argtypes),
 		values, SPI_OK_SELECT);
 
@@ -200,38 +202,46 @@ distinct_tasks(ClaimedStep *steps, int n, int64 **out)
 }
 
 /*
- * start_tasks: lock the tasks in id order and move pending ones to
- * in_progress.
+ * tasker_start_ready_tasks: move pending tasks that have a ready step (of
+ * task_id only, when it is not 0) to in_progress; returns how many.  The
+ * workers call this in a short transaction of its own before each batch,
+ * so a batch never holds a task's row lock while handlers run, and a
+ * concurrent tasker_cancel_task takes effect at once.
  */
-static void
-start_tasks(int64 *task_ids, int ntasks)
+int
+tasker_start_ready_tasks(int64 task_id, int limit)
 {
-	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum	   *elems = palloc(sizeof(Datum) * ntasks);
-	Datum		values[1];
-	uint64		i;
+	Oid			argtypes[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3] = {Int64GetDatum(task_id), Int32GetDatum(limit),
+	TimestampTzGetDatum(GetCurrentTimestamp())};
+	int64	   *ids;
 	uint64		n;
-	int64	   *pending;
+	uint64		i;
 	bool		isnull;
 
-	for (i = 0; i < (uint64) ntasks; i++)
-		elems[i] = Int64GetDatum(task_ids[i]);
-	values[0] = PointerGetDatum(construct_array(elems, ntasks, INT8OID, 8,
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	run(plan(&lock_tasks_plan,
-			 "SELECT task_id, current_state = 'pending' FROM tasker_tasks"
-			 " WHERE task_id = ANY($1) ORDER BY task_id FOR UPDATE",
-			 1, argtypes),
+	SPI_connect();
+	run(plan(&start_plan,
+			 "SELECT t.task_id FROM tasker_tasks t"
+			 " WHERE t.current_state = 'pending'"
+			 "   AND ($1 = 0 OR t.task_id = $1)"
+			 "   AND EXISTS (SELECT 1 FROM tasker_workflow_steps s"
+			 "                WHERE s.task_id = t.task_id"
+			 "                  AND s.current_state IN ('pending', 'error')"
+			 "                  AND s.unfinished_parents = 0"
+			 "                  AND s.next_attempt_at <= $3)"
+			 " ORDER BY t.task_id LIMIT $2"
+			 " FOR NO KEY UPDATE OF t SKIP LOCKED",
+			 3, argtypes),
 		values, SPI_OK_SELECT);
 	n = SPI_processed;
-	pending = palloc(sizeof(int64) * Max(n, 1));
+	ids = palloc(sizeof(int64) * Max(n, 1));
 	for (i = 0; i < n; i++)
-		pending[i] = DatumGetBool(col(i, 2, &isnull)) ?
-			DatumGetInt64(col(i, 1, &isnull)) : 0;
+		ids[i] = DatumGetInt64(col(i, 1, &isnull));
 	for (i = 0; i < n; i++)
-		if (pending[i] != 0)
-			tasker_transition(TASKER_ENTITY_TASK, pending[i], TASKER_IN_PROGRESS,
-							  "{\"reason\": \"ready_steps_available\"}");
+		tasker_transition(TASKER_ENTITY_TASK, ids[i], TASKER_IN_PROGRESS,
+						  "{\"reason\": \"ready_steps_available\"}");
+	SPI_finish();
+	return (int) n;
 }
 
 /*
@@ -352,6 +362,36 @@ run_step(ClaimedStep *c)
 }
 
 /*
+ * cancel_leftovers: cancel the pending steps of a cancelled task that no
+ * other transaction holds (a step released after its task was cancelled,
+ * or one whose claim was dropped).
+ */
+static void
+cancel_leftovers(int64 task_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(task_id)};
+	int64	   *ids;
+	uint64		n;
+	uint64		i;
+	bool		isnull;
+
+	run(plan(&leftover_plan,
+			 "SELECT workflow_step_id FROM tasker_workflow_steps"
+			 " WHERE task_id = $1 AND current_state = 'pending'"
+			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
+			 1, argtypes),
+		values, SPI_OK_SELECT);
+	n = SPI_processed;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		ids[i] = DatumGetInt64(col(i, 1, &isnull));
+	for (i = 0; i < n; i++)
+		tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED,
+						  "{\"reason\": \"task_cancelled\"}");
+}
+
+/*
  * tasker_finalize_task: settle a task after its steps moved: complete when
  * every step is complete or resolved_manually, error when no step is
  * running or can still run.  Locks the task row first, so of two
@@ -370,7 +410,7 @@ tasker_finalize_task(int64 task_id)
 
 	SPI_connect();
 	run(plan(&lock_task_plan,
-			 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1 FOR UPDATE",
+			 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
 			 1, argtypes),
 		values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -392,7 +432,9 @@ tasker_finalize_task(int64 task_id)
 	done = DatumGetInt64(col(0, 2, &isnull));
 	live = DatumGetInt64(col(0, 3, &isnull));
 
-	if (strcmp(state, "pending") == 0 || strcmp(state, "in_progress") == 0)
+	if (strcmp(state, "cancelled") == 0)
+		cancel_leftovers(task_id);
+	else if (strcmp(state, "pending") == 0 || strcmp(state, "in_progress") == 0)
 	{
 		if (done == total)
 		{
@@ -426,7 +468,6 @@ tasker_run_ready_steps(int64 task_id, int limit)
 	if (n > 0)
 	{
 		ntasks = distinct_tasks(steps, n, &task_ids);
-		start_tasks(task_ids, ntasks);
 		for (i = 0; i < n; i++)
 			run_step(&steps[i]);
 		for (i = 0; i < ntasks; i++)

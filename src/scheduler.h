@@ -15,5 +15,6 @@
 
 extern int	tasker_run_ready_steps(int64 task_id, int limit);
 extern void tasker_finalize_task(int64 task_id);
+extern int	tasker_start_ready_tasks(int64 task_id, int limit);
 
 #endif							/* TASKER_SCHEDULER_H */

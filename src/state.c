@@ -12,8 +12,11 @@
  * row and sends no notification.  A transition to the current state is a
  * no-op that writes nothing and returns false.
  *
- * The entity row is locked FOR UPDATE first, so two sessions that move the
- * same task or step serialise here and the second sees the first's state.
+ * The entity row is locked FOR NO KEY UPDATE first, so two sessions that
+ * move the same task or step serialise here and the second sees the
+ * first's state; the key-share locks that inserting transition rows takes
+ * through the foreign keys do not conflict with it, so an operator's
+ * cancel never waits for a worker's batch.
  *
  * IDENTIFICATION
  *		src/state.c
@@ -211,7 +214,7 @@ lock_entity(TaskerEntity entity, int64 id, EntityRow *row)
 							"  FROM tasker_tasks t"
 							"  JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
 							"  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-							" WHERE t.task_id = $1 FOR UPDATE OF t",
+							" WHERE t.task_id = $1 FOR NO KEY UPDATE OF t",
 							1, argtypes);
 	else
 		plan = prepare_kept(&lock_step_plan,
@@ -222,7 +225,7 @@ lock_entity(TaskerEntity entity, int64 id, EntityRow *row)
 							"  JOIN tasker_tasks t ON t.task_id = s.task_id"
 							"  JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
 							"  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-							" WHERE s.workflow_step_id = $1 FOR UPDATE OF s",
+							" WHERE s.workflow_step_id = $1 FOR NO KEY UPDATE OF s",
 							1, argtypes);
 	exec_plan(plan, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)

@@ -114,7 +114,7 @@ tasker_worker_register(void)
 	shmem_startup_hook = tasker_shmem_startup;
 
 	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 1;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "tasker");
@@ -238,6 +238,8 @@ tasker_launcher_main(Datum arg)
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	/* Connected to no database: only so it shows in pg_stat_activity. */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
 	SpinLockAcquire(&tasker_shared->mutex);
 	tasker_shared->launcher_pid = MyProcPid;
@@ -341,6 +343,15 @@ static int
 run_one_batch(void)
 {
 	int			n;
+
+	/* Start the tasks that have work, and commit that at once. */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "tasker: starting tasks");
+	(void) tasker_start_ready_tasks(0, tasker_batch_size);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

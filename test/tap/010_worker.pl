@@ -207,7 +207,7 @@ is($node->safe_psql('postgres', qq{
 # never starts.
 $node->safe_psql('postgres', q{
 	CREATE FUNCTION slow(step jsonb) RETURNS jsonb LANGUAGE sql AS $$
-		SELECT pg_sleep(1.5), '{"slow": true}'::jsonb $$;
+		SELECT '{"slow": true}'::jsonb FROM pg_sleep(1.5) $$;
 	SELECT tasker_register_template($y$
 name: slow
 step_templates:
