@@ -7,6 +7,10 @@ OBJS = \
 	src/guc.o \
 	src/state.o \
 	src/events.o \
+	src/template.o \
+	src/template_check.o \
+	src/template_store.o \
+	src/handler_registry.o \
 	src/api.o
 
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
@@ -14,7 +18,9 @@ DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 # The numbered list is the schedule: pg_regress runs the files in this order.
 REGRESS = \
 	001_install \
-	002_state_walk
+	002_state_walk \
+	010_template_errors \
+	011_template_fuzz
 
 PG_CONFIG ?= pg_config
 

@@ -563,18 +563,12 @@ is_json_number(const char *s)
 }
 
 /*
- * tnode_scalar_type: what a scalar means.  Quoted scalars are strings; a
- * plain one is null (~, null, empty), a boolean (true, false), a number (in
- * JSON's syntax) or else a string.
+ * plain_scalar_type: what an unquoted scalar means: null (~, null, empty),
+ * a boolean (true, false), a number (in JSON's syntax) or else a string.
  */
-TScalarType
-tnode_scalar_type(const TNode *node)
+static TScalarType
+plain_scalar_type(const char *v)
 {
-	const char *v = node->value;
-
-	Assert(node->kind == TNODE_SCALAR);
-	if (node->quoted)
-		return TSCALAR_STRING;
 	if (v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
 		strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0)
 		return TSCALAR_NULL;
@@ -585,6 +579,19 @@ tnode_scalar_type(const TNode *node)
 	if (is_json_number(v))
 		return TSCALAR_NUMBER;
 	return TSCALAR_STRING;
+}
+
+/*
+ * tnode_scalar_type: what a scalar means.  Quoted scalars are strings;
+ * plain ones follow plain_scalar_type.
+ */
+TScalarType
+tnode_scalar_type(const TNode *node)
+{
+	Assert(node->kind == TNODE_SCALAR);
+	if (node->quoted)
+		return TSCALAR_STRING;
+	return plain_scalar_type(node->value);
 }
 
 /*
@@ -605,7 +612,9 @@ tnode_get(const TNode *map, const char *key)
 
 /*
  * tnode_describe: "a mapping", "a list", "null", or a scalar's text
- * (quoted, and shortened to 40 characters) for messages.
+ * (quoted, and shortened to 40 characters) for messages.  A quoted scalar
+ * that would be a number, boolean or null unquoted is "the string ...",
+ * so that "not \"3\"" cannot be misread.
  */
 const char *
 tnode_describe(const TNode *node)
@@ -623,6 +632,8 @@ tnode_describe(const TNode *node)
 	len = strlen(node->value);
 	clip = pg_mbcliplen(node->value, len, 40);
 	initStringInfo(&buf);
+	if (node->quoted && plain_scalar_type(node->value) != TSCALAR_STRING)
+		appendStringInfoString(&buf, "the string ");
 	appendStringInfoChar(&buf, '"');
 	appendBinaryStringInfo(&buf, node->value, clip);
 	if (clip < len)
