@@ -484,6 +484,13 @@ $yaml$);
 -- invalid input: nesting too deep
 SELECT tasker_register_template('name: deep' || chr(10) || 'x: ' || repeat('[', 100) || repeat(']', 100));
 
+-- invalid input: a number jsonb cannot hold
+SELECT tasker_register_template($yaml$
+name: huge
+configuration: {limit: 1e999999}
+step_templates: [{name: a, handler_class: tpl.charge}]
+$yaml$);
+
 -- invalid input: a NUL character from an escape
 SELECT tasker_register_template(E'name: "nul\\0"\nstep_templates: [{name: a, handler_class: tpl.charge}]');
 

@@ -166,7 +166,10 @@ SELECT '7 adversarial', d FROM unnest(ARRAY[
     E'\ufeffname: bom',
     '"\ud800"',
     'name: "\x00"',
-    repeat('a', 100000) || ': 1'
+    repeat('a', 100000) || ': 1',
+    'name: x' || chr(10) || 'configuration: {n: 1e999999999999999999999}',
+    'name: x' || chr(10) || 'configuration: {n: 0.' || repeat('0', 2000) || '1}',
+    'name: 1' || repeat('0', 1500)
 ]) AS d;
 
 SELECT count(*) >= 300 AS enough_inputs FROM fuzz.inputs;

@@ -272,7 +272,7 @@ get_object(const Ctx *c, const TNode *map, const char *key)
 					   "\"%s\" of %s must be a mapping, not %s.",
 					   key, c->subject, tnode_describe(node));
 	initStringInfo(&buf);
-	tnode_to_json(&buf, node);
+	tnode_to_json(&buf, node, c->t->name);
 	return buf.data;
 }
 
@@ -545,7 +545,7 @@ check_step_handler(const Ctx *c, const TNode *node, StepTemplate *s)
 					   c->subject);
 	initStringInfo(&buf);
 	if (config != NULL)
-		tnode_to_json(&buf, config);
+		tnode_to_json(&buf, config, c->t->name);
 	else
 		appendStringInfoString(&buf, "{}");
 	s->handler_config_json = buf.data;
