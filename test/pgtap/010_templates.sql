@@ -1,6 +1,6 @@
 -- 010_templates: the template loader and the handler registry.
 BEGIN;
-SELECT plan(49);
+SELECT plan(50);
 
 CREATE SCHEMA tap;
 CREATE FUNCTION tap.h(step jsonb) RETURNS jsonb
@@ -118,6 +118,23 @@ SELECT lives_ok($$SELECT tasker_register_template('{name: versioned, version: 2.
 SELECT results_eq($$SELECT version, step_names FROM tasker_templates WHERE name = 'versioned' ORDER BY version$$,
     $$VALUES ('1.0.0', ARRAY['a']), ('2.0.0', ARRAY['b']), ('2.0.0-rc.1', ARRAY['a'])$$,
     'three versions coexist, each with its own steps');
+CREATE FUNCTION tap.version_ok(ver text) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM tasker_register_template(format(
+        '{name: semver, version: "%s", step_templates: [{name: a, handler_class: tap.h}]}', ver));
+    RAISE EXCEPTION USING ERRCODE = 'TZ000';
+EXCEPTION
+    WHEN SQLSTATE 'TZ000' THEN RETURN true;
+    WHEN SQLSTATE '22023' THEN RETURN false;
+END
+$f$;
+SELECT results_eq($$SELECT v, tap.version_ok(v) FROM unnest(ARRAY['0.0.0', '10.20.30',
+        '1.2.3-rc.1', '1.2.3-a+b-c.1', '1.2.3+a+b', '1.2.3-', '1.2.3-a..b', '01.2.3',
+        '1.2', '1.2.3.4', 'v1.2.3']) WITH ORDINALITY AS u(v, n) ORDER BY n$$,
+    $$VALUES ('0.0.0', true), ('10.20.30', true), ('1.2.3-rc.1', true), ('1.2.3-a+b-c.1', true),
+             ('1.2.3+a+b', false), ('1.2.3-', false), ('1.2.3-a..b', false), ('01.2.3', false),
+             ('1.2', false), ('1.2.3.4', false), ('v1.2.3', false)$$,
+    'versions follow semantic versioning');
 SELECT lives_ok($$SELECT tasker_register_template('{name: versioned, namespace_name: other, version: 1.0.0, step_templates: [{name: a, handler_class: tap.h}]}')$$,
     'the same name and version registers in another namespace');
 SELECT is((SELECT count(DISTINCT namespace)::integer FROM tasker_templates WHERE name = 'versioned'), 2,
