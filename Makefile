@@ -26,6 +26,8 @@ DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 REGRESS = \
 	001_install \
 	002_state_walk \
+	010_template_errors \
+	011_template_fuzz \
 	020_json_schema \
 	030_run_task
 

@@ -38,6 +38,7 @@
 
 #define TEMPLATE_MAX_DEPTH		64
 #define TEMPLATE_MAX_NODES		100000
+#define TEMPLATE_MAX_NUMBER_DIGITS	1000
 
 /* An anchor (&name) and the node it marks. */
 typedef struct Anchor
@@ -563,18 +564,12 @@ is_json_number(const char *s)
 }
 
 /*
- * tnode_scalar_type: what a scalar means.  Quoted scalars are strings; a
- * plain one is null (~, null, empty), a boolean (true, false), a number (in
- * JSON's syntax) or else a string.
+ * plain_scalar_type: what an unquoted scalar means: null (~, null, empty),
+ * a boolean (true, false), a number (in JSON's syntax) or else a string.
  */
-TScalarType
-tnode_scalar_type(const TNode *node)
+static TScalarType
+plain_scalar_type(const char *v)
 {
-	const char *v = node->value;
-
-	Assert(node->kind == TNODE_SCALAR);
-	if (node->quoted)
-		return TSCALAR_STRING;
 	if (v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
 		strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0)
 		return TSCALAR_NULL;
@@ -585,6 +580,19 @@ tnode_scalar_type(const TNode *node)
 	if (is_json_number(v))
 		return TSCALAR_NUMBER;
 	return TSCALAR_STRING;
+}
+
+/*
+ * tnode_scalar_type: what a scalar means.  Quoted scalars are strings;
+ * plain ones follow plain_scalar_type.
+ */
+TScalarType
+tnode_scalar_type(const TNode *node)
+{
+	Assert(node->kind == TNODE_SCALAR);
+	if (node->quoted)
+		return TSCALAR_STRING;
+	return plain_scalar_type(node->value);
 }
 
 /*
@@ -605,7 +613,9 @@ tnode_get(const TNode *map, const char *key)
 
 /*
  * tnode_describe: "a mapping", "a list", "null", or a scalar's text
- * (quoted, and shortened to 40 characters) for messages.
+ * (quoted, and shortened to 40 characters) for messages.  A quoted scalar
+ * that would be a number, boolean or null unquoted is "the string ...",
+ * so that "not \"3\"" cannot be misread.
  */
 const char *
 tnode_describe(const TNode *node)
@@ -623,6 +633,8 @@ tnode_describe(const TNode *node)
 	len = strlen(node->value);
 	clip = pg_mbcliplen(node->value, len, 40);
 	initStringInfo(&buf);
+	if (node->quoted && plain_scalar_type(node->value) != TSCALAR_STRING)
+		appendStringInfoString(&buf, "the string ");
 	appendStringInfoChar(&buf, '"');
 	appendBinaryStringInfo(&buf, node->value, clip);
 	if (clip < len)
@@ -632,10 +644,47 @@ tnode_describe(const TNode *node)
 }
 
 /*
- * tnode_to_json: append a node as JSON.  Scalars follow tnode_scalar_type.
+ * number_in_range: whether a JSON number (known to be well formed) has at
+ * most TEMPLATE_MAX_NUMBER_DIGITS digits before and after its decimal point
+ * once its exponent is applied, so that jsonb can hold it.
+ */
+static bool
+number_in_range(const char *s)
+{
+	long		int_digits = 0;
+	long		frac_digits = 0;
+	long		exponent = 0;
+	bool		negative = false;
+
+	if (*s == '-')
+		s++;
+	for (; *s >= '0' && *s <= '9'; s++)
+		int_digits++;
+	if (*s == '.')
+		for (s++; *s >= '0' && *s <= '9'; s++)
+			frac_digits++;
+	if (*s == 'e' || *s == 'E')
+	{
+		s++;
+		negative = (*s == '-');
+		if (*s == '+' || *s == '-')
+			s++;
+		for (; *s >= '0' && *s <= '9' && exponent <= TEMPLATE_MAX_NUMBER_DIGITS * 4; s++)
+			exponent = exponent * 10 + (*s - '0');
+		if (negative)
+			exponent = -exponent;
+	}
+	return int_digits + exponent <= TEMPLATE_MAX_NUMBER_DIGITS &&
+		frac_digits - exponent <= TEMPLATE_MAX_NUMBER_DIGITS;
+}
+
+/*
+ * tnode_to_json: append a node as JSON.  Scalars follow tnode_scalar_type;
+ * a number too large or too precise for jsonb is an error of the template
+ * called name (NULL if unknown).
  */
 void
-tnode_to_json(StringInfo buf, const TNode *node)
+tnode_to_json(StringInfo buf, const TNode *node, const char *name)
 {
 	int			i;
 
@@ -652,6 +701,11 @@ tnode_to_json(StringInfo buf, const TNode *node)
 											 node->value[0] == 'T') ? "true" : "false");
 				break;
 			case TSCALAR_NUMBER:
+				if (!number_in_range(node->value))
+					template_error(name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+								   "Quote the value to keep it as a string.",
+								   "the number %s has more than %d digits before or after its decimal point.",
+								   tnode_describe(node), TEMPLATE_MAX_NUMBER_DIGITS);
 				appendStringInfoString(buf, node->value);
 				break;
 			case TSCALAR_STRING:
@@ -670,7 +724,7 @@ tnode_to_json(StringInfo buf, const TNode *node)
 			escape_json(buf, node->keys[i]->value);
 			appendStringInfoString(buf, ": ");
 		}
-		tnode_to_json(buf, node->items[i]);
+		tnode_to_json(buf, node->items[i], name);
 	}
 	appendStringInfoChar(buf, node->kind == TNODE_MAPPING ? '}' : ']');
 }
@@ -874,7 +928,7 @@ tasker_register_template_text(const char *text, size_t len, bool replace)
 	template_check(&t, root);
 
 	initStringInfo(&json);
-	tnode_to_json(&json, root);
+	tnode_to_json(&json, root, t.name);
 	t.template_json = json.data;
 
 	if (SPI_connect() != SPI_OK_CONNECT)

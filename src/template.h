@@ -126,7 +126,8 @@ extern int32 tasker_register_template_path(const char *path, bool replace);
 extern TScalarType tnode_scalar_type(const TNode *node);
 extern const TNode *tnode_get(const TNode *map, const char *key);
 extern const char *tnode_describe(const TNode *node);
-extern void tnode_to_json(StringInfo buf, const TNode *node);
+extern void tnode_to_json(StringInfo buf, const TNode *node,
+						  const char *name);
 extern void template_error(const char *name, int sqlstate, const TNode *at,
 						   const char *hint, const char *fmt,...)
 			pg_attribute_printf(5, 6) pg_attribute_noreturn();

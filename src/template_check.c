@@ -272,7 +272,7 @@ get_object(const Ctx *c, const TNode *map, const char *key)
 					   "\"%s\" of %s must be a mapping, not %s.",
 					   key, c->subject, tnode_describe(node));
 	initStringInfo(&buf);
-	tnode_to_json(&buf, node);
+	tnode_to_json(&buf, node, c->t->name);
 	return buf.data;
 }
 
@@ -313,40 +313,53 @@ list_string(const Ctx *c, const TNode *list, int i, const char *key)
 }
 
 /*
- * check_semver: refuse a version that is not X.Y.Z (no leading zeros),
- * optionally followed by -prerelease and +build.
+ * semver_identifiers: skip the dot-separated, non-empty identifiers of
+ * [0-9A-Za-z-] that a semantic version's prerelease or build part holds;
+ * NULL when there is not at least one well-formed identifier.
+ */
+static const char *
+semver_identifiers(const char *p)
+{
+	for (;;)
+	{
+		const char *start = p;
+
+		while (isalnum((unsigned char) *p) || *p == '-')
+			p++;
+		if (p == start)
+			return NULL;
+		if (*p != '.')
+			return p;
+		p++;
+	}
+}
+
+/*
+ * check_semver: refuse a version that is not MAJOR.MINOR.PATCH (numbers
+ * without leading zeros), optionally followed by -prerelease and +build.
  */
 static void
 check_semver(const Ctx *c, const TNode *at, const char *v)
 {
 	const char *p = v;
 	int			part;
-	bool		ok = true;
 
-	for (part = 0; part < 3 && ok; part++)
+	for (part = 0; part < 3 && p != NULL; part++)
 	{
 		if (part > 0 && *p++ != '.')
-			ok = false;
-		else if (*p == '0' && p[1] >= '0' && p[1] <= '9')
-			ok = false;
-		else if (!(*p >= '0' && *p <= '9'))
-			ok = false;
-		while (ok && *p >= '0' && *p <= '9')
-			p++;
+			p = NULL;
+		else if (!(*p >= '0' && *p <= '9') ||
+				 (*p == '0' && p[1] >= '0' && p[1] <= '9'))
+			p = NULL;
+		else
+			while (*p >= '0' && *p <= '9')
+				p++;
 	}
-	while (ok && (*p == '-' || *p == '+'))
-	{
-		char		sep = *p++;
-
-		if (!(isalnum((unsigned char) *p) || *p == '-'))
-			ok = false;
-		while (ok && (isalnum((unsigned char) *p) || *p == '-' ||
-					  (*p == '.' && (isalnum((unsigned char) p[1]) || p[1] == '-'))))
-			p++;
-		if (sep == '+' && *p == '-')
-			ok = false;
-	}
-	if (!ok || *p != '\0')
+	if (p != NULL && *p == '-')
+		p = semver_identifiers(p + 1);
+	if (p != NULL && *p == '+')
+		p = semver_identifiers(p + 1);
+	if (p == NULL || *p != '\0')
 		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
 					   "Write a semantic version: MAJOR.MINOR.PATCH, optionally followed by -prerelease and +build, such as 1.2.0 or 2.0.0-rc.1.",
 					   "\"version\" of %s must be a semantic version, not \"%s\".",
@@ -545,7 +558,7 @@ check_step_handler(const Ctx *c, const TNode *node, StepTemplate *s)
 					   c->subject);
 	initStringInfo(&buf);
 	if (config != NULL)
-		tnode_to_json(&buf, config);
+		tnode_to_json(&buf, config, c->t->name);
 	else
 		appendStringInfoString(&buf, "{}");
 	s->handler_config_json = buf.data;

@@ -302,7 +302,7 @@ existing_task(Datum *values, char *nulls, int32 *id, Oid *owner)
  * or one whose owner the caller cannot act as.
  */
 static void
-check_replace(const TaskTemplate *t, bool replace, int32 id, Oid owner)
+check_replace(const TaskTemplate *t, bool replace, Oid owner)
 {
 	const char *owner_name = GetUserNameFromId(owner, true);
 
@@ -311,7 +311,7 @@ check_replace(const TaskTemplate *t, bool replace, int32 id, Oid owner)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("task template \"%s\" version %s already exists in namespace \"%s\"",
 						t->name, t->version, t->namespace_name),
-				 errdetail("It is registered as named_task_id %d.", id),
+				 errdetail("A registered version stays as it is unless replaced, since tasks may refer to it."),
 				 errhint("Pass replace => true to replace it, or register the template under a new version.")));
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
@@ -352,7 +352,7 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 				 values, nulls, SPI_OK_INSERT_RETURNING);
 		return first_int(1);
 	}
-	check_replace(t, replace, id, owner);
+	check_replace(t, replace, owner);
 	values[TASK_NARGS] = Int32GetDatum(id);
 	run_plan(kept_plan(&task_update_plan,
 					   "UPDATE tasker_named_tasks"
