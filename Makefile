@@ -31,6 +31,10 @@ REGRESS = \
 	020_json_schema \
 	030_run_task
 
+# Isolation specs (test/isolation/specs): concurrent claims.
+ISOLATION = claims
+ISOLATION_OPTS = --inputdir=test/isolation
+
 PG_CONFIG ?= pg_config
 
 PG_CPPFLAGS += -I$(srcdir)/src $(shell pkg-config --cflags yaml-0.1 libcurl)

@@ -85,7 +85,11 @@ tasker_cleanup() {
 	for c in $CLUSTERS; do
 		cluster_stop "$c" >/dev/null 2>&1 || true
 	done
-	[ -n "${WORK:-}" ] && [ -z "${TASKER_KEEP:-}" ] && rm -rf "$WORK"
+	if [ -n "${WORK:-}" ] && [ -n "${TASKER_KEEP:-}" ]; then
+		echo "== kept $WORK" >&2
+	elif [ -n "${WORK:-}" ]; then
+		rm -rf "$WORK"
+	fi
 	return 0
 }
 
