@@ -189,3 +189,18 @@ tasker_semver_compare(const char *a, const char *b)
 			return va[i] < vb[i] ? -1 : 1;
 	return compare_prerelease(*ra == '-' ? ra + 1 : NULL, *rb == '-' ? rb + 1 : NULL);
 }
+
+/*
+ * tasker_semver_is_release: a valid version without a pre-release part.
+ */
+bool
+tasker_semver_is_release(const char *version)
+{
+	uint64		v[3];
+	const char *rest;
+
+	if (!tasker_semver_valid(version))
+		return false;
+	rest = parse_core(version, v);
+	return *rest != '-';
+}

@@ -13,5 +13,6 @@
 
 extern bool tasker_semver_valid(const char *version);
 extern int	tasker_semver_compare(const char *a, const char *b);
+extern bool tasker_semver_is_release(const char *version);
 
 #endif							/* TASKER_SEMVER_H */

@@ -5,7 +5,8 @@
  *		task, its steps and its edges written in one transaction.
  *
  * tasker_create_task() runs in the caller's transaction.  It resolves the
- * template (a NULL version means the highest semantic version), validates
+ * template (a NULL version means the highest released semantic version, or
+ * the highest pre-release when there is no release), validates
  * the context against the template's JSON Schema, and inserts the task, one
  * step per step template and one edge per dependency with set-based
  * statements, so the cost per step is a few index insertions.  Each step
@@ -112,6 +113,23 @@ version_list(void)
 }
 
 /*
+ * newer_default: whether version a is preferred over b when no version is
+ * asked for: releases over pre-releases, then the higher semantic version.
+ * So 1.10.0 wins over 1.9.0 and over 2.0.0-beta.1, and a pre-release is
+ * picked only when the name has no release at all.
+ */
+static bool
+newer_default(const char *a, const char *b)
+{
+	bool		a_release = tasker_semver_is_release(a);
+	bool		b_release = tasker_semver_is_release(b);
+
+	if (a_release != b_release)
+		return a_release;
+	return tasker_semver_compare(a, b) > 0;
+}
+
+/*
  * resolve_template: find the template (namespace, name, version), where a
  * NULL version picks the highest semantic version.  Raises UNDEFINED_OBJECT
  * with a hint listing what is registered.
@@ -142,8 +160,8 @@ resolve_template(const char *namespace, const char *name, const char *version,
 		char	   *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
 
 		if (version != NULL ? strcmp(v, version) == 0
-			: (best < 0 || tasker_semver_compare(v, SPI_getvalue(SPI_tuptable->vals[best],
-																 SPI_tuptable->tupdesc, 2)) > 0))
+			: (best < 0 || newer_default(v, SPI_getvalue(SPI_tuptable->vals[best],
+														 SPI_tuptable->tupdesc, 2))))
 			best = (int) i;
 	}
 	if (best >= 0)
