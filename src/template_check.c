@@ -26,6 +26,7 @@
 #include "utils/json.h"
 #include "utils/varlena.h"
 
+#include "semver.h"
 #include "template.h"
 
 /* The keys a mapping may have, and what to call such a mapping. */
@@ -313,53 +314,13 @@ list_string(const Ctx *c, const TNode *list, int i, const char *key)
 }
 
 /*
- * semver_identifiers: skip the dot-separated, non-empty identifiers of
- * [0-9A-Za-z-] that a semantic version's prerelease or build part holds;
- * NULL when there is not at least one well-formed identifier.
- */
-static const char *
-semver_identifiers(const char *p)
-{
-	for (;;)
-	{
-		const char *start = p;
-
-		while (isalnum((unsigned char) *p) || *p == '-')
-			p++;
-		if (p == start)
-			return NULL;
-		if (*p != '.')
-			return p;
-		p++;
-	}
-}
-
-/*
  * check_semver: refuse a version that is not MAJOR.MINOR.PATCH (numbers
  * without leading zeros), optionally followed by -prerelease and +build.
  */
 static void
 check_semver(const Ctx *c, const TNode *at, const char *v)
 {
-	const char *p = v;
-	int			part;
-
-	for (part = 0; part < 3 && p != NULL; part++)
-	{
-		if (part > 0 && *p++ != '.')
-			p = NULL;
-		else if (!(*p >= '0' && *p <= '9') ||
-				 (*p == '0' && p[1] >= '0' && p[1] <= '9'))
-			p = NULL;
-		else
-			while (*p >= '0' && *p <= '9')
-				p++;
-	}
-	if (p != NULL && *p == '-')
-		p = semver_identifiers(p + 1);
-	if (p != NULL && *p == '+')
-		p = semver_identifiers(p + 1);
-	if (p == NULL || *p != '\0')
+	if (!tasker_semver_valid(v))
 		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
 					   "Write a semantic version: MAJOR.MINOR.PATCH, optionally followed by -prerelease and +build, such as 1.2.0 or 2.0.0-rc.1.",
 					   "\"version\" of %s must be a semantic version, not \"%s\".",
