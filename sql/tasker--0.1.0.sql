@@ -200,9 +200,13 @@ CREATE TABLE tasker_workflow_steps (
     updated_at          timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT workflow_steps_task_named_step_unique UNIQUE (task_id, named_step_id)
 );
-/* The ready-steps index: the worker claims steps by scanning only this. */
+/*
+ * The ready-steps index: the workers claim steps by scanning only this, in
+ * (next_attempt_at, task_id) order, so the steps of one task, which share
+ * their creation time, are claimed together and older tasks finish first.
+ */
 CREATE INDEX tasker_workflow_steps_ready_idx
-    ON tasker_workflow_steps (next_attempt_at)
+    ON tasker_workflow_steps (next_attempt_at, task_id)
     WHERE current_state IN ('pending', 'error')
       AND unfinished_parents = 0
       AND next_attempt_at IS NOT NULL;

@@ -116,6 +116,21 @@ claim_steps(int64 task_id, int limit, ClaimedStep **out)
 	bool		isnull;
 
 	run(plan(&claim_plan,
+			 "WITH claimed AS ("
+			 "  SELECT s.workflow_step_id FROM tasker_workflow_steps s"
+			 "   WHERE s.current_state IN ('pending', 'error')"
+			 "     AND s.unfinished_parents = 0"
+			 "     AND s.next_attempt_at IS NOT NULL"
+			 "     AND s.next_attempt_at <= $3"
+			 "     AND ($2 = 0 OR s.task_id = $2)"
+			 "     AND (SELECT t.current_state = 'in_progress' AND l.handler_function IS NOT NULL"
+			 "            FROM tasker_tasks t"
+			 "            JOIN tasker_named_tasks_named_steps l"
+			 "              ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id"
+			 "           WHERE t.task_id = s.task_id)"
+			 "   ORDER BY s.next_attempt_at, s.task_id"
+			 "   LIMIT $1"
+			 "   FOR NO KEY UPDATE OF s SKIP LOCKED)"
 			 "SELECT s.workflow_step_id, s.task_id, s.current_state = 'error',"
 			 "       s.retryable, s.retry_limit, s.attempts,"
 			 "       l.handler_function::oid, nt.owner, COALESCE(s.timeout_seconds, 0),"
@@ -136,16 +151,8 @@ claim_steps(int64 task_id, int limit, ClaimedStep **out)
 			 "  JOIN tasker_named_tasks_named_steps l"
 			 "    ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id"
 			 "  JOIN tasker_named_steps n ON n.named_step_id = s.named_step_id"
-			 " WHERE s.current_state IN ('pending', 'error')"
-			 "   AND s.unfinished_parents = 0"
-			 "   AND s.next_attempt_at IS NOT NULL"
-			 "   AND s.next_attempt_at <= $3"
-			 "   AND ($2 = 0 OR s.task_id = $2)"
-			 "   AND t.current_state = 'in_progress'"
-			 "   AND l.handler_function IS NOT NULL"
-			 " ORDER BY s.next_attempt_at, s.workflow_step_id"
-			 " LIMIT $1"
-			 " FOR NO KEY UPDATE OF s SKIP LOCKED",
+			 " WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))"
+			 " ORDER BY s.next_attempt_at, s.task_id",
 			 3, argtypes),
 		values, SPI_OK_SELECT);
 
@@ -220,16 +227,26 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 	bool		isnull;
 
 	SPI_connect();
+
+	/*
+	 * The next ready steps that no batch holds, in the order the batches
+	 * claim them; their pending tasks are the ones to start.  A task row
+	 * someone else holds (an operator cancelling it) is left for later.
+	 */
 	run(plan(&start_plan,
+			 "WITH next_steps AS ("
+			 "  SELECT s.task_id FROM tasker_workflow_steps s"
+			 "   WHERE s.current_state IN ('pending', 'error')"
+			 "     AND s.unfinished_parents = 0"
+			 "     AND s.next_attempt_at IS NOT NULL"
+			 "     AND s.next_attempt_at <= $3"
+			 "     AND ($1 = 0 OR s.task_id = $1)"
+			 "   ORDER BY s.next_attempt_at, s.task_id LIMIT $2"
+			 "   FOR NO KEY UPDATE SKIP LOCKED)"
 			 "SELECT t.task_id FROM tasker_tasks t"
-			 " WHERE t.current_state = 'pending'"
-			 "   AND ($1 = 0 OR t.task_id = $1)"
-			 "   AND EXISTS (SELECT 1 FROM tasker_workflow_steps s"
-			 "                WHERE s.task_id = t.task_id"
-			 "                  AND s.current_state IN ('pending', 'error')"
-			 "                  AND s.unfinished_parents = 0"
-			 "                  AND s.next_attempt_at <= $3)"
-			 " ORDER BY t.task_id LIMIT $2"
+			 " WHERE t.task_id = ANY (ARRAY(SELECT task_id FROM next_steps))"
+			 "   AND t.current_state = 'pending'"
+			 " ORDER BY t.task_id"
 			 " FOR NO KEY UPDATE OF t SKIP LOCKED",
 			 3, argtypes),
 		values, SPI_OK_SELECT);
