@@ -422,7 +422,7 @@ COMMENT ON FUNCTION tasker_cancel_step(bigint) IS
 CREATE FUNCTION tasker_run_task(task_id bigint, timeout interval DEFAULT '60 seconds')
 RETURNS text
 AS 'MODULE_PATHNAME', 'tasker_run_task_sql'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION tasker_run_task(bigint, interval) IS
     'Run a task''s steps in this session (no worker needed) until it is final, blocked, or the timeout passes; returns its state';
 
@@ -436,7 +436,7 @@ COMMENT ON FUNCTION tasker_run_steps(integer) IS
 CREATE FUNCTION tasker_wait_for_task(task_id bigint, timeout interval DEFAULT '60 seconds')
 RETURNS text
 AS 'MODULE_PATHNAME', 'tasker_wait_for_task_sql'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION tasker_wait_for_task(bigint, interval) IS
     'Wait until the workers bring a task to a final state, or the timeout passes; returns its state';
 
@@ -552,7 +552,8 @@ AS $$
                count(*) FILTER (WHERE r.current_state IN ('complete', 'resolved_manually')) AS completed,
                count(*) FILTER (WHERE r.current_state = 'error') AS failed,
                count(*) FILTER (WHERE r.ready_for_execution) AS ready,
-               count(*) FILTER (WHERE r.current_state = 'error' AND NOT r.retry_eligible) AS blocked
+               count(*) FILTER (WHERE (r.current_state = 'error' AND NOT r.retry_eligible)
+                                   OR r.current_state = 'cancelled') AS blocked
           FROM @extschema@.tasker_tasks t
           LEFT JOIN @extschema@.tasker_step_readiness_status($1, $2) r ON r.task_id = t.task_id
          WHERE t.task_id = ANY ($1)
@@ -571,7 +572,7 @@ AS $$
                 ELSE 'wait_for_dependencies' END,
            CASE WHEN total = 0 THEN 0.0
                 ELSE round(completed::numeric / total * 100, 2) END,
-           CASE WHEN failed = 0 THEN 'healthy'
+           CASE WHEN failed = 0 AND blocked = 0 THEN 'healthy'
                 WHEN ready > 0 THEN 'recovering'
                 WHEN blocked > 0 THEN 'blocked'
                 ELSE 'recovering' END

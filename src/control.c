@@ -44,6 +44,7 @@ static SPIPlanPtr stop_retries_plan;
 static SPIPlanPtr set_results_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr peek_state_plan;
+static SPIPlanPtr xmin_plan;
 
 /*
  * exec: prepare (once) and run a one-bigint-parameter statement.
@@ -121,6 +122,24 @@ peek_task_state(int64 task_id)
 				 errhint("Look it up in tasker_tasks.")));
 	return tasker_state_from_name(SPI_getvalue(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1));
+}
+
+/*
+ * created_here: whether the current transaction (or one of its
+ * subtransactions) inserted the task.
+ */
+static bool
+created_here(int64 task_id)
+{
+	bool		isnull;
+	Datum		xmin;
+
+	exec(&xmin_plan, "SELECT xmin FROM tasker_tasks WHERE task_id = $1",
+		 task_id, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	xmin = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
 }
 
 /*
@@ -256,7 +275,8 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 									   " WHERE workflow_step_id = $1", 2, argtypes);
 		SPI_keepplan(set_results_plan);
 	}
-	if (SPI_execute_plan(set_results_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (changed &&
+		SPI_execute_plan(set_results_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not store the results of step " INT64_FORMAT, step_id);
 	if (task_state(task_id) == TASKER_ERROR)
 		tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
@@ -393,6 +413,12 @@ tasker_wait_for_task(int64 task_id, int64 timeout_ms)
 				 errdetail("The transaction's snapshot would never show the task's progress."),
 				 errhint("Wait in a READ COMMITTED transaction.")));
 	SPI_connect();
+	if (created_here(task_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task " INT64_FORMAT " was created in this transaction", task_id),
+				 errdetail("The workers cannot see the task before the transaction commits."),
+				 errhint("Commit first, or drive the task in this transaction with tasker_run_task.")));
 	for (;;)
 	{
 		state = peek_task_state(task_id);

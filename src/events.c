@@ -20,7 +20,9 @@
 #include "access/xact.h"
 #include "commands/async.h"
 #include "lib/stringinfo.h"
+#include "catalog/pg_type.h"
 #include "utils/json.h"
+#include "utils/jsonfuncs.h"
 #include "utils/timestamp.h"
 
 #include "events.h"
@@ -97,7 +99,8 @@ tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
 	append_field(&buf, "to_state", to_state);
 	if (is_step)
 		appendStringInfo(&buf, ",\"attempt\":%d", attempt);
-	append_field(&buf, "at", timestamptz_to_str(GetCurrentTimestamp()));
+	append_field(&buf, "at", JsonEncodeDateTime(NULL, TimestampTzGetDatum(GetCurrentTimestamp()),
+												 TIMESTAMPTZOID, NULL));
 	appendStringInfoChar(&buf, '}');
 
 	Async_Notify(TASKER_EVENTS_CHANNEL, buf.data);

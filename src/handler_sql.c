@@ -27,11 +27,57 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timeout.h"
+#include "utils/timestamp.h"
 
 #include "handler.h"
 
 /* Set by tasker_retry_error just before it raises, read after the call. */
 static int	requested_retry_after = -1;
+
+/*
+ * The statement timeout that was armed before a step's own was, so that a
+ * step run from a user session (tasker_run_task) leaves the session's
+ * statement_timeout as it found it.
+ */
+static bool step_timeout_armed = false;
+static bool outer_timeout_active = false;
+static TimestampTz outer_timeout_at = 0;
+
+/*
+ * arm_step_timeout: make the statement time out after the step's
+ * timeout_seconds, unless an earlier deadline is already armed.
+ */
+static void
+arm_step_timeout(int seconds)
+{
+	TimestampTz at;
+
+	step_timeout_armed = false;
+	if (seconds <= 0)
+		return;
+	at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) seconds * 1000);
+	outer_timeout_active = get_timeout_active(STATEMENT_TIMEOUT);
+	outer_timeout_at = outer_timeout_active ? get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
+	if (outer_timeout_active && outer_timeout_at <= at)
+		return;
+	enable_timeout_at(STATEMENT_TIMEOUT, at);
+	step_timeout_armed = true;
+}
+
+/*
+ * restore_statement_timeout: put back what arm_step_timeout replaced.
+ */
+static void
+restore_statement_timeout(void)
+{
+	if (!step_timeout_armed)
+		return;
+	step_timeout_armed = false;
+	if (outer_timeout_active)
+		enable_timeout_at(STATEMENT_TIMEOUT, outer_timeout_at);
+	else
+		disable_timeout(STATEMENT_TIMEOUT, false);
+}
 
 /*
  * tasker_request_retry_after: remember the delay a handler asked for.
@@ -70,11 +116,9 @@ call_function(const StepCall *call)
 	fcinfo->args[0].value = JsonbPGetDatum(call->envelope);
 	fcinfo->args[0].isnull = false;
 
-	if (call->timeout_seconds > 0)
-		enable_timeout_after(STATEMENT_TIMEOUT, call->timeout_seconds * 1000);
+	arm_step_timeout(call->timeout_seconds);
 	result = FunctionCallInvoke(fcinfo);
-	if (call->timeout_seconds > 0)
-		disable_timeout(STATEMENT_TIMEOUT, false);
+	restore_statement_timeout();
 
 	SetUserIdAndSecContext(save_userid, save_sec);
 	return fcinfo->isnull ? NULL : DatumGetJsonbP(result);
@@ -130,7 +174,7 @@ tasker_run_sql_handler(const StepCall *call, StepOutcome *out)
 	{
 		ErrorData  *edata;
 
-		disable_timeout(STATEMENT_TIMEOUT, false);
+		restore_statement_timeout();
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();

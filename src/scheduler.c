@@ -26,12 +26,15 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "guc.h"
@@ -51,6 +54,8 @@ typedef struct ClaimedStep
 	StepCall	call;
 } ClaimedStep;
 
+static void run_step_guarded(ClaimedStep *c);
+
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr start_plan;
 static SPIPlanPtr attempt_plan;
@@ -59,6 +64,8 @@ static SPIPlanPtr failure_plan;
 static SPIPlanPtr retry_plan;
 static SPIPlanPtr lock_task_plan;
 static SPIPlanPtr leftover_plan;
+static SPIPlanPtr quarantine_plan;
+static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
 
 /*
@@ -409,6 +416,109 @@ cancel_leftovers(int64 task_id)
 }
 
 /*
+ * quarantine_step: after tasker itself failed to run or record a step (not
+ * the handler: its errors are data), fail the step for good so that it
+ * cannot stop its worker again at every claim.  Runs in a subtransaction;
+ * if even that fails, the error propagates and ends the batch.
+ */
+static void
+quarantine_step(ClaimedStep *c, ErrorData *edata)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	ereport(WARNING,
+			(errmsg("tasker could not run step " INT64_FORMAT ": %s", c->step_id, edata->message),
+			 errdetail("The step is failed for good; the error is in its results."),
+			 errhint("Inspect the step, then tasker_retry_task or tasker_resolve_step.")));
+	values[0] = Int64GetDatum(c->step_id);
+	values[1] = CStringGetTextDatum(edata->message);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	run(plan(&quarantine_plan,
+			 "UPDATE tasker_workflow_steps"
+			 "   SET retryable = false, next_attempt_at = NULL, in_process = false,"
+			 "       results = jsonb_build_object('error', jsonb_build_object("
+			 "         'message', 'tasker could not run the step: ' || $2,"
+			 "         'permanent', true))"
+			 " WHERE workflow_step_id = $1",
+			 2, argtypes),
+		values, SPI_OK_UPDATE);
+	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
+					  "{\"reason\": \"internal_error\"}");
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+}
+
+/*
+ * run_step_guarded: run_step in a subtransaction.  An error there is
+ * tasker's own (a handler that cancelled its own step, a broken catalog
+ * row): the step's work is rolled back and the step quarantined.  A
+ * serialization failure or deadlock only drops the step from this batch;
+ * it is claimed again later.
+ */
+static void
+run_step_guarded(ClaimedStep *c)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		run_step(c);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_TRANSACTION_ROLLBACK)
+			quarantine_step(c, edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * tasker_ms_until_next_step: milliseconds until the earliest scheduled
+ * step is due (0 if one is due now), or -1 when none is scheduled.  Lets an
+ * idle worker wake exactly when a retry backoff ends.
+ */
+long
+tasker_ms_until_next_step(void)
+{
+	bool		isnull;
+	Datum		d;
+	long		ms;
+
+	SPI_connect();
+	run(plan(&next_due_plan,
+			 "SELECT GREATEST(0, ceil(extract(epoch FROM min(next_attempt_at)"
+			 "                                  - clock_timestamp()) * 1000))::bigint"
+			 "  FROM tasker_workflow_steps"
+			 " WHERE current_state IN ('pending', 'error') AND unfinished_parents = 0"
+			 "   AND next_attempt_at IS NOT NULL",
+			 0, NULL),
+		NULL, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	ms = isnull ? -1 : (long) DatumGetInt64(d);
+	SPI_finish();
+	return ms;
+}
+
+/*
  * tasker_finalize_task: settle a task after its steps moved: complete when
  * every step is complete or resolved_manually, error when no step is
  * running or can still run.  Locks the task row first, so of two
@@ -486,7 +596,7 @@ tasker_run_ready_steps(int64 task_id, int limit)
 	{
 		ntasks = distinct_tasks(steps, n, &task_ids);
 		for (i = 0; i < n; i++)
-			run_step(&steps[i]);
+			run_step_guarded(&steps[i]);
 		for (i = 0; i < ntasks; i++)
 			tasker_finalize_task(task_ids[i]);
 	}

@@ -337,10 +337,12 @@ extension_ready(void)
 
 /*
  * run_one_batch: one transaction that claims and runs up to batch_size
- * ready steps.  Returns the number of steps run.
+ * ready steps.  Returns the number of steps run; *sleep_ms is how long the
+ * worker may sleep if it ran none (until the next retry falls due, at most
+ * tasker.poll_interval).
  */
 static int
-run_one_batch(void)
+run_one_batch(long *sleep_ms)
 {
 	int			n;
 
@@ -358,6 +360,18 @@ run_one_batch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "tasker: running steps");
 	n = tasker_run_ready_steps(0, tasker_batch_size);
+	*sleep_ms = tasker_poll_interval;
+	if (n == 0)
+	{
+		long		due = tasker_ms_until_next_step();
+
+		/*
+		 * A step due now that no batch could claim is held elsewhere (or
+		 * is not for this worker): the poll interval applies.
+		 */
+		if (due > 0)
+			*sleep_ms = Min(due, (long) tasker_poll_interval);
+	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
@@ -387,6 +401,7 @@ tasker_executor_main(Datum arg)
 	for (;;)
 	{
 		int			ran = 0;
+		long		sleep_ms = tasker_poll_interval;
 		bool		ready;
 
 		CHECK_FOR_INTERRUPTS();
@@ -400,7 +415,7 @@ tasker_executor_main(Datum arg)
 		if (ready)
 		{
 			set_slot_state(TASKER_WORKER_RUNNING, 0);
-			ran = run_one_batch();
+			ran = run_one_batch(&sleep_ms);
 		}
 		set_slot_state(!tasker_enabled ? TASKER_WORKER_PAUSED :
 					   ready ? TASKER_WORKER_IDLE : TASKER_WORKER_WAITING, ran);
@@ -412,7 +427,7 @@ tasker_executor_main(Datum arg)
 		if (ran > 0)
 			continue;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 tasker_poll_interval, PG_WAIT_EXTENSION);
+						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

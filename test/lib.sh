@@ -3,11 +3,11 @@
 # Sourced, not run.  Provides:
 #   tasker_setup         install missing Debian packages, build (-Werror), install
 #   tasker_workdir       a scratch directory owned by the postgres OS user
-#   cluster_start NAME [extra postgresql.conf lines...]
-#                        a throwaway cluster in $WORK/NAME, on a unix socket
-#                        in $WORK, preloading tasker
+#   cluster_start NAME PORT [postgresql.conf lines...]
+#                        a throwaway cluster in $WORK/NAME, listening only on
+#                        a unix socket in $WORK on PORT
 #   cluster_stop NAME
-#   pgsql NAME [psql args...]   psql as postgres against cluster NAME
+#   pgsql PORT [psql args...]   psql as postgres against the cluster on PORT
 #
 # PostgreSQL refuses to run as root, so every server and client runs as the
 # postgres OS user through runuser.
