@@ -18,7 +18,7 @@ TASKS=${TASKS:-2000}
 tasker_setup
 tasker_workdir
 cluster_start bench $PORT "shared_preload_libraries = 'tasker,pg_stat_statements'" \
-	"tasker.database_name = 'postgres'" "tasker.max_workers = 2" \
+	"tasker.database_name = 'postgres'" "tasker.max_workers = 2" "tasker.batch_size = ${BATCH:-50}" \
 	"pg_stat_statements.track = all" "synchronous_commit = on" \
 	"shared_buffers = '512MB'" "max_wal_size = '4GB'"
 cp -r "$TASKER_ROOT/test/fixtures" "$WORK/fixtures"
