@@ -94,6 +94,36 @@ ok($node->poll_query_until('postgres',
 is($node->safe_psql('postgres', "SELECT count(*) FROM runs WHERE task_id IN ($tasks)"),
 	'24', 'and their steps ran once each');
 
+# SIGTERM (pg_terminate_backend) stops an executor in the middle of a
+# handler at once; its batch rolls back and runs again in a new executor.
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION long_sleep(step jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO runs VALUES ((step->>'task_id')::bigint, step->>'step_name');
+		PERFORM pg_sleep(30);
+		RETURN '{}';
+	END $$;
+	SELECT tasker_register_template($y$
+name: long_sleep
+step_templates:
+  - {name: nap, handler_class: long_sleep}
+$y$)});
+$task = $node->safe_psql('postgres', "SELECT tasker_create_task('long_sleep', '{}')");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'tasker worker' AND wait_event = 'PgSleep'")
+  or die 'the long handler did not start';
+my $sleeper = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'tasker worker' AND wait_event = 'PgSleep'");
+my $t_term = time;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($sleeper)");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $sleeper"),
+	'a terminated executor exits while its handler sleeps');
+cmp_ok(time - $t_term, '<=', 3, 'within a few seconds, not after the 30 s handler');
+is($node->safe_psql('postgres', "SELECT count(*) FROM runs WHERE task_id = $task"),
+	'0', 'the interrupted attempt left nothing behind');
+$node->safe_psql('postgres', "SELECT tasker_cancel_task($task)");
+
 # A fast shutdown stops the workers within a few seconds.
 $node->safe_psql('postgres',
 	"SELECT tasker_create_task('sleepy', jsonb_build_object('k', i)) FROM generate_series(1, 4) i");
