@@ -8,6 +8,7 @@ OBJS = \
 	src/state.o \
 	src/events.o \
 	src/semver.o \
+	src/spi_util.o \
 	src/task.o \
 	src/handler_sql.o \
 	src/scheduler.o \

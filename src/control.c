@@ -28,6 +28,7 @@
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
+#include "spi_util.h"
 #include "control.h"
 #include "events.h"
 #include "guc.h"
@@ -56,14 +57,7 @@ exec(SPIPlanPtr *slot, const char *sql, int64 id, int expected)
 	Datum		values[1] = {Int64GetDatum(id)};
 	int			rc;
 
-	if (*slot == NULL)
-	{
-		*slot = SPI_prepare(sql, 1, argtypes);
-		if (*slot == NULL)
-			elog(ERROR, "could not prepare tasker statement");
-		SPI_keepplan(*slot);
-	}
-	rc = SPI_execute_plan(*slot, values, NULL, false, 0);
+	rc = SPI_execute_plan(tasker_keep_plan(slot, sql, 1, argtypes), values, NULL, false, 0);
 	if (rc != expected)
 		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
 }
@@ -93,7 +87,7 @@ static TaskerState
 task_state(int64 task_id)
 {
 	exec(&task_state_plan,
-		 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
+		 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
 		 task_id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -112,7 +106,7 @@ static TaskerState
 peek_task_state(int64 task_id)
 {
 	exec(&peek_state_plan,
-		 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1",
+		 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1",
 		 task_id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -134,7 +128,7 @@ created_here(int64 task_id)
 	bool		isnull;
 	Datum		xmin;
 
-	exec(&xmin_plan, "SELECT xmin FROM tasker_tasks WHERE task_id = $1",
+	exec(&xmin_plan, "SELECT xmin FROM @extschema@.tasker_tasks WHERE task_id = $1",
 		 task_id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
@@ -151,7 +145,7 @@ task_of_step(int64 step_id)
 	bool		isnull;
 
 	exec(&step_task_plan,
-		 "SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id = $1",
+		 "SELECT task_id FROM @extschema@.tasker_workflow_steps WHERE workflow_step_id = $1",
 		 step_id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -190,7 +184,7 @@ tasker_cancel_task(int64 task_id, const char *reason)
 	if (changed)
 	{
 		exec(&pending_steps_plan,
-			 "SELECT workflow_step_id FROM tasker_workflow_steps"
+			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
 			 " WHERE task_id = $1 AND current_state = 'pending'"
 			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 task_id, SPI_OK_SELECT);
@@ -198,7 +192,7 @@ tasker_cancel_task(int64 task_id, const char *reason)
 		for (i = 0; i < n; i++)
 			tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED, meta.data);
 		exec(&stop_retries_plan,
-			 "UPDATE tasker_workflow_steps SET next_attempt_at = NULL"
+			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
 			 " WHERE task_id = $1 AND current_state = 'error'",
 			 task_id, SPI_OK_UPDATE);
 	}
@@ -231,17 +225,17 @@ tasker_retry_task(int64 task_id)
 	tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
 					  "{\"reason\": \"retry_requested\"}");
 	exec(&error_steps_plan,
-		 "SELECT workflow_step_id FROM tasker_workflow_steps"
+		 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
 		 " WHERE task_id = $1 AND current_state = 'error' ORDER BY workflow_step_id",
 		 task_id, SPI_OK_SELECT);
 	ids = ids_of_result(&n);
 	for (i = 0; i < n; i++)
 	{
 		exec(&reset_step_plan,
-			 "UPDATE tasker_workflow_steps s"
+			 "UPDATE @extschema@.tasker_workflow_steps s"
 			 "   SET attempts = 0, backoff_request_seconds = NULL,"
 			 "       retryable = l.default_retryable"
-			 "  FROM tasker_tasks t, tasker_named_tasks_named_steps l"
+			 "  FROM @extschema@.tasker_tasks t, @extschema@.tasker_named_tasks_named_steps l"
 			 " WHERE s.workflow_step_id = $1 AND t.task_id = s.task_id"
 			 "   AND l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id",
 			 ids[i], SPI_OK_UPDATE);
@@ -269,12 +263,9 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 	task_id = task_of_step(step_id);
 	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY,
 								"{\"reason\": \"resolved_by_request\"}");
-	if (set_results_plan == NULL)
-	{
-		set_results_plan = SPI_prepare("UPDATE tasker_workflow_steps SET results = $2"
-									   " WHERE workflow_step_id = $1", 2, argtypes);
-		SPI_keepplan(set_results_plan);
-	}
+	tasker_keep_plan(&set_results_plan,
+					 "UPDATE @extschema@.tasker_workflow_steps SET results = $2"
+					 " WHERE workflow_step_id = $1", 2, argtypes);
 	if (changed &&
 		SPI_execute_plan(set_results_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not store the results of step " INT64_FORMAT, step_id);
@@ -341,7 +332,7 @@ next_due_ms(int64 task_id)
 
 	exec(&next_due_plan,
 		 "SELECT GREATEST(0, ceil(extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000))::bigint"
-		 "  FROM tasker_workflow_steps"
+		 "  FROM @extschema@.tasker_workflow_steps"
 		 " WHERE task_id = $1 AND current_state IN ('pending', 'error')"
 		 "   AND unfinished_parents = 0 AND next_attempt_at IS NOT NULL",
 		 task_id, SPI_OK_SELECT);

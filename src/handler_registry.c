@@ -36,30 +36,12 @@
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
+#include "spi_util.h"
 #include "template.h"
 
 static SPIPlanPtr registry_lookup_plan;
 static SPIPlanPtr registry_owner_plan;
 static SPIPlanPtr registry_upsert_plan;
-
-/*
- * kept_plan: prepare a statement once per backend and keep it.
- */
-static SPIPlanPtr
-kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "could not prepare tasker statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
 
 /*
  * tasker_handler_signature_problem: NULL when a function can be a step
@@ -108,8 +90,8 @@ registry_lookup(const char *handler_class)
 	bool		isnull;
 	int			rc;
 
-	plan = kept_plan(&registry_lookup_plan,
-					 "SELECT function::oid FROM tasker_handler_registry"
+	plan = tasker_keep_plan(&registry_lookup_plan,
+					 "SELECT function::oid FROM @extschema@.tasker_handler_registry"
 					 " WHERE handler_class = $1",
 					 1, argtypes);
 	rc = SPI_execute_plan(plan, values, NULL, true, 1);
@@ -190,8 +172,8 @@ check_registry_owner(const char *handler_class)
 	Oid			owner;
 	int			rc;
 
-	rc = SPI_execute_plan(kept_plan(&registry_owner_plan,
-									"SELECT registered_by FROM tasker_handler_registry"
+	rc = SPI_execute_plan(tasker_keep_plan(&registry_owner_plan,
+									"SELECT registered_by FROM @extschema@.tasker_handler_registry"
 									" WHERE handler_class = $1 FOR UPDATE",
 									1, argtypes),
 						  values, NULL, false, 1);
@@ -242,8 +224,8 @@ tasker_register_handler(const char *handler_class, Oid fn)
 	values[0] = CStringGetTextDatum(handler_class);
 	values[1] = ObjectIdGetDatum(fn);
 	values[2] = ObjectIdGetDatum(GetUserId());
-	rc = SPI_execute_plan(kept_plan(&registry_upsert_plan,
-									"INSERT INTO tasker_handler_registry"
+	rc = SPI_execute_plan(tasker_keep_plan(&registry_upsert_plan,
+									"INSERT INTO @extschema@.tasker_handler_registry"
 									" (handler_class, function, registered_by)"
 									" VALUES ($1, $2::regprocedure, $3)"
 									" ON CONFLICT (handler_class) DO UPDATE"

@@ -37,6 +37,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "spi_util.h"
 #include "guc.h"
 #include "handler.h"
 #include "scheduler.h"
@@ -67,25 +68,6 @@ static SPIPlanPtr leftover_plan;
 static SPIPlanPtr quarantine_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
-
-/*
- * plan: prepare a statement once per backend and keep it.
- */
-static SPIPlanPtr
-plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "could not prepare tasker statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*slot = p;
-	}
-	return *slot;
-}
 
 /*
  * run: execute a kept plan and check its result code.
@@ -122,17 +104,17 @@ claim_steps(int64 task_id, int limit, ClaimedStep **out)
 	uint64		i;
 	bool		isnull;
 
-	run(plan(&claim_plan,
+	run(tasker_keep_plan(&claim_plan,
 			 "WITH claimed AS ("
-			 "  SELECT s.workflow_step_id FROM tasker_workflow_steps s"
+			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
 			 "   WHERE s.current_state IN ('pending', 'error')"
 			 "     AND s.unfinished_parents = 0"
 			 "     AND s.next_attempt_at IS NOT NULL"
 			 "     AND s.next_attempt_at <= $3"
 			 "     AND ($2 = 0 OR s.task_id = $2)"
 			 "     AND (SELECT t.current_state = 'in_progress' AND l.handler_function IS NOT NULL"
-			 "            FROM tasker_tasks t"
-			 "            JOIN tasker_named_tasks_named_steps l"
+			 "            FROM @extschema@.tasker_tasks t"
+			 "            JOIN @extschema@.tasker_named_tasks_named_steps l"
 			 "              ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id"
 			 "           WHERE t.task_id = s.task_id)"
 			 "   ORDER BY s.next_attempt_at, s.task_id"
@@ -147,17 +129,17 @@ claim_steps(int64 task_id, int limit, ClaimedStep **out)
 			 "         'inputs', COALESCE(s.inputs, t.context),"
 			 "         'handler_config', l.handler_config,"
 			 "         'dependencies', COALESCE((SELECT jsonb_object_agg(pn.name, p.results)"
-			 "            FROM tasker_workflow_step_edges e"
-			 "            JOIN tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id"
-			 "            JOIN tasker_named_steps pn ON pn.named_step_id = p.named_step_id"
+			 "            FROM @extschema@.tasker_workflow_step_edges e"
+			 "            JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id"
+			 "            JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = p.named_step_id"
 			 "           WHERE e.to_step_id = s.workflow_step_id), '{}'))"
-			 "  FROM tasker_workflow_steps s"
-			 "  JOIN tasker_tasks t ON t.task_id = s.task_id"
-			 "  JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
-			 "  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-			 "  JOIN tasker_named_tasks_named_steps l"
+			 "  FROM @extschema@.tasker_workflow_steps s"
+			 "  JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id"
+			 "  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
+			 "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+			 "  JOIN @extschema@.tasker_named_tasks_named_steps l"
 			 "    ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id"
-			 "  JOIN tasker_named_steps n ON n.named_step_id = s.named_step_id"
+			 "  JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id"
 			 " WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))"
 			 " ORDER BY s.next_attempt_at, s.task_id",
 			 3, argtypes),
@@ -240,9 +222,9 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 	 * claim them; their pending tasks are the ones to start.  A task row
 	 * someone else holds (an operator cancelling it) is left for later.
 	 */
-	run(plan(&start_plan,
+	run(tasker_keep_plan(&start_plan,
 			 "WITH next_steps AS ("
-			 "  SELECT s.task_id FROM tasker_workflow_steps s"
+			 "  SELECT s.task_id FROM @extschema@.tasker_workflow_steps s"
 			 "   WHERE s.current_state IN ('pending', 'error')"
 			 "     AND s.unfinished_parents = 0"
 			 "     AND s.next_attempt_at IS NOT NULL"
@@ -250,7 +232,7 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 			 "     AND ($1 = 0 OR s.task_id = $1)"
 			 "   ORDER BY s.next_attempt_at, s.task_id LIMIT $2"
 			 "   FOR NO KEY UPDATE SKIP LOCKED)"
-			 "SELECT t.task_id FROM tasker_tasks t"
+			 "SELECT t.task_id FROM @extschema@.tasker_tasks t"
 			 " WHERE t.task_id = ANY (ARRAY(SELECT task_id FROM next_steps))"
 			 "   AND t.current_state = 'pending'"
 			 " ORDER BY t.task_id"
@@ -296,8 +278,8 @@ record_success(ClaimedStep *c, StepOutcome *o)
 	values[0] = Int64GetDatum(c->step_id);
 	values[1] = o->results ? JsonbPGetDatum(o->results)
 		: DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-	run(plan(&success_plan,
-			 "UPDATE tasker_workflow_steps SET results = $2,"
+	run(tasker_keep_plan(&success_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps SET results = $2,"
 			 "       backoff_request_seconds = NULL"
 			 " WHERE workflow_step_id = $1",
 			 2, argtypes),
@@ -329,8 +311,8 @@ record_failure(ClaimedStep *c, StepOutcome *o)
 	values[5] = BoolGetDatum(o->permanent);
 	nulls[3] = o->detail ? ' ' : 'n';
 	nulls[4] = o->hint ? ' ' : 'n';
-	if (SPI_execute_plan(plan(&failure_plan,
-							  "UPDATE tasker_workflow_steps SET results = jsonb_build_object('error',"
+	if (SPI_execute_plan(tasker_keep_plan(&failure_plan,
+							  "UPDATE @extschema@.tasker_workflow_steps SET results = jsonb_build_object('error',"
 							  "   jsonb_strip_nulls(jsonb_build_object('message', $2, 'sqlstate', $3,"
 							  "     'detail', $4, 'hint', $5, 'attempt', attempts, 'permanent', $6)))"
 							  " WHERE workflow_step_id = $1",
@@ -345,8 +327,8 @@ record_failure(ClaimedStep *c, StepOutcome *o)
 			: backoff_ms(attempts);
 	values[1] = Int64GetDatum(retry ? delay_ms : -1);
 	values[2] = BoolGetDatum(!o->permanent && c->retryable);
-	run(plan(&retry_plan,
-			 "UPDATE tasker_workflow_steps"
+	run(tasker_keep_plan(&retry_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps"
 			 "   SET retryable = $3,"
 			 "       next_attempt_at = CASE WHEN $2 >= 0"
 			 "           THEN clock_timestamp() + $2 * interval '1 millisecond' END,"
@@ -370,8 +352,8 @@ run_step(ClaimedStep *c)
 	if (c->from_error)
 		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_PENDING,
 						  "{\"reason\": \"retry_backoff_elapsed\"}");
-	run(plan(&attempt_plan,
-			 "UPDATE tasker_workflow_steps"
+	run(tasker_keep_plan(&attempt_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps"
 			 "   SET attempts = attempts + 1, last_attempted_at = clock_timestamp()"
 			 " WHERE workflow_step_id = $1",
 			 1, argtypes),
@@ -400,8 +382,8 @@ cancel_leftovers(int64 task_id)
 	uint64		i;
 	bool		isnull;
 
-	run(plan(&leftover_plan,
-			 "SELECT workflow_step_id FROM tasker_workflow_steps"
+	run(tasker_keep_plan(&leftover_plan,
+			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
 			 " WHERE task_id = $1 AND current_state = 'pending'"
 			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 1, argtypes),
@@ -437,8 +419,8 @@ quarantine_step(ClaimedStep *c, ErrorData *edata)
 	values[1] = CStringGetTextDatum(edata->message);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
-	run(plan(&quarantine_plan,
-			 "UPDATE tasker_workflow_steps"
+	run(tasker_keep_plan(&quarantine_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps"
 			 "   SET retryable = false, next_attempt_at = NULL, in_process = false,"
 			 "       results = jsonb_build_object('error', jsonb_build_object("
 			 "         'message', 'tasker could not run the step: ' || $2,"
@@ -504,10 +486,10 @@ tasker_ms_until_next_step(void)
 	long		ms;
 
 	SPI_connect();
-	run(plan(&next_due_plan,
+	run(tasker_keep_plan(&next_due_plan,
 			 "SELECT GREATEST(0, ceil(extract(epoch FROM min(next_attempt_at)"
 			 "                                  - clock_timestamp()) * 1000))::bigint"
-			 "  FROM tasker_workflow_steps"
+			 "  FROM @extschema@.tasker_workflow_steps"
 			 " WHERE current_state IN ('pending', 'error') AND unfinished_parents = 0"
 			 "   AND next_attempt_at IS NOT NULL",
 			 0, NULL),
@@ -536,8 +518,8 @@ tasker_finalize_task(int64 task_id)
 	int64		live;
 
 	SPI_connect();
-	run(plan(&lock_task_plan,
-			 "SELECT current_state::text FROM tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
+	run(tasker_keep_plan(&lock_task_plan,
+			 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
 			 1, argtypes),
 		values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -546,13 +528,13 @@ tasker_finalize_task(int64 task_id)
 		return;
 	}
 	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	run(plan(&counts_plan,
+	run(tasker_keep_plan(&counts_plan,
 			 "SELECT count(*),"
 			 "       count(*) FILTER (WHERE current_state IN ('complete', 'resolved_manually')),"
 			 "       count(*) FILTER (WHERE current_state = 'in_progress'"
 			 "           OR (current_state IN ('pending', 'error') AND unfinished_parents = 0"
 			 "               AND next_attempt_at IS NOT NULL))"
-			 "  FROM tasker_workflow_steps WHERE task_id = $1",
+			 "  FROM @extschema@.tasker_workflow_steps WHERE task_id = $1",
 			 1, argtypes),
 		values, SPI_OK_SELECT);
 	total = DatumGetInt64(col(0, 1, &isnull));

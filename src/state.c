@@ -29,6 +29,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
+#include "spi_util.h"
 #include "events.h"
 #include "state.h"
 
@@ -132,25 +133,6 @@ tasker_transition_allowed(TaskerEntity entity, TaskerState from, TaskerState to)
 }
 
 /*
- * prepare_kept: prepare a statement once per backend and keep it.
- */
-static SPIPlanPtr
-prepare_kept(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "could not prepare tasker statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
-
-/*
  * exec_plan: run a kept plan with up to four parameters (NULL-free except
  * where nulls says so) and check the result code.
  */
@@ -209,22 +191,22 @@ lock_entity(TaskerEntity entity, int64 id, EntityRow *row)
 	SPIPlanPtr	plan;
 
 	if (entity == TASKER_ENTITY_TASK)
-		plan = prepare_kept(&lock_task_plan,
+		plan = tasker_keep_plan(&lock_task_plan,
 							"SELECT t.current_state::text, t.task_id, nt.name::text, ns.name::text"
-							"  FROM tasker_tasks t"
-							"  JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
-							"  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+							"  FROM @extschema@.tasker_tasks t"
+							"  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
+							"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
 							" WHERE t.task_id = $1 FOR NO KEY UPDATE OF t",
 							1, argtypes);
 	else
-		plan = prepare_kept(&lock_step_plan,
+		plan = tasker_keep_plan(&lock_step_plan,
 							"SELECT s.current_state::text, s.task_id, nt.name::text, ns.name::text,"
 							"       st.name::text, s.attempts"
-							"  FROM tasker_workflow_steps s"
-							"  JOIN tasker_named_steps st ON st.named_step_id = s.named_step_id"
-							"  JOIN tasker_tasks t ON t.task_id = s.task_id"
-							"  JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
-							"  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+							"  FROM @extschema@.tasker_workflow_steps s"
+							"  JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id"
+							"  JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id"
+							"  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
+							"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
 							" WHERE s.workflow_step_id = $1 FOR NO KEY UPDATE OF s",
 							1, argtypes);
 	exec_plan(plan, values, NULL, false, SPI_OK_SELECT);
@@ -258,15 +240,15 @@ count_unfinished(TaskerEntity entity, int64 id)
 	SPIPlanPtr	plan;
 
 	if (entity == TASKER_ENTITY_TASK)
-		plan = prepare_kept(&task_guard_plan,
-							"SELECT count(*) FROM tasker_workflow_steps"
+		plan = tasker_keep_plan(&task_guard_plan,
+							"SELECT count(*) FROM @extschema@.tasker_workflow_steps"
 							" WHERE task_id = $1"
 							"   AND current_state NOT IN ('complete', 'resolved_manually')",
 							1, argtypes);
 	else
-		plan = prepare_kept(&step_guard_plan,
-							"SELECT count(*) FROM tasker_workflow_step_edges e"
-							"  JOIN tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id"
+		plan = tasker_keep_plan(&step_guard_plan,
+							"SELECT count(*) FROM @extschema@.tasker_workflow_step_edges e"
+							"  JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id"
 							" WHERE e.to_step_id = $1"
 							"   AND p.current_state NOT IN ('complete', 'resolved_manually')",
 							1, argtypes);
@@ -334,32 +316,32 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 
 	if (entity == TASKER_ENTITY_TASK)
 	{
-		clear = prepare_kept(&task_clear_recent_plan,
-							 "UPDATE tasker_task_transitions"
+		clear = tasker_keep_plan(&task_clear_recent_plan,
+							 "UPDATE @extschema@.tasker_task_transitions"
 							 "   SET most_recent = false, updated_at = now()"
 							 " WHERE task_id = $1 AND most_recent",
 							 1, clear_types);
-		insert = prepare_kept(&task_insert_plan,
-							  "INSERT INTO tasker_task_transitions"
+		insert = tasker_keep_plan(&task_insert_plan,
+							  "INSERT INTO @extschema@.tasker_task_transitions"
 							  " (task_id, from_state, to_state, metadata, sort_key, created_at)"
 							  " SELECT $1, $3, $4, $5::jsonb,"
 							  "        COALESCE(max(sort_key), 0) + 10, clock_timestamp()"
-							  "   FROM tasker_task_transitions WHERE task_id = $1",
+							  "   FROM @extschema@.tasker_task_transitions WHERE task_id = $1",
 							  5, insert_types);
 	}
 	else
 	{
-		clear = prepare_kept(&step_clear_recent_plan,
-							 "UPDATE tasker_workflow_step_transitions"
+		clear = tasker_keep_plan(&step_clear_recent_plan,
+							 "UPDATE @extschema@.tasker_workflow_step_transitions"
 							 "   SET most_recent = false, updated_at = now()"
 							 " WHERE workflow_step_id = $1 AND most_recent",
 							 1, clear_types);
-		insert = prepare_kept(&step_insert_plan,
-							  "INSERT INTO tasker_workflow_step_transitions"
+		insert = tasker_keep_plan(&step_insert_plan,
+							  "INSERT INTO @extschema@.tasker_workflow_step_transitions"
 							  " (workflow_step_id, task_id, from_state, to_state, metadata, sort_key, created_at)"
 							  " SELECT $1, $2, $3, $4, $5::jsonb,"
 							  "        COALESCE(max(sort_key), 0) + 10, clock_timestamp()"
-							  "   FROM tasker_workflow_step_transitions"
+							  "   FROM @extschema@.tasker_workflow_step_transitions"
 							  "  WHERE workflow_step_id = $1",
 							  5, insert_types);
 	}
@@ -387,8 +369,8 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 
 	if (entity == TASKER_ENTITY_TASK)
 	{
-		exec_plan(prepare_kept(&task_update_plan,
-							   "UPDATE tasker_tasks"
+		exec_plan(tasker_keep_plan(&task_update_plan,
+							   "UPDATE @extschema@.tasker_tasks"
 							   "   SET current_state = $2, updated_at = now(),"
 							   "       complete = CASE $2 WHEN 'complete' THEN true"
 							   "                          WHEN 'pending' THEN false"
@@ -401,8 +383,8 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 		return;
 	}
 
-	exec_plan(prepare_kept(&step_update_plan,
-						   "UPDATE tasker_workflow_steps"
+	exec_plan(tasker_keep_plan(&step_update_plan,
+						   "UPDATE @extschema@.tasker_workflow_steps"
 						   "   SET current_state = $2, updated_at = now(),"
 						   "       in_process = ($2 = 'in_progress'),"
 						   "       processed = ($2 IN ('complete', 'resolved_manually')),"
@@ -416,10 +398,10 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 			  values, NULL, false, SPI_OK_UPDATE);
 
 	if (to == TASKER_COMPLETE || to == TASKER_RESOLVED_MANUALLY)
-		exec_plan(prepare_kept(&release_children_plan,
-							   "UPDATE tasker_workflow_steps c"
+		exec_plan(tasker_keep_plan(&release_children_plan,
+							   "UPDATE @extschema@.tasker_workflow_steps c"
 							   "   SET unfinished_parents = c.unfinished_parents - 1"
-							   "  FROM tasker_workflow_step_edges e"
+							   "  FROM @extschema@.tasker_workflow_step_edges e"
 							   " WHERE e.from_step_id = $1"
 							   "   AND c.workflow_step_id = e.to_step_id",
 							   1, argtypes),

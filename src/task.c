@@ -33,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "spi_util.h"
 #include "events.h"
 #include "jsonschema.h"
 #include "semver.h"
@@ -56,25 +57,6 @@ typedef struct ResolvedTemplate
 } ResolvedTemplate;
 
 /*
- * keep_plan: prepare a statement once per backend and keep it.
- */
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "could not prepare tasker statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
-
-/*
  * template_names: a comma-separated list of the templates registered in a
  * namespace (NULL when there is none), for the hint of an unknown name.
  */
@@ -84,10 +66,10 @@ template_names(const char *namespace)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(namespace)};
 
-	keep_plan(&names_plan,
+	tasker_keep_plan(&names_plan,
 			  "SELECT string_agg(DISTINCT nt.name, ', ' ORDER BY nt.name)"
-			  "  FROM tasker_named_tasks nt"
-			  "  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+			  "  FROM @extschema@.tasker_named_tasks nt"
+			  "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
 			  " WHERE ns.name = $1",
 			  1, argtypes);
 	if (SPI_execute_plan(names_plan, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -145,10 +127,10 @@ resolve_template(const char *namespace, const char *name, const char *version,
 	bool		isnull;
 	char	   *listed;
 
-	keep_plan(&versions_plan,
+	tasker_keep_plan(&versions_plan,
 			  "SELECT nt.named_task_id, nt.version::text, nt.context_schema"
-			  "  FROM tasker_named_tasks nt"
-			  "  JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+			  "  FROM @extschema@.tasker_named_tasks nt"
+			  "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
 			  " WHERE ns.name = $1 AND nt.name = $2"
 			  " ORDER BY nt.named_task_id",
 			  2, argtypes);
@@ -246,8 +228,8 @@ insert_task(const TaskRequest *req, int32 named_task_id, const char *hash,
 	Oid			lookup_types[1] = {TEXTOID};
 	bool		isnull;
 
-	keep_plan(&insert_task_plan,
-			  "INSERT INTO tasker_tasks (named_task_id, requested_at, initiator,"
+	tasker_keep_plan(&insert_task_plan,
+			  "INSERT INTO @extschema@.tasker_tasks (named_task_id, requested_at, initiator,"
 			  "   source_system, reason, bypass_steps, tags, context, identity_hash)"
 			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 			  " ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id",
@@ -268,8 +250,8 @@ insert_task(const TaskRequest *req, int32 named_task_id, const char *hash,
 		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
 
-	keep_plan(&existing_task_plan,
-			  "SELECT task_id FROM tasker_tasks WHERE identity_hash = $1",
+	tasker_keep_plan(&existing_task_plan,
+			  "SELECT task_id FROM @extschema@.tasker_tasks WHERE identity_hash = $1",
 			  1, lookup_types);
 	if (SPI_execute_plan(existing_task_plan, &values[8], NULL, false, 0) != SPI_OK_SELECT ||
 		SPI_processed != 1)
@@ -293,25 +275,25 @@ insert_steps_and_edges(int64 task_id, int32 named_task_id)
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(task_id), Int32GetDatum(named_task_id)};
 
-	keep_plan(&insert_steps_plan,
-			  "INSERT INTO tasker_workflow_steps (task_id, named_step_id, retryable,"
+	tasker_keep_plan(&insert_steps_plan,
+			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
 			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
 			  "   next_attempt_at, results)"
 			  " SELECT $1, l.named_step_id, l.default_retryable, l.default_retry_limit,"
 			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on), now(), NULL"
-			  "   FROM tasker_named_tasks_named_steps l"
+			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position",
 			  2, argtypes);
-	keep_plan(&insert_edges_plan,
-			  "INSERT INTO tasker_workflow_step_edges (task_id, from_step_id, to_step_id)"
+	tasker_keep_plan(&insert_edges_plan,
+			  "INSERT INTO @extschema@.tasker_workflow_step_edges (task_id, from_step_id, to_step_id)"
 			  " SELECT $1, p.workflow_step_id, c.workflow_step_id"
-			  "   FROM tasker_named_tasks_named_steps l"
+			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "   CROSS JOIN LATERAL unnest(l.depends_on) AS d(name)"
-			  "   JOIN tasker_named_tasks_named_steps pl ON pl.named_task_id = l.named_task_id"
-			  "   JOIN tasker_named_steps pn ON pn.named_step_id = pl.named_step_id"
+			  "   JOIN @extschema@.tasker_named_tasks_named_steps pl ON pl.named_task_id = l.named_task_id"
+			  "   JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = pl.named_step_id"
 			  "        AND pn.name = d.name"
-			  "   JOIN tasker_workflow_steps c ON c.task_id = $1 AND c.named_step_id = l.named_step_id"
-			  "   JOIN tasker_workflow_steps p ON p.task_id = $1 AND p.named_step_id = pl.named_step_id"
+			  "   JOIN @extschema@.tasker_workflow_steps c ON c.task_id = $1 AND c.named_step_id = l.named_step_id"
+			  "   JOIN @extschema@.tasker_workflow_steps p ON p.task_id = $1 AND p.named_step_id = pl.named_step_id"
 			  "  WHERE l.named_task_id = $2",
 			  2, argtypes);
 	if (SPI_execute_plan(insert_steps_plan, values, NULL, false, 0) != SPI_OK_INSERT)
@@ -334,11 +316,11 @@ bypass_steps(int64 task_id, const char *task_name, ArrayType *names)
 	SPITupleTable *found;
 	bool		isnull;
 
-	keep_plan(&bypass_plan,
+	tasker_keep_plan(&bypass_plan,
 			  "SELECT b.name, s.workflow_step_id"
 			  "  FROM unnest($2::text[]) WITH ORDINALITY AS b(name, i)"
-			  "  LEFT JOIN (tasker_workflow_steps s"
-			  "        JOIN tasker_named_steps n ON n.named_step_id = s.named_step_id)"
+			  "  LEFT JOIN (@extschema@.tasker_workflow_steps s"
+			  "        JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id)"
 			  "    ON s.task_id = $1 AND n.name = b.name"
 			  " ORDER BY b.i",
 			  2, argtypes);

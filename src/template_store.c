@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/regproc.h"
 
+#include "spi_util.h"
 #include "compat.h"
 #include "template.h"
 
@@ -47,25 +48,6 @@ static SPIPlanPtr task_insert_plan;
 static SPIPlanPtr task_update_plan;
 static SPIPlanPtr task_steps_delete_plan;
 static SPIPlanPtr task_step_insert_plan;
-
-/*
- * kept_plan: prepare a statement once per backend and keep it.
- */
-static SPIPlanPtr
-kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "could not prepare tasker statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
 
 /*
  * run_plan: execute a kept plan, check its result code, and return the
@@ -185,12 +167,12 @@ namespace_id(const char *name)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
-	return find_or_create(kept_plan(&namespace_select_plan,
-									"SELECT task_namespace_id FROM tasker_task_namespaces"
+	return find_or_create(tasker_keep_plan(&namespace_select_plan,
+									"SELECT task_namespace_id FROM @extschema@.tasker_task_namespaces"
 									" WHERE name = $1",
 									1, argtypes),
-						  kept_plan(&namespace_insert_plan,
-									"INSERT INTO tasker_task_namespaces (name) VALUES ($1)"
+						  tasker_keep_plan(&namespace_insert_plan,
+									"INSERT INTO @extschema@.tasker_task_namespaces (name) VALUES ($1)"
 									" ON CONFLICT (name) DO NOTHING"
 									" RETURNING task_namespace_id",
 									1, argtypes),
@@ -206,12 +188,12 @@ system_id(const char *name)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
-	return find_or_create(kept_plan(&system_select_plan,
-									"SELECT dependent_system_id FROM tasker_dependent_systems"
+	return find_or_create(tasker_keep_plan(&system_select_plan,
+									"SELECT dependent_system_id FROM @extschema@.tasker_dependent_systems"
 									" WHERE name = $1",
 									1, argtypes),
-						  kept_plan(&system_insert_plan,
-									"INSERT INTO tasker_dependent_systems (name) VALUES ($1)"
+						  tasker_keep_plan(&system_insert_plan,
+									"INSERT INTO @extschema@.tasker_dependent_systems (name) VALUES ($1)"
 									" ON CONFLICT (name) DO NOTHING"
 									" RETURNING dependent_system_id",
 									1, argtypes),
@@ -231,12 +213,12 @@ named_step_id(const StepTemplate *s)
 	values[0] = Int32GetDatum(system_id(s->dependent_system));
 	values[1] = CStringGetTextDatum(s->name);
 	values[2] = CStringGetTextDatum(s->description);
-	return find_or_create(kept_plan(&step_select_plan,
-									"SELECT named_step_id FROM tasker_named_steps"
+	return find_or_create(tasker_keep_plan(&step_select_plan,
+									"SELECT named_step_id FROM @extschema@.tasker_named_steps"
 									" WHERE dependent_system_id = $1 AND name = $2",
 									2, argtypes),
-						  kept_plan(&step_insert_plan,
-									"INSERT INTO tasker_named_steps"
+						  tasker_keep_plan(&step_insert_plan,
+									"INSERT INTO @extschema@.tasker_named_steps"
 									" (dependent_system_id, name, description)"
 									" VALUES ($1, $2, $3)"
 									" ON CONFLICT ON CONSTRAINT named_step_by_system_uniq DO NOTHING"
@@ -285,8 +267,8 @@ existing_task(Datum *values, char *nulls, int32 *id, Oid *owner)
 {
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, TEXTOID};
 
-	if (run_plan(kept_plan(&task_select_plan,
-						   "SELECT named_task_id, owner FROM tasker_named_tasks"
+	if (run_plan(tasker_keep_plan(&task_select_plan,
+						   "SELECT named_task_id, owner FROM @extschema@.tasker_named_tasks"
 						   " WHERE name = $1 AND task_namespace_id = $3 AND version = $4"
 						   " FOR UPDATE",
 						   4, argtypes),
@@ -340,8 +322,8 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 	task_values(t, ns_id, values, nulls);
 	if (!existing_task(values, nulls, &id, &owner))
 	{
-		run_plan(kept_plan(&task_insert_plan,
-						   "INSERT INTO tasker_named_tasks"
+		run_plan(tasker_keep_plan(&task_insert_plan,
+						   "INSERT INTO @extschema@.tasker_named_tasks"
 						   " (name, description, task_namespace_id, version, configuration,"
 						   "  module_namespace, task_handler_class, default_dependent_system,"
 						   "  context_schema, custom_events, template, owner)"
@@ -354,8 +336,8 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 	}
 	check_replace(t, replace, owner);
 	values[TASK_NARGS] = Int32GetDatum(id);
-	run_plan(kept_plan(&task_update_plan,
-					   "UPDATE tasker_named_tasks"
+	run_plan(tasker_keep_plan(&task_update_plan,
+					   "UPDATE @extschema@.tasker_named_tasks"
 					   "   SET name = $1, description = $2, task_namespace_id = $3,"
 					   "       version = $4, configuration = $5::jsonb,"
 					   "       module_namespace = $6, task_handler_class = $7,"
@@ -365,8 +347,8 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 					   " WHERE named_task_id = $13",
 					   TASK_NARGS + 1, argtypes),
 			 values, nulls, SPI_OK_UPDATE);
-	run_plan(kept_plan(&task_steps_delete_plan,
-					   "DELETE FROM tasker_named_tasks_named_steps WHERE named_task_id = $1",
+	run_plan(tasker_keep_plan(&task_steps_delete_plan,
+					   "DELETE FROM @extschema@.tasker_named_tasks_named_steps WHERE named_task_id = $1",
 					   1, &argtypes[TASK_NARGS]),
 			 &values[TASK_NARGS], NULL, SPI_OK_DELETE);
 	return id;
@@ -417,8 +399,8 @@ store_step(const TaskTemplate *t, int32 task_id, int i)
 	values[11] = Int32GetDatum(s->timeout_seconds);
 	nulls[11] = (s->timeout_seconds > 0) ? ' ' : 'n';
 	values[12] = CStringGetTextDatum(s->custom_events_json);
-	run_plan(kept_plan(&task_step_insert_plan,
-					   "INSERT INTO tasker_named_tasks_named_steps"
+	run_plan(tasker_keep_plan(&task_step_insert_plan,
+					   "INSERT INTO @extschema@.tasker_named_tasks_named_steps"
 					   " (named_task_id, named_step_id, skippable, default_retryable,"
 					   "  default_retry_limit, position, description, handler_class,"
 					   "  handler_function, handler_config, depends_on, timeout_seconds,"
