@@ -80,15 +80,21 @@ ids_of_result(uint64 *n)
 }
 
 /*
- * task_state: the current state of a task (locked), or raise
- * UNDEFINED_OBJECT.
+ * read_task_state: the current state of a task, locked FOR NO KEY UPDATE
+ * when lock is true; raises UNDEFINED_OBJECT for an unknown task.
  */
 static TaskerState
-task_state(int64 task_id)
+read_task_state(int64 task_id, bool lock)
 {
-	exec(&task_state_plan,
-		 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
-		 task_id, SPI_OK_SELECT);
+	if (lock)
+		exec(&task_state_plan,
+			 "SELECT current_state::text FROM @extschema@.tasker_tasks"
+			 " WHERE task_id = $1 FOR NO KEY UPDATE",
+			 task_id, SPI_OK_SELECT);
+	else
+		exec(&peek_state_plan,
+			 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1",
+			 task_id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -99,24 +105,8 @@ task_state(int64 task_id)
 											   SPI_tuptable->tupdesc, 1));
 }
 
-/*
- * peek_task_state: the current state of a task, without locking it.
- */
-static TaskerState
-peek_task_state(int64 task_id)
-{
-	exec(&peek_state_plan,
-		 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1",
-		 task_id, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("task " INT64_FORMAT " does not exist", task_id),
-				 errdetail("No row of tasker_tasks has that id."),
-				 errhint("Look it up in tasker_tasks.")));
-	return tasker_state_from_name(SPI_getvalue(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1));
-}
+#define task_state(id) read_task_state((id), true)
+#define peek_task_state(id) read_task_state((id), false)
 
 /*
  * created_here: whether the current transaction (or one of its
