@@ -105,9 +105,6 @@ read_task_state(int64 task_id, bool lock)
 											   SPI_tuptable->tupdesc, 1));
 }
 
-#define task_state(id) read_task_state((id), true)
-#define peek_task_state(id) read_task_state((id), false)
-
 /*
  * created_here: whether the current transaction (or one of its
  * subtransactions) inserted the task.
@@ -169,7 +166,7 @@ tasker_cancel_task(int64 task_id, const char *reason)
 	appendStringInfoChar(&meta, '}');
 
 	SPI_connect();
-	(void) task_state(task_id);
+	(void) read_task_state(task_id, true);
 	changed = tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_CANCELLED, meta.data);
 	if (changed)
 	{
@@ -204,7 +201,7 @@ tasker_retry_task(int64 task_id)
 	uint64		i;
 
 	SPI_connect();
-	state = task_state(task_id);
+	state = read_task_state(task_id, true);
 	if (state != TASKER_ERROR)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -259,7 +256,7 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 	if (changed &&
 		SPI_execute_plan(set_results_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not store the results of step " INT64_FORMAT, step_id);
-	if (task_state(task_id) == TASKER_ERROR)
+	if (read_task_state(task_id, true) == TASKER_ERROR)
 		tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
 						  "{\"reason\": \"step_resolved\"}");
 	tasker_finalize_task(task_id);
@@ -280,7 +277,7 @@ tasker_cancel_step(int64 step_id)
 
 	SPI_connect();
 	task_id = task_of_step(step_id);
-	(void) task_state(task_id);
+	(void) read_task_state(task_id, true);
 	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_CANCELLED,
 								"{\"reason\": \"cancelled_by_request\"}");
 	tasker_finalize_task(task_id);
@@ -346,7 +343,7 @@ tasker_run_task(int64 task_id, int64 timeout_ms)
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
-		state = peek_task_state(task_id);
+		state = read_task_state(task_id, false);
 		if (is_final(state))
 			break;
 		(void) tasker_start_ready_tasks(task_id, 1);
@@ -358,7 +355,7 @@ tasker_run_task(int64 task_id, int64 timeout_ms)
 		/* A due step that could not be claimed is locked by a worker. */
 		sleep_ms(Max(due, 10));
 	}
-	state = peek_task_state(task_id);
+	state = read_task_state(task_id, false);
 	SPI_finish();
 	return tasker_state_name(state);
 }
@@ -402,7 +399,7 @@ tasker_wait_for_task(int64 task_id, int64 timeout_ms)
 				 errhint("Commit first, or drive the task in this transaction with tasker_run_task.")));
 	for (;;)
 	{
-		state = peek_task_state(task_id);
+		state = read_task_state(task_id, false);
 		if (is_final(state) || GetCurrentTimestamp() >= deadline)
 			break;
 		SPI_finish();
