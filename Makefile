@@ -10,6 +10,7 @@ OBJS = \
 	src/semver.o \
 	src/task.o \
 	src/handler_sql.o \
+	src/handler_http.o \
 	src/scheduler.o \
 	src/control.o \
 	src/worker.o \
