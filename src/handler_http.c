@@ -959,7 +959,8 @@ build_headers(HttpRequest *r)
 	add_header(r, "Idempotency-Key",
 			   psprintf(INT64_FORMAT "-" INT64_FORMAT, r->step.task_id, r->step.step_id));
 	add_header(r, "X-Tasker-Attempt", psprintf("%d", r->step.attempts + 1));
-	add_header(r, "Expect", "");
+	/* "Expect:" with no value stops curl from waiting for 100-continue. */
+	r->headers = curl_slist_append(r->headers, "Expect:");
 	if (r->body != NULL && !has_type)
 		add_header(r, "Content-Type", "application/json");
 	return NULL;
