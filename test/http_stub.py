@@ -45,7 +45,16 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
+    def done(self):
+        # A request stops counting as in flight when its answer starts, so
+        # max_in_flight never exceeds what the client had outstanding.
+        if getattr(self, "counted", False):
+            self.counted = False
+            with LOCK:
+                STATS["in_flight"] -= 1
+
     def send(self, code, body=b"", ctype="application/json", headers=None):
+        self.done()
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
         elif isinstance(body, str):
@@ -75,11 +84,11 @@ class Handler(BaseHTTPRequestHandler):
             STATS["requests"] += 1
             STATS["in_flight"] += 1
             STATS["max_in_flight"] = max(STATS["max_in_flight"], STATS["in_flight"])
+        self.counted = True
         try:
             self.route(url, parts, raw, key)
         finally:
-            with LOCK:
-                STATS["in_flight"] -= 1
+            self.done()
 
     def control(self, path):
         with LOCK:
