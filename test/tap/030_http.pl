@@ -44,6 +44,19 @@ sub stub
 	return HTTP::Tiny->new(timeout => 10)->get("$base$path")->{content};
 }
 
+# stub_reset: wait until the stub answers no request (a request that
+# tasker gave up on, a timeout, may still sleep there), then clear its log
+# and counters.
+sub stub_reset
+{
+	for (1 .. 100)
+	{
+		last if stub('/stats') =~ /"in_flight": 0,/;
+		sleep 0.1;
+	}
+	stub('/reset');
+}
+
 my $ntemplates = 0;
 
 # task(steps_yaml, context_json): register a template with these steps,
@@ -256,7 +269,7 @@ cmp_ok($stats{connection_error}, '>=', 2, 'connection errors are counted');
 # ---- the per-host limit holds over both workers
 $node->safe_psql('postgres', "ALTER SYSTEM SET tasker.http_max_per_host = 3; SELECT pg_reload_conf()");
 sleep 0.5;
-stub('/reset');
+stub_reset();
 $node->safe_psql('postgres', "SELECT tasker_register_template(\$y\$
 name: http_slow
 step_templates:
@@ -283,7 +296,7 @@ step_templates:
   - {name: c, handler_class: quick, depends_on_step: b}
 $y$)});
 sleep 0.5;
-stub('/reset');
+stub_reset();
 my $start = time;
 $node->safe_psql('postgres', "SELECT tasker_create_task('http_slow', jsonb_build_object('i', i)) FROM generate_series(1, 200) i");
 $node->safe_psql('postgres', "SELECT tasker_create_task('sql_chain', jsonb_build_object('i', i)) FROM generate_series(1, 50) i");
@@ -315,7 +328,7 @@ is($in_xact, 0, 'no worker held a transaction open while requests were in flight
 
 # ---- SIGKILL of a worker mid-request: the lease expires, the step is
 # retried, the stub sees the same Idempotency-Key twice
-stub('/reset');
+stub_reset();
 $node->safe_psql('postgres', "SELECT tasker_register_template(\$y\$
 name: http_crash
 step_templates:
@@ -345,7 +358,7 @@ cmp_ok($node->safe_psql('postgres', "SELECT requests FROM tasker_http_stats() WH
 
 # ---- SIGTERM with 100 requests in flight: the workers stop at once,
 # and after their restart the steps are retried and complete
-stub('/reset');
+stub_reset();
 $node->safe_psql('postgres', "SELECT tasker_register_template(\$y\$
 name: http_stop
 step_templates:
