@@ -174,11 +174,13 @@ static int	maxsockets = 0;
 static bool timer_set = false;
 static TimestampTz timer_at = 0;
 static TimestampTz last_reclaim = 0;
+static bool api_steps_exist = true;	/* rechecked with each reclaim */
 
 static SPIPlanPtr candidates_plan;
 static SPIPlanPtr attempt_plan;
 static SPIPlanPtr ours_plan;
 static SPIPlanPtr expired_plan;
+static SPIPlanPtr api_steps_plan;
 
 /*
  * http_shmem_request: reserve the shared counters.
@@ -1951,9 +1953,55 @@ take_candidate(uint64 i, int64 *failed_task, bool *full)
 }
 
 /*
+ * any_api_steps: whether any template has an api step; while none has,
+ * the workers skip the claim query (it would scan the ready SQL steps).
+ */
+static bool
+any_api_steps(void)
+{
+	run(plan(&api_steps_plan,
+			 "SELECT EXISTS (SELECT 1 FROM tasker_named_tasks_named_steps"
+			 "                WHERE handler_function IS NULL)",
+			 0, NULL),
+		NULL, SPI_OK_SELECT);
+	return DatumGetBool(col(0, 1));
+}
+
+/*
+ * claim_ready: claim as many ready HTTP steps as there are free slots, in
+ * the caller's transaction; their requests are prepared, not started.
+ */
+static int
+claim_ready(int nfree)
+{
+	int64	   *tasks;
+	int			ntasks = 0;
+	int			n = 0;
+	uint64		i;
+	uint64		ncand;
+	bool		full = false;
+
+	query_candidates(Min(nfree * 4, 1000));
+	ncand = SPI_processed;
+	tasks = palloc(sizeof(int64) * Max(ncand, 1));
+	for (i = 0; i < ncand && !full; i++)
+	{
+		SPITupleTable *rows = SPI_tuptable;
+		int64		failed = 0;
+
+		n += take_candidate(i, &failed, &full);
+		SPI_tuptable = rows;
+		if (failed != 0)
+			tasks[ntasks++] = failed;
+	}
+	finalize_tasks(tasks, ntasks);
+	return n;
+}
+
+/*
  * claim: in one short transaction, reclaim expired leases (at most once a
- * second) and claim as many ready HTTP steps as there are free slots;
- * after the commit, start their requests.  Returns the steps moved.
+ * second) and claim ready HTTP steps; after the commit, start their
+ * requests.  Returns the steps moved.
  */
 static int
 claim(void)
@@ -1964,38 +2012,20 @@ claim(void)
 	int64	   *tasks = NULL;
 	int			ntasks = 0;
 	int			n = 0;
-	uint64		i;
-	uint64		ncand;
-	bool		full = false;
 	dlist_iter	it;
 
-	if (nfree == 0 && !reclaim)
+	if (!reclaim && (nfree == 0 || !api_steps_exist))
 		return 0;
 	begin_xact("tasker: claiming HTTP steps");
 	if (reclaim)
 	{
 		last_reclaim = GetCurrentTimestamp();
+		api_steps_exist = any_api_steps();
 		n += reclaim_expired(&tasks, &ntasks);
 		finalize_tasks(tasks, ntasks);
 	}
-	if (nfree > 0)
-	{
-		query_candidates(Min(nfree * 4, 1000));
-		ncand = SPI_processed;
-		tasks = palloc(sizeof(int64) * Max(ncand, 1));
-		ntasks = 0;
-		for (i = 0; i < ncand && !full; i++)
-		{
-			SPITupleTable *rows = SPI_tuptable;
-			int64		failed = 0;
-
-			n += take_candidate(i, &failed, &full);
-			SPI_tuptable = rows;
-			if (failed != 0)
-				tasks[ntasks++] = failed;
-		}
-		finalize_tasks(tasks, ntasks);
-	}
+	if (nfree > 0 && api_steps_exist)
+		n += claim_ready(nfree);
 	commit_xact();
 	dlist_foreach(it, &requests)
 	{
