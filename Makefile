@@ -11,6 +11,7 @@ OBJS = \
 	src/spi_util.o \
 	src/task.o \
 	src/handler_sql.o \
+	src/handler_http.o \
 	src/scheduler.o \
 	src/control.o \
 	src/worker.o \

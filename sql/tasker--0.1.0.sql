@@ -782,3 +782,12 @@ SELECT handler_class,
   FROM tasker_handler_registry;
 COMMENT ON VIEW tasker_handlers IS
     'The handler registry: each handler class, its function, the role that registered it and when';
+
+/* ---- HTTP steps (src/handler_http.c) ---- */
+
+CREATE FUNCTION tasker_http_stats(OUT outcome text, OUT requests bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'tasker_http_stats_sql'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION tasker_http_stats() IS
+    'HTTP requests of api steps by outcome (2xx, retryable, permanent, timeout, connection_error, lease_expired) since the server started';

@@ -25,6 +25,7 @@
 #include "control.h"
 #include "events.h"
 #include "handler.h"
+#include "handler_http.h"
 #include "jsonschema.h"
 #include "scheduler.h"
 #include "state.h"
@@ -51,6 +52,7 @@ PG_FUNCTION_INFO_V1(tasker_json_schema_assert_sql);
 PG_FUNCTION_INFO_V1(tasker_register_template_sql);
 PG_FUNCTION_INFO_V1(tasker_register_template_file_sql);
 PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
+PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
 
 /*
  * transition_sql: shared body of the two transition wrappers.
@@ -500,4 +502,30 @@ tasker_register_handler_sql(PG_FUNCTION_ARGS)
 	tasker_register_handler(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 							PG_GETARG_OID(1));
 	PG_RETURN_VOID();
+}
+
+/*
+ * tasker_http_stats(): HTTP requests by outcome since the server started.
+ */
+Datum
+tasker_http_stats_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const char *names[16];
+	uint64		counts[16];
+	int			n;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	n = tasker_http_stats(names, counts, 16);
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(names[i]);
+		values[1] = Int64GetDatum((int64) counts[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -34,4 +34,17 @@
 #define tasker_proc_aclcheck(fn, role, mode) pg_proc_aclcheck((fn), (role), (mode))
 #endif
 
+/*
+ * tasker_create_wait_event_set: a WaitEventSet for nevents events.
+ * PostgreSQL 17 takes a resource owner (NULL: none) instead of a memory
+ * context.
+ */
+#include "storage/latch.h"
+#if PG_VERSION_NUM >= 170000
+#define tasker_create_wait_event_set(nevents) CreateWaitEventSet(NULL, (nevents))
+#else
+#define tasker_create_wait_event_set(nevents) \
+	CreateWaitEventSet(CurrentMemoryContext, (nevents))
+#endif
+
 #endif							/* TASKER_COMPAT_H */

@@ -31,6 +31,12 @@ int			tasker_poll_interval = 1000;
 int			tasker_max_backoff = 300;
 /* tasker.environment: the environments.<name> overrides of templates. */
 char	   *tasker_environment = NULL;
+/* HTTP steps (handler_http.c) */
+int			tasker_http_max_concurrency = 64;
+int			tasker_http_max_per_host = 16;
+int			tasker_http_default_timeout = 30;
+int			tasker_http_max_response_size = 1024;
+char	   *tasker_http_allowed_hosts = NULL;
 
 /*
  * tasker_define_gucs: define the settings and reserve the prefix.
@@ -84,5 +90,40 @@ tasker_define_gucs(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+	tasker_define_http_gucs();
 	MarkGUCPrefixReserved("tasker");
+}
+
+/*
+ * tasker_define_http_gucs: the settings of HTTP steps.  The workers read
+ * them, so they change with a reload (PGC_SIGHUP), never per session.
+ */
+void
+tasker_define_http_gucs(void)
+{
+	DefineCustomIntVariable("tasker.http_max_concurrency",
+							"Most HTTP requests in flight at once, over all tasker workers.",
+							NULL,
+							&tasker_http_max_concurrency, 64, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.http_max_per_host",
+							"Most HTTP requests in flight at once to one host.",
+							NULL,
+							&tasker_http_max_per_host, 16, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.http_default_timeout",
+							"Timeout of an HTTP step whose handler_config sets none.",
+							"Covers the whole request: connection, sending and the response.",
+							&tasker_http_default_timeout, 30, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.http_max_response_size",
+							"Largest response body an HTTP step accepts.",
+							"A larger body fails the attempt; it is never cut short.",
+							&tasker_http_max_response_size, 1024, 1, 262144,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomStringVariable("tasker.http_allowed_hosts",
+							   "Hosts HTTP steps may call, separated by commas.",
+							   "Empty allows any host.  A request to another host fails for good.",
+							   &tasker_http_allowed_hosts, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 }

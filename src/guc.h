@@ -18,7 +18,13 @@ extern int	tasker_batch_size;
 extern int	tasker_poll_interval;	/* milliseconds */
 extern int	tasker_max_backoff;		/* seconds */
 extern PGDLLIMPORT char *tasker_environment;
+extern int	tasker_http_max_concurrency;
+extern int	tasker_http_max_per_host;
+extern int	tasker_http_default_timeout;	/* seconds */
+extern int	tasker_http_max_response_size;	/* kilobytes */
+extern char *tasker_http_allowed_hosts;
 
 extern void tasker_define_gucs(void);
+extern void tasker_define_http_gucs(void);
 
 #endif							/* TASKER_GUC_H */

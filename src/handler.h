@@ -32,6 +32,7 @@ typedef struct StepOutcome
 	char	   *sqlstate;
 	bool		permanent;		/* never retry */
 	int			retry_after;	/* seconds the handler asked for, or -1 */
+	Jsonb	   *details;		/* more keys for the stored error, or NULL */
 } StepOutcome;
 
 /* The step to run: what the claim query found. */

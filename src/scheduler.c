@@ -43,18 +43,6 @@
 #include "scheduler.h"
 #include "state.h"
 
-/* A claimed step, copied out of the claim query's result. */
-typedef struct ClaimedStep
-{
-	int64		step_id;
-	int64		task_id;
-	bool		from_error;		/* state error: goes through pending */
-	bool		retryable;
-	int			retry_limit;
-	int			attempts;		/* before this attempt */
-	StepCall	call;
-} ClaimedStep;
-
 static void run_step_guarded(ClaimedStep *c);
 
 static SPIPlanPtr claim_plan;
@@ -267,10 +255,12 @@ backoff_ms(int attempts)
 }
 
 /*
- * record_success: store the results and complete the step.
+ * tasker_record_success: store the results and complete the step.  Runs
+ * in the caller's transaction and SPI connection; the step is locked and
+ * in_progress.  Also used by handler_http.c.
  */
-static void
-record_success(ClaimedStep *c, StepOutcome *o)
+void
+tasker_record_success(ClaimedStep *c, StepOutcome *o)
 {
 	Oid			argtypes[2] = {INT8OID, JSONBOID};
 	Datum		values[2];
@@ -288,17 +278,20 @@ record_success(ClaimedStep *c, StepOutcome *o)
 }
 
 /*
- * record_failure: store the error, move the step to error, and schedule
- * the retry when one is due: not after tasker_permanent_error, nor for a
- * non-retryable step, nor once attempts reach retry_limit.
+ * tasker_record_failure: store the error, move the step to error, and
+ * schedule the retry when one is due: not after tasker_permanent_error,
+ * nor for a non-retryable step, nor once attempts reach retry_limit.
+ * o->details (may be NULL) adds keys to the stored error object.  Runs in
+ * the caller's transaction and SPI connection; also used by
+ * handler_http.c.
  */
-static void
-record_failure(ClaimedStep *c, StepOutcome *o)
+void
+tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 {
-	Oid			fail_types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+	Oid			fail_types[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, JSONBOID};
 	Oid			retry_types[3] = {INT8OID, INT8OID, BOOLOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Datum		values[7];
+	char		nulls[7] = "       ";
 	int			attempts = c->attempts + 1;
 	bool		retry = !o->permanent && c->retryable && attempts < c->retry_limit;
 	int64		delay_ms = 0;
@@ -311,12 +304,15 @@ record_failure(ClaimedStep *c, StepOutcome *o)
 	values[5] = BoolGetDatum(o->permanent);
 	nulls[3] = o->detail ? ' ' : 'n';
 	nulls[4] = o->hint ? ' ' : 'n';
+	values[6] = o->details ? JsonbPGetDatum(o->details) : (Datum) 0;
+	nulls[6] = o->details ? ' ' : 'n';
 	if (SPI_execute_plan(tasker_keep_plan(&failure_plan,
 							  "UPDATE @extschema@.tasker_workflow_steps SET results = jsonb_build_object('error',"
+							  "   COALESCE($7, '{}') ||"
 							  "   jsonb_strip_nulls(jsonb_build_object('message', $2, 'sqlstate', $3,"
 							  "     'detail', $4, 'hint', $5, 'attempt', attempts, 'permanent', $6)))"
 							  " WHERE workflow_step_id = $1",
-							  6, fail_types),
+							  7, fail_types),
 						 values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record the step failure");
 	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR, NULL);
@@ -362,9 +358,9 @@ run_step(ClaimedStep *c)
 
 	tasker_run_sql_handler(&c->call, &outcome);
 	if (outcome.ok)
-		record_success(c, &outcome);
+		tasker_record_success(c, &outcome);
 	else
-		record_failure(c, &outcome);
+		tasker_record_failure(c, &outcome);
 }
 
 /*

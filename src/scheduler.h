@@ -13,9 +13,25 @@
 
 #include "postgres.h"
 
+#include "handler.h"
+
+/* A claimed step, copied out of a claim query's result. */
+typedef struct ClaimedStep
+{
+	int64		step_id;
+	int64		task_id;
+	bool		from_error;		/* state error: goes through pending */
+	bool		retryable;
+	int			retry_limit;
+	int			attempts;		/* before this attempt */
+	StepCall	call;
+} ClaimedStep;
+
 extern int	tasker_run_ready_steps(int64 task_id, int limit);
 extern void tasker_finalize_task(int64 task_id);
 extern int	tasker_start_ready_tasks(int64 task_id, int limit);
 extern long tasker_ms_until_next_step(void);
+extern void tasker_record_success(ClaimedStep *c, StepOutcome *o);
+extern void tasker_record_failure(ClaimedStep *c, StepOutcome *o);
 
 #endif							/* TASKER_SCHEDULER_H */

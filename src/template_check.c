@@ -446,6 +446,11 @@ check_api_config(const Ctx *c, const TNode *config)
 					   "the handler_config of %s has type api but no \"url\".",
 					   c->subject);
 	check_url(c, tnode_get(config, "url"), url);
+	/* The other keys the HTTP executor reads (src/handler_http.c). */
+	(void) get_bool(c, config, "follow_redirects", false);
+	(void) get_int(c, config, "timeout", 1, 0);
+	(void) get_object(c, config, "headers");
+	(void) get_object(c, config, "params");
 	if (method == NULL)
 		return config;
 	for (m = 0; http_methods[m] != NULL; m++)

@@ -46,6 +46,7 @@
 #include "utils/timestamp.h"
 
 #include "guc.h"
+#include "handler_http.h"
 #include "scheduler.h"
 #include "worker.h"
 
@@ -112,6 +113,7 @@ tasker_worker_register(void)
 	shmem_request_hook = tasker_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = tasker_shmem_startup;
+	tasker_http_register();
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -404,6 +406,9 @@ tasker_executor_main(Datum arg)
 		long		sleep_ms = tasker_poll_interval;
 		bool		ready;
 
+		/* Asked to stop: settle the HTTP requests in flight first. */
+		if (ProcDiePending)
+			tasker_http_shutdown();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -417,6 +422,8 @@ tasker_executor_main(Datum arg)
 			set_slot_state(TASKER_WORKER_RUNNING, 0);
 			ran = run_one_batch(&sleep_ms);
 		}
+		/* HTTP steps: record what finished, claim more when ready. */
+		ran += tasker_http_run(ready);
 		set_slot_state(!tasker_enabled ? TASKER_WORKER_PAUSED :
 					   ready ? TASKER_WORKER_IDLE : TASKER_WORKER_WAITING, ran);
 
@@ -426,8 +433,8 @@ tasker_executor_main(Datum arg)
 		 */
 		if (ran > 0)
 			continue;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+		/* The latch wait, also watching the sockets of HTTP requests. */
+		tasker_http_wait(sleep_ms);
 		ResetLatch(MyLatch);
 	}
 }
