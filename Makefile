@@ -52,6 +52,10 @@ EXTRA_CLEAN = results regression.diffs regression.out
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: rebuild every object when a header
+# changes.
+$(OBJS): $(wildcard src/*.h)
+
 # pgTAP suites (test/pgtap/*.sql) against the server named by PGHOST/PGPORT.
 .PHONY: pgtap
 pgtap:
