@@ -196,17 +196,20 @@ CREATE TABLE tasker_workflow_steps (
     next_attempt_at     timestamptz,
     lease_expires_at    timestamptz,
     timeout_seconds     integer CHECK (timeout_seconds > 0),
+    handler_kind        text NOT NULL DEFAULT 'sql'
+                        CHECK (handler_kind IN ('sql', 'http')),
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT workflow_steps_task_named_step_unique UNIQUE (task_id, named_step_id)
 );
 /*
- * The ready-steps index: the workers claim steps by scanning only this, in
- * (next_attempt_at, task_id) order, so the steps of one task, which share
- * their creation time, are claimed together and older tasks finish first.
+ * The ready-steps index: the workers claim steps by scanning only this, one
+ * handler kind at a time, in (next_attempt_at, task_id) order, so the steps
+ * of one task, which share their creation time, are claimed together and
+ * older tasks finish first.
  */
 CREATE INDEX tasker_workflow_steps_ready_idx
-    ON tasker_workflow_steps (next_attempt_at, task_id)
+    ON tasker_workflow_steps (handler_kind, next_attempt_at, task_id)
     WHERE current_state IN ('pending', 'error')
       AND unfinished_parents = 0
       AND next_attempt_at IS NOT NULL;
@@ -220,6 +223,8 @@ COMMENT ON COLUMN tasker_workflow_steps.unfinished_parents IS
     'Parents not yet complete or resolved_manually; the step can run when it is 0';
 COMMENT ON COLUMN tasker_workflow_steps.next_attempt_at IS
     'When the step may next be attempted; NULL when no attempt is due (running, finished, or out of retries)';
+COMMENT ON COLUMN tasker_workflow_steps.handler_kind IS
+    'sql (an SQL function run in the claiming transaction) or http (a request run by the worker outside any transaction)';
 COMMENT ON COLUMN tasker_workflow_steps.lease_expires_at IS
     'For a step claimed outside a transaction (HTTP): when another worker may reclaim it';
 

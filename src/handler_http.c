@@ -1799,10 +1799,23 @@ reclaim_expired(int64 **tasks, int *ntasks)
 static void
 query_candidates(int limit)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(limit)};
+	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2] = {Int32GetDatum(limit),
+	TimestampTzGetDatum(GetCurrentTimestamp())};
 
 	run(tasker_keep_plan(&candidates_plan,
+			 "WITH claimed AS ("
+			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
+			 "   WHERE s.handler_kind = 'http'"
+			 "     AND s.current_state IN ('pending', 'error')"
+			 "     AND s.unfinished_parents = 0"
+			 "     AND s.next_attempt_at IS NOT NULL"
+			 "     AND s.next_attempt_at <= $2"
+			 "     AND (SELECT t.current_state = 'in_progress'"
+			 "            FROM @extschema@.tasker_tasks t WHERE t.task_id = s.task_id)"
+			 "   ORDER BY s.next_attempt_at, s.task_id"
+			 "   LIMIT $1"
+			 "   FOR NO KEY UPDATE OF s SKIP LOCKED)"
 			 "SELECT s.workflow_step_id, s.task_id, s.current_state = 'error',"
 			 "       s.retryable, s.retry_limit, s.attempts, COALESCE(s.timeout_seconds, 0),"
 			 "       jsonb_build_object('task_id', s.task_id, 'step_id', s.workflow_step_id,"
@@ -1822,17 +1835,9 @@ query_candidates(int limit)
 			 "  JOIN @extschema@.tasker_named_tasks_named_steps l"
 			 "    ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id"
 			 "  JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id"
-			 " WHERE s.current_state IN ('pending', 'error')"
-			 "   AND s.unfinished_parents = 0"
-			 "   AND s.next_attempt_at IS NOT NULL"
-			 "   AND s.next_attempt_at <= clock_timestamp()"
-			 "   AND t.current_state = 'in_progress'"
-			 "   AND l.handler_function IS NULL"
-			 "   AND l.handler_config->>'type' = 'api'"
-			 " ORDER BY s.next_attempt_at, s.workflow_step_id"
-			 " LIMIT $1"
-			 " FOR NO KEY UPDATE OF s SKIP LOCKED",
-			 1, argtypes),
+			 " WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))"
+			 " ORDER BY s.next_attempt_at, s.task_id",
+			 2, argtypes),
 		values, SPI_OK_SELECT);
 }
 

@@ -95,16 +95,14 @@ claim_steps(int64 task_id, int limit, ClaimedStep **out)
 	run(tasker_keep_plan(&claim_plan,
 			 "WITH claimed AS ("
 			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
-			 "   WHERE s.current_state IN ('pending', 'error')"
+			 "   WHERE s.handler_kind = 'sql'"
+			 "     AND s.current_state IN ('pending', 'error')"
 			 "     AND s.unfinished_parents = 0"
 			 "     AND s.next_attempt_at IS NOT NULL"
 			 "     AND s.next_attempt_at <= $3"
 			 "     AND ($2 = 0 OR s.task_id = $2)"
-			 "     AND (SELECT t.current_state = 'in_progress' AND l.handler_function IS NOT NULL"
-			 "            FROM @extschema@.tasker_tasks t"
-			 "            JOIN @extschema@.tasker_named_tasks_named_steps l"
-			 "              ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id"
-			 "           WHERE t.task_id = s.task_id)"
+			 "     AND (SELECT t.current_state = 'in_progress'"
+			 "            FROM @extschema@.tasker_tasks t WHERE t.task_id = s.task_id)"
 			 "   ORDER BY s.next_attempt_at, s.task_id"
 			 "   LIMIT $1"
 			 "   FOR NO KEY UPDATE OF s SKIP LOCKED)"
@@ -211,9 +209,20 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 	 * someone else holds (an operator cancelling it) is left for later.
 	 */
 	run(tasker_keep_plan(&start_plan,
-			 "WITH next_steps AS ("
+			 "WITH next_sql AS ("
 			 "  SELECT s.task_id FROM @extschema@.tasker_workflow_steps s"
-			 "   WHERE s.current_state IN ('pending', 'error')"
+			 "   WHERE s.handler_kind = 'sql'"
+			 "     AND s.current_state IN ('pending', 'error')"
+			 "     AND s.unfinished_parents = 0"
+			 "     AND s.next_attempt_at IS NOT NULL"
+			 "     AND s.next_attempt_at <= $3"
+			 "     AND ($1 = 0 OR s.task_id = $1)"
+			 "   ORDER BY s.next_attempt_at, s.task_id LIMIT $2"
+			 "   FOR NO KEY UPDATE SKIP LOCKED),"
+			 "next_http AS ("
+			 "  SELECT s.task_id FROM @extschema@.tasker_workflow_steps s"
+			 "   WHERE s.handler_kind = 'http'"
+			 "     AND s.current_state IN ('pending', 'error')"
 			 "     AND s.unfinished_parents = 0"
 			 "     AND s.next_attempt_at IS NOT NULL"
 			 "     AND s.next_attempt_at <= $3"
@@ -221,7 +230,8 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 			 "   ORDER BY s.next_attempt_at, s.task_id LIMIT $2"
 			 "   FOR NO KEY UPDATE SKIP LOCKED)"
 			 "SELECT t.task_id FROM @extschema@.tasker_tasks t"
-			 " WHERE t.task_id = ANY (ARRAY(SELECT task_id FROM next_steps))"
+			 " WHERE t.task_id = ANY (ARRAY(SELECT task_id FROM next_sql"
+			 "                             UNION SELECT task_id FROM next_http))"
 			 "   AND t.current_state = 'pending'"
 			 " ORDER BY t.task_id"
 			 " FOR NO KEY UPDATE OF t SKIP LOCKED",
@@ -483,11 +493,16 @@ tasker_ms_until_next_step(void)
 
 	SPI_connect();
 	run(tasker_keep_plan(&next_due_plan,
-			 "SELECT GREATEST(0, ceil(extract(epoch FROM min(next_attempt_at)"
-			 "                                  - clock_timestamp()) * 1000))::bigint"
-			 "  FROM @extschema@.tasker_workflow_steps"
-			 " WHERE current_state IN ('pending', 'error') AND unfinished_parents = 0"
-			 "   AND next_attempt_at IS NOT NULL",
+			 "SELECT GREATEST(0, ceil(extract(epoch FROM LEAST("
+			 "         (SELECT min(next_attempt_at) FROM @extschema@.tasker_workflow_steps"
+			 "           WHERE handler_kind = 'sql'"
+			 "             AND current_state IN ('pending', 'error') AND unfinished_parents = 0"
+			 "             AND next_attempt_at IS NOT NULL),"
+			 "         (SELECT min(next_attempt_at) FROM @extschema@.tasker_workflow_steps"
+			 "           WHERE handler_kind = 'http'"
+			 "             AND current_state IN ('pending', 'error') AND unfinished_parents = 0"
+			 "             AND next_attempt_at IS NOT NULL))"
+			 "       - clock_timestamp()) * 1000))::bigint",
 			 0, NULL),
 		NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
