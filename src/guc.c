@@ -74,7 +74,7 @@ tasker_define_gucs(void)
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("tasker.poll_interval",
 							"Longest a worker sleeps before looking for due steps.",
-							"Commits that create or unblock work wake workers at once; this bounds the wait for retry backoffs to expire.",
+							"Commits that create or unblock work wake workers at once, and an idle worker wakes when the next retry falls due; this is a fallback.",
 							&tasker_poll_interval, 1000, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("tasker.max_backoff",
