@@ -1829,11 +1829,14 @@ query_candidates(int limit)
 			 "            JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = p.named_step_id"
 			 "           WHERE e.to_step_id = s.workflow_step_id), '{}'))"
 			 "  FROM @extschema@.tasker_workflow_steps s"
-			 "  JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id"
+			 /* OFFSET 0 keeps each lookup a primary-key probe per claimed step. */
+			 "  CROSS JOIN LATERAL (SELECT * FROM @extschema@.tasker_tasks t"
+			 "                       WHERE t.task_id = s.task_id OFFSET 0) t"
+			 "  CROSS JOIN LATERAL (SELECT * FROM @extschema@.tasker_named_tasks_named_steps l"
+			 "                       WHERE l.named_task_id = t.named_task_id"
+			 "                         AND l.named_step_id = s.named_step_id OFFSET 0) l"
 			 "  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
 			 "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-			 "  JOIN @extschema@.tasker_named_tasks_named_steps l"
-			 "    ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id"
 			 "  JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id"
 			 " WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))"
 			 " ORDER BY s.next_attempt_at, s.task_id",
