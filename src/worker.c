@@ -323,18 +323,22 @@ set_slot_state(TaskerWorkerState state, int steps)
 }
 
 /*
- * extension_ready: whether the extension exists in this database (looked
- * up in a short transaction of its own).
+ * extension_ready: whether the extension exists in this database, looked
+ * up in a short transaction of its own until it is found.  Once found it
+ * is not looked up again: if the extension is dropped later, the next
+ * batch fails, the executor exits, and its successor waits here again.
  */
 static bool
 extension_ready(void)
 {
-	bool		ready;
+	static bool found = false;
 
+	if (found)
+		return true;
 	StartTransactionCommand();
-	ready = OidIsValid(get_extension_oid("tasker", true));
+	found = OidIsValid(get_extension_oid("tasker", true));
 	CommitTransactionCommand();
-	return ready;
+	return found;
 }
 
 /*
