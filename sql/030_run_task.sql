@@ -211,3 +211,24 @@ SELECT tasker_create_task('typed', '{"priority": "low"}');
 SELECT count(*) AS typed_tasks FROM tasker_tasks t JOIN tasker_named_tasks n USING (named_task_id)
  WHERE n.name = 'typed';
 SELECT tasker_create_task('typed', '{"order_id": 3}') > 0 AS created;
+
+-- timeout_seconds: a handler that runs too long is cancelled, and the
+-- attempt fails with the statement-timeout SQLSTATE; the session's own
+-- statement_timeout is left as it was.
+CREATE FUNCTION sleeper(step jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT '{"slept": true}'::jsonb FROM pg_sleep(5) $$;
+SELECT tasker_register_template($$
+name: too_slow
+step_templates:
+  - name: nap
+    handler_class: sleeper
+    timeout_seconds: 1
+    default_retryable: false
+$$) > 0 AS registered;
+SET statement_timeout = '20s';
+SELECT tasker_create_task('too_slow', '{}') AS task \gset
+SELECT tasker_run_task(:task, '10 seconds');
+SELECT s.attempts, s.results #>> '{error,sqlstate}' AS sqlstate, s.results #>> '{error,message}' AS message
+  FROM tasker_workflow_steps s WHERE s.task_id = :task;
+SHOW statement_timeout;
+RESET statement_timeout;
