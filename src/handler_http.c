@@ -1807,9 +1807,7 @@ query_candidates(int limit)
 			 "WITH claimed AS ("
 			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
 			 "   WHERE s.handler_kind = 'http'"
-			 "     AND s.current_state IN ('pending', 'error')"
-			 "     AND s.unfinished_parents = 0"
-			 "     AND s.next_attempt_at IS NOT NULL"
+			 "     AND " TASKER_READY_STEP_SQL
 			 "     AND s.next_attempt_at <= $2"
 			 "     AND (SELECT t.current_state = 'in_progress'"
 			 "            FROM @extschema@.tasker_tasks t WHERE t.task_id = s.task_id)"
@@ -1818,28 +1816,8 @@ query_candidates(int limit)
 			 "   FOR NO KEY UPDATE OF s SKIP LOCKED)"
 			 "SELECT s.workflow_step_id, s.task_id, s.current_state = 'error',"
 			 "       s.retryable, s.retry_limit, s.attempts, COALESCE(s.timeout_seconds, 0),"
-			 "       jsonb_build_object('task_id', s.task_id, 'step_id', s.workflow_step_id,"
-			 "         'step_name', n.name, 'attempt', s.attempts + 1, 'namespace', ns.name,"
-			 "         'task_name', nt.name, 'version', nt.version, 'context', t.context,"
-			 "         'inputs', COALESCE(s.inputs, t.context),"
-			 "         'handler_config', l.handler_config,"
-			 "         'dependencies', COALESCE((SELECT jsonb_object_agg(pn.name, p.results)"
-			 "            FROM @extschema@.tasker_workflow_step_edges e"
-			 "            JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id"
-			 "            JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = p.named_step_id"
-			 "           WHERE e.to_step_id = s.workflow_step_id), '{}'))"
-			 "  FROM @extschema@.tasker_workflow_steps s"
-			 /* OFFSET 0 keeps each lookup a primary-key probe per claimed step. */
-			 "  CROSS JOIN LATERAL (SELECT * FROM @extschema@.tasker_tasks t"
-			 "                       WHERE t.task_id = s.task_id OFFSET 0) t"
-			 "  CROSS JOIN LATERAL (SELECT * FROM @extschema@.tasker_named_tasks_named_steps l"
-			 "                       WHERE l.named_task_id = t.named_task_id"
-			 "                         AND l.named_step_id = s.named_step_id OFFSET 0) l"
-			 "  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
-			 "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-			 "  JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id"
-			 " WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))"
-			 " ORDER BY s.next_attempt_at, s.task_id",
+			 "       " TASKER_ENVELOPE_SQL
+			 TASKER_CLAIMED_DETAILS_SQL,
 			 2, argtypes),
 		values, SPI_OK_SELECT);
 }
