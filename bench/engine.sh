@@ -62,7 +62,7 @@ as_pg "$PG_BIN/pgbench" -h "$WORK" -p $PORT -n -c 1 -T 10 -f "$WORK/create.sql" 
 	grep -E "latency average|tps" | sed 's/^/   /'
 lat=$(as_pg "$PG_BIN/pgbench" -h "$WORK" -p $PORT -n -c 1 -t 2000 -f "$WORK/create.sql" postgres 2>/dev/null |
 	awk '/latency average/ {print $4}')
-echo "   second run, 2000 tasks: $lat ms per task = $(echo "scale=4; $lat / 9" | bc) ms per step (client round trip included)"
+echo "   second run, 2000 tasks: $lat ms per task = $(awk -v l="$lat" 'BEGIN { printf "%.4f", l / 9 }') ms per step (client round trip included)"
 psqlb -c "TRUNCATE tasker_tasks CASCADE" >/dev/null
 
 echo "== 2. throughput ($TASKS tasks x 5-step linear, trivial SQL handlers, 2 workers)"
@@ -80,7 +80,7 @@ SELECT '   server time, first step start to last task completion: ' ||
        round(count(*) / extract(epoch FROM max(completed_at) - min(s.last_attempted_at))::numeric) || ' steps/s'
   FROM tasker_workflow_steps s JOIN tasker_tasks t USING (task_id);
 SQL
-echo "   wall clock incl. 1.2 s reload wait and polling: $(echo "$end - $start" | bc) s"
+echo "   wall clock incl. 1.2 s reload wait and polling: $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s"
 
 echo "== 4. profile of (2): engine statements by total time (pg_stat_statements)"
 psqlb -F ' | ' <<'SQL'
