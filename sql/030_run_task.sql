@@ -232,3 +232,25 @@ SELECT s.attempts, s.results #>> '{error,sqlstate}' AS sqlstate, s.results #>> '
   FROM tasker_workflow_steps s WHERE s.task_id = :task;
 SHOW statement_timeout;
 RESET statement_timeout;
+
+-- A step tasker cannot record (here its handler cancels its own step) is
+-- failed for good with the reason, instead of stopping the run.
+CREATE FUNCTION self_cancel(step jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM tasker_cancel_step((step->>'step_id')::bigint);
+    RETURN '{}';
+END $$;
+SELECT tasker_register_template($$
+name: self_cancel
+step_templates:
+  - name: odd
+    handler_class: self_cancel
+  - name: fine
+    handler_class: record_step
+$$) > 0 AS registered;
+SELECT tasker_create_task('self_cancel', '{"order_id": 99}') AS task \gset
+SELECT tasker_run_task(:task, '10 seconds');
+SELECT n.name, s.current_state, s.retryable, s.results #>> '{error,message}' AS error
+  FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+ WHERE s.task_id = :task ORDER BY s.workflow_step_id;
+SELECT step FROM ledger WHERE task_id = :task;

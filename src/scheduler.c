@@ -44,6 +44,7 @@
 #include "state.h"
 
 static void run_step_guarded(ClaimedStep *c);
+static bool run_steps_together(ClaimedStep *steps, int n);
 
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr start_plan;
@@ -457,6 +458,46 @@ run_step_guarded(ClaimedStep *c)
 }
 
 /*
+ * run_steps_together: run the claimed steps in one subtransaction.  This is
+ * the common case, and it keeps the transaction to one subtransaction ID
+ * for tasker's own bookkeeping (plus one per handler that writes), well
+ * below the 64 a backend can track before every snapshot in the server
+ * must consult pg_subtrans.  If anything in it fails (not a handler: their
+ * errors are caught inside), all of it rolls back and the caller runs the
+ * steps again one subtransaction each, to isolate the step at fault.
+ */
+static bool
+run_steps_together(ClaimedStep *steps, int n)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+	int			i;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		for (i = 0; i < n; i++)
+			run_step(&steps[i]);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
  * tasker_ms_until_next_step: milliseconds until the earliest scheduled
  * step is due (0 if one is due now), or -1 when none is scheduled.  Lets an
  * idle worker wake exactly when a retry backoff ends.
@@ -565,8 +606,9 @@ tasker_run_ready_steps(int64 task_id, int limit)
 	if (n > 0)
 	{
 		ntasks = distinct_tasks(steps, n, &task_ids);
-		for (i = 0; i < n; i++)
-			run_step_guarded(&steps[i]);
+		if (!run_steps_together(steps, n))
+			for (i = 0; i < n; i++)
+				run_step_guarded(&steps[i]);
 		for (i = 0; i < ntasks; i++)
 			tasker_finalize_task(task_ids[i]);
 	}

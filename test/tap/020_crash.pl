@@ -69,7 +69,9 @@ $node->poll_query_until('postgres',
   or die 'no handler running';
 my $victim = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'tasker worker' AND wait_event = 'PgSleep' LIMIT 1");
+my $log_at = -s $node->logfile;
 kill 'KILL', $victim;
+$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_at);
 ok($node->poll_query_until('postgres', "SELECT 1", '1'), 'the server is back after the crash');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 6 FROM tasker_tasks WHERE task_id IN ($tasks) AND current_state = 'complete'"),

@@ -341,8 +341,11 @@ ok($node->poll_query_until('postgres', qq{
 sleep 0.3;
 my @pids = split /\n/, $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'tasker worker'");
+my $log_at = -s $node->logfile;
 kill 'KILL', $pids[0];
-# The postmaster restarts every process after the crash.
+# The postmaster restarts every process after the crash; wait for it to
+# notice before asking whether the server is back.
+$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_at);
 ok($node->poll_query_until('postgres', 'SELECT 1', '1'), 'the server is back after the crash');
 is(wait_task($t, 60), 'complete', 'the task completes after the lease expires');
 is(step($t, 'call', 's.attempts'), '2', 'the lost attempt was counted');
