@@ -627,3 +627,24 @@ SET ROLE tasker_regress_reader;
 SELECT tasker_register_template_file('/nonexistent/tasker/template.yaml');
 RESET ROLE;
 DROP ROLE tasker_regress_reader;
+
+-- invalid input: a context schema that is not a valid JSON Schema is
+-- refused at registration, not at the first task
+SELECT tasker_register_template($$
+name: bad_schema
+schema:
+  type: object
+  properties:
+    qty: {type: integer, minimum: "one"}
+step_templates:
+  - name: a
+    handler_class: tpl.charge
+$$);
+
+-- invalid input: an api step whose request timeout is over a day
+SELECT tasker_register_template($$
+name: slow_api
+step_templates:
+  - name: call
+    handler_config: {type: api, url: "https://example.com/hook", timeout: 90000}
+$$);

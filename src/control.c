@@ -256,7 +256,7 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 	if (changed &&
 		SPI_execute_plan(set_results_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not store the results of step " INT64_FORMAT, step_id);
-	if (read_task_state(task_id, true) == TASKER_ERROR)
+	if (changed && read_task_state(task_id, true) == TASKER_ERROR)
 		tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
 						  "{\"reason\": \"step_resolved\"}");
 	tasker_finalize_task(task_id);
@@ -320,7 +320,8 @@ next_due_ms(int64 task_id)
 	exec(&next_due_plan,
 		 "SELECT GREATEST(0, ceil(extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000))::bigint"
 		 "  FROM @extschema@.tasker_workflow_steps"
-		 " WHERE task_id = $1 AND current_state IN ('pending', 'error')"
+		 " WHERE task_id = $1 AND handler_kind = 'sql'"
+		 "   AND current_state IN ('pending', 'error')"
 		 "   AND unfinished_parents = 0 AND next_attempt_at IS NOT NULL",
 		 task_id, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -20,12 +20,16 @@
  */
 #include "postgres.h"
 
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
 #include <limits.h>
 
 #include "mb/pg_wchar.h"
 #include "utils/json.h"
 #include "utils/varlena.h"
 
+#include "jsonschema.h"
 #include "semver.h"
 #include "template.h"
 
@@ -448,7 +452,12 @@ check_api_config(const Ctx *c, const TNode *config)
 	check_url(c, tnode_get(config, "url"), url);
 	/* The other keys the HTTP executor reads (src/handler_http.c). */
 	(void) get_bool(c, config, "follow_redirects", false);
-	(void) get_int(c, config, "timeout", 1, 0);
+	if (get_int(c, config, "timeout", 1, 0) > 86400)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+					   tnode_get(config, "timeout"),
+					   "Give the request timeout in seconds, at most 86400 (one day).",
+					   "the handler_config of %s has a \"timeout\" over one day.",
+					   c->subject);
 	(void) get_object(c, config, "headers");
 	(void) get_object(c, config, "params");
 	if (method == NULL)
@@ -888,6 +897,37 @@ template_check_environments(TaskTemplate *t, const TNode *root)
 }
 
 /*
+ * check_context_schema: refuse a schema: that the JSON Schema validator
+ * cannot use (a malformed keyword value, an unsupported keyword), with the
+ * validator's reason and the key's line and column, at registration rather
+ * than at the first task.
+ */
+static void
+check_context_schema(const Ctx *c, const TNode *at, const char *schema_json)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ErrorData  *edata;
+
+	PG_TRY();
+	{
+		tasker_json_schema_check(DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																	CStringGetDatum(schema_json))));
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		template_error(c->t->name, edata->sqlerrcode, at,
+					   edata->hint ? edata->hint : "docs/json-schema.md lists what tasker supports.",
+					   "\"schema\" of %s is not a JSON Schema tasker can use: %s%s%s",
+					   c->subject, edata->message,
+					   edata->detail ? ": " : ".", edata->detail ? edata->detail : "");
+	}
+	PG_END_TRY();
+}
+
+/*
  * check_task_keys: the scalar keys of the template itself.
  */
 static void
@@ -915,6 +955,8 @@ check_task_keys(const Ctx *c, const TNode *root)
 	if (t->default_dependent_system == NULL)
 		t->default_dependent_system = "default";
 	t->schema_json = get_object(c, root, "schema");
+	if (t->schema_json != NULL)
+		check_context_schema(c, tnode_get(root, "schema"), t->schema_json);
 	t->configuration_json = get_object(c, root, "configuration");
 	if (t->configuration_json == NULL)
 		t->configuration_json = "{}";
