@@ -82,8 +82,6 @@ static SPIPlanPtr lock_task_plan;
 static SPIPlanPtr lock_step_plan;
 static SPIPlanPtr task_guard_plan;
 static SPIPlanPtr step_guard_plan;
-static SPIPlanPtr task_clear_recent_plan;
-static SPIPlanPtr step_clear_recent_plan;
 static SPIPlanPtr task_insert_plan;
 static SPIPlanPtr step_insert_plan;
 static SPIPlanPtr task_update_plan;
@@ -302,57 +300,55 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 
 /*
  * record_transition: clear the previous most_recent row and insert the new
- * one with a sort_key 10 above the highest so far (10 for the first).
+ * one with a sort_key 10 above it (10 for the first).
  */
 static void
 record_transition(TaskerEntity entity, int64 id, int64 task_id,
 				  TaskerState from, TaskerState to, const char *metadata_json)
 {
-	Oid			clear_types[1] = {INT8OID};
-	Oid			insert_types[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			argtypes[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[5];
-	SPIPlanPtr	clear;
-	SPIPlanPtr	insert;
+	SPIPlanPtr	plan;
 
+	/*
+	 * One statement: the CTE clears the previous most_recent row (whose
+	 * sort_key is the highest), and the insert numbers the new row after
+	 * it.  The partial unique index on most_recent does not see the cleared
+	 * row as a conflict, since this transaction has replaced it.
+	 */
 	if (entity == TASKER_ENTITY_TASK)
-	{
-		clear = tasker_keep_plan(&task_clear_recent_plan,
-							 "UPDATE @extschema@.tasker_task_transitions"
-							 "   SET most_recent = false, updated_at = now()"
-							 " WHERE task_id = $1 AND most_recent",
-							 1, clear_types);
-		insert = tasker_keep_plan(&task_insert_plan,
-							  "INSERT INTO @extschema@.tasker_task_transitions"
-							  " (task_id, from_state, to_state, metadata, sort_key, created_at)"
-							  " SELECT $1, $3, $4, $5::jsonb,"
-							  "        COALESCE(max(sort_key), 0) + 10, clock_timestamp()"
-							  "   FROM @extschema@.tasker_task_transitions WHERE task_id = $1",
-							  5, insert_types);
-	}
+		plan = tasker_keep_plan(&task_insert_plan,
+								"WITH prev AS ("
+								"  UPDATE @extschema@.tasker_task_transitions"
+								"     SET most_recent = false, updated_at = now()"
+								"   WHERE task_id = $1 AND most_recent"
+								"  RETURNING sort_key)"
+								"INSERT INTO @extschema@.tasker_task_transitions"
+								" (task_id, from_state, to_state, metadata, sort_key, created_at)"
+								" SELECT $1, $3, $4, $5::jsonb,"
+								"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10,"
+								"        clock_timestamp()",
+								5, argtypes);
 	else
-	{
-		clear = tasker_keep_plan(&step_clear_recent_plan,
-							 "UPDATE @extschema@.tasker_workflow_step_transitions"
-							 "   SET most_recent = false, updated_at = now()"
-							 " WHERE workflow_step_id = $1 AND most_recent",
-							 1, clear_types);
-		insert = tasker_keep_plan(&step_insert_plan,
-							  "INSERT INTO @extschema@.tasker_workflow_step_transitions"
-							  " (workflow_step_id, task_id, from_state, to_state, metadata, sort_key, created_at)"
-							  " SELECT $1, $2, $3, $4, $5::jsonb,"
-							  "        COALESCE(max(sort_key), 0) + 10, clock_timestamp()"
-							  "   FROM @extschema@.tasker_workflow_step_transitions"
-							  "  WHERE workflow_step_id = $1",
-							  5, insert_types);
-	}
+		plan = tasker_keep_plan(&step_insert_plan,
+								"WITH prev AS ("
+								"  UPDATE @extschema@.tasker_workflow_step_transitions"
+								"     SET most_recent = false, updated_at = now()"
+								"   WHERE workflow_step_id = $1 AND most_recent"
+								"  RETURNING sort_key)"
+								"INSERT INTO @extschema@.tasker_workflow_step_transitions"
+								" (workflow_step_id, task_id, from_state, to_state, metadata,"
+								"  sort_key, created_at)"
+								" SELECT $1, $2, $3, $4, $5::jsonb,"
+								"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10,"
+								"        clock_timestamp()",
+								5, argtypes);
 	values[0] = Int64GetDatum(id);
-	exec_plan(clear, values, NULL, false, SPI_OK_UPDATE);
-
 	values[1] = Int64GetDatum(task_id);
 	values[2] = CStringGetTextDatum(state_names[from]);
 	values[3] = CStringGetTextDatum(state_names[to]);
 	values[4] = CStringGetTextDatum(metadata_json ? metadata_json : "{}");
-	exec_plan(insert, values, NULL, false, SPI_OK_INSERT);
+	exec_plan(plan, values, NULL, false, SPI_OK_INSERT);
 }
 
 /*
