@@ -1644,33 +1644,6 @@ commit_xact(void)
 }
 
 /*
- * cmp_int64: qsort comparator.
- */
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
-/*
- * finalize_tasks: settle the tasks whose steps moved, in task_id order so
- * that two workers never deadlock on them.
- */
-static void
-finalize_tasks(int64 *ids, int n)
-{
-	int			i;
-
-	qsort(ids, n, sizeof(int64), cmp_int64);
-	for (i = 0; i < n; i++)
-		if (i == 0 || ids[i] != ids[i - 1])
-			tasker_finalize_task(ids[i]);
-}
-
-/*
  * still_ours: lock the step and tell whether it is still in_progress at
  * the attempt this worker made (not cancelled, not reclaimed).
  */
@@ -1728,7 +1701,7 @@ record_requests(bool all)
 		}
 		wake |= free_request(r);
 	}
-	finalize_tasks(tasks, ntasks);
+	tasker_finalize_tasks(tasks, ntasks);
 	commit_xact();
 	if (wake)
 		tasker_wake_workers();
@@ -1962,7 +1935,7 @@ claim_ready(int nfree)
 		if (failed != 0)
 			tasks[ntasks++] = failed;
 	}
-	finalize_tasks(tasks, ntasks);
+	tasker_finalize_tasks(tasks, ntasks);
 	return n;
 }
 
@@ -1990,7 +1963,7 @@ claim(void)
 		last_reclaim = GetCurrentTimestamp();
 		api_steps_exist = any_api_steps();
 		n += reclaim_expired(&tasks, &ntasks);
-		finalize_tasks(tasks, ntasks);
+		tasker_finalize_tasks(tasks, ntasks);
 	}
 	if (nfree > 0 && api_steps_exist)
 		n += claim_ready(nfree);

@@ -146,23 +146,38 @@ cmp_int64(const void *a, const void *b)
 }
 
 /*
- * distinct_tasks: the sorted distinct task ids of the claimed steps.
+ * tasker_finalize_tasks: settle the given tasks (ids may repeat; the array
+ * is sorted in place), each once, in task_id order so that two workers
+ * never deadlock on their rows.
  */
-static int
-distinct_tasks(ClaimedStep *steps, int n, int64 **out)
+void
+tasker_finalize_tasks(int64 *ids, int n)
 {
-	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
 	int			i;
-	int			m = 0;
 
-	for (i = 0; i < n; i++)
-		ids[i] = steps[i].task_id;
 	qsort(ids, n, sizeof(int64), cmp_int64);
 	for (i = 0; i < n; i++)
-		if (m == 0 || ids[m - 1] != ids[i])
-			ids[m++] = ids[i];
-	*out = ids;
-	return m;
+		if (i == 0 || ids[i] != ids[i - 1])
+			tasker_finalize_task(ids[i]);
+}
+
+/*
+ * transition_result: move every id in the first column of the last result
+ * (copied first: each transition runs statements of its own) to a state.
+ */
+static int
+transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json)
+{
+	uint64		n = SPI_processed;
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	uint64		i;
+	bool		isnull;
+
+	for (i = 0; i < n; i++)
+		ids[i] = DatumGetInt64(col(i, 1, &isnull));
+	for (i = 0; i < n; i++)
+		tasker_transition(entity, ids[i], to, metadata_json);
+	return (int) n;
 }
 
 /*
@@ -178,10 +193,7 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 	Oid			argtypes[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
 	Datum		values[3] = {Int64GetDatum(task_id), Int32GetDatum(limit),
 	TimestampTzGetDatum(GetCurrentTimestamp())};
-	int64	   *ids;
-	uint64		n;
-	uint64		i;
-	bool		isnull;
+	int			n;
 
 	SPI_connect();
 
@@ -215,15 +227,10 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 			 " FOR NO KEY UPDATE OF t SKIP LOCKED",
 			 3, argtypes),
 		values, SPI_OK_SELECT);
-	n = SPI_processed;
-	ids = palloc(sizeof(int64) * Max(n, 1));
-	for (i = 0; i < n; i++)
-		ids[i] = DatumGetInt64(col(i, 1, &isnull));
-	for (i = 0; i < n; i++)
-		tasker_transition(TASKER_ENTITY_TASK, ids[i], TASKER_IN_PROGRESS,
+	n = transition_result(TASKER_ENTITY_TASK, TASKER_IN_PROGRESS,
 						  "{\"reason\": \"ready_steps_available\"}");
 	SPI_finish();
-	return (int) n;
+	return n;
 }
 
 /*
@@ -361,10 +368,6 @@ cancel_leftovers(int64 task_id)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(task_id)};
-	int64	   *ids;
-	uint64		n;
-	uint64		i;
-	bool		isnull;
 
 	run(tasker_keep_plan(&leftover_plan,
 			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
@@ -372,13 +375,8 @@ cancel_leftovers(int64 task_id)
 			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 1, argtypes),
 		values, SPI_OK_SELECT);
-	n = SPI_processed;
-	ids = palloc(sizeof(int64) * Max(n, 1));
-	for (i = 0; i < n; i++)
-		ids[i] = DatumGetInt64(col(i, 1, &isnull));
-	for (i = 0; i < n; i++)
-		tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED,
-						  "{\"reason\": \"task_cancelled\"}");
+	(void) transition_result(TASKER_ENTITY_STEP, TASKER_CANCELLED,
+							 "{\"reason\": \"task_cancelled\"}");
 }
 
 /*
@@ -598,19 +596,19 @@ tasker_run_ready_steps(int64 task_id, int limit)
 	ClaimedStep *steps;
 	int64	   *task_ids;
 	int			n;
-	int			ntasks;
 	int			i;
 
 	SPI_connect();
 	n = claim_steps(task_id, limit, &steps);
 	if (n > 0)
 	{
-		ntasks = distinct_tasks(steps, n, &task_ids);
 		if (!run_steps_together(steps, n))
 			for (i = 0; i < n; i++)
 				run_step_guarded(&steps[i]);
-		for (i = 0; i < ntasks; i++)
-			tasker_finalize_task(task_ids[i]);
+		task_ids = palloc(sizeof(int64) * n);
+		for (i = 0; i < n; i++)
+			task_ids[i] = steps[i].task_id;
+		tasker_finalize_tasks(task_ids, n);
 	}
 	SPI_finish();
 	return n;

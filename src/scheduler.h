@@ -66,6 +66,7 @@ typedef struct ClaimedStep
 
 extern int	tasker_run_ready_steps(int64 task_id, int limit);
 extern void tasker_finalize_task(int64 task_id);
+extern void tasker_finalize_tasks(int64 *ids, int n);
 extern int	tasker_start_ready_tasks(int64 task_id, int limit);
 extern long tasker_ms_until_next_step(void);
 extern void tasker_record_success(ClaimedStep *c, StepOutcome *o);
