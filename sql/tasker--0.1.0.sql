@@ -480,15 +480,29 @@ COMMENT ON FUNCTION tasker_validate_json(jsonb, jsonb) IS
 
 /* ---- readiness, execution context and the DAG (plain SQL) ---- */
 
+CREATE TYPE tasker_step_readiness AS (
+    workflow_step_id bigint, task_id bigint, named_step_id integer,
+    name text, current_state text, dependencies_satisfied boolean,
+    retry_eligible boolean, ready_for_execution boolean,
+    last_failure_at timestamptz, next_retry_at timestamptz,
+    total_parents integer, completed_parents integer,
+    attempts integer, retry_limit integer,
+    backoff_request_seconds integer, last_attempted_at timestamptz);
+COMMENT ON TYPE tasker_step_readiness IS
+    'A row of tasker_step_readiness_status: the Ruby get_step_readiness_status columns';
+
+CREATE TYPE tasker_task_execution_context AS (
+    task_id bigint, named_task_id integer, status text,
+    total_steps bigint, pending_steps bigint, in_progress_steps bigint,
+    completed_steps bigint, failed_steps bigint, ready_steps bigint,
+    execution_status text, recommended_action text,
+    completion_percentage numeric, health_status text);
+COMMENT ON TYPE tasker_task_execution_context IS
+    'A row of tasker_task_execution_context: the Ruby get_task_execution_context columns';
+
 CREATE FUNCTION tasker_step_readiness_status(task_ids bigint[],
                                              as_of timestamptz DEFAULT now())
-RETURNS TABLE (workflow_step_id bigint, task_id bigint, named_step_id integer,
-               name text, current_state text, dependencies_satisfied boolean,
-               retry_eligible boolean, ready_for_execution boolean,
-               last_failure_at timestamptz, next_retry_at timestamptz,
-               total_parents integer, completed_parents integer,
-               attempts integer, retry_limit integer,
-               backoff_request_seconds integer, last_attempted_at timestamptz)
+RETURNS SETOF tasker_step_readiness
 LANGUAGE sql STABLE
 AS $$
     SELECT s.workflow_step_id, s.task_id, s.named_step_id, n.name::text,
@@ -524,13 +538,7 @@ COMMENT ON FUNCTION tasker_step_readiness_status(bigint[], timestamptz) IS
 CREATE FUNCTION tasker_step_readiness_status(task_id bigint,
                                              step_ids bigint[] DEFAULT NULL,
                                              as_of timestamptz DEFAULT now())
-RETURNS TABLE (workflow_step_id bigint, task_id bigint, named_step_id integer,
-               name text, current_state text, dependencies_satisfied boolean,
-               retry_eligible boolean, ready_for_execution boolean,
-               last_failure_at timestamptz, next_retry_at timestamptz,
-               total_parents integer, completed_parents integer,
-               attempts integer, retry_limit integer,
-               backoff_request_seconds integer, last_attempted_at timestamptz)
+RETURNS SETOF tasker_step_readiness
 LANGUAGE sql STABLE
 AS $$
     SELECT r.*
@@ -542,11 +550,7 @@ COMMENT ON FUNCTION tasker_step_readiness_status(bigint, bigint[], timestamptz) 
 
 CREATE FUNCTION tasker_task_execution_context(task_ids bigint[],
                                               as_of timestamptz DEFAULT now())
-RETURNS TABLE (task_id bigint, named_task_id integer, status text,
-               total_steps bigint, pending_steps bigint, in_progress_steps bigint,
-               completed_steps bigint, failed_steps bigint, ready_steps bigint,
-               execution_status text, recommended_action text,
-               completion_percentage numeric, health_status text)
+RETURNS SETOF tasker_task_execution_context
 LANGUAGE sql STABLE
 AS $$
     WITH counts AS (
@@ -589,11 +593,7 @@ COMMENT ON FUNCTION tasker_task_execution_context(bigint[], timestamptz) IS
 
 CREATE FUNCTION tasker_task_execution_context(task_id bigint,
                                               as_of timestamptz DEFAULT now())
-RETURNS TABLE (task_id bigint, named_task_id integer, status text,
-               total_steps bigint, pending_steps bigint, in_progress_steps bigint,
-               completed_steps bigint, failed_steps bigint, ready_steps bigint,
-               execution_status text, recommended_action text,
-               completion_percentage numeric, health_status text)
+RETURNS SETOF tasker_task_execution_context
 LANGUAGE sql STABLE
 AS $$
     SELECT * FROM @extschema@.tasker_task_execution_context(ARRAY[$1], $2)

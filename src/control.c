@@ -96,11 +96,7 @@ read_task_state(int64 task_id, bool lock)
 			 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1",
 			 task_id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("task " INT64_FORMAT " does not exist", task_id),
-				 errdetail("No row of tasker_tasks has that id."),
-				 errhint("Look it up in tasker_tasks.")));
+		tasker_report_missing(TASKER_ENTITY_TASK, task_id);
 	return tasker_state_from_name(SPI_getvalue(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1));
 }
@@ -135,11 +131,7 @@ task_of_step(int64 step_id)
 		 "SELECT task_id FROM @extschema@.tasker_workflow_steps WHERE workflow_step_id = $1",
 		 step_id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("step " INT64_FORMAT " does not exist", step_id),
-				 errdetail("No row of tasker_workflow_steps has that id."),
-				 errhint("Look it up in tasker_workflow_steps.")));
+		tasker_report_missing(TASKER_ENTITY_STEP, step_id);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull));
 }

@@ -119,6 +119,23 @@ tasker_state_from_name(const char *name)
 }
 
 /*
+ * tasker_report_missing: raise UNDEFINED_OBJECT for a task or step id that
+ * names no row.
+ */
+void
+tasker_report_missing(TaskerEntity entity, int64 id)
+{
+	const char *table = (entity == TASKER_ENTITY_TASK) ? "tasker_tasks" : "tasker_workflow_steps";
+
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("%s " INT64_FORMAT " does not exist",
+					entity == TASKER_ENTITY_TASK ? "task" : "step", id),
+			 errdetail("No row of %s has that id.", table),
+			 errhint("Look it up in %s.", table)));
+}
+
+/*
  * tasker_transition_allowed: whether the state machine of the entity allows
  * moving from one state to another (guards aside).
  */
@@ -209,14 +226,7 @@ lock_entity(TaskerEntity entity, int64 id, EntityRow *row)
 							1, argtypes);
 	exec_plan(plan, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("%s " INT64_FORMAT " does not exist",
-						entity == TASKER_ENTITY_TASK ? "task" : "step", id),
-				 errdetail("No row of %s has that id.",
-						   entity == TASKER_ENTITY_TASK ? "tasker_tasks" : "tasker_workflow_steps"),
-				 errhint("Look it up in %s.",
-						 entity == TASKER_ENTITY_TASK ? "tasker_tasks" : "tasker_workflow_steps")));
+		tasker_report_missing(entity, id);
 	row->state = tasker_state_from_name(get_text(1));
 	row->task_id = get_int(2);
 	row->task_name = get_text(3);

@@ -37,6 +37,7 @@ typedef enum TaskerEntity
 
 extern const char *tasker_state_name(TaskerState state);
 extern TaskerState tasker_state_from_name(const char *name);
+extern void tasker_report_missing(TaskerEntity entity, int64 id) pg_attribute_noreturn();
 extern bool tasker_transition_allowed(TaskerEntity entity, TaskerState from,
 									  TaskerState to);
 extern bool tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
