@@ -75,13 +75,14 @@ append_field(StringInfo buf, const char *key, const char *value)
 
 /*
  * tasker_notify_transition: queue the event for a task transition (step_id
- * 0) or a step transition.
+ * 0) or a step transition made at the time at (the created_at of its
+ * transition row).
  */
 void
 tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
 						 const char *namespace, const char *step_name,
 						 const char *from_state, const char *to_state,
-						 int32 attempt)
+						 int32 attempt, TimestampTz at)
 {
 	StringInfoData buf;
 	bool		is_step = (step_id != 0);
@@ -99,7 +100,7 @@ tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
 	append_field(&buf, "to_state", to_state);
 	if (is_step)
 		appendStringInfo(&buf, ",\"attempt\":%d", attempt);
-	append_field(&buf, "at", JsonEncodeDateTime(NULL, TimestampTzGetDatum(GetCurrentTimestamp()),
+	append_field(&buf, "at", JsonEncodeDateTime(NULL, TimestampTzGetDatum(at),
 												 TIMESTAMPTZOID, NULL));
 	appendStringInfoChar(&buf, '}');
 

@@ -13,6 +13,8 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 #define TASKER_EVENTS_CHANNEL "tasker_events"
 
 extern const char *tasker_event_name(bool is_step, const char *from_state,
@@ -22,7 +24,8 @@ extern void tasker_notify_transition(int64 step_id, int64 task_id,
 									 const char *namespace,
 									 const char *step_name,
 									 const char *from_state,
-									 const char *to_state, int32 attempt);
+									 const char *to_state, int32 attempt,
+									 TimestampTz at);
 
 extern void tasker_wake_workers_at_commit(void);
 

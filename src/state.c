@@ -28,6 +28,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "spi_util.h"
 #include "events.h"
@@ -310,15 +311,17 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 
 /*
  * record_transition: clear the previous most_recent row and insert the new
- * one with a sort_key 10 above it (10 for the first).
+ * one with a sort_key 10 above it (10 for the first); returns its
+ * created_at.
  */
-static void
+static TimestampTz
 record_transition(TaskerEntity entity, int64 id, int64 task_id,
 				  TaskerState from, TaskerState to, const char *metadata_json)
 {
 	Oid			argtypes[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[5];
 	SPIPlanPtr	plan;
+	bool		isnull;
 
 	/*
 	 * One statement: the CTE clears the previous most_recent row (whose
@@ -337,7 +340,8 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 								" (task_id, from_state, to_state, metadata, sort_key, created_at)"
 								" SELECT $1, $3, $4, $5::jsonb,"
 								"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10,"
-								"        clock_timestamp()",
+								"        clock_timestamp()"
+								" RETURNING created_at",
 								5, argtypes);
 	else
 		plan = tasker_keep_plan(&step_insert_plan,
@@ -351,14 +355,17 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 								"  sort_key, created_at)"
 								" SELECT $1, $2, $3, $4, $5::jsonb,"
 								"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10,"
-								"        clock_timestamp()",
+								"        clock_timestamp()"
+								" RETURNING created_at",
 								5, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(task_id);
 	values[2] = CStringGetTextDatum(state_names[from]);
 	values[3] = CStringGetTextDatum(state_names[to]);
 	values[4] = CStringGetTextDatum(metadata_json ? metadata_json : "{}");
-	exec_plan(plan, values, NULL, false, SPI_OK_INSERT);
+	exec_plan(plan, values, NULL, false, SPI_OK_INSERT_RETURNING);
+	return DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*
@@ -428,6 +435,7 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 				  const char *metadata_json)
 {
 	EntityRow	row;
+	TimestampTz at;
 
 	SPI_connect();
 	lock_entity(entity, id, &row);
@@ -437,13 +445,13 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 		return false;
 	}
 	check_transition(entity, id, row.state, to);
-	record_transition(entity, id, row.task_id, row.state, to, metadata_json);
+	at = record_transition(entity, id, row.task_id, row.state, to, metadata_json);
 	update_entity(entity, id, to);
 
 	tasker_notify_transition(entity == TASKER_ENTITY_STEP ? id : 0,
 							 row.task_id, row.task_name, row.namespace,
 							 row.step_name, state_names[row.state],
-							 state_names[to], row.attempts);
+							 state_names[to], row.attempts, at);
 	SPI_finish();
 	return true;
 }

@@ -102,6 +102,13 @@ is(join(', ', sort keys %bad), '', 'events arrive in transition order');
 like($events[0] // '', qr/^\{"event":"task.initialize_requested","task_id":\d+,"task_name":"\w+","namespace":"shapes"/,
 	'payloads are compact JSON with ids and names');
 unlike($listen_out, qr/"context"|"results"/, 'payloads carry no context or results');
+my ($done) = grep { /"event":"task.completed"/ } @events;
+my ($done_task) = $done =~ /"task_id":(\d+)/;
+my ($done_at) = $done =~ /"at":"([^"]+)"/;
+is($done_at, $node->safe_psql('postgres', qq{
+	SELECT to_json(created_at) #>> '{}' FROM tasker_task_transitions
+	 WHERE task_id = $done_task AND to_state = 'complete'}),
+	'an event\'s "at" is the created_at of its transition row');
 
 # Retries: a step that fails twice, then succeeds, waits about 1 s and 2 s.
 $node->safe_psql('postgres', q{
