@@ -55,11 +55,8 @@ exec(SPIPlanPtr *slot, const char *sql, int64 id, int expected)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
-	int			rc;
 
-	rc = SPI_execute_plan(tasker_keep_plan(slot, sql, 1, argtypes), values, NULL, false, 0);
-	if (rc != expected)
-		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
+	(void) tasker_run_plan(tasker_keep_plan(slot, sql, 1, argtypes), values, NULL, expected);
 }
 
 /*
@@ -245,9 +242,8 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 	tasker_keep_plan(&set_results_plan,
 					 "UPDATE @extschema@.tasker_workflow_steps SET results = $2"
 					 " WHERE workflow_step_id = $1", 2, argtypes);
-	if (changed &&
-		SPI_execute_plan(set_results_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not store the results of step " INT64_FORMAT, step_id);
+	if (changed)
+		(void) tasker_run_plan(set_results_plan, values, NULL, SPI_OK_UPDATE);
 	if (changed && read_task_state(task_id, true) == TASKER_ERROR)
 		tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
 						  "{\"reason\": \"step_resolved\"}");

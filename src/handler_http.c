@@ -444,18 +444,6 @@ http_init(void)
 }
 
 /*
- * run: execute a kept plan and check its result code.
- */
-static void
-run(SPIPlanPtr p, Datum *values, int expected)
-{
-	int			rc = SPI_execute_plan(p, values, NULL, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
-}
-
-/*
  * col: binary value of column n of row i of the last result.
  */
 static Datum
@@ -1653,13 +1641,13 @@ still_ours(ClaimedStep *c)
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(c->step_id), Int32GetDatum(c->attempts + 1)};
 
-	run(tasker_keep_plan(&ours_plan,
+	tasker_run_plan(tasker_keep_plan(&ours_plan,
 			 "SELECT 1 FROM @extschema@.tasker_workflow_steps"
 			 " WHERE workflow_step_id = $1 AND current_state = 'in_progress'"
 			 "   AND attempts = $2"
 			 " FOR NO KEY UPDATE",
 			 2, argtypes),
-		values, SPI_OK_SELECT);
+		values, NULL, SPI_OK_SELECT);
 	return SPI_processed == 1;
 }
 
@@ -1723,14 +1711,14 @@ reclaim_expired(int64 **tasks, int *ntasks)
 	ClaimedStep *steps;
 	int			count = 0;
 
-	run(tasker_keep_plan(&expired_plan,
+	tasker_run_plan(tasker_keep_plan(&expired_plan,
 			 "SELECT workflow_step_id, task_id, retryable, retry_limit, attempts"
 			 "  FROM @extschema@.tasker_workflow_steps"
 			 " WHERE lease_expires_at < clock_timestamp() AND current_state = 'in_progress'"
 			 " ORDER BY lease_expires_at LIMIT $1"
 			 " FOR NO KEY UPDATE SKIP LOCKED",
 			 1, argtypes),
-		values, SPI_OK_SELECT);
+		values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	steps = palloc0(sizeof(ClaimedStep) * Max(n, 1));
 	*tasks = palloc(sizeof(int64) * Max(n, 1));
@@ -1776,7 +1764,7 @@ query_candidates(int limit)
 	Datum		values[2] = {Int32GetDatum(limit),
 	TimestampTzGetDatum(GetCurrentTimestamp())};
 
-	run(tasker_keep_plan(&candidates_plan,
+	tasker_run_plan(tasker_keep_plan(&candidates_plan,
 			 "WITH claimed AS ("
 			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
 			 "   WHERE s.handler_kind = 'http'"
@@ -1792,7 +1780,7 @@ query_candidates(int limit)
 			 "       " TASKER_ENVELOPE_SQL
 			 TASKER_CLAIMED_DETAILS_SQL,
 			 2, argtypes),
-		values, SPI_OK_SELECT);
+		values, NULL, SPI_OK_SELECT);
 }
 
 /*
@@ -1841,13 +1829,13 @@ start_attempt(HttpRequest *r)
 	if (r->step.from_error)
 		tasker_transition(TASKER_ENTITY_STEP, r->step.step_id, TASKER_PENDING,
 						  "{\"reason\": \"retry_backoff_elapsed\"}");
-	run(tasker_keep_plan(&attempt_plan,
+	tasker_run_plan(tasker_keep_plan(&attempt_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps"
 			 "   SET attempts = attempts + 1, last_attempted_at = clock_timestamp(),"
 			 "       lease_expires_at = clock_timestamp() + $2 * interval '1 second'"
 			 " WHERE workflow_step_id = $1",
 			 2, argtypes),
-		values, SPI_OK_UPDATE);
+		values, NULL, SPI_OK_UPDATE);
 	tasker_transition(TASKER_ENTITY_STEP, r->step.step_id, TASKER_IN_PROGRESS, NULL);
 }
 
@@ -1900,11 +1888,11 @@ take_candidate(uint64 i, int64 *failed_task, bool *full)
 static bool
 any_api_steps(void)
 {
-	run(tasker_keep_plan(&api_steps_plan,
+	tasker_run_plan(tasker_keep_plan(&api_steps_plan,
 			 "SELECT EXISTS (SELECT 1 FROM @extschema@.tasker_named_tasks_named_steps"
 			 "                WHERE handler_function IS NULL)",
 			 0, NULL),
-		NULL, SPI_OK_SELECT);
+		NULL, NULL, SPI_OK_SELECT);
 	return DatumGetBool(col(0, 1));
 }
 

@@ -88,16 +88,12 @@ registry_lookup(const char *handler_class)
 	Datum		values[1] = {CStringGetTextDatum(handler_class)};
 	SPIPlanPtr	plan;
 	bool		isnull;
-	int			rc;
 
 	plan = tasker_keep_plan(&registry_lookup_plan,
 					 "SELECT function::oid FROM @extschema@.tasker_handler_registry"
 					 " WHERE handler_class = $1",
 					 1, argtypes);
-	rc = SPI_execute_plan(plan, values, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
+	if (tasker_run_plan(plan, values, NULL, SPI_OK_SELECT) == 0)
 		return InvalidOid;
 	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
@@ -170,16 +166,12 @@ check_registry_owner(const char *handler_class)
 	Datum		values[1] = {CStringGetTextDatum(handler_class)};
 	bool		isnull;
 	Oid			owner;
-	int			rc;
 
-	rc = SPI_execute_plan(tasker_keep_plan(&registry_owner_plan,
-									"SELECT registered_by FROM @extschema@.tasker_handler_registry"
-									" WHERE handler_class = $1 FOR UPDATE",
-									1, argtypes),
-						  values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
+	if (tasker_run_plan(tasker_keep_plan(&registry_owner_plan,
+										 "SELECT registered_by FROM @extschema@.tasker_handler_registry"
+										 " WHERE handler_class = $1 FOR UPDATE",
+										 1, argtypes),
+						values, NULL, SPI_OK_SELECT) == 0)
 		return;
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
@@ -203,7 +195,6 @@ tasker_register_handler(const char *handler_class, Oid fn)
 	char	   *problem = tasker_handler_signature_problem(fn);
 	Oid			argtypes[3] = {TEXTOID, OIDOID, OIDOID};
 	Datum		values[3];
-	int			rc;
 
 	if (handler_class[0] == '\0')
 		ereport(ERROR,
@@ -224,7 +215,7 @@ tasker_register_handler(const char *handler_class, Oid fn)
 	values[0] = CStringGetTextDatum(handler_class);
 	values[1] = ObjectIdGetDatum(fn);
 	values[2] = ObjectIdGetDatum(GetUserId());
-	rc = SPI_execute_plan(tasker_keep_plan(&registry_upsert_plan,
+	(void) tasker_run_plan(tasker_keep_plan(&registry_upsert_plan,
 									"INSERT INTO @extschema@.tasker_handler_registry"
 									" (handler_class, function, registered_by)"
 									" VALUES ($1, $2::regprocedure, $3)"
@@ -233,8 +224,6 @@ tasker_register_handler(const char *handler_class, Oid fn)
 									"     registered_by = EXCLUDED.registered_by,"
 									"     updated_at = now()",
 									3, argtypes),
-						  values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
+						   values, NULL, SPI_OK_INSERT);
 	SPI_finish();
 }

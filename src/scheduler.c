@@ -59,18 +59,6 @@ static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
 
 /*
- * run: execute a kept plan and check its result code.
- */
-static void
-run(SPIPlanPtr p, Datum *values, int expected)
-{
-	int			rc = SPI_execute_plan(p, values, NULL, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
-}
-
-/*
  * col: binary value of column n of row i of the last result.
  */
 static Datum
@@ -93,7 +81,7 @@ claim_steps(int64 task_id, int limit, ClaimedStep **out)
 	uint64		i;
 	bool		isnull;
 
-	run(tasker_keep_plan(&claim_plan,
+	tasker_run_plan(tasker_keep_plan(&claim_plan,
 			 "WITH claimed AS ("
 			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
 			 "   WHERE s.handler_kind = 'sql'"
@@ -111,7 +99,7 @@ claim_steps(int64 task_id, int limit, ClaimedStep **out)
 			 "       " TASKER_ENVELOPE_SQL
 			 TASKER_CLAIMED_DETAILS_SQL,
 			 3, argtypes),
-		values, SPI_OK_SELECT);
+		values, NULL, SPI_OK_SELECT);
 
 	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -202,7 +190,7 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 	 * claim them; their pending tasks are the ones to start.  A task row
 	 * someone else holds (an operator cancelling it) is left for later.
 	 */
-	run(tasker_keep_plan(&start_plan,
+	tasker_run_plan(tasker_keep_plan(&start_plan,
 			 "WITH next_sql AS ("
 			 "  SELECT s.task_id FROM @extschema@.tasker_workflow_steps s"
 			 "   WHERE s.handler_kind = 'sql'"
@@ -226,7 +214,7 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 			 " ORDER BY t.task_id"
 			 " FOR NO KEY UPDATE OF t SKIP LOCKED",
 			 3, argtypes),
-		values, SPI_OK_SELECT);
+		values, NULL, SPI_OK_SELECT);
 	n = transition_result(TASKER_ENTITY_TASK, TASKER_IN_PROGRESS,
 						  "{\"reason\": \"ready_steps_available\"}");
 	SPI_finish();
@@ -263,12 +251,12 @@ tasker_record_success(ClaimedStep *c, StepOutcome *o)
 	values[0] = Int64GetDatum(c->step_id);
 	values[1] = o->results ? JsonbPGetDatum(o->results)
 		: DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-	run(tasker_keep_plan(&success_plan,
+	tasker_run_plan(tasker_keep_plan(&success_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps SET results = $2,"
 			 "       backoff_request_seconds = NULL"
 			 " WHERE workflow_step_id = $1",
 			 2, argtypes),
-		values, SPI_OK_UPDATE);
+		values, NULL, SPI_OK_UPDATE);
 	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_COMPLETE, NULL);
 }
 
@@ -301,15 +289,14 @@ tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 	nulls[4] = o->hint ? ' ' : 'n';
 	values[6] = o->details ? JsonbPGetDatum(o->details) : (Datum) 0;
 	nulls[6] = o->details ? ' ' : 'n';
-	if (SPI_execute_plan(tasker_keep_plan(&failure_plan,
+	(void) tasker_run_plan(tasker_keep_plan(&failure_plan,
 							  "UPDATE @extschema@.tasker_workflow_steps SET results = jsonb_build_object('error',"
 							  "   COALESCE($7, '{}') ||"
 							  "   jsonb_strip_nulls(jsonb_build_object('message', $2, 'sqlstate', $3,"
 							  "     'detail', $4, 'hint', $5, 'attempt', attempts, 'permanent', $6)))"
 							  " WHERE workflow_step_id = $1",
 							  7, fail_types),
-						 values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record the step failure");
+						   values, nulls, SPI_OK_UPDATE);
 	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR, NULL);
 
 	if (retry)
@@ -318,7 +305,7 @@ tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 			: backoff_ms(attempts);
 	values[1] = Int64GetDatum(retry ? delay_ms : -1);
 	values[2] = BoolGetDatum(!o->permanent && c->retryable);
-	run(tasker_keep_plan(&retry_plan,
+	tasker_run_plan(tasker_keep_plan(&retry_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps"
 			 "   SET retryable = $3,"
 			 "       next_attempt_at = CASE WHEN $2 >= 0"
@@ -327,7 +314,7 @@ tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 			 "           THEN ceil($2 / 1000.0)::integer END"
 			 " WHERE workflow_step_id = $1",
 			 3, retry_types),
-		values, SPI_OK_UPDATE);
+		values, NULL, SPI_OK_UPDATE);
 }
 
 /*
@@ -343,12 +330,12 @@ run_step(ClaimedStep *c)
 	if (c->from_error)
 		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_PENDING,
 						  "{\"reason\": \"retry_backoff_elapsed\"}");
-	run(tasker_keep_plan(&attempt_plan,
+	tasker_run_plan(tasker_keep_plan(&attempt_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps"
 			 "   SET attempts = attempts + 1, last_attempted_at = clock_timestamp()"
 			 " WHERE workflow_step_id = $1",
 			 1, argtypes),
-		values, SPI_OK_UPDATE);
+		values, NULL, SPI_OK_UPDATE);
 	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_IN_PROGRESS, NULL);
 
 	tasker_run_sql_handler(&c->call, &outcome);
@@ -369,12 +356,12 @@ cancel_leftovers(int64 task_id)
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(task_id)};
 
-	run(tasker_keep_plan(&leftover_plan,
+	tasker_run_plan(tasker_keep_plan(&leftover_plan,
 			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
 			 " WHERE task_id = $1 AND current_state = 'pending'"
 			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 1, argtypes),
-		values, SPI_OK_SELECT);
+		values, NULL, SPI_OK_SELECT);
 	(void) transition_result(TASKER_ENTITY_STEP, TASKER_CANCELLED,
 							 "{\"reason\": \"task_cancelled\"}");
 }
@@ -401,7 +388,7 @@ quarantine_step(ClaimedStep *c, ErrorData *edata)
 	values[1] = CStringGetTextDatum(edata->message);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
-	run(tasker_keep_plan(&quarantine_plan,
+	tasker_run_plan(tasker_keep_plan(&quarantine_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps"
 			 "   SET retryable = false, next_attempt_at = NULL, in_process = false,"
 			 "       results = jsonb_build_object('error', jsonb_build_object("
@@ -409,7 +396,7 @@ quarantine_step(ClaimedStep *c, ErrorData *edata)
 			 "         'permanent', true))"
 			 " WHERE workflow_step_id = $1",
 			 2, argtypes),
-		values, SPI_OK_UPDATE);
+		values, NULL, SPI_OK_UPDATE);
 	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
 					  "{\"reason\": \"internal_error\"}");
 	ReleaseCurrentSubTransaction();
@@ -508,7 +495,7 @@ tasker_ms_until_next_step(void)
 	long		ms;
 
 	SPI_connect();
-	run(tasker_keep_plan(&next_due_plan,
+	tasker_run_plan(tasker_keep_plan(&next_due_plan,
 			 "SELECT GREATEST(0, ceil(extract(epoch FROM LEAST("
 			 "         (SELECT min(next_attempt_at) FROM @extschema@.tasker_workflow_steps"
 			 "           WHERE handler_kind = 'sql'"
@@ -520,7 +507,7 @@ tasker_ms_until_next_step(void)
 			 "             AND next_attempt_at IS NOT NULL))"
 			 "       - clock_timestamp()) * 1000))::bigint",
 			 0, NULL),
-		NULL, SPI_OK_SELECT);
+		NULL, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	ms = isnull ? -1 : (long) DatumGetInt64(d);
 	SPI_finish();
@@ -545,17 +532,17 @@ tasker_finalize_task(int64 task_id)
 	int64		live;
 
 	SPI_connect();
-	run(tasker_keep_plan(&lock_task_plan,
+	tasker_run_plan(tasker_keep_plan(&lock_task_plan,
 			 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
 			 1, argtypes),
-		values, SPI_OK_SELECT);
+		values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		SPI_finish();
 		return;
 	}
 	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	run(tasker_keep_plan(&counts_plan,
+	tasker_run_plan(tasker_keep_plan(&counts_plan,
 			 "SELECT count(*),"
 			 "       count(*) FILTER (WHERE current_state IN ('complete', 'resolved_manually')),"
 			 "       count(*) FILTER (WHERE current_state = 'in_progress'"
@@ -563,7 +550,7 @@ tasker_finalize_task(int64 task_id)
 			 "               AND next_attempt_at IS NOT NULL))"
 			 "  FROM @extschema@.tasker_workflow_steps WHERE task_id = $1",
 			 1, argtypes),
-		values, SPI_OK_SELECT);
+		values, NULL, SPI_OK_SELECT);
 	total = DatumGetInt64(col(0, 1, &isnull));
 	done = DatumGetInt64(col(0, 2, &isnull));
 	live = DatumGetInt64(col(0, 3, &isnull));

@@ -120,3 +120,18 @@ tasker_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 	*slot = plan;
 	return plan;
 }
+
+/*
+ * tasker_run_plan: execute a kept plan (nulls as SPI_execute_plan takes
+ * them, NULL for none), raise unless the result code is the one expected,
+ * and return the number of rows processed.
+ */
+uint64
+tasker_run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}

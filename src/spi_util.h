@@ -17,5 +17,7 @@
 
 extern SPIPlanPtr tasker_keep_plan(SPIPlanPtr *slot, const char *sql,
 								   int nargs, Oid *argtypes);
+extern uint64 tasker_run_plan(SPIPlanPtr plan, Datum *values,
+							  const char *nulls, int expected);
 
 #endif							/* TASKER_SPI_UTIL_H */

@@ -149,20 +149,6 @@ tasker_transition_allowed(TaskerEntity entity, TaskerState from, TaskerState to)
 }
 
 /*
- * exec_plan: run a kept plan with up to four parameters (NULL-free except
- * where nulls says so) and check the result code.
- */
-static void
-exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only,
-		  int expected)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
-
-	if (rc != expected)
-		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
-}
-
-/*
  * get_text: column n of the first result row as a palloc'd string (NULL
  * when the value is null).
  */
@@ -225,7 +211,7 @@ lock_entity(TaskerEntity entity, int64 id, EntityRow *row)
 							"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
 							" WHERE s.workflow_step_id = $1 FOR NO KEY UPDATE OF s",
 							1, argtypes);
-	exec_plan(plan, values, NULL, false, SPI_OK_SELECT);
+	tasker_run_plan(plan, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		tasker_report_missing(entity, id);
 	row->state = tasker_state_from_name(get_text(1));
@@ -261,7 +247,7 @@ count_unfinished(TaskerEntity entity, int64 id)
 							" WHERE e.to_step_id = $1"
 							"   AND p.current_state NOT IN ('complete', 'resolved_manually')",
 							1, argtypes);
-	exec_plan(plan, values, NULL, false, SPI_OK_SELECT);
+	tasker_run_plan(plan, values, NULL, SPI_OK_SELECT);
 	return get_int(1);
 }
 
@@ -363,7 +349,7 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 	values[2] = CStringGetTextDatum(state_names[from]);
 	values[3] = CStringGetTextDatum(state_names[to]);
 	values[4] = CStringGetTextDatum(metadata_json ? metadata_json : "{}");
-	exec_plan(plan, values, NULL, false, SPI_OK_INSERT_RETURNING);
+	tasker_run_plan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
 	return DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -382,7 +368,7 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 
 	if (entity == TASKER_ENTITY_TASK)
 	{
-		exec_plan(tasker_keep_plan(&task_update_plan,
+		tasker_run_plan(tasker_keep_plan(&task_update_plan,
 							   "UPDATE @extschema@.tasker_tasks"
 							   "   SET current_state = $2, updated_at = now(),"
 							   "       complete = CASE $2 WHEN 'complete' THEN true"
@@ -392,11 +378,11 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 							   "                           ELSE completed_at END"
 							   " WHERE task_id = $1",
 							   2, argtypes),
-				  values, NULL, false, SPI_OK_UPDATE);
+				  values, NULL, SPI_OK_UPDATE);
 		return;
 	}
 
-	exec_plan(tasker_keep_plan(&step_update_plan,
+	tasker_run_plan(tasker_keep_plan(&step_update_plan,
 						   "UPDATE @extschema@.tasker_workflow_steps"
 						   "   SET current_state = $2, updated_at = now(),"
 						   "       in_process = ($2 = 'in_progress'),"
@@ -408,17 +394,17 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 						   "                               THEN lease_expires_at END"
 						   " WHERE workflow_step_id = $1",
 						   2, argtypes),
-			  values, NULL, false, SPI_OK_UPDATE);
+			  values, NULL, SPI_OK_UPDATE);
 
 	if (to == TASKER_COMPLETE || to == TASKER_RESOLVED_MANUALLY)
-		exec_plan(tasker_keep_plan(&release_children_plan,
+		tasker_run_plan(tasker_keep_plan(&release_children_plan,
 							   "UPDATE @extschema@.tasker_workflow_steps c"
 							   "   SET unfinished_parents = c.unfinished_parents - 1"
 							   "  FROM @extschema@.tasker_workflow_step_edges e"
 							   " WHERE e.from_step_id = $1"
 							   "   AND c.workflow_step_id = e.to_step_id",
 							   1, argtypes),
-				  values, NULL, false, SPI_OK_UPDATE);
+				  values, NULL, SPI_OK_UPDATE);
 }
 
 /*

@@ -72,8 +72,7 @@ template_names(const char *namespace)
 			  "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
 			  " WHERE ns.name = $1",
 			  1, argtypes);
-	if (SPI_execute_plan(names_plan, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not list tasker templates");
+	(void) tasker_run_plan(names_plan, values, NULL, SPI_OK_SELECT);
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
@@ -134,8 +133,7 @@ resolve_template(const char *namespace, const char *name, const char *version,
 			  " WHERE ns.name = $1 AND nt.name = $2"
 			  " ORDER BY nt.named_task_id",
 			  2, argtypes);
-	if (SPI_execute_plan(versions_plan, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up tasker templates");
+	(void) tasker_run_plan(versions_plan, values, NULL, SPI_OK_SELECT);
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -243,8 +241,7 @@ insert_task(const TaskRequest *req, int32 named_task_id, const char *hash,
 	values[6] = JsonbPGetDatum(req->tags);
 	values[7] = JsonbPGetDatum(req->context);
 	values[8] = CStringGetTextDatum(hash);
-	if (SPI_execute_plan(insert_task_plan, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert the tasker task");
+	(void) tasker_run_plan(insert_task_plan, values, NULL, SPI_OK_INSERT_RETURNING);
 	*created = (SPI_processed == 1);
 	if (*created)
 		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -297,10 +294,8 @@ insert_steps_and_edges(int64 task_id, int32 named_task_id)
 			  "   JOIN @extschema@.tasker_workflow_steps p ON p.task_id = $1 AND p.named_step_id = pl.named_step_id"
 			  "  WHERE l.named_task_id = $2",
 			  2, argtypes);
-	if (SPI_execute_plan(insert_steps_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not insert the tasker steps");
-	if (SPI_execute_plan(insert_edges_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not insert the tasker step edges");
+	(void) tasker_run_plan(insert_steps_plan, values, NULL, SPI_OK_INSERT);
+	(void) tasker_run_plan(insert_edges_plan, values, NULL, SPI_OK_INSERT);
 }
 
 /*
@@ -325,8 +320,7 @@ bypass_steps(int64 task_id, const char *task_name, ArrayType *names)
 			  "    ON s.task_id = $1 AND n.name = b.name"
 			  " ORDER BY b.i",
 			  2, argtypes);
-	if (SPI_execute_plan(bypass_plan, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up bypassed steps");
+	(void) tasker_run_plan(bypass_plan, values, NULL, SPI_OK_SELECT);
 	found = SPI_tuptable;
 	n = SPI_processed;
 	for (i = 0; i < n; i++)

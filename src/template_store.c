@@ -50,20 +50,6 @@ static SPIPlanPtr task_steps_delete_plan;
 static SPIPlanPtr task_step_insert_plan;
 
 /*
- * run_plan: execute a kept plan, check its result code, and return the
- * number of rows.
- */
-static uint64
-run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-/*
  * first_int: column n of the first result row, an integer or oid.
  */
 static int32
@@ -148,11 +134,11 @@ template_resolve_handlers(TaskTemplate *t)
 static int32
 find_or_create(SPIPlanPtr select_plan, SPIPlanPtr insert_plan, Datum *values)
 {
-	if (run_plan(select_plan, values, NULL, SPI_OK_SELECT) > 0)
+	if (tasker_run_plan(select_plan, values, NULL, SPI_OK_SELECT) > 0)
 		return first_int(1);
-	if (run_plan(insert_plan, values, NULL, SPI_OK_INSERT_RETURNING) > 0)
+	if (tasker_run_plan(insert_plan, values, NULL, SPI_OK_INSERT_RETURNING) > 0)
 		return first_int(1);
-	if (run_plan(select_plan, values, NULL, SPI_OK_SELECT) > 0)
+	if (tasker_run_plan(select_plan, values, NULL, SPI_OK_SELECT) > 0)
 		return first_int(1);
 	elog(ERROR, "tasker catalog row vanished during template registration");
 	return 0;
@@ -267,7 +253,7 @@ existing_task(Datum *values, char *nulls, int32 *id, Oid *owner)
 {
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, TEXTOID};
 
-	if (run_plan(tasker_keep_plan(&task_select_plan,
+	if (tasker_run_plan(tasker_keep_plan(&task_select_plan,
 						   "SELECT named_task_id, owner FROM @extschema@.tasker_named_tasks"
 						   " WHERE name = $1 AND task_namespace_id = $3 AND version = $4"
 						   " FOR UPDATE",
@@ -322,7 +308,7 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 	task_values(t, ns_id, values, nulls);
 	if (!existing_task(values, nulls, &id, &owner))
 	{
-		run_plan(tasker_keep_plan(&task_insert_plan,
+		tasker_run_plan(tasker_keep_plan(&task_insert_plan,
 						   "INSERT INTO @extschema@.tasker_named_tasks"
 						   " (name, description, task_namespace_id, version, configuration,"
 						   "  module_namespace, task_handler_class, default_dependent_system,"
@@ -336,7 +322,7 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 	}
 	check_replace(t, replace, owner);
 	values[TASK_NARGS] = Int32GetDatum(id);
-	run_plan(tasker_keep_plan(&task_update_plan,
+	tasker_run_plan(tasker_keep_plan(&task_update_plan,
 					   "UPDATE @extschema@.tasker_named_tasks"
 					   "   SET name = $1, description = $2, task_namespace_id = $3,"
 					   "       version = $4, configuration = $5::jsonb,"
@@ -347,7 +333,7 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 					   " WHERE named_task_id = $13",
 					   TASK_NARGS + 1, argtypes),
 			 values, nulls, SPI_OK_UPDATE);
-	run_plan(tasker_keep_plan(&task_steps_delete_plan,
+	tasker_run_plan(tasker_keep_plan(&task_steps_delete_plan,
 					   "DELETE FROM @extschema@.tasker_named_tasks_named_steps WHERE named_task_id = $1",
 					   1, &argtypes[TASK_NARGS]),
 			 &values[TASK_NARGS], NULL, SPI_OK_DELETE);
@@ -399,7 +385,7 @@ store_step(const TaskTemplate *t, int32 task_id, int i)
 	values[11] = Int32GetDatum(s->timeout_seconds);
 	nulls[11] = (s->timeout_seconds > 0) ? ' ' : 'n';
 	values[12] = CStringGetTextDatum(s->custom_events_json);
-	run_plan(tasker_keep_plan(&task_step_insert_plan,
+	tasker_run_plan(tasker_keep_plan(&task_step_insert_plan,
 					   "INSERT INTO @extschema@.tasker_named_tasks_named_steps"
 					   " (named_task_id, named_step_id, skippable, default_retryable,"
 					   "  default_retry_limit, position, description, handler_class,"
