@@ -1,5 +1,5 @@
 EXTENSION = tasker
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = tasker
 OBJS = \
@@ -22,7 +22,13 @@ OBJS = \
 	src/handler_registry.o \
 	src/api.o
 
-DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+# Released install scripts are never edited.  Each later version's install
+# script is built: the first release's script followed by every upgrade
+# script in order, so a fresh install and an upgraded one are the same by
+# construction (the server drops the \\echo guard lines of each part).
+DATA = sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.1.0--0.2.0.sql
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+UPGRADES = sql/$(EXTENSION)--0.1.0--0.2.0.sql
 
 # The numbered list is the schedule: pg_regress runs the files in this order.
 REGRESS = \
@@ -51,6 +57,9 @@ EXTRA_CLEAN = results regression.diffs regression.out
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION)--0.1.0.sql $(UPGRADES)
+	cat $^ > $@
 
 # PGXS tracks no header dependencies: rebuild every object when a header
 # changes.

@@ -1,0 +1,9 @@
+/* tasker 0.1.0 -> 0.2.0 */
+\echo Use "ALTER EXTENSION tasker UPDATE TO '0.2.0'" to load this file. \quit
+
+/*
+ * The install script of 0.2.0 is tasker--0.1.0.sql followed by this file
+ * (see the Makefile), so everything here must work both on a fresh 0.1.0
+ * schema and on one that has run for months.  Sections, in order:
+ * security (issue 15 A), bad input and resource bounds (issue 15 B).
+ */
