@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/array.h"
@@ -28,6 +29,7 @@
 #include "handler_http.h"
 #include "jsonschema.h"
 #include "scheduler.h"
+#include "security.h"
 #include "state.h"
 #include "task.h"
 #include "template.h"
@@ -55,6 +57,36 @@ PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
 PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
 
 /*
+ * AS_OWNER: run a statement as the extension's owner, for the caller
+ * (security.c): users hold EXECUTE on tasker's functions, not privileges
+ * on its tables.
+ */
+#define AS_OWNER(stmt) \
+	do { \
+		TaskerApiScope scope_; \
+		tasker_api_enter(&scope_); \
+		stmt; \
+		tasker_api_leave(&scope_); \
+	} while (0)
+
+/*
+ * transition_checked: a transition requested through SQL, by a caller who
+ * may control the task.
+ */
+static bool
+transition_checked(TaskerEntity entity, int64 id, TaskerState to,
+				   const char *metadata_json)
+{
+	SPI_connect();
+	if (entity == TASKER_ENTITY_TASK)
+		tasker_require_task_control(id, "move");
+	else
+		tasker_require_step_control(id, "move");
+	SPI_finish();
+	return tasker_transition(entity, id, to, metadata_json);
+}
+
+/*
  * transition_sql: shared body of the two transition wrappers.
  */
 static Datum
@@ -64,6 +96,7 @@ transition_sql(TaskerEntity entity, FunctionCallInfo fcinfo)
 	char	   *to_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Jsonb	   *metadata = PG_GETARG_JSONB_P(2);
 	char	   *metadata_json;
+	bool		changed;
 
 	if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
 		ereport(ERROR,
@@ -73,8 +106,9 @@ transition_sql(TaskerEntity entity, FunctionCallInfo fcinfo)
 						   JsonbToCString(NULL, &metadata->root, VARSIZE(metadata))),
 				 errhint("Pass metadata as '{\"key\": \"value\"}'.")));
 	metadata_json = JsonbToCString(NULL, &metadata->root, VARSIZE(metadata));
-	PG_RETURN_BOOL(tasker_transition(entity, id, tasker_state_from_name(to_name),
-									 metadata_json));
+	AS_OWNER(changed = transition_checked(entity, id, tasker_state_from_name(to_name),
+										  metadata_json));
+	PG_RETURN_BOOL(changed);
 }
 
 /*
@@ -222,6 +256,7 @@ tasker_create_task_sql(PG_FUNCTION_ARGS)
 {
 	TaskRequest req;
 	ArrayType  *bypass;
+	int64		task_id;
 
 	memset(&req, 0, sizeof(req));
 	req.name = required_text(fcinfo, 0, "name");
@@ -247,7 +282,8 @@ tasker_create_task_sql(PG_FUNCTION_ARGS)
 	req.bypass_steps_array = ArrayGetNItems(ARR_NDIM(bypass), ARR_DIMS(bypass)) > 0 ? bypass : NULL;
 	req.requested_at = PG_GETARG_TIMESTAMPTZ(9);
 	req.identity_key = arg_text(fcinfo, 10);
-	PG_RETURN_INT64(tasker_create_task_internal(&req));
+	AS_OWNER(task_id = tasker_create_task_internal(&req));
+	PG_RETURN_INT64(task_id);
 }
 
 /*
@@ -256,9 +292,12 @@ tasker_create_task_sql(PG_FUNCTION_ARGS)
 Datum
 tasker_cancel_task_sql(PG_FUNCTION_ARGS)
 {
+	bool		changed;
+
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	PG_RETURN_BOOL(tasker_cancel_task(PG_GETARG_INT64(0), arg_text(fcinfo, 1)));
+	AS_OWNER(changed = tasker_cancel_task(PG_GETARG_INT64(0), arg_text(fcinfo, 1)));
+	PG_RETURN_BOOL(changed);
 }
 
 /*
@@ -267,7 +306,10 @@ tasker_cancel_task_sql(PG_FUNCTION_ARGS)
 Datum
 tasker_retry_task_sql(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(tasker_retry_task(PG_GETARG_INT64(0)));
+	bool		changed;
+
+	AS_OWNER(changed = tasker_retry_task(PG_GETARG_INT64(0)));
+	PG_RETURN_BOOL(changed);
 }
 
 /*
@@ -276,7 +318,10 @@ tasker_retry_task_sql(PG_FUNCTION_ARGS)
 Datum
 tasker_resolve_step_sql(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(tasker_resolve_step(PG_GETARG_INT64(0), PG_GETARG_JSONB_P(1)));
+	bool		changed;
+
+	AS_OWNER(changed = tasker_resolve_step(PG_GETARG_INT64(0), PG_GETARG_JSONB_P(1)));
+	PG_RETURN_BOOL(changed);
 }
 
 /*
@@ -285,7 +330,10 @@ tasker_resolve_step_sql(PG_FUNCTION_ARGS)
 Datum
 tasker_cancel_step_sql(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(tasker_cancel_step(PG_GETARG_INT64(0)));
+	bool		changed;
+
+	AS_OWNER(changed = tasker_cancel_step(PG_GETARG_INT64(0)));
+	PG_RETURN_BOOL(changed);
 }
 
 /*
@@ -295,8 +343,11 @@ Datum
 tasker_run_task_sql(PG_FUNCTION_ARGS)
 {
 	int64		task_id = PG_GETARG_INT64(0);
+	int64		timeout_ms = interval_ms(fcinfo, 1);
+	const char *state;
 
-	PG_RETURN_TEXT_P(cstring_to_text(tasker_run_task(task_id, interval_ms(fcinfo, 1))));
+	AS_OWNER(state = tasker_run_task(task_id, timeout_ms));
+	PG_RETURN_TEXT_P(cstring_to_text(state));
 }
 
 /*
@@ -307,6 +358,7 @@ Datum
 tasker_run_steps_sql(PG_FUNCTION_ARGS)
 {
 	int32		max_steps = PG_GETARG_INT32(0);
+	int			n;
 
 	if (max_steps < 1)
 		ereport(ERROR,
@@ -314,8 +366,10 @@ tasker_run_steps_sql(PG_FUNCTION_ARGS)
 				 errmsg("max_steps must be at least 1"),
 				 errdetail("The value given is %d.", max_steps),
 				 errhint("Pass the largest number of steps to run in this call.")));
-	(void) tasker_start_ready_tasks(0, max_steps);
-	PG_RETURN_INT32(tasker_run_ready_steps(0, max_steps));
+	tasker_refuse_in_handler("tasker_run_steps");
+	AS_OWNER((void) tasker_start_ready_tasks(0, max_steps);
+			 n = tasker_run_ready_steps(0, max_steps, tasker_run_as_filter()));
+	PG_RETURN_INT32(n);
 }
 
 /*
@@ -325,8 +379,11 @@ Datum
 tasker_wait_for_task_sql(PG_FUNCTION_ARGS)
 {
 	int64		task_id = PG_GETARG_INT64(0);
+	int64		timeout_ms = interval_ms(fcinfo, 1);
+	const char *state;
 
-	PG_RETURN_TEXT_P(cstring_to_text(tasker_wait_for_task(task_id, interval_ms(fcinfo, 1))));
+	AS_OWNER(state = tasker_wait_for_task(task_id, timeout_ms));
+	PG_RETURN_TEXT_P(cstring_to_text(state));
 }
 
 static const char *const worker_state_names[] = {
@@ -470,13 +527,15 @@ Datum
 tasker_register_template_sql(PG_FUNCTION_ARGS)
 {
 	text	   *yaml;
+	int32		id;
 
 	require_arg(fcinfo, 0, "yaml", "Pass the YAML or JSON text of a template.");
 	require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
 	yaml = PG_GETARG_TEXT_PP(0);
-	PG_RETURN_INT32(tasker_register_template_text(VARDATA_ANY(yaml),
-												  VARSIZE_ANY_EXHDR(yaml),
-												  PG_GETARG_BOOL(1)));
+	AS_OWNER(id = tasker_register_template_text(VARDATA_ANY(yaml),
+												VARSIZE_ANY_EXHDR(yaml),
+												PG_GETARG_BOOL(1)));
+	PG_RETURN_INT32(id);
 }
 
 /*
@@ -485,10 +544,13 @@ tasker_register_template_sql(PG_FUNCTION_ARGS)
 Datum
 tasker_register_template_file_sql(PG_FUNCTION_ARGS)
 {
+	int32		id;
+
 	require_arg(fcinfo, 0, "path", "Pass the path of a template file on the server.");
 	require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
-	PG_RETURN_INT32(tasker_register_template_path(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-												  PG_GETARG_BOOL(1)));
+	AS_OWNER(id = tasker_register_template_path(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+												PG_GETARG_BOOL(1)));
+	PG_RETURN_INT32(id);
 }
 
 /*
@@ -499,8 +561,8 @@ tasker_register_handler_sql(PG_FUNCTION_ARGS)
 {
 	require_arg(fcinfo, 0, "handler_class", "Pass the class name templates use in handler_class.");
 	require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)'.");
-	tasker_register_handler(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-							PG_GETARG_OID(1));
+	AS_OWNER(tasker_register_handler(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+									 PG_GETARG_OID(1)));
 	PG_RETURN_VOID();
 }
 

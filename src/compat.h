@@ -21,17 +21,23 @@
 #endif
 
 /*
- * tasker_proc_aclcheck: a role's privilege on a function.  PostgreSQL 16
- * replaced pg_proc_aclcheck by object_aclcheck.
+ * tasker_proc_aclcheck, tasker_namespace_aclcheck: a role's privilege on a
+ * function or a schema.  PostgreSQL 16 replaced pg_proc_aclcheck and
+ * pg_namespace_aclcheck by object_aclcheck.
  */
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_proc.h"
 #include "utils/acl.h"
+#include "catalog/pg_namespace.h"
 #define tasker_proc_aclcheck(fn, role, mode) \
 	object_aclcheck(ProcedureRelationId, (fn), (role), (mode))
+#define tasker_namespace_aclcheck(nsp, role, mode) \
+	object_aclcheck(NamespaceRelationId, (nsp), (role), (mode))
 #else
 #include "utils/acl.h"
 #define tasker_proc_aclcheck(fn, role, mode) pg_proc_aclcheck((fn), (role), (mode))
+#define tasker_namespace_aclcheck(nsp, role, mode) \
+	pg_namespace_aclcheck((nsp), (role), (mode))
 #endif
 
 /*

@@ -33,6 +33,7 @@
 #include "events.h"
 #include "guc.h"
 #include "scheduler.h"
+#include "security.h"
 #include "state.h"
 #include "worker.h"
 
@@ -155,6 +156,7 @@ tasker_cancel_task(int64 task_id, const char *reason)
 	appendStringInfoChar(&meta, '}');
 
 	SPI_connect();
+	tasker_require_task_control(task_id, "cancel");
 	(void) read_task_state(task_id, true);
 	changed = tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_CANCELLED, meta.data);
 	if (changed)
@@ -190,6 +192,7 @@ tasker_retry_task(int64 task_id)
 	uint64		i;
 
 	SPI_connect();
+	tasker_require_task_control(task_id, "retry");
 	state = read_task_state(task_id, true);
 	if (state != TASKER_ERROR)
 		ereport(ERROR,
@@ -235,8 +238,11 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 	int64		task_id;
 	bool		changed;
 
+	tasker_check_size("step results", VARSIZE(results), tasker_max_results_size,
+					  "tasker.max_results_size");
 	SPI_connect();
 	task_id = task_of_step(step_id);
+	tasker_require_task_control(task_id, "resolve a step of");
 	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY,
 								"{\"reason\": \"resolved_by_request\"}");
 	tasker_keep_plan(&set_results_plan,
@@ -265,6 +271,7 @@ tasker_cancel_step(int64 step_id)
 
 	SPI_connect();
 	task_id = task_of_step(step_id);
+	tasker_require_task_control(task_id, "cancel a step of");
 	(void) read_task_state(task_id, true);
 	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_CANCELLED,
 								"{\"reason\": \"cancelled_by_request\"}");
@@ -328,7 +335,9 @@ tasker_run_task(int64 task_id, int64 timeout_ms)
 	TaskerState state;
 	long		due;
 
+	tasker_refuse_in_handler("tasker_run_task");
 	SPI_connect();
+	tasker_require_task_control(task_id, "run");
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -336,7 +345,7 @@ tasker_run_task(int64 task_id, int64 timeout_ms)
 		if (is_final(state))
 			break;
 		(void) tasker_start_ready_tasks(task_id, 1);
-		if (tasker_run_ready_steps(task_id, tasker_batch_size) > 0)
+		if (tasker_run_ready_steps(task_id, tasker_batch_size, InvalidOid) > 0)
 			continue;
 		due = next_due_ms(task_id);
 		if (due < 0 || GetCurrentTimestamp() + Max(due, 10) * 1000 > deadline)

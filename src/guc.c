@@ -29,6 +29,8 @@ int			tasker_max_workers = 2;
 int			tasker_batch_size = 50;
 int			tasker_poll_interval = 1000;
 int			tasker_max_backoff = 300;
+int			tasker_max_context_size = 8192;
+int			tasker_max_results_size = 8192;
 /* tasker.environment: the environments.<name> overrides of templates. */
 char	   *tasker_environment = NULL;
 /* HTTP steps (handler_http.c) */
@@ -90,8 +92,30 @@ tasker_define_gucs(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+	tasker_define_size_gucs();
 	tasker_define_http_gucs();
 	MarkGUCPrefixReserved("tasker");
+}
+
+/*
+ * tasker_define_size_gucs: the bounds on what a task carries.  Only a
+ * superuser may change them: a role that raised them could store a row
+ * that no envelope can hold.  The cap of 64 MB keeps an envelope (the
+ * context twice, the parents' results) under jsonb's 255 MB.
+ */
+void
+tasker_define_size_gucs(void)
+{
+	DefineCustomIntVariable("tasker.max_context_size",
+							"Largest context a task may be created with.",
+							"A larger context is refused at creation; the envelope of each step carries it.",
+							&tasker_max_context_size, 8192, 1, 65536,
+							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_results_size",
+							"Largest results a step may store.",
+							"Larger results fail the attempt for good (or refuse tasker_resolve_step); they are never cut short.",
+							&tasker_max_results_size, 8192, 1, 65536,
+							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
 }
 
 /*
@@ -126,4 +150,20 @@ tasker_define_http_gucs(void)
 							   "Empty allows any host.  A request to another host fails for good.",
 							   &tasker_http_allowed_hosts, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+/*
+ * tasker_check_size: raise PROGRAM_LIMIT_EXCEEDED when a value of size
+ * bytes is over a limit in kilobytes set by the named setting.
+ */
+void
+tasker_check_size(const char *what, Size size, int limit_kb, const char *setting)
+{
+	if (size <= (Size) limit_kb * 1024)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("%s is too large", what),
+			 errdetail("It takes %zu bytes; %s allows %d kB.", size, setting, limit_kb),
+			 errhint("Keep large data in a table of your own and pass its key, or have a superuser raise %s.", setting)));
 }

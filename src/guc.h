@@ -17,6 +17,8 @@ extern int	tasker_max_workers;
 extern int	tasker_batch_size;
 extern int	tasker_poll_interval;	/* milliseconds */
 extern int	tasker_max_backoff;		/* seconds */
+extern int	tasker_max_context_size;	/* kilobytes */
+extern int	tasker_max_results_size;	/* kilobytes */
 extern PGDLLIMPORT char *tasker_environment;
 extern int	tasker_http_max_concurrency;
 extern int	tasker_http_max_per_host;
@@ -25,6 +27,9 @@ extern int	tasker_http_max_response_size;	/* kilobytes */
 extern char *tasker_http_allowed_hosts;
 
 extern void tasker_define_gucs(void);
+extern void tasker_define_size_gucs(void);
 extern void tasker_define_http_gucs(void);
+extern void tasker_check_size(const char *what, Size size, int limit_kb,
+							  const char *setting);
 
 #endif							/* TASKER_GUC_H */

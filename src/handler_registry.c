@@ -36,6 +36,7 @@
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
+#include "security.h"
 #include "spi_util.h"
 #include "template.h"
 
@@ -175,7 +176,7 @@ check_registry_owner(const char *handler_class)
 		return;
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
-	if (!has_privs_of_role(GetUserId(), owner))
+	if (!has_privs_of_role(tasker_caller(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to change handler class \"%s\"",
@@ -214,7 +215,7 @@ tasker_register_handler(const char *handler_class, Oid fn)
 	check_registry_owner(handler_class);
 	values[0] = CStringGetTextDatum(handler_class);
 	values[1] = ObjectIdGetDatum(fn);
-	values[2] = ObjectIdGetDatum(GetUserId());
+	values[2] = ObjectIdGetDatum(tasker_caller());
 	(void) tasker_run_plan(tasker_keep_plan(&registry_upsert_plan,
 									"INSERT INTO @extschema@.tasker_handler_registry"
 									" (handler_class, function, registered_by)"

@@ -6,10 +6,13 @@
  * The function is called with the step envelope in a subtransaction of the
  * transaction that claimed the step and will record its outcome, so its
  * database effects commit together with the step's completion, or not at
- * all.  It runs as the role that registered the template
- * (SetUserIdAndSecContext), with statement_timeout armed from the step's
- * timeout_seconds.  A raised error rolls back only the subtransaction; the
- * error is returned as data, not rethrown.
+ * all.  It runs in the handler sandbox of security.c (the template owner's
+ * rights, a security-restricted operation, a GUC nest level undone
+ * afterwards), after the stored function was checked against the catalog,
+ * with statement_timeout armed from the step's timeout_seconds and put
+ * back exactly afterwards.  A raised error rolls back only the
+ * subtransaction; the error is returned as data, not rethrown.  A handler
+ * that fails the check is a permanent failure.
  *
  * IDENTIFICATION
  *		src/handler_sql.c
@@ -30,51 +33,56 @@
 #include "utils/timestamp.h"
 
 #include "handler.h"
+#include "security.h"
 
 /* Set by tasker_retry_error just before it raises, read after the call. */
 static int	requested_retry_after = -1;
 
 /*
- * The statement timeout that was armed before a step's own was, so that a
- * step run from a user session (tasker_run_task) leaves the session's
- * statement_timeout as it found it.
+ * The statement timeout from before a step's own was armed, kept by each
+ * call on its own stack, so that nothing a handler does leaves the
+ * session's statement_timeout other than it was.
  */
-static bool step_timeout_armed = false;
-static bool outer_timeout_active = false;
-static TimestampTz outer_timeout_at = 0;
+typedef struct SavedTimeout
+{
+	bool		armed;			/* the step's deadline replaced the outer one */
+	bool		outer_active;
+	TimestampTz outer_at;
+} SavedTimeout;
 
 /*
  * arm_step_timeout: make the statement time out after the step's
  * timeout_seconds, unless an earlier deadline is already armed.
  */
 static void
-arm_step_timeout(int seconds)
+arm_step_timeout(int seconds, SavedTimeout *saved)
 {
 	TimestampTz at;
 
-	step_timeout_armed = false;
+	saved->armed = false;
 	if (seconds <= 0)
 		return;
 	at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) seconds * 1000);
-	outer_timeout_active = get_timeout_active(STATEMENT_TIMEOUT);
-	outer_timeout_at = outer_timeout_active ? get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
-	if (outer_timeout_active && outer_timeout_at <= at)
+	saved->outer_active = get_timeout_active(STATEMENT_TIMEOUT);
+	saved->outer_at = saved->outer_active ? get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
+	if (saved->outer_active && saved->outer_at <= at)
 		return;
 	enable_timeout_at(STATEMENT_TIMEOUT, at);
-	step_timeout_armed = true;
+	saved->armed = true;
 }
 
 /*
- * restore_statement_timeout: put back what arm_step_timeout replaced.
+ * restore_statement_timeout: put back exactly what arm_step_timeout
+ * replaced.
  */
 static void
-restore_statement_timeout(void)
+restore_statement_timeout(SavedTimeout *saved)
 {
-	if (!step_timeout_armed)
+	if (!saved->armed)
 		return;
-	step_timeout_armed = false;
-	if (outer_timeout_active)
-		enable_timeout_at(STATEMENT_TIMEOUT, outer_timeout_at);
+	saved->armed = false;
+	if (saved->outer_active)
+		enable_timeout_at(STATEMENT_TIMEOUT, saved->outer_at);
 	else
 		disable_timeout(STATEMENT_TIMEOUT, false);
 }
@@ -89,38 +97,31 @@ tasker_request_retry_after(int seconds)
 }
 
 /*
- * call_function: invoke the handler with the envelope as the owner role.
- * Runs inside the caller's subtransaction; errors propagate.
+ * call_function: check the handler, then invoke it with the envelope in
+ * the handler sandbox (security.c).  Runs inside the caller's
+ * subtransaction; errors propagate, and *checked tells whether the
+ * handler itself was reached.
  */
 static Jsonb *
-call_function(const StepCall *call)
+call_function(const StepCall *call, TaskerHandlerScope *scope,
+			  SavedTimeout *saved, volatile bool *checked)
 {
 	FmgrInfo	flinfo;
 	LOCAL_FCINFO(fcinfo, 1);
 	Datum		result;
-	Oid			save_userid;
-	int			save_sec;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(call->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-
-	if (pg_proc_aclcheck(call->function, call->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for step handler %s",
-						format_procedure(call->function)),
-				 errhint("The role that registered the template needs EXECUTE on the handler.")));
-
+	tasker_check_handler(call->function, call->owner);
+	*checked = true;
 	fmgr_info(call->function, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = JsonbPGetDatum(call->envelope);
 	fcinfo->args[0].isnull = false;
 
-	arm_step_timeout(call->timeout_seconds);
+	tasker_handler_enter(scope, call->owner);
+	arm_step_timeout(call->timeout_seconds, saved);
 	result = FunctionCallInvoke(fcinfo);
-	restore_statement_timeout();
-
-	SetUserIdAndSecContext(save_userid, save_sec);
+	restore_statement_timeout(saved);
+	tasker_handler_leave(scope);
 	return fcinfo->isnull ? NULL : DatumGetJsonbP(result);
 }
 
@@ -149,19 +150,21 @@ tasker_run_sql_handler(const StepCall *call, StepOutcome *out)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	Oid			save_userid;
-	int			save_sec;
+	TaskerHandlerScope scope;
+	SavedTimeout saved;
+	volatile bool checked = false;
 
 	memset(out, 0, sizeof(*out));
+	memset(&scope, 0, sizeof(scope));
+	memset(&saved, 0, sizeof(saved));
 	out->retry_after = -1;
 	requested_retry_after = -1;
-	GetUserIdAndSecContext(&save_userid, &save_sec);
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		Jsonb	   *result = call_function(call);
+		Jsonb	   *result = call_function(call, &scope, &saved, &checked);
 
 		MemoryContextSwitchTo(oldcxt);
 		out->ok = true;
@@ -174,15 +177,19 @@ tasker_run_sql_handler(const StepCall *call, StepOutcome *out)
 	{
 		ErrorData  *edata;
 
-		restore_statement_timeout();
+		restore_statement_timeout(&saved);
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
-		SetUserIdAndSecContext(save_userid, save_sec);
+		if (scope.gucnest > 0)
+			tasker_handler_abandon(&scope);
 		fill_failure(edata, out);
+		/* A handler that cannot be called never will be: no retry. */
+		out->permanent = out->permanent || !checked;
 	}
 	PG_END_TRY();
+	tasker_clear_session_leftovers();
 }

@@ -41,12 +41,21 @@
 #include "guc.h"
 #include "handler.h"
 #include "scheduler.h"
+#include "security.h"
 #include "state.h"
 
 static void run_step_guarded(ClaimedStep *c);
+static void quarantine_step(ClaimedStep *c, ErrorData *edata);
 static bool run_steps_together(ClaimedStep *steps, int n);
 
 static SPIPlanPtr claim_plan;
+static SPIPlanPtr claim_ids_plan;
+static SPIPlanPtr claim_one_plan;
+static SPIPlanPtr step_state_plan;
+static SPIPlanPtr quarantine_state_plan;
+
+/* tasker_nested_changes() when the running batch claimed its steps. */
+static uint64 batch_changes = 0;
 static SPIPlanPtr start_plan;
 static SPIPlanPtr attempt_plan;
 static SPIPlanPtr success_plan;
@@ -68,57 +77,177 @@ col(uint64 i, int n, bool *isnull)
 }
 
 /*
- * claim_steps: lock up to limit ready steps (of one task when task_id is
- * not 0) and copy what running them needs.  Returns the number claimed.
+ * copy_claimed: copy row i of the last claim result into *c.
+ */
+static void
+copy_claimed(uint64 i, ClaimedStep *c)
+{
+	bool		isnull;
+
+	c->step_id = DatumGetInt64(col(i, 1, &isnull));
+	c->task_id = DatumGetInt64(col(i, 2, &isnull));
+	c->from_error = DatumGetBool(col(i, 3, &isnull));
+	c->retryable = DatumGetBool(col(i, 4, &isnull));
+	c->retry_limit = DatumGetInt32(col(i, 5, &isnull));
+	c->attempts = DatumGetInt32(col(i, 6, &isnull));
+	c->call.function = DatumGetObjectId(col(i, 7, &isnull));
+	c->call.owner = DatumGetObjectId(col(i, 8, &isnull));
+	c->call.timeout_seconds = DatumGetInt32(col(i, 9, &isnull));
+	c->call.envelope = DatumGetJsonbPCopy(col(i, 10, &isnull));
+}
+
+/* What a claim of SQL steps selects, after the claimed CTE. */
+#define CLAIMED_STEP_SQL \
+	"SELECT s.workflow_step_id, s.task_id, s.current_state = 'error'," \
+	"       s.retryable, s.retry_limit, s.attempts," \
+	"       l.handler_function::oid, nt.owner::oid, COALESCE(s.timeout_seconds, 0)," \
+	"       " TASKER_ENVELOPE_SQL \
+	TASKER_CLAIMED_DETAILS_SQL
+
+/*
+ * The ready SQL steps a claim takes: of task $2 unless it is 0, of tasks
+ * whose template owner role $4 has the privileges of unless it is 0.
+ */
+#define CLAIM_CTE_SQL \
+	"WITH claimed AS (" \
+	"  SELECT s.workflow_step_id, s.task_id FROM @extschema@.tasker_workflow_steps s" \
+	"   WHERE s.handler_kind = 'sql'" \
+	"     AND " TASKER_READY_STEP_SQL \
+	"     AND s.next_attempt_at <= $3" \
+	"     AND ($2 = 0 OR s.task_id = $2)" \
+	"     AND (SELECT t.current_state = 'in_progress'" \
+	"                 AND ($4 = 0 OR pg_has_role($4, nt.owner, 'USAGE'))" \
+	"            FROM @extschema@.tasker_tasks t" \
+	"            JOIN @extschema@.tasker_named_tasks nt USING (named_task_id)" \
+	"           WHERE t.task_id = s.task_id)" \
+	"   ORDER BY s.next_attempt_at, s.task_id" \
+	"   LIMIT $1" \
+	"   FOR NO KEY UPDATE OF s SKIP LOCKED)"
+
+/*
+ * claim_together: lock up to limit ready steps and build their envelopes
+ * in one statement (the common case).  Returns the number claimed.
  */
 static int
-claim_steps(int64 task_id, int limit, ClaimedStep **out)
+claim_together(Datum *values, ClaimedStep **out)
 {
-	Oid			argtypes[3] = {INT4OID, INT8OID, TIMESTAMPTZOID};
-	Datum		values[3] = {Int32GetDatum(limit), Int64GetDatum(task_id),
-	TimestampTzGetDatum(GetCurrentTimestamp())};
+	Oid			argtypes[4] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID};
 	ClaimedStep *steps;
+	uint64		i;
+
+	tasker_run_plan(tasker_keep_plan(&claim_plan,
+			 CLAIM_CTE_SQL CLAIMED_STEP_SQL, 4, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+		copy_claimed(i, &steps[i]);
+	*out = steps;
+	return (int) SPI_processed;
+}
+
+/*
+ * claim_one_by_one: after claim_together failed, lock the same steps
+ * without their envelopes, then build each envelope in a subtransaction
+ * of its own: a step whose envelope cannot be built (one that would
+ * exceed jsonb's limits, say) is quarantined and skipped, and the others
+ * run.
+ */
+static int
+claim_one_by_one(Datum *values, ClaimedStep **out)
+{
+	Oid			argtypes[4] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID};
+	Oid			one_type[1] = {INT8ARRAYOID};
+	ClaimedStep *steps;
+	int64	   *ids;
+	int64	   *tasks;
+	uint64		n;
 	uint64		i;
 	bool		isnull;
 
-	tasker_run_plan(tasker_keep_plan(&claim_plan,
-			 "WITH claimed AS ("
-			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
-			 "   WHERE s.handler_kind = 'sql'"
-			 "     AND " TASKER_READY_STEP_SQL
-			 "     AND s.next_attempt_at <= $3"
-			 "     AND ($2 = 0 OR s.task_id = $2)"
-			 "     AND (SELECT t.current_state = 'in_progress'"
-			 "            FROM @extschema@.tasker_tasks t WHERE t.task_id = s.task_id)"
-			 "   ORDER BY s.next_attempt_at, s.task_id"
-			 "   LIMIT $1"
-			 "   FOR NO KEY UPDATE OF s SKIP LOCKED)"
-			 "SELECT s.workflow_step_id, s.task_id, s.current_state = 'error',"
-			 "       s.retryable, s.retry_limit, s.attempts,"
-			 "       l.handler_function::oid, nt.owner, COALESCE(s.timeout_seconds, 0),"
-			 "       " TASKER_ENVELOPE_SQL
-			 TASKER_CLAIMED_DETAILS_SQL,
-			 3, argtypes),
+	tasker_run_plan(tasker_keep_plan(&claim_ids_plan,
+			 CLAIM_CTE_SQL "SELECT workflow_step_id, task_id FROM claimed", 4, argtypes),
 		values, NULL, SPI_OK_SELECT);
-
-	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
-	for (i = 0; i < SPI_processed; i++)
+	n = SPI_processed;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	tasks = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
 	{
-		ClaimedStep *c = &steps[i];
+		ids[i] = DatumGetInt64(col(i, 1, &isnull));
+		tasks[i] = DatumGetInt64(col(i, 2, &isnull));
+	}
+	steps = palloc0(sizeof(ClaimedStep) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		Datum		one[1];
+		ErrorData  *edata;
+		Datum		elem = Int64GetDatum(ids[i]);
 
-		c->step_id = DatumGetInt64(col(i, 1, &isnull));
-		c->task_id = DatumGetInt64(col(i, 2, &isnull));
-		c->from_error = DatumGetBool(col(i, 3, &isnull));
-		c->retryable = DatumGetBool(col(i, 4, &isnull));
-		c->retry_limit = DatumGetInt32(col(i, 5, &isnull));
-		c->attempts = DatumGetInt32(col(i, 6, &isnull));
-		c->call.function = DatumGetObjectId(col(i, 7, &isnull));
-		c->call.owner = DatumGetObjectId(col(i, 8, &isnull));
-		c->call.timeout_seconds = DatumGetInt32(col(i, 9, &isnull));
-		c->call.envelope = DatumGetJsonbPCopy(col(i, 10, &isnull));
+		one[0] = PointerGetDatum(construct_array(&elem, 1, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		edata = tasker_try_plan(tasker_keep_plan(&claim_one_plan,
+				 "WITH claimed AS (SELECT unnest($1::bigint[]) AS workflow_step_id) "
+				 CLAIMED_STEP_SQL, 1, one_type),
+			one, SPI_OK_SELECT);
+		steps[i].step_id = ids[i];
+		steps[i].task_id = tasks[i];
+		if (edata == NULL && SPI_processed == 1)
+			copy_claimed(0, &steps[i]);
+		else
+		{
+			ErrorData	gone;
+
+			/* Its task is settled with the others'. */
+			steps[i].skip = true;
+			if (edata == NULL)
+			{
+				memset(&gone, 0, sizeof(gone));
+				gone.message = "the step's template or task row is missing";
+				edata = &gone;
+			}
+			quarantine_step(&steps[i], edata);
+		}
 	}
 	*out = steps;
-	return (int) SPI_processed;
+	return (int) n;
+}
+
+/*
+ * claim_steps: lock up to limit ready steps (of one task when task_id is
+ * not 0; of tasks whose template owner run_as has the privileges of, when
+ * it is valid) and copy what running them needs.  One row that cannot be
+ * read never stops the claim of the others.  Returns the number claimed.
+ */
+static int
+claim_steps(int64 task_id, int limit, Oid run_as, ClaimedStep **out)
+{
+	Datum		values[4] = {Int32GetDatum(limit), Int64GetDatum(task_id),
+		TimestampTzGetDatum(GetCurrentTimestamp()), ObjectIdGetDatum(run_as)};
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile int n = 0;
+	volatile bool failed = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		n = claim_together(values, out);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		if (!tasker_error_is_data())
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		failed = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	if (failed)
+		n = claim_one_by_one(values, out);
+	return n;
 }
 
 /*
@@ -238,6 +367,27 @@ backoff_ms(int attempts)
 }
 
 /*
+ * too_large_results: a handler returned results over
+ * tasker.max_results_size: the attempt fails for good (the same results
+ * would come back on every retry), and the results are not stored.
+ */
+static void
+too_large_results(ClaimedStep *c, StepOutcome *o)
+{
+	StepOutcome failure;
+
+	memset(&failure, 0, sizeof(failure));
+	failure.message = psprintf("step results are too large: %zu bytes",
+							   (Size) VARSIZE(o->results));
+	failure.detail = psprintf("tasker.max_results_size allows %d kB.", tasker_max_results_size);
+	failure.hint = pstrdup("Keep large data in a table of your own and return its key.");
+	failure.sqlstate = pstrdup("54000");
+	failure.permanent = true;
+	failure.retry_after = -1;
+	tasker_record_failure(c, &failure);
+}
+
+/*
  * tasker_record_success: store the results and complete the step.  Runs
  * in the caller's transaction and SPI connection; the step is locked and
  * in_progress.  Also used by handler_http.c.
@@ -248,6 +398,11 @@ tasker_record_success(ClaimedStep *c, StepOutcome *o)
 	Oid			argtypes[2] = {INT8OID, JSONBOID};
 	Datum		values[2];
 
+	if (o->results && VARSIZE(o->results) > (Size) tasker_max_results_size * 1024)
+	{
+		too_large_results(c, o);
+		return;
+	}
 	values[0] = Int64GetDatum(c->step_id);
 	values[1] = o->results ? JsonbPGetDatum(o->results)
 		: DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
@@ -318,7 +473,60 @@ tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 }
 
 /*
- * run_step: one attempt of one claimed step, recorded.
+ * step_state: the current state of a step and of its task.
+ */
+static void
+step_state(int64 step_id, TaskerState *step, TaskerState *task)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+
+	tasker_run_plan(tasker_keep_plan(&step_state_plan,
+			 "SELECT s.current_state::text, t.current_state::text"
+			 "  FROM @extschema@.tasker_workflow_steps s"
+			 "  JOIN @extschema@.tasker_tasks t USING (task_id)"
+			 " WHERE s.workflow_step_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		tasker_report_missing(TASKER_ENTITY_STEP, step_id);
+	*step = tasker_state_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	*task = tasker_state_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+}
+
+/*
+ * still_runnable: after a handler of this batch used a control (cancelled
+ * a task, resolved a step), whether a claimed step is still one to run.
+ */
+static bool
+still_runnable(ClaimedStep *c)
+{
+	TaskerState step;
+	TaskerState task;
+
+	step_state(c->step_id, &step, &task);
+	return (step == TASKER_PENDING || step == TASKER_ERROR) && task == TASKER_IN_PROGRESS;
+}
+
+/*
+ * still_running: after the step's own handler used a control, whether the
+ * step is still in_progress, so that its outcome is to be recorded.  A
+ * handler that cancelled its own step or task has decided the outcome.
+ */
+static bool
+still_running(ClaimedStep *c)
+{
+	TaskerState step;
+	TaskerState task;
+
+	step_state(c->step_id, &step, &task);
+	return step == TASKER_IN_PROGRESS;
+}
+
+/*
+ * run_step: one attempt of one claimed step, recorded.  Controls used by
+ * handlers (counted by tasker_nested_changes) are looked for only when
+ * there were some, so the common path reads no state.
  */
 static void
 run_step(ClaimedStep *c)
@@ -326,7 +534,10 @@ run_step(ClaimedStep *c)
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(c->step_id)};
 	StepOutcome outcome;
+	uint64		changes = tasker_nested_changes();
 
+	if (c->skip || (changes != batch_changes && !still_runnable(c)))
+		return;
 	if (c->from_error)
 		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_PENDING,
 						  "{\"reason\": \"retry_backoff_elapsed\"}");
@@ -339,6 +550,8 @@ run_step(ClaimedStep *c)
 	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_IN_PROGRESS, NULL);
 
 	tasker_run_sql_handler(&c->call, &outcome);
+	if (tasker_nested_changes() != changes && !still_running(c))
+		return;
 	if (outcome.ok)
 		tasker_record_success(c, &outcome);
 	else
@@ -367,27 +580,22 @@ cancel_leftovers(int64 task_id)
 }
 
 /*
- * quarantine_step: after tasker itself failed to run or record a step (not
- * the handler: its errors are data), fail the step for good so that it
- * cannot stop its worker again at every claim.  Runs in a subtransaction;
- * if even that fails, the error propagates and ends the batch.
+ * quarantine_row: fail a step for good with tasker's error message, as far
+ * as its state allows: a step a control already settled (cancelled,
+ * resolved) keeps that state, and a step in error stays there without a
+ * transition.  The step is never ready again until an operator acts.
  */
 static void
-quarantine_step(ClaimedStep *c, ErrorData *edata)
+quarantine_row(ClaimedStep *c, const char *message)
 {
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	Datum		values[2] = {Int64GetDatum(c->step_id), CStringGetTextDatum(message)};
+	TaskerState step;
+	TaskerState task;
 
-	ereport(WARNING,
-			(errmsg("tasker could not run step " INT64_FORMAT ": %s", c->step_id, edata->message),
-			 errdetail("The step is failed for good; the error is in its results."),
-			 errhint("Inspect the step, then tasker_retry_task or tasker_resolve_step.")));
-	values[0] = Int64GetDatum(c->step_id);
-	values[1] = CStringGetTextDatum(edata->message);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
+	step_state(c->step_id, &step, &task);
+	if (step != TASKER_PENDING && step != TASKER_IN_PROGRESS && step != TASKER_ERROR)
+		return;
 	tasker_run_plan(tasker_keep_plan(&quarantine_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps"
 			 "   SET retryable = false, next_attempt_at = NULL, in_process = false,"
@@ -397,11 +605,68 @@ quarantine_step(ClaimedStep *c, ErrorData *edata)
 			 " WHERE workflow_step_id = $1",
 			 2, argtypes),
 		values, NULL, SPI_OK_UPDATE);
-	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
-					  "{\"reason\": \"internal_error\"}");
-	ReleaseCurrentSubTransaction();
+	if (step != TASKER_ERROR)
+		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
+						  "{\"reason\": \"internal_error\"}");
+}
+
+/*
+ * park_step: the last resort when even quarantine_row failed: take the
+ * step out of the ready set with one plain update, so that it cannot stop
+ * its worker at every claim.
+ */
+static void
+park_step(ClaimedStep *c)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(c->step_id)};
+
+	tasker_run_plan(tasker_keep_plan(&quarantine_state_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
+			 " WHERE workflow_step_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * quarantine_step: after tasker itself failed to run or record a step (not
+ * the handler: its errors are data), fail the step for good so that it
+ * cannot stop its worker again at every claim.  Never fails for the
+ * step's state: quarantine_row runs in a subtransaction, and park_step
+ * takes over if it fails.
+ */
+static void
+quarantine_step(ClaimedStep *c, ErrorData *edata)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool parked = false;
+
+	ereport(WARNING,
+			(errmsg("tasker could not run step " INT64_FORMAT ": %s", c->step_id, edata->message),
+			 errdetail("The step is failed for good; the error is in its results."),
+			 errhint("Inspect the step, then tasker_retry_task or tasker_resolve_step.")));
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		quarantine_row(c, edata->message);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		if (!tasker_error_is_data())
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		parked = true;
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
+	if (parked)
+		park_step(c);
 }
 
 /*
@@ -431,6 +696,8 @@ run_step_guarded(ClaimedStep *c)
 		ErrorData  *edata;
 
 		MemoryContextSwitchTo(oldcxt);
+		if (!tasker_error_is_data())
+			PG_RE_THROW();
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
@@ -472,6 +739,8 @@ run_steps_together(ClaimedStep *steps, int n)
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(oldcxt);
+		if (!tasker_error_is_data())
+			PG_RE_THROW();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
@@ -574,19 +843,23 @@ tasker_finalize_task(int64 task_id)
 
 /*
  * tasker_run_ready_steps: claim, run and record up to limit ready steps
- * (of task_id only, when it is not 0), then settle their tasks.  Runs in
- * the caller's transaction.  Returns the number of steps run.
+ * (of task_id only, when it is not 0; of tasks whose template owner
+ * run_as has the privileges of, when it is valid), then settle their
+ * tasks.  Runs in the caller's transaction; refused inside a handler.
+ * Returns the number of steps claimed.
  */
 int
-tasker_run_ready_steps(int64 task_id, int limit)
+tasker_run_ready_steps(int64 task_id, int limit, Oid run_as)
 {
 	ClaimedStep *steps;
 	int64	   *task_ids;
 	int			n;
 	int			i;
 
+	tasker_refuse_in_handler(task_id != 0 ? "tasker_run_task" : "tasker_run_steps");
 	SPI_connect();
-	n = claim_steps(task_id, limit, &steps);
+	n = claim_steps(task_id, limit, run_as, &steps);
+	batch_changes = tasker_nested_changes();
 	if (n > 0)
 	{
 		if (!run_steps_together(steps, n))

@@ -24,6 +24,7 @@ typedef struct ClaimedStep
 	bool		retryable;
 	int			retry_limit;
 	int			attempts;		/* before this attempt */
+	bool		skip;			/* quarantined at claim time: not run */
 	StepCall	call;
 } ClaimedStep;
 
@@ -64,7 +65,7 @@ typedef struct ClaimedStep
 	" WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))" \
 	" ORDER BY s.next_attempt_at, s.task_id"
 
-extern int	tasker_run_ready_steps(int64 task_id, int limit);
+extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
 extern void tasker_finalize_task(int64 task_id);
 extern void tasker_finalize_tasks(int64 *ids, int n);
 extern int	tasker_start_ready_tasks(int64 task_id, int limit);

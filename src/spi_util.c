@@ -9,7 +9,9 @@
  * preparation replaces @extschema@ with the quoted name of the schema the
  * extension was created in, so tasker works whatever the caller's (or the
  * worker's) search_path is.  Must be called inside a transaction, with SPI
- * connected.
+ * connected.  Every statement is prepared and run with search_path set to
+ * TASKER_PINNED_SEARCH_PATH, so no object a user creates can stand in for
+ * a function or operator tasker's statements name.
  *
  * IDENTIFICATION
  *		src/spi_util.c
@@ -19,6 +21,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
@@ -28,34 +31,59 @@
 #include "utils/rel.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "catalog/namespace.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/resowner.h"
 
+#include "security.h"
 #include "spi_util.h"
 
 #define EXTSCHEMA_TOKEN "@extschema@"
 
 /*
- * extension_namespace: the schema of an extension, read from pg_extension
- * (PostgreSQL 15 does not export a function for it).
+ * extension_row: the schema and owner of an extension, read from
+ * pg_extension (PostgreSQL 15 exports no function for either).  False when
+ * there is no such extension.
  */
-static Oid
-extension_namespace(Oid ext)
+static bool
+extension_row(Oid ext, Oid *nsp, Oid *owner)
 {
 	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
-	Oid			nsp = InvalidOid;
+	bool		found;
 
 	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(ext));
 	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	found = HeapTupleIsValid(tup);
+	if (found)
+	{
+		*nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+		*owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return nsp;
+	return found;
+}
+
+/*
+ * tasker_extension: the schema and owner of tasker in this database, or
+ * raise UNDEFINED_OBJECT.
+ */
+void
+tasker_extension(Oid *nsp, Oid *owner)
+{
+	Oid			ext = get_extension_oid("tasker", true);
+
+	if (!OidIsValid(ext) || !extension_row(ext, nsp, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("extension \"tasker\" does not exist in this database"),
+				 errhint("Run CREATE EXTENSION tasker.")));
 }
 
 /*
@@ -64,15 +92,12 @@ extension_namespace(Oid ext)
 static const char *
 extension_schema(void)
 {
-	Oid			ext = get_extension_oid("tasker", true);
+	Oid			nsp;
+	Oid			owner;
 	char	   *name;
 
-	if (!OidIsValid(ext))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("extension \"tasker\" does not exist in this database"),
-				 errhint("Run CREATE EXTENSION tasker.")));
-	name = get_namespace_name(extension_namespace(ext));
+	tasker_extension(&nsp, &owner);
+	name = get_namespace_name(nsp);
 	if (name == NULL)
 		elog(ERROR, "schema of extension tasker not found");
 	return quote_identifier(name);
@@ -103,16 +128,50 @@ qualify(const char *sql)
 }
 
 /*
+ * pin_search_path: make TASKER_PINNED_SEARCH_PATH the search_path for one
+ * statement of tasker's, unless it already is (the workers and every API
+ * function run under it).  Returns the GUC nest level to pop, or 0.  An
+ * error in between pops it with the (sub)transaction.
+ */
+static int
+pin_search_path(void)
+{
+	int			nest;
+
+	if (namespace_search_path != NULL &&
+		strcmp(namespace_search_path, TASKER_PINNED_SEARCH_PATH) == 0)
+		return 0;
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", TASKER_PINNED_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	return nest;
+}
+
+/*
+ * unpin_search_path: undo pin_search_path.
+ */
+static void
+unpin_search_path(int nest)
+{
+	if (nest > 0)
+		AtEOXact_GUC(true, nest);
+}
+
+/*
  * tasker_keep_plan: the kept plan in *slot, prepared from sql on first use.
  */
 SPIPlanPtr
 tasker_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 {
 	SPIPlanPtr	plan;
+	int			nest;
 
 	if (*slot != NULL)
 		return *slot;
+	nest = pin_search_path();
 	plan = SPI_prepare(qualify(sql), nargs, argtypes);
+	unpin_search_path(nest);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare tasker statement: %s",
 			 SPI_result_code_string(SPI_result));
@@ -129,9 +188,59 @@ tasker_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 uint64
 tasker_run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 {
+	int			nest = pin_search_path();
 	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
 
+	unpin_search_path(nest);
 	if (rc != expected)
 		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
 	return SPI_processed;
+}
+
+/*
+ * tasker_error_is_data: in a PG_CATCH block, whether the error being
+ * handled may be caught and turned into data: not a cancel, a timeout or
+ * a shutdown, which must end the statement.
+ */
+bool
+tasker_error_is_data(void)
+{
+	int			code = geterrcode();
+
+	return code != ERRCODE_QUERY_CANCELED && code != ERRCODE_ADMIN_SHUTDOWN &&
+		code != ERRCODE_CRASH_SHUTDOWN && code != ERRCODE_OUT_OF_MEMORY;
+}
+
+/*
+ * tasker_try_plan: tasker_run_plan in a subtransaction of its own.
+ * Returns NULL when the statement ran (its result is in SPI_tuptable), or
+ * the error it raised, rolled back; cancels and shutdowns propagate.
+ */
+ErrorData *
+tasker_try_plan(SPIPlanPtr plan, Datum *values, int expected)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		(void) tasker_run_plan(plan, values, NULL, expected);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		if (!tasker_error_is_data())
+			PG_RE_THROW();
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return edata;
 }

@@ -15,9 +15,13 @@
 
 #include "executor/spi.h"
 
+extern void tasker_extension(Oid *nsp, Oid *owner);
 extern SPIPlanPtr tasker_keep_plan(SPIPlanPtr *slot, const char *sql,
 								   int nargs, Oid *argtypes);
 extern uint64 tasker_run_plan(SPIPlanPtr plan, Datum *values,
 							  const char *nulls, int expected);
+
+extern bool tasker_error_is_data(void);
+extern ErrorData *tasker_try_plan(SPIPlanPtr plan, Datum *values, int expected);
 
 #endif							/* TASKER_SPI_UTIL_H */

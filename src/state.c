@@ -32,6 +32,7 @@
 
 #include "spi_util.h"
 #include "events.h"
+#include "security.h"
 #include "state.h"
 
 static const char *const state_names[TASKER_NUM_STATES] = {
@@ -431,6 +432,7 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 		return false;
 	}
 	check_transition(entity, id, row.state, to);
+	tasker_note_change();
 	at = record_transition(entity, id, row.task_id, row.state, to, metadata_json);
 	update_entity(entity, id, to);
 

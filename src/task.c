@@ -38,6 +38,7 @@
 #include "jsonschema.h"
 #include "semver.h"
 #include "state.h"
+#include "guc.h"
 #include "task.h"
 
 static SPIPlanPtr versions_plan;
@@ -351,6 +352,8 @@ tasker_create_task_internal(const TaskRequest *req)
 	bool		created;
 	int64		task_id;
 
+	tasker_check_size("task context", VARSIZE(req->context),
+					  tasker_max_context_size, "tasker.max_context_size");
 	if (!JB_ROOT_IS_OBJECT(req->context) || JB_ROOT_IS_SCALAR(req->context))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

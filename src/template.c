@@ -34,6 +34,7 @@
 #include "utils/json.h"
 
 #include "guc.h"
+#include "security.h"
 #include "template.h"
 
 #define TEMPLATE_MAX_DEPTH		64
@@ -989,7 +990,7 @@ tasker_register_template_path(const char *path, bool replace)
 	ErrorContextCallback callback;
 	int32		named_task_id;
 
-	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+	if (!has_privs_of_role(tasker_caller(), ROLE_PG_READ_SERVER_FILES))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to read task template file \"%s\"", path),

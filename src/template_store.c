@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/regproc.h"
 
+#include "security.h"
 #include "spi_util.h"
 #include "compat.h"
 #include "template.h"
@@ -99,7 +100,7 @@ resolve_step_handler(TaskTemplate *t, StepTemplate *s)
 						   format_procedure(fn),
 						   tasker_handler_signature_problem(fn));
 	}
-	if (tasker_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	if (tasker_proc_aclcheck(fn, tasker_caller(), ACL_EXECUTE) != ACLCHECK_OK)
 		template_error(t->name, ERRCODE_INSUFFICIENT_PRIVILEGE, at,
 					   "Grant EXECUTE on the function to the role that registers the template; handlers run with that role's privileges.",
 					   "the current role may not execute function %s, the handler of step \"%s\".",
@@ -241,7 +242,7 @@ task_values(const TaskTemplate *t, int32 ns_id, Datum *values, char *nulls)
 	values[8] = text_or_null(t->schema_json, &nulls[8]);
 	values[9] = CStringGetTextDatum(t->custom_events_json);
 	values[10] = CStringGetTextDatum(t->template_json);
-	values[11] = ObjectIdGetDatum(GetUserId());
+	values[11] = ObjectIdGetDatum(tasker_caller());
 }
 
 /*
@@ -281,7 +282,7 @@ check_replace(const TaskTemplate *t, bool replace, Oid owner)
 						t->name, t->version, t->namespace_name),
 				 errdetail("A registered version stays as it is unless replaced, since tasks may refer to it."),
 				 errhint("Pass replace => true to replace it, or register the template under a new version.")));
-	if (!has_privs_of_role(GetUserId(), owner))
+	if (!has_privs_of_role(tasker_caller(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to replace task template \"%s\"", t->name),

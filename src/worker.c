@@ -365,7 +365,7 @@ run_one_batch(long *sleep_ms)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "tasker: running steps");
-	n = tasker_run_ready_steps(0, tasker_batch_size);
+	n = tasker_run_ready_steps(0, tasker_batch_size, InvalidOid);
 	*sleep_ms = tasker_poll_interval;
 	if (n == 0)
 	{

@@ -1,0 +1,378 @@
+/*-------------------------------------------------------------------------
+ *
+ * security.c
+ *		Whom tasker acts for, whom it acts as, and the sandbox of a handler.
+ *
+ * Users hold EXECUTE on tasker's functions and no privilege on its tables.
+ * Each public function that reads or writes them brackets its work with
+ * tasker_api_enter/tasker_api_leave: the work runs as the extension's
+ * owner, under the pinned search_path, while every decision about who may
+ * do what uses the role that called (tasker_caller).  That role may
+ * control a task (cancel, retry, resolve, run its steps) when it has the
+ * privileges of the role the task's template belongs to.
+ *
+ * A step handler runs in a sandbox (tasker_handler_enter/leave): as the
+ * template's owner, in a security-restricted operation (no temporary
+ * objects, no LISTEN, no SET ROLE), in a GUC nest level that is rolled back
+ * afterwards whatever the handler SET, with the search_path the server,
+ * database or role configures rather than the caller's.  Before each call
+ * the stored handler is checked again against the catalog (signature,
+ * owner, privileges): no row of tasker's tables is trusted to name a
+ * callable function.  A background worker also drops the session-level
+ * advisory locks and prepared statements a handler left.
+ *
+ * A handler may call the controls (they take effect; tasker_nested_changes
+ * tells the batch to look again) but not tasker_run_task or
+ * tasker_run_steps: nesting a run inside a step is refused.
+ *
+ * IDENTIFICATION
+ *		src/security.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/prepare.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+#include "compat.h"
+#include "security.h"
+#include "spi_util.h"
+
+/* The role whose call tasker is serving; InvalidOid outside any. */
+static Oid	current_caller = InvalidOid;
+
+/* How many handler calls are running in this backend, nested. */
+static int	handler_depth = 0;
+
+/* Changes that controls made from inside a handler. */
+static uint64 nested_changes = 0;
+
+static SPIPlanPtr task_owner_plan;
+static SPIPlanPtr step_task_plan;
+
+/*
+ * reset_at_end: at the end of any transaction no handler is running, even
+ * when an error escaped past the code that would have said so.
+ */
+static void
+reset_at_end(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		handler_depth = 0;
+		current_caller = InvalidOid;
+	}
+}
+
+/*
+ * ensure_reset_at_end: register reset_at_end once per backend.
+ */
+static void
+ensure_reset_at_end(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		RegisterXactCallback(reset_at_end, NULL);
+		registered = true;
+	}
+}
+
+/*
+ * tasker_caller: the role that called the public function being served,
+ * or the current user outside one.
+ */
+Oid
+tasker_caller(void)
+{
+	return OidIsValid(current_caller) ? current_caller : GetUserId();
+}
+
+/*
+ * tasker_api_enter: start serving a call of a public function: remember
+ * the caller, then act as the extension's owner under the pinned
+ * search_path.  An error before tasker_api_leave is undone by the
+ * (sub)transaction abort.
+ */
+void
+tasker_api_enter(TaskerApiScope *scope)
+{
+	Oid			nsp;
+	Oid			owner;
+
+	tasker_extension(&nsp, &owner);
+	ensure_reset_at_end();
+	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec);
+	scope->save_caller = current_caller;
+	current_caller = scope->save_userid;
+	scope->gucnest = NewGUCNestLevel();
+	(void) set_config_option("search_path", TASKER_PINNED_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/*
+ * tasker_api_leave: back to the caller's identity and settings.
+ */
+void
+tasker_api_leave(TaskerApiScope *scope)
+{
+	SetUserIdAndSecContext(scope->save_userid, scope->save_sec);
+	AtEOXact_GUC(true, scope->gucnest);
+	current_caller = scope->save_caller;
+}
+
+/*
+ * may_control: whether the caller has the privileges of a task's owner.
+ */
+static bool
+may_control(Oid owner)
+{
+	return superuser_arg(tasker_caller()) || has_privs_of_role(tasker_caller(), owner);
+}
+
+/*
+ * tasker_require_task_control: raise unless the caller may control the
+ * task (a missing task is left for the caller's own lookup to report).
+ * Runs inside an API scope, with SPI connected.
+ */
+void
+tasker_require_task_control(int64 task_id, const char *action)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(task_id)};
+	bool		isnull;
+	Oid			owner;
+
+	tasker_run_plan(tasker_keep_plan(&task_owner_plan,
+			 "SELECT nt.owner::oid FROM @extschema@.tasker_tasks t"
+			 "  JOIN @extschema@.tasker_named_tasks nt USING (named_task_id)"
+			 " WHERE t.task_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	if (!may_control(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s task " INT64_FORMAT, action, task_id),
+				 errdetail("The task's template belongs to role \"%s\".",
+						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
+				 errhint("Only that role, its members and superusers may control its tasks.")));
+}
+
+/*
+ * tasker_require_step_control: tasker_require_task_control for the task
+ * of a step.
+ */
+void
+tasker_require_step_control(int64 step_id, const char *action)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&step_task_plan,
+			 "SELECT task_id FROM @extschema@.tasker_workflow_steps"
+			 " WHERE workflow_step_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	tasker_require_task_control(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc, 1, &isnull)),
+								action);
+}
+
+/*
+ * tasker_run_as_filter: the role whose tasks tasker_run_steps may run for
+ * the caller, or InvalidOid for all (a superuser, or a worker).
+ */
+Oid
+tasker_run_as_filter(void)
+{
+	Oid			caller = tasker_caller();
+
+	return superuser_arg(caller) ? InvalidOid : caller;
+}
+
+/*
+ * tasker_refuse_in_handler: raise when called from inside a step handler.
+ */
+void
+tasker_refuse_in_handler(const char *function)
+{
+	if (handler_depth > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s cannot be called from a step handler", function),
+				 errdetail("A step handler is running in this transaction; running steps inside it would nest one batch in another."),
+				 errhint("Create the task from the handler and let the workers run it, or return and let a later step continue.")));
+}
+
+/*
+ * tasker_in_handler: whether a step handler is running in this backend.
+ */
+bool
+tasker_in_handler(void)
+{
+	return handler_depth > 0;
+}
+
+/*
+ * tasker_note_change: a control moved a task or a step.  Counted only
+ * inside a handler: the batch running it must then look again at what it
+ * claimed.
+ */
+void
+tasker_note_change(void)
+{
+	if (handler_depth > 0)
+		nested_changes++;
+}
+
+/*
+ * tasker_nested_changes: how many changes controls made inside handlers.
+ */
+uint64
+tasker_nested_changes(void)
+{
+	return nested_changes;
+}
+
+/*
+ * refuse_handler: the stored handler cannot be called as it is.
+ */
+static void
+refuse_handler(Oid function, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+			 errmsg("step handler %s cannot be called", format_procedure(function)),
+			 errdetail("%s", why),
+			 errhint("Register the template again with a function (step jsonb) RETURNS jsonb that its owner may execute.")));
+}
+
+/*
+ * tasker_check_handler: check a stored handler against the catalog before
+ * calling it: the function exists, takes one jsonb and returns one jsonb,
+ * is a plain function, and the owner (an existing role) may use its
+ * schema and execute it.  Raises; never trusts the stored OID.
+ */
+void
+tasker_check_handler(Oid function, Oid owner)
+{
+	HeapTuple	tup;
+	Form_pg_proc p;
+	bool		shape_ok;
+	Oid			nsp;
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the owner of the step's template no longer exists"),
+				 errdetail("The template was registered by role OID %u, which has been dropped.", owner),
+				 errhint("Register the template again as an existing role.")));
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("step handler function %u does not exist", function),
+				 errdetail("The function was dropped after the template was registered."),
+				 errhint("Create the function again and register the template again.")));
+	p = (Form_pg_proc) GETSTRUCT(tup);
+	shape_ok = p->prokind == PROKIND_FUNCTION && !p->proretset &&
+		p->pronargs == 1 && p->proargtypes.values[0] == JSONBOID &&
+		p->prorettype == JSONBOID;
+	nsp = p->pronamespace;
+	ReleaseSysCache(tup);
+	if (!shape_ok)
+		refuse_handler(function, "A step handler must be a function (step jsonb) RETURNS jsonb.");
+	if (tasker_namespace_aclcheck(nsp, owner, ACL_USAGE) != ACLCHECK_OK)
+		refuse_handler(function, "The template's owner has no USAGE privilege on the function's schema.");
+	if (tasker_proc_aclcheck(function, owner, ACL_EXECUTE) != ACLCHECK_OK)
+		refuse_handler(function, "The template's owner has no EXECUTE privilege on the function.");
+}
+
+/*
+ * tasker_handler_enter: start a handler call as owner, sandboxed.  Must be
+ * paired with tasker_handler_leave (success) or tasker_handler_abandon
+ * (after the subtransaction holding the call rolled back).
+ */
+void
+tasker_handler_enter(TaskerHandlerScope *scope, Oid owner)
+{
+	const char *path = GetConfigOptionResetString("search_path");
+
+	ensure_reset_at_end();
+	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec);
+	scope->save_caller = current_caller;
+	scope->gucnest = NewGUCNestLevel();
+	(void) set_config_option("search_path", path ? path : "",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	current_caller = owner;
+	handler_depth++;
+}
+
+/*
+ * tasker_handler_leave: undo every setting the handler changed, then get
+ * back the identity and caller from before the call.
+ */
+void
+tasker_handler_leave(TaskerHandlerScope *scope)
+{
+	AtEOXact_GUC(false, scope->gucnest);
+	tasker_handler_abandon(scope);
+}
+
+/*
+ * tasker_handler_abandon: after the handler's subtransaction rolled back
+ * (which popped its GUC nest level and identity already), restore what
+ * the rollback does not.
+ */
+void
+tasker_handler_abandon(TaskerHandlerScope *scope)
+{
+	SetUserIdAndSecContext(scope->save_userid, scope->save_sec);
+	current_caller = scope->save_caller;
+	handler_depth--;
+	if (handler_depth < 0)
+		handler_depth = 0;
+}
+
+/*
+ * tasker_clear_session_leftovers: in a background worker, drop what a
+ * handler left at session level: advisory locks (tasker takes none at
+ * session level) and prepared statements (tasker prepares none by name).
+ * In a user's session (tasker_run_task) they belong to the caller.
+ */
+void
+tasker_clear_session_leftovers(void)
+{
+	if (!IsBackgroundWorker)
+		return;
+	LockReleaseSession(USER_LOCKMETHOD);
+	DropAllPreparedStatements();
+}

@@ -1,0 +1,54 @@
+/*-------------------------------------------------------------------------
+ *
+ * security.h
+ *		Whom tasker acts for, whom it acts as, and the sandbox of a handler.
+ *
+ * IDENTIFICATION
+ *		src/security.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TASKER_SECURITY_H
+#define TASKER_SECURITY_H
+
+#include "postgres.h"
+
+/* The search_path every statement of tasker's own runs under. */
+#define TASKER_PINNED_SEARCH_PATH "pg_catalog, pg_temp"
+
+/* What tasker_api_enter changed, for tasker_api_leave to undo. */
+typedef struct TaskerApiScope
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			gucnest;
+	Oid			save_caller;
+} TaskerApiScope;
+
+/* What tasker_handler_enter changed, for tasker_handler_leave to undo. */
+typedef struct TaskerHandlerScope
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			gucnest;
+	Oid			save_caller;
+} TaskerHandlerScope;
+
+extern Oid	tasker_caller(void);
+extern void tasker_api_enter(TaskerApiScope *scope);
+extern void tasker_api_leave(TaskerApiScope *scope);
+extern void tasker_require_task_control(int64 task_id, const char *action);
+extern void tasker_require_step_control(int64 step_id, const char *action);
+extern Oid	tasker_run_as_filter(void);
+extern void tasker_refuse_in_handler(const char *function);
+
+extern bool tasker_in_handler(void);
+extern uint64 tasker_nested_changes(void);
+extern void tasker_note_change(void);
+extern void tasker_check_handler(Oid function, Oid owner);
+extern void tasker_handler_enter(TaskerHandlerScope *scope, Oid owner);
+extern void tasker_handler_leave(TaskerHandlerScope *scope);
+extern void tasker_handler_abandon(TaskerHandlerScope *scope);
+extern void tasker_clear_session_leftovers(void);
+
+#endif							/* TASKER_SECURITY_H */
