@@ -18,6 +18,7 @@ extern int	tasker_batch_size;
 extern int	tasker_poll_interval;	/* milliseconds */
 extern int	tasker_max_backoff;		/* seconds */
 extern PGDLLIMPORT char *tasker_environment;
+extern int	tasker_max_template_size;	/* kilobytes */
 extern int	tasker_http_max_concurrency;
 extern int	tasker_http_max_per_host;
 extern int	tasker_http_default_timeout;	/* seconds */

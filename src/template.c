@@ -7,8 +7,12 @@
  * event into a tree of TNodes that remember their line and column, so that
  * every later error can point at the offending spot; libyaml's own memory
  * is released on every path, errors included, by PG_FINALLY.  Aliases share
- * the anchored subtree, and the number of nodes counted with aliases
- * expanded is bounded, so a small document cannot expand into a huge one.
+ * the anchored subtree, found through a hash table whose hash is seeded per
+ * parse.  Both the number of nodes and the bytes of text counted with
+ * aliases expanded are bounded (the latter by tasker.max_template_size), as
+ * is the nesting depth, so a small document can neither expand into a huge
+ * one nor exhaust the stack.  Every loop that reads events or walks nodes
+ * checks for interrupts, so statement_timeout and cancel stop any of them.
  *
  * The environments.<tasker.environment> overrides are then deep-merged
  * into the tree, the result is validated in full (template_check.c) and
@@ -26,6 +30,8 @@
 #include <yaml.h>
 
 #include "catalog/pg_authid.h"
+#include "common/hashfn.h"
+#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -40,12 +46,39 @@
 #define TEMPLATE_MAX_NODES		100000
 #define TEMPLATE_MAX_NUMBER_DIGITS	1000
 
-/* An anchor (&name) and the node it marks. */
-typedef struct Anchor
+/*
+ * The bytes a node counts for: its scalar text, if any, plus this much,
+ * about what quotes and separators add when the node is written as JSON.
+ */
+#define TEMPLATE_NODE_BYTES		2
+
+/* An anchor (&name) and the node it marks: an entry of an anchors_hash. */
+typedef struct AnchorEntry
 {
-	char	   *name;
+	const char *name;
 	TNode	   *node;
-} Anchor;
+	uint32		hash;
+	char		status;			/* simplehash's */
+} AnchorEntry;
+
+/*
+ * The hash of an anchor's name is seeded per parse (private_data points at
+ * the seed), so that no document can be written to make names collide.
+ */
+#define SH_PREFIX		anchors
+#define SH_ELEMENT_TYPE AnchorEntry
+#define SH_KEY_TYPE		const char *
+#define SH_KEY			name
+#define SH_HASH_KEY(tb, key) \
+	((uint32) hash_bytes_extended((const unsigned char *) (key), \
+								  strlen(key), *(const uint64 *) (tb)->private_data))
+#define SH_EQUAL(tb, a, b)	(strcmp(a, b) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->hash)
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 /* The state of one parse: libyaml's parser and its current event. */
 typedef struct YamlReader
@@ -55,8 +88,10 @@ typedef struct YamlReader
 	bool		have_event;
 	const char *input;			/* the text given to libyaml */
 	size_t		input_len;
-	List	   *anchors;		/* Anchor * */
+	anchors_hash *anchors;		/* by name; a redefinition replaces */
+	uint64		seed;			/* of the anchors' hash */
 	int			nodes;			/* nodes so far, aliases expanded */
+	int64		bytes;			/* bytes so far, aliases expanded */
 } YamlReader;
 
 static TNode *read_node(YamlReader *r, int depth);
@@ -163,11 +198,13 @@ yaml_syntax_error(YamlReader *r)
 }
 
 /*
- * next_event: release the current event and read the next one.
+ * next_event: release the current event and read the next one.  Every
+ * loop of the reader goes through here, so this is where it interrupts.
  */
 static void
 next_event(YamlReader *r)
 {
+	CHECK_FOR_INTERRUPTS();
 	if (r->have_event)
 	{
 		yaml_event_delete(&r->event);
@@ -193,31 +230,42 @@ mark_node(yaml_mark_t mark)
 }
 
 /*
- * count_nodes: add n nodes to the document's total, refusing a document
- * that grows beyond TEMPLATE_MAX_NODES (aliases expanded).
+ * count_nodes: add a subtree's nodes and bytes to the document's totals,
+ * once for the node itself and once more for each alias to it.  A document
+ * that grows beyond TEMPLATE_MAX_NODES nodes or tasker.max_template_size
+ * is refused at the node or alias (at) that crosses the bound, before
+ * anything is built from it.
  */
 static void
-count_nodes(YamlReader *r, int n, const TNode *at)
+count_nodes(YamlReader *r, int nodes, int64 bytes, const TNode *at)
 {
-	r->nodes += n;
+	r->nodes += nodes;
+	r->bytes += bytes;
 	if (r->nodes > TEMPLATE_MAX_NODES)
 		template_error(NULL, ERRCODE_PROGRAM_LIMIT_EXCEEDED, at,
 					   "Split the template, or use fewer aliases.",
 					   "the document has more than %d nodes (aliases counted in full).",
 					   TEMPLATE_MAX_NODES);
+	if (r->bytes > (int64) tasker_max_template_size * 1024)
+		template_error(NULL, ERRCODE_PROGRAM_LIMIT_EXCEEDED, at,
+					   "Use fewer or smaller aliases, or split the template; a superuser can raise tasker.max_template_size.",
+					   "the document is larger than tasker.max_template_size (%d kB) with every alias expanded.",
+					   tasker_max_template_size);
 }
 
 /*
- * new_node: a node of the given kind at the current event's start.
+ * new_node: a node of the given kind at the current event's start, whose
+ * scalar text (if any) is text_len bytes long.
  */
 static TNode *
-new_node(YamlReader *r, TNodeKind kind)
+new_node(YamlReader *r, TNodeKind kind, size_t text_len)
 {
 	TNode	   *node = mark_node(r->event.start_mark);
 
 	node->kind = kind;
 	node->size = 1;
-	count_nodes(r, 1, node);
+	node->bytes = TEMPLATE_NODE_BYTES + (int64) text_len;
+	count_nodes(r, node->size, node->bytes, node);
 	return node;
 }
 
@@ -248,6 +296,7 @@ tnode_add(TNode *parent, TNode *key, TNode *value)
 	parent->items[parent->nitems] = value;
 	parent->nitems++;
 	parent->size += value->size + (key ? key->size : 0);
+	parent->bytes += value->bytes + (key ? key->bytes : 0);
 }
 
 /*
@@ -276,8 +325,8 @@ scalar_to_server(const TNode *at, const char *s, size_t len)
 static TNode *
 read_scalar(YamlReader *r)
 {
-	TNode	   *node = new_node(r, TNODE_SCALAR);
 	yaml_event_t *ev = &r->event;
+	TNode	   *node = new_node(r, TNODE_SCALAR, ev->data.scalar.length);
 	const char *tag = (const char *) ev->data.scalar.tag;
 
 	node->value = scalar_to_server(node, (const char *) ev->data.scalar.value,
@@ -288,30 +337,36 @@ read_scalar(YamlReader *r)
 }
 
 /*
- * read_alias: the anchored node an alias (*name) refers to, shared.
+ * read_alias: the anchored node an alias (*name) refers to, shared, and
+ * counted in full at the alias's position.
  */
 static TNode *
 read_alias(YamlReader *r)
 {
 	const char *name = (const char *) r->event.data.alias.anchor;
 	TNode	   *at = mark_node(r->event.start_mark);
-	ListCell   *lc;
+	AnchorEntry *a = anchors_lookup(r->anchors, name);
 
-	foreach(lc, r->anchors)
-	{
-		Anchor	   *a = (Anchor *) lfirst(lc);
+	if (a == NULL)
+		template_error(NULL, ERRCODE_SYNTAX_ERROR, at,
+					   "Define the anchor (&name) before the alias (*name) that uses it.",
+					   "the alias \"*%s\" refers to no anchor defined before it.",
+					   pg_any_to_server(name, (int) strlen(name), PG_UTF8));
+	count_nodes(r, a->node->size, a->node->bytes, at);
+	return a->node;
+}
 
-		if (strcmp(a->name, name) == 0)
-		{
-			count_nodes(r, a->node->size, at);
-			return a->node;
-		}
-	}
-	template_error(NULL, ERRCODE_SYNTAX_ERROR, at,
-				   "Define the anchor (&name) before the alias (*name) that uses it.",
-				   "the alias \"*%s\" refers to no anchor defined before it.",
-				   pg_any_to_server(name, (int) strlen(name), PG_UTF8));
-	return NULL;
+/*
+ * remember_anchor: record that an anchor (&name) marks a node; a later
+ * anchor of the same name replaces it for the aliases that follow.
+ */
+static void
+remember_anchor(YamlReader *r, const char *name, TNode *node)
+{
+	bool		found;
+	AnchorEntry *a = anchors_insert(r->anchors, name, &found);
+
+	a->node = node;
 }
 
 /*
@@ -321,7 +376,7 @@ read_alias(YamlReader *r)
 static TNode *
 read_sequence(YamlReader *r, int depth)
 {
-	TNode	   *node = new_node(r, TNODE_SEQUENCE);
+	TNode	   *node = new_node(r, TNODE_SEQUENCE, 0);
 
 	for (;;)
 	{
@@ -394,7 +449,7 @@ check_duplicate_keys(const TNode *map)
 static TNode *
 read_mapping(YamlReader *r, int depth)
 {
-	TNode	   *node = new_node(r, TNODE_MAPPING);
+	TNode	   *node = new_node(r, TNODE_MAPPING, 0);
 
 	for (;;)
 	{
@@ -459,13 +514,7 @@ read_node(YamlReader *r, int depth)
 			return NULL;
 	}
 	if (anchor != NULL)
-	{
-		Anchor	   *a = palloc(sizeof(Anchor));
-
-		a->name = (char *) anchor;
-		a->node = node;
-		r->anchors = lcons(a, r->anchors);	/* a redefinition wins */
-	}
+		remember_anchor(r, anchor, node);
 	return node;
 }
 
@@ -508,6 +557,8 @@ parse_yaml(const char *text, size_t len)
 	memset(&r, 0, sizeof(r));
 	r.input = text;
 	r.input_len = len;
+	r.seed = pg_prng_uint64(&pg_global_prng_state);
+	r.anchors = anchors_create(CurrentMemoryContext, 64, &r.seed);
 	if (!yaml_parser_initialize(&r.parser))
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -689,6 +740,7 @@ tnode_to_json(StringInfo buf, const TNode *node, const char *name)
 	int			i;
 
 	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 	if (node->kind == TNODE_SCALAR)
 	{
 		switch (tnode_scalar_type(node))
@@ -785,6 +837,7 @@ merge_steps(const TNode *base, const TNode *over)
 	{
 		const char *name = step_name_of(over->items[i]);
 
+		CHECK_FOR_INTERRUPTS();
 		if (name == NULL || over->items[i]->kind != TNODE_MAPPING)
 			continue;
 		for (j = 0; j < result->nitems; j++)
@@ -821,6 +874,7 @@ merge_nodes(const TNode *base, const TNode *over, bool top)
 		const char *key = over->keys[i]->value;
 		const TNode *value = over->items[i];
 
+		CHECK_FOR_INTERRUPTS();
 		for (j = 0; j < result->nitems; j++)
 			if (strcmp(result->keys[j]->value, key) == 0)
 				break;

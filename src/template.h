@@ -66,6 +66,7 @@ typedef struct TNode
 	struct TNode **keys;		/* mapping: the key of each pair */
 	struct TNode **items;		/* sequence items, or mapping values */
 	int			size;			/* nodes in this subtree, aliases expanded */
+	int64		bytes;			/* its text, aliases expanded (see template.c) */
 } TNode;
 
 /* One step template, validated. */

@@ -26,6 +26,7 @@
 #include <limits.h>
 
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/json.h"
 #include "utils/varlena.h"
 
@@ -568,8 +569,11 @@ check_step_dependencies(const Ctx *c, const TNode *node, StepTemplate *s)
 	if (one != NULL)
 		add_dependency(s, one, tnode_get(node, "depends_on_step"));
 	for (i = 0; list != NULL && i < list->nitems; i++)
+	{
+		CHECK_FOR_INTERRUPTS();	/* add_dependency is linear */
 		add_dependency(s, list_string(c, list, i, "depends_on_steps"),
 					   list->items[i]);
+	}
 }
 
 /*
@@ -991,7 +995,10 @@ template_check(TaskTemplate *t, const TNode *root)
 	t->nsteps = steps->nitems;
 	t->steps = palloc0(sizeof(StepTemplate) * t->nsteps);
 	for (i = 0; i < t->nsteps; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		check_step(t, steps->items[i], i, &t->steps[i]);
+	}
 
 	check_duplicate_steps(t);
 	check_dependency_names(t);
