@@ -481,6 +481,17 @@ e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
 f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
 $yaml$);
 
+-- invalid input: aliases may not expand beyond tasker.max_template_size
+SET tasker.max_template_size = '4kB';
+SELECT tasker_register_template(format($yaml$
+name: wide
+configuration:
+  text: &text %s
+  copies: [*text, *text, *text, *text, *text]
+step_templates: [{name: a, handler_class: tpl.charge}]
+$yaml$, repeat('x', 1000)));
+RESET tasker.max_template_size;
+
 -- invalid input: nesting too deep
 SELECT tasker_register_template('name: deep' || chr(10) || 'x: ' || repeat('[', 100) || repeat(']', 100));
 
