@@ -13,6 +13,9 @@
  * is the nesting depth, so a small document can neither expand into a huge
  * one nor exhaust the stack.  Every loop that reads events or walks nodes
  * checks for interrupts, so statement_timeout and cancel stop any of them.
+ * A text holds one template, or, for tasker_register_templates, a stream
+ * of documents registered in order.  ERB (<%= ... %>), which the Ruby
+ * engine evaluates before parsing, is refused with a message that says so.
  *
  * The environments.<tasker.environment> overrides are then deep-merged
  * into the tree, the result is validated in full (template_check.c) and
@@ -162,7 +165,29 @@ offset_position(const YamlReader *r, size_t offset, int *line, int *column)
 }
 
 /*
- * yaml_syntax_error: report the error libyaml's parser has just met.
+ * erb_tag: the first "<%" of the input, or NULL.  ERB (Ruby's templating,
+ * <%= ... %>) is not YAML; templates written for the Ruby engine may hold
+ * it, and tasker says so rather than let it pass as text.
+ */
+static const char *
+erb_tag(const char *s, size_t len)
+{
+	const char *p = s;
+
+	while ((p = memchr(p, '<', len - (p - s))) != NULL)
+	{
+		if ((size_t) (p - s) + 1 < len && p[1] == '%')
+			return p;
+		p++;
+	}
+	return NULL;
+}
+
+#define ERB_HINT "Render the ERB before registering the template (tasker does not evaluate it), or use environments: and tasker.environment for values that vary."
+
+/*
+ * yaml_syntax_error: report the error libyaml's parser has just met.  When
+ * the text holds ERB, the detail says where and the hint says why.
  */
 static void
 yaml_syntax_error(YamlReader *r)
@@ -171,6 +196,7 @@ yaml_syntax_error(YamlReader *r)
 	StringInfoData detail;
 	int			line = (int) p->problem_mark.line + 1;
 	int			column = (int) p->problem_mark.column + 1;
+	const char *erb = erb_tag(r->input, r->input_len);
 
 	if (p->error == YAML_MEMORY_ERROR)
 		ereport(ERROR,
@@ -190,11 +216,18 @@ yaml_syntax_error(YamlReader *r)
 						 p->context, (int) p->context_mark.line + 1,
 						 (int) p->context_mark.column + 1);
 	appendStringInfoChar(&detail, '.');
+	if (erb != NULL)
+	{
+		offset_position(r, erb - r->input, &line, &column);
+		appendStringInfo(&detail, " The text holds an ERB tag (<%%= ... %%>) at line %d, column %d.",
+						 line, column);
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_SYNTAX_ERROR),
 			 errmsg("task template is not valid YAML"),
 			 errdetail_internal("%s", detail.data),
-			 errhint("Check the indentation and quoting near that position; YAML indents with spaces, never tabs.")));
+			 errhint("%s", erb != NULL ? ERB_HINT :
+					 "Check the indentation and quoting near that position; YAML indents with spaces, never tabs.")));
 }
 
 /*
@@ -320,6 +353,21 @@ scalar_to_server(const TNode *at, const char *s, size_t len)
 }
 
 /*
+ * check_erb: refuse a scalar holding an ERB tag (<% ... %>), which would
+ * otherwise be kept as text and reach a handler unevaluated.
+ */
+static void
+check_erb(const TNode *node)
+{
+	const char *open = strstr(node->value, "<%");
+
+	if (open != NULL && strstr(open + 2, "%>") != NULL)
+		template_error(NULL, ERRCODE_FEATURE_NOT_SUPPORTED, node, ERB_HINT,
+					   "the scalar %s holds an ERB tag (<%%= ... %%>).",
+					   tnode_describe(node));
+}
+
+/*
  * read_scalar: the node of the current scalar event.
  */
 static TNode *
@@ -331,6 +379,7 @@ read_scalar(YamlReader *r)
 
 	node->value = scalar_to_server(node, (const char *) ev->data.scalar.value,
 								   ev->data.scalar.length);
+	check_erb(node);
 	node->quoted = (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) ||
 		(tag != NULL && strcmp(tag, YAML_STR_TAG) == 0);
 	return node;
@@ -519,12 +568,15 @@ read_node(YamlReader *r, int depth)
 }
 
 /*
- * read_document: the root node of the one document of the stream.
+ * read_documents: the root node of each document of the stream, in order.
+ * With one, a second document is an error at its start.  Anchors do not
+ * reach across documents; the size bounds count the whole stream, which is
+ * what one call holds in memory.
  */
-static TNode *
-read_document(YamlReader *r)
+static List *
+read_documents(YamlReader *r, bool one)
 {
-	TNode	   *root;
+	List	   *roots = NIL;
 
 	next_event(r);				/* stream start */
 	next_event(r);
@@ -532,27 +584,32 @@ read_document(YamlReader *r)
 		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE, NULL,
 					   "Pass the text of a template with at least name and step_templates.",
 					   "The text contains no YAML document.");
-	next_event(r);				/* past the document start */
-	root = read_node(r, 0);
-	next_event(r);				/* document end */
-	next_event(r);
-	if (r->event.type != YAML_STREAM_END_EVENT)
-		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE,
-					   mark_node(r->event.start_mark),
-					   "Register each template with a call of its own.",
-					   "a second YAML document starts here; the text must hold one template.");
-	return root;
+	while (r->event.type != YAML_STREAM_END_EVENT)
+	{
+		if (one && roots != NIL)
+			template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE,
+						   mark_node(r->event.start_mark),
+						   "Register each template with a call of its own, or all of them with tasker_register_templates.",
+						   "a second YAML document starts here; the text must hold one template.");
+		anchors_reset(r->anchors);
+		next_event(r);			/* past the document start */
+		roots = lappend(roots, read_node(r, 0));
+		next_event(r);			/* document end */
+		next_event(r);
+	}
+	return roots;
 }
 
 /*
  * parse_yaml: parse UTF-8 (or UTF-16 with a byte order mark) text into a
- * node tree.  libyaml's memory is released however the parse ends.
+ * node tree per document (only one allowed with one).  libyaml's memory is
+ * released however the parse ends.
  */
-static TNode *
-parse_yaml(const char *text, size_t len)
+static List *
+parse_yaml(const char *text, size_t len, bool one)
 {
 	YamlReader	r;
-	TNode	   *volatile root = NULL;
+	List	   *volatile roots = NIL;
 
 	memset(&r, 0, sizeof(r));
 	r.input = text;
@@ -567,7 +624,7 @@ parse_yaml(const char *text, size_t len)
 	yaml_parser_set_input_string(&r.parser, (const unsigned char *) text, len);
 	PG_TRY();
 	{
-		root = read_document(&r);
+		roots = read_documents(&r, one);
 	}
 	PG_FINALLY();
 	{
@@ -576,7 +633,7 @@ parse_yaml(const char *text, size_t len)
 		yaml_parser_delete(&r.parser);
 	}
 	PG_END_TRY();
-	return root;
+	return roots;
 }
 
 /*
@@ -952,27 +1009,17 @@ preliminary_name(const TNode *root)
 }
 
 /*
- * tasker_register_template_text: register the template in a YAML or JSON
- * text (in the server encoding) and return its named_task_id.  With
- * replace, an existing template of the same namespace, name and version is
- * updated in place.
+ * register_root: validate the template of one document and write its
+ * catalog rows; returns its named_task_id.
  */
-int32
-tasker_register_template_text(const char *text, size_t len, bool replace)
+static int32
+register_root(const TNode *root, bool replace)
 {
 	TaskTemplate t;
-	const TNode *root;
 	StringInfoData json;
-	int			enc = GetDatabaseEncoding();
 	int32		named_task_id;
 
-	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
-	{
-		text = pg_server_to_any(text, (int) len, PG_UTF8);
-		len = strlen(text);
-	}
 	memset(&t, 0, sizeof(t));
-	root = parse_yaml(text, len);
 	if (root->kind != TNODE_MAPPING)
 		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE, root,
 					   "A template is a mapping with keys such as name and step_templates.",
@@ -991,6 +1038,80 @@ tasker_register_template_text(const char *text, size_t len, bool replace)
 	named_task_id = template_store(&t, replace);
 	SPI_finish();
 	return named_task_id;
+}
+
+/*
+ * text_to_utf8: the text given (in the server encoding) as UTF-8, which is
+ * what libyaml reads.
+ */
+static const char *
+text_to_utf8(const char *text, size_t *len)
+{
+	int			enc = GetDatabaseEncoding();
+
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII)
+		return text;
+	text = pg_server_to_any(text, (int) *len, PG_UTF8);
+	*len = strlen(text);
+	return text;
+}
+
+/*
+ * tasker_register_template_text: register the template in a YAML or JSON
+ * text (in the server encoding) and return its named_task_id.  With
+ * replace, an existing template of the same namespace, name and version is
+ * updated in place.  The text must hold one document.
+ */
+int32
+tasker_register_template_text(const char *text, size_t len, bool replace)
+{
+	text = text_to_utf8(text, &len);
+	return register_root((const TNode *) linitial(parse_yaml(text, len, true)),
+						 replace);
+}
+
+/*
+ * document_error_context: name the document of a stream in the context of
+ * errors.
+ */
+static void
+document_error_context(void *arg)
+{
+	errcontext("YAML document %d of the text", *(const int *) arg + 1);
+}
+
+/*
+ * tasker_register_templates_text: register the template of each document
+ * of a YAML text, in order, as tasker_register_template_text does, and
+ * return their named_task_ids (*n of them).  All run in the caller's
+ * transaction, so one invalid document registers none.
+ */
+int32 *
+tasker_register_templates_text(const char *text, size_t len, bool replace,
+							   int *n)
+{
+	List	   *roots;
+	ListCell   *lc;
+	int32	   *ids;
+	int			document = 0;
+	ErrorContextCallback callback;
+
+	text = text_to_utf8(text, &len);
+	roots = parse_yaml(text, len, false);
+	ids = palloc(sizeof(int32) * list_length(roots));
+	callback.callback = document_error_context;
+	callback.arg = (void *) &document;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	foreach(lc, roots)
+	{
+		CHECK_FOR_INTERRUPTS();
+		ids[document] = register_root((const TNode *) lfirst(lc), replace);
+		document++;
+	}
+	error_context_stack = callback.previous;
+	*n = list_length(roots);
+	return ids;
 }
 
 /*
