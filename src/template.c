@@ -877,19 +877,96 @@ step_name_of(const TNode *step)
 	return name->value;
 }
 
+/* A name and the index of the pair or item it names, for sorted lookup. */
+typedef struct NameIndex
+{
+	const char *name;
+	int			index;
+} NameIndex;
+
+/*
+ * name_index_order: qsort comparator of NameIndex: by name, then index.
+ */
+static int
+name_index_order(const void *a, const void *b)
+{
+	const NameIndex *na = (const NameIndex *) a;
+	const NameIndex *nb = (const NameIndex *) b;
+	int			c = strcmp(na->name, nb->name);
+
+	if (c != 0)
+		return c;
+	return (na->index < nb->index) ? -1 : (na->index > nb->index);
+}
+
+/*
+ * sort_names: the n names that are not NULL, with their indexes, sorted
+ * (*count of them), so that a merge finds each name in log time rather
+ * than by a scan per override.
+ */
+static NameIndex *
+sort_names(const char **names, int n, int *count)
+{
+	NameIndex  *sorted = palloc(sizeof(NameIndex) * Max(n, 1));
+	int			i;
+
+	*count = 0;
+	for (i = 0; i < n; i++)
+	{
+		if (names[i] == NULL)
+			continue;
+		sorted[*count].name = names[i];
+		sorted[(*count)++].index = i;
+	}
+	qsort(sorted, *count, sizeof(NameIndex), name_index_order);
+	return sorted;
+}
+
+/*
+ * find_name: the position in sorted of the first entry called name, or
+ * count when there is none.
+ */
+static int
+find_name(const NameIndex *sorted, int count, const char *name)
+{
+	int			lo = 0;
+	int			hi = count;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (strcmp(sorted[mid].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < count && strcmp(sorted[lo].name, name) == 0)
+		return lo;
+	return count;
+}
+
 static TNode *merge_nodes(const TNode *base, const TNode *over, bool top);
 
 /*
- * merge_steps: merge override step templates into the base ones by name;
- * an override for a step the base does not have is ignored.
+ * merge_steps: merge override step templates into the base ones by name
+ * (into each base step of that name, should there be several); an
+ * override for a step the base does not have is ignored.
  */
 static TNode *
 merge_steps(const TNode *base, const TNode *over)
 {
 	TNode	   *result = copy_collection(base);
+	const char **names = palloc(sizeof(char *) * Max(base->nitems, 1));
+	NameIndex  *sorted;
+	int			count;
 	int			i;
-	int			j;
+	int			k;
 
+	for (i = 0; i < base->nitems; i++)
+		names[i] = base->items[i]->kind == TNODE_MAPPING ?
+			step_name_of(base->items[i]) : NULL;
+	sorted = sort_names(names, base->nitems, &count);
 	for (i = 0; i < over->nitems; i++)
 	{
 		const char *name = step_name_of(over->items[i]);
@@ -897,15 +974,11 @@ merge_steps(const TNode *base, const TNode *over)
 		CHECK_FOR_INTERRUPTS();
 		if (name == NULL || over->items[i]->kind != TNODE_MAPPING)
 			continue;
-		for (j = 0; j < result->nitems; j++)
-		{
-			const char *base_name = step_name_of(result->items[j]);
-
-			if (base_name != NULL && strcmp(base_name, name) == 0 &&
-				result->items[j]->kind == TNODE_MAPPING)
-				result->items[j] = merge_nodes(result->items[j],
-											   over->items[i], false);
-		}
+		for (k = find_name(sorted, count, name);
+			 k < count && strcmp(sorted[k].name, name) == 0; k++)
+			result->items[sorted[k].index] =
+				merge_nodes(result->items[sorted[k].index], over->items[i],
+							false);
 	}
 	return result;
 }
@@ -913,31 +986,36 @@ merge_steps(const TNode *base, const TNode *over)
 /*
  * merge_nodes: deep-merge an override into a base mapping: mappings merge
  * key by key, step_templates (at the top) merge by step name, and any other
- * value replaces the base's.
+ * value replaces the base's.  Keys are unique in both (the reader refuses
+ * repeats), so each override key matches at most one base key.
  */
 static TNode *
 merge_nodes(const TNode *base, const TNode *over, bool top)
 {
 	TNode	   *result;
+	const char **names;
+	NameIndex  *sorted;
+	int			count;
 	int			i;
-	int			j;
 
 	check_stack_depth();
 	if (base->kind != TNODE_MAPPING || over->kind != TNODE_MAPPING)
 		return (TNode *) over;
 	result = copy_collection(base);
+	names = palloc(sizeof(char *) * Max(base->nitems, 1));
+	for (i = 0; i < base->nitems; i++)
+		names[i] = base->keys[i]->value;
+	sorted = sort_names(names, base->nitems, &count);
 	for (i = 0; i < over->nitems; i++)
 	{
-		const char *key = over->keys[i]->value;
 		const TNode *value = over->items[i];
+		int			k = find_name(sorted, count, over->keys[i]->value);
+		int			j = (k < count) ? sorted[k].index : -1;
 
 		CHECK_FOR_INTERRUPTS();
-		for (j = 0; j < result->nitems; j++)
-			if (strcmp(result->keys[j]->value, key) == 0)
-				break;
-		if (j == result->nitems)
+		if (j < 0)
 			tnode_add(result, over->keys[i], (TNode *) value);
-		else if (top && strcmp(key, "step_templates") == 0 &&
+		else if (top && strcmp(over->keys[i]->value, "step_templates") == 0 &&
 				 result->items[j]->kind == TNODE_SEQUENCE &&
 				 value->kind == TNODE_SEQUENCE)
 			result->items[j] = merge_steps(result->items[j], value);
