@@ -128,6 +128,47 @@ step_templates: [{name: a, handler_class: tpl.charge}]
 name: two
 $yaml$);
 
+-- invalid input: in a stream of templates, one invalid document registers
+-- none, and the error names the document; anchors do not cross documents
+SELECT tasker_register_templates($yaml$
+name: stream_one
+step_templates: [{name: a, handler_class: tpl.charge}]
+---
+name: stream_two
+step_templates: [{name: a, handler_class: tpl.no_such_handler}]
+$yaml$);
+SELECT tasker_register_templates($yaml$
+name: stream_one
+configuration: &shared {retries: 3}
+step_templates: [{name: a, handler_class: tpl.charge}]
+---
+name: stream_two
+configuration: *shared
+step_templates: [{name: a, handler_class: tpl.charge}]
+$yaml$);
+SELECT tasker_register_templates('');
+SELECT count(*) FROM tasker_named_tasks WHERE name LIKE 'stream%';
+
+-- invalid input: ERB, which tasker does not evaluate, in a value and
+-- around lines (templates written for the Ruby engine)
+SELECT tasker_register_template($yaml$
+name: erb
+step_templates:
+  - name: a
+    handler_class: tpl.charge
+    handler_config: {api_key: "<%= ENV['API_KEY'] %>"}
+$yaml$);
+SELECT tasker_register_template($yaml$
+name: erb
+<% if ENV['RETRY'] %>
+step_templates: [{name: a, handler_class: tpl.charge}]
+<% end %>
+$yaml$);
+SELECT tasker_register_template($yaml$
+name: erb
+step_templates: [{name: a, handler_class: tpl.charge, default_retry_limit: <%= 3 %>}]
+$yaml$);
+
 -- invalid input: missing required keys
 SELECT tasker_register_template($yaml$
 namespace_name: payments
@@ -480,6 +521,17 @@ d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
 e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
 f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
 $yaml$);
+
+-- invalid input: aliases may not expand beyond tasker.max_template_size
+SET tasker.max_template_size = '4kB';
+SELECT tasker_register_template(format($yaml$
+name: wide
+configuration:
+  text: &text %s
+  copies: [*text, *text, *text, *text, *text]
+step_templates: [{name: a, handler_class: tpl.charge}]
+$yaml$, repeat('x', 1000)));
+RESET tasker.max_template_size;
 
 -- invalid input: nesting too deep
 SELECT tasker_register_template('name: deep' || chr(10) || 'x: ' || repeat('[', 100) || repeat(']', 100));

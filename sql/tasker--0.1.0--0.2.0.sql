@@ -76,3 +76,13 @@ ALTER FUNCTION tasker_dependency_levels(bigint)
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION tasker_publish_event(text, jsonb)
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+/* ---- issue 15 B10 ---- */
+/* (and D20: a YAML stream of several templates in one call) */
+CREATE FUNCTION tasker_register_templates(yaml text, replace boolean DEFAULT false)
+RETURNS integer[]
+AS 'MODULE_PATHNAME', 'tasker_register_templates_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_register_templates(text, boolean) IS
+    'Register the template of each document of a YAML stream (documents separated by --- lines), in order, in one transaction; returns their named_task_ids';
+REVOKE EXECUTE ON FUNCTION tasker_register_templates(text, boolean) FROM PUBLIC;

@@ -53,6 +53,7 @@ PG_FUNCTION_INFO_V1(tasker_validate_json_sql);
 PG_FUNCTION_INFO_V1(tasker_json_schema_assert_sql);
 PG_FUNCTION_INFO_V1(tasker_register_template_sql);
 PG_FUNCTION_INFO_V1(tasker_register_template_file_sql);
+PG_FUNCTION_INFO_V1(tasker_register_templates_sql);
 PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
 PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
 
@@ -551,6 +552,32 @@ tasker_register_template_file_sql(PG_FUNCTION_ARGS)
 	AS_OWNER(id = tasker_register_template_path(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 												PG_GETARG_BOOL(1)));
 	PG_RETURN_INT32(id);
+}
+
+/*
+ * tasker_register_templates(yaml text, replace boolean): the named_task_id
+ * of each document's template, in order
+ */
+Datum
+tasker_register_templates_sql(PG_FUNCTION_ARGS)
+{
+	text	   *yaml;
+	int32	   *ids;
+	Datum	   *datums;
+	int			n;
+	int			i;
+
+	require_arg(fcinfo, 0, "yaml", "Pass the YAML text of one or more templates, separated by --- lines.");
+	require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
+	yaml = PG_GETARG_TEXT_PP(0);
+	AS_OWNER(ids = tasker_register_templates_text(VARDATA_ANY(yaml),
+												  VARSIZE_ANY_EXHDR(yaml),
+												  PG_GETARG_BOOL(1), &n));
+	datums = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		datums[i] = Int32GetDatum(ids[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(datums, n, INT4OID, sizeof(int32),
+										  true, TYPALIGN_INT));
 }
 
 /*

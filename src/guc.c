@@ -33,6 +33,8 @@ int			tasker_max_context_size = 8192;
 int			tasker_max_results_size = 8192;
 /* tasker.environment: the environments.<name> overrides of templates. */
 char	   *tasker_environment = NULL;
+/* tasker.max_template_size: a template's size, aliases expanded (kB). */
+int			tasker_max_template_size = 16384;
 /* HTTP steps (handler_http.c) */
 int			tasker_http_max_concurrency = 64;
 int			tasker_http_max_per_host = 16;
@@ -92,6 +94,18 @@ tasker_define_gucs(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	/*
+	 * The bound protects the server's memory from whoever registers a
+	 * template, so only a superuser may raise it (PGC_SUSET).  The largest
+	 * value, 128 MB, keeps the template's JSON (up to six times the counted
+	 * size, for escapes) within what one allocation can hold (1 GB).
+	 */
+	DefineCustomIntVariable("tasker.max_template_size",
+							"Largest task template accepted, counted with every YAML alias expanded.",
+							"Counts the text of every scalar and key plus a few bytes per node, each alias as often as it is used.",
+							&tasker_max_template_size, 16384, 1, 128 * 1024,
+							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
 	tasker_define_size_gucs();
 	tasker_define_http_gucs();
 	MarkGUCPrefixReserved("tasker");

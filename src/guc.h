@@ -20,6 +20,7 @@ extern int	tasker_max_backoff;		/* seconds */
 extern int	tasker_max_context_size;	/* kilobytes */
 extern int	tasker_max_results_size;	/* kilobytes */
 extern PGDLLIMPORT char *tasker_environment;
+extern int	tasker_max_template_size;	/* kilobytes */
 extern int	tasker_http_max_concurrency;
 extern int	tasker_http_max_per_host;
 extern int	tasker_http_default_timeout;	/* seconds */

@@ -7,8 +7,15 @@
  * event into a tree of TNodes that remember their line and column, so that
  * every later error can point at the offending spot; libyaml's own memory
  * is released on every path, errors included, by PG_FINALLY.  Aliases share
- * the anchored subtree, and the number of nodes counted with aliases
- * expanded is bounded, so a small document cannot expand into a huge one.
+ * the anchored subtree, found through a hash table whose hash is seeded per
+ * parse.  Both the number of nodes and the bytes of text counted with
+ * aliases expanded are bounded (the latter by tasker.max_template_size), as
+ * is the nesting depth, so a small document can neither expand into a huge
+ * one nor exhaust the stack.  Every loop that reads events or walks nodes
+ * checks for interrupts, so statement_timeout and cancel stop any of them.
+ * A text holds one template, or, for tasker_register_templates, a stream
+ * of documents registered in order.  ERB (<%= ... %>), which the Ruby
+ * engine evaluates before parsing, is refused with a message that says so.
  *
  * The environments.<tasker.environment> overrides are then deep-merged
  * into the tree, the result is validated in full (template_check.c) and
@@ -26,6 +33,8 @@
 #include <yaml.h>
 
 #include "catalog/pg_authid.h"
+#include "common/hashfn.h"
+#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -41,12 +50,39 @@
 #define TEMPLATE_MAX_NODES		100000
 #define TEMPLATE_MAX_NUMBER_DIGITS	1000
 
-/* An anchor (&name) and the node it marks. */
-typedef struct Anchor
+/*
+ * The bytes a node counts for: its scalar text, if any, plus this much,
+ * about what quotes and separators add when the node is written as JSON.
+ */
+#define TEMPLATE_NODE_BYTES		2
+
+/* An anchor (&name) and the node it marks: an entry of an anchors_hash. */
+typedef struct AnchorEntry
 {
-	char	   *name;
+	const char *name;
 	TNode	   *node;
-} Anchor;
+	uint32		hash;
+	char		status;			/* simplehash's */
+} AnchorEntry;
+
+/*
+ * The hash of an anchor's name is seeded per parse (private_data points at
+ * the seed), so that no document can be written to make names collide.
+ */
+#define SH_PREFIX		anchors
+#define SH_ELEMENT_TYPE AnchorEntry
+#define SH_KEY_TYPE		const char *
+#define SH_KEY			name
+#define SH_HASH_KEY(tb, key) \
+	((uint32) hash_bytes_extended((const unsigned char *) (key), \
+								  strlen(key), *(const uint64 *) (tb)->private_data))
+#define SH_EQUAL(tb, a, b)	(strcmp(a, b) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->hash)
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 /* The state of one parse: libyaml's parser and its current event. */
 typedef struct YamlReader
@@ -56,8 +92,10 @@ typedef struct YamlReader
 	bool		have_event;
 	const char *input;			/* the text given to libyaml */
 	size_t		input_len;
-	List	   *anchors;		/* Anchor * */
+	anchors_hash *anchors;		/* by name; a redefinition replaces */
+	uint64		seed;			/* of the anchors' hash */
 	int			nodes;			/* nodes so far, aliases expanded */
+	int64		bytes;			/* bytes so far, aliases expanded */
 } YamlReader;
 
 static TNode *read_node(YamlReader *r, int depth);
@@ -128,7 +166,29 @@ offset_position(const YamlReader *r, size_t offset, int *line, int *column)
 }
 
 /*
- * yaml_syntax_error: report the error libyaml's parser has just met.
+ * erb_tag: the first "<%" of the input, or NULL.  ERB (Ruby's templating,
+ * <%= ... %>) is not YAML; templates written for the Ruby engine may hold
+ * it, and tasker says so rather than let it pass as text.
+ */
+static const char *
+erb_tag(const char *s, size_t len)
+{
+	const char *p = s;
+
+	while ((p = memchr(p, '<', len - (p - s))) != NULL)
+	{
+		if ((size_t) (p - s) + 1 < len && p[1] == '%')
+			return p;
+		p++;
+	}
+	return NULL;
+}
+
+#define ERB_HINT "Render the ERB before registering the template (tasker does not evaluate it), or use environments: and tasker.environment for values that vary."
+
+/*
+ * yaml_syntax_error: report the error libyaml's parser has just met.  When
+ * the text holds ERB, the detail says where and the hint says why.
  */
 static void
 yaml_syntax_error(YamlReader *r)
@@ -137,6 +197,7 @@ yaml_syntax_error(YamlReader *r)
 	StringInfoData detail;
 	int			line = (int) p->problem_mark.line + 1;
 	int			column = (int) p->problem_mark.column + 1;
+	const char *erb = erb_tag(r->input, r->input_len);
 
 	if (p->error == YAML_MEMORY_ERROR)
 		ereport(ERROR,
@@ -156,19 +217,28 @@ yaml_syntax_error(YamlReader *r)
 						 p->context, (int) p->context_mark.line + 1,
 						 (int) p->context_mark.column + 1);
 	appendStringInfoChar(&detail, '.');
+	if (erb != NULL)
+	{
+		offset_position(r, erb - r->input, &line, &column);
+		appendStringInfo(&detail, " The text holds an ERB tag (<%%= ... %%>) at line %d, column %d.",
+						 line, column);
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_SYNTAX_ERROR),
 			 errmsg("task template is not valid YAML"),
 			 errdetail_internal("%s", detail.data),
-			 errhint("Check the indentation and quoting near that position; YAML indents with spaces, never tabs.")));
+			 errhint("%s", erb != NULL ? ERB_HINT :
+					 "Check the indentation and quoting near that position; YAML indents with spaces, never tabs.")));
 }
 
 /*
- * next_event: release the current event and read the next one.
+ * next_event: release the current event and read the next one.  Every
+ * loop of the reader goes through here, so this is where it interrupts.
  */
 static void
 next_event(YamlReader *r)
 {
+	CHECK_FOR_INTERRUPTS();
 	if (r->have_event)
 	{
 		yaml_event_delete(&r->event);
@@ -194,31 +264,42 @@ mark_node(yaml_mark_t mark)
 }
 
 /*
- * count_nodes: add n nodes to the document's total, refusing a document
- * that grows beyond TEMPLATE_MAX_NODES (aliases expanded).
+ * count_nodes: add a subtree's nodes and bytes to the document's totals,
+ * once for the node itself and once more for each alias to it.  A document
+ * that grows beyond TEMPLATE_MAX_NODES nodes or tasker.max_template_size
+ * is refused at the node or alias (at) that crosses the bound, before
+ * anything is built from it.
  */
 static void
-count_nodes(YamlReader *r, int n, const TNode *at)
+count_nodes(YamlReader *r, int nodes, int64 bytes, const TNode *at)
 {
-	r->nodes += n;
+	r->nodes += nodes;
+	r->bytes += bytes;
 	if (r->nodes > TEMPLATE_MAX_NODES)
 		template_error(NULL, ERRCODE_PROGRAM_LIMIT_EXCEEDED, at,
 					   "Split the template, or use fewer aliases.",
 					   "the document has more than %d nodes (aliases counted in full).",
 					   TEMPLATE_MAX_NODES);
+	if (r->bytes > (int64) tasker_max_template_size * 1024)
+		template_error(NULL, ERRCODE_PROGRAM_LIMIT_EXCEEDED, at,
+					   "Use fewer or smaller aliases, or split the template; a superuser can raise tasker.max_template_size.",
+					   "the document is larger than tasker.max_template_size (%d kB) with every alias expanded.",
+					   tasker_max_template_size);
 }
 
 /*
- * new_node: a node of the given kind at the current event's start.
+ * new_node: a node of the given kind at the current event's start, whose
+ * scalar text (if any) is text_len bytes long.
  */
 static TNode *
-new_node(YamlReader *r, TNodeKind kind)
+new_node(YamlReader *r, TNodeKind kind, size_t text_len)
 {
 	TNode	   *node = mark_node(r->event.start_mark);
 
 	node->kind = kind;
 	node->size = 1;
-	count_nodes(r, 1, node);
+	node->bytes = TEMPLATE_NODE_BYTES + (int64) text_len;
+	count_nodes(r, node->size, node->bytes, node);
 	return node;
 }
 
@@ -249,6 +330,7 @@ tnode_add(TNode *parent, TNode *key, TNode *value)
 	parent->items[parent->nitems] = value;
 	parent->nitems++;
 	parent->size += value->size + (key ? key->size : 0);
+	parent->bytes += value->bytes + (key ? key->bytes : 0);
 }
 
 /*
@@ -272,47 +354,69 @@ scalar_to_server(const TNode *at, const char *s, size_t len)
 }
 
 /*
+ * check_erb: refuse a scalar holding an ERB tag (<% ... %>), which would
+ * otherwise be kept as text and reach a handler unevaluated.
+ */
+static void
+check_erb(const TNode *node)
+{
+	const char *open = strstr(node->value, "<%");
+
+	if (open != NULL && strstr(open + 2, "%>") != NULL)
+		template_error(NULL, ERRCODE_FEATURE_NOT_SUPPORTED, node, ERB_HINT,
+					   "the scalar %s holds an ERB tag (<%%= ... %%>).",
+					   tnode_describe(node));
+}
+
+/*
  * read_scalar: the node of the current scalar event.
  */
 static TNode *
 read_scalar(YamlReader *r)
 {
-	TNode	   *node = new_node(r, TNODE_SCALAR);
 	yaml_event_t *ev = &r->event;
+	TNode	   *node = new_node(r, TNODE_SCALAR, ev->data.scalar.length);
 	const char *tag = (const char *) ev->data.scalar.tag;
 
 	node->value = scalar_to_server(node, (const char *) ev->data.scalar.value,
 								   ev->data.scalar.length);
+	check_erb(node);
 	node->quoted = (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) ||
 		(tag != NULL && strcmp(tag, YAML_STR_TAG) == 0);
 	return node;
 }
 
 /*
- * read_alias: the anchored node an alias (*name) refers to, shared.
+ * read_alias: the anchored node an alias (*name) refers to, shared, and
+ * counted in full at the alias's position.
  */
 static TNode *
 read_alias(YamlReader *r)
 {
 	const char *name = (const char *) r->event.data.alias.anchor;
 	TNode	   *at = mark_node(r->event.start_mark);
-	ListCell   *lc;
+	AnchorEntry *a = anchors_lookup(r->anchors, name);
 
-	foreach(lc, r->anchors)
-	{
-		Anchor	   *a = (Anchor *) lfirst(lc);
+	if (a == NULL)
+		template_error(NULL, ERRCODE_SYNTAX_ERROR, at,
+					   "Define the anchor (&name) before the alias (*name) that uses it.",
+					   "the alias \"*%s\" refers to no anchor defined before it.",
+					   pg_any_to_server(name, (int) strlen(name), PG_UTF8));
+	count_nodes(r, a->node->size, a->node->bytes, at);
+	return a->node;
+}
 
-		if (strcmp(a->name, name) == 0)
-		{
-			count_nodes(r, a->node->size, at);
-			return a->node;
-		}
-	}
-	template_error(NULL, ERRCODE_SYNTAX_ERROR, at,
-				   "Define the anchor (&name) before the alias (*name) that uses it.",
-				   "the alias \"*%s\" refers to no anchor defined before it.",
-				   pg_any_to_server(name, (int) strlen(name), PG_UTF8));
-	return NULL;
+/*
+ * remember_anchor: record that an anchor (&name) marks a node; a later
+ * anchor of the same name replaces it for the aliases that follow.
+ */
+static void
+remember_anchor(YamlReader *r, const char *name, TNode *node)
+{
+	bool		found;
+	AnchorEntry *a = anchors_insert(r->anchors, name, &found);
+
+	a->node = node;
 }
 
 /*
@@ -322,7 +426,7 @@ read_alias(YamlReader *r)
 static TNode *
 read_sequence(YamlReader *r, int depth)
 {
-	TNode	   *node = new_node(r, TNODE_SEQUENCE);
+	TNode	   *node = new_node(r, TNODE_SEQUENCE, 0);
 
 	for (;;)
 	{
@@ -395,7 +499,7 @@ check_duplicate_keys(const TNode *map)
 static TNode *
 read_mapping(YamlReader *r, int depth)
 {
-	TNode	   *node = new_node(r, TNODE_MAPPING);
+	TNode	   *node = new_node(r, TNODE_MAPPING, 0);
 
 	for (;;)
 	{
@@ -460,23 +564,20 @@ read_node(YamlReader *r, int depth)
 			return NULL;
 	}
 	if (anchor != NULL)
-	{
-		Anchor	   *a = palloc(sizeof(Anchor));
-
-		a->name = (char *) anchor;
-		a->node = node;
-		r->anchors = lcons(a, r->anchors);	/* a redefinition wins */
-	}
+		remember_anchor(r, anchor, node);
 	return node;
 }
 
 /*
- * read_document: the root node of the one document of the stream.
+ * read_documents: the root node of each document of the stream, in order.
+ * With one, a second document is an error at its start.  Anchors do not
+ * reach across documents; the size bounds count the whole stream, which is
+ * what one call holds in memory.
  */
-static TNode *
-read_document(YamlReader *r)
+static List *
+read_documents(YamlReader *r, bool one)
 {
-	TNode	   *root;
+	List	   *roots = NIL;
 
 	next_event(r);				/* stream start */
 	next_event(r);
@@ -484,31 +585,38 @@ read_document(YamlReader *r)
 		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE, NULL,
 					   "Pass the text of a template with at least name and step_templates.",
 					   "The text contains no YAML document.");
-	next_event(r);				/* past the document start */
-	root = read_node(r, 0);
-	next_event(r);				/* document end */
-	next_event(r);
-	if (r->event.type != YAML_STREAM_END_EVENT)
-		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE,
-					   mark_node(r->event.start_mark),
-					   "Register each template with a call of its own.",
-					   "a second YAML document starts here; the text must hold one template.");
-	return root;
+	while (r->event.type != YAML_STREAM_END_EVENT)
+	{
+		if (one && roots != NIL)
+			template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE,
+						   mark_node(r->event.start_mark),
+						   "Register each template with a call of its own, or all of them with tasker_register_templates.",
+						   "a second YAML document starts here; the text must hold one template.");
+		anchors_reset(r->anchors);
+		next_event(r);			/* past the document start */
+		roots = lappend(roots, read_node(r, 0));
+		next_event(r);			/* document end */
+		next_event(r);
+	}
+	return roots;
 }
 
 /*
  * parse_yaml: parse UTF-8 (or UTF-16 with a byte order mark) text into a
- * node tree.  libyaml's memory is released however the parse ends.
+ * node tree per document (only one allowed with one).  libyaml's memory is
+ * released however the parse ends.
  */
-static TNode *
-parse_yaml(const char *text, size_t len)
+static List *
+parse_yaml(const char *text, size_t len, bool one)
 {
 	YamlReader	r;
-	TNode	   *volatile root = NULL;
+	List	   *volatile roots = NIL;
 
 	memset(&r, 0, sizeof(r));
 	r.input = text;
 	r.input_len = len;
+	r.seed = pg_prng_uint64(&pg_global_prng_state);
+	r.anchors = anchors_create(CurrentMemoryContext, 64, &r.seed);
 	if (!yaml_parser_initialize(&r.parser))
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -517,7 +625,7 @@ parse_yaml(const char *text, size_t len)
 	yaml_parser_set_input_string(&r.parser, (const unsigned char *) text, len);
 	PG_TRY();
 	{
-		root = read_document(&r);
+		roots = read_documents(&r, one);
 	}
 	PG_FINALLY();
 	{
@@ -526,7 +634,7 @@ parse_yaml(const char *text, size_t len)
 		yaml_parser_delete(&r.parser);
 	}
 	PG_END_TRY();
-	return root;
+	return roots;
 }
 
 /*
@@ -690,6 +798,7 @@ tnode_to_json(StringInfo buf, const TNode *node, const char *name)
 	int			i;
 
 	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 	if (node->kind == TNODE_SCALAR)
 	{
 		switch (tnode_scalar_type(node))
@@ -769,34 +878,108 @@ step_name_of(const TNode *step)
 	return name->value;
 }
 
+/* A name and the index of the pair or item it names, for sorted lookup. */
+typedef struct NameIndex
+{
+	const char *name;
+	int			index;
+} NameIndex;
+
+/*
+ * name_index_order: qsort comparator of NameIndex: by name, then index.
+ */
+static int
+name_index_order(const void *a, const void *b)
+{
+	const NameIndex *na = (const NameIndex *) a;
+	const NameIndex *nb = (const NameIndex *) b;
+	int			c = strcmp(na->name, nb->name);
+
+	if (c != 0)
+		return c;
+	return (na->index < nb->index) ? -1 : (na->index > nb->index);
+}
+
+/*
+ * sort_names: the n names that are not NULL, with their indexes, sorted
+ * (*count of them), so that a merge finds each name in log time rather
+ * than by a scan per override.
+ */
+static NameIndex *
+sort_names(const char **names, int n, int *count)
+{
+	NameIndex  *sorted = palloc(sizeof(NameIndex) * Max(n, 1));
+	int			i;
+
+	*count = 0;
+	for (i = 0; i < n; i++)
+	{
+		if (names[i] == NULL)
+			continue;
+		sorted[*count].name = names[i];
+		sorted[(*count)++].index = i;
+	}
+	qsort(sorted, *count, sizeof(NameIndex), name_index_order);
+	return sorted;
+}
+
+/*
+ * find_name: the position in sorted of the first entry called name, or
+ * count when there is none.
+ */
+static int
+find_name(const NameIndex *sorted, int count, const char *name)
+{
+	int			lo = 0;
+	int			hi = count;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (strcmp(sorted[mid].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < count && strcmp(sorted[lo].name, name) == 0)
+		return lo;
+	return count;
+}
+
 static TNode *merge_nodes(const TNode *base, const TNode *over, bool top);
 
 /*
- * merge_steps: merge override step templates into the base ones by name;
- * an override for a step the base does not have is ignored.
+ * merge_steps: merge override step templates into the base ones by name
+ * (into each base step of that name, should there be several); an
+ * override for a step the base does not have is ignored.
  */
 static TNode *
 merge_steps(const TNode *base, const TNode *over)
 {
 	TNode	   *result = copy_collection(base);
+	const char **names = palloc(sizeof(char *) * Max(base->nitems, 1));
+	NameIndex  *sorted;
+	int			count;
 	int			i;
-	int			j;
+	int			k;
 
+	for (i = 0; i < base->nitems; i++)
+		names[i] = base->items[i]->kind == TNODE_MAPPING ?
+			step_name_of(base->items[i]) : NULL;
+	sorted = sort_names(names, base->nitems, &count);
 	for (i = 0; i < over->nitems; i++)
 	{
 		const char *name = step_name_of(over->items[i]);
 
+		CHECK_FOR_INTERRUPTS();
 		if (name == NULL || over->items[i]->kind != TNODE_MAPPING)
 			continue;
-		for (j = 0; j < result->nitems; j++)
-		{
-			const char *base_name = step_name_of(result->items[j]);
-
-			if (base_name != NULL && strcmp(base_name, name) == 0 &&
-				result->items[j]->kind == TNODE_MAPPING)
-				result->items[j] = merge_nodes(result->items[j],
-											   over->items[i], false);
-		}
+		for (k = find_name(sorted, count, name);
+			 k < count && strcmp(sorted[k].name, name) == 0; k++)
+			result->items[sorted[k].index] =
+				merge_nodes(result->items[sorted[k].index], over->items[i],
+							false);
 	}
 	return result;
 }
@@ -804,30 +987,36 @@ merge_steps(const TNode *base, const TNode *over)
 /*
  * merge_nodes: deep-merge an override into a base mapping: mappings merge
  * key by key, step_templates (at the top) merge by step name, and any other
- * value replaces the base's.
+ * value replaces the base's.  Keys are unique in both (the reader refuses
+ * repeats), so each override key matches at most one base key.
  */
 static TNode *
 merge_nodes(const TNode *base, const TNode *over, bool top)
 {
 	TNode	   *result;
+	const char **names;
+	NameIndex  *sorted;
+	int			count;
 	int			i;
-	int			j;
 
 	check_stack_depth();
 	if (base->kind != TNODE_MAPPING || over->kind != TNODE_MAPPING)
 		return (TNode *) over;
 	result = copy_collection(base);
+	names = palloc(sizeof(char *) * Max(base->nitems, 1));
+	for (i = 0; i < base->nitems; i++)
+		names[i] = base->keys[i]->value;
+	sorted = sort_names(names, base->nitems, &count);
 	for (i = 0; i < over->nitems; i++)
 	{
-		const char *key = over->keys[i]->value;
 		const TNode *value = over->items[i];
+		int			k = find_name(sorted, count, over->keys[i]->value);
+		int			j = (k < count) ? sorted[k].index : -1;
 
-		for (j = 0; j < result->nitems; j++)
-			if (strcmp(result->keys[j]->value, key) == 0)
-				break;
-		if (j == result->nitems)
+		CHECK_FOR_INTERRUPTS();
+		if (j < 0)
 			tnode_add(result, over->keys[i], (TNode *) value);
-		else if (top && strcmp(key, "step_templates") == 0 &&
+		else if (top && strcmp(over->keys[i]->value, "step_templates") == 0 &&
 				 result->items[j]->kind == TNODE_SEQUENCE &&
 				 value->kind == TNODE_SEQUENCE)
 			result->items[j] = merge_steps(result->items[j], value);
@@ -899,27 +1088,17 @@ preliminary_name(const TNode *root)
 }
 
 /*
- * tasker_register_template_text: register the template in a YAML or JSON
- * text (in the server encoding) and return its named_task_id.  With
- * replace, an existing template of the same namespace, name and version is
- * updated in place.
+ * register_root: validate the template of one document and write its
+ * catalog rows; returns its named_task_id.
  */
-int32
-tasker_register_template_text(const char *text, size_t len, bool replace)
+static int32
+register_root(const TNode *root, bool replace)
 {
 	TaskTemplate t;
-	const TNode *root;
 	StringInfoData json;
-	int			enc = GetDatabaseEncoding();
 	int32		named_task_id;
 
-	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
-	{
-		text = pg_server_to_any(text, (int) len, PG_UTF8);
-		len = strlen(text);
-	}
 	memset(&t, 0, sizeof(t));
-	root = parse_yaml(text, len);
 	if (root->kind != TNODE_MAPPING)
 		template_error(NULL, ERRCODE_INVALID_PARAMETER_VALUE, root,
 					   "A template is a mapping with keys such as name and step_templates.",
@@ -938,6 +1117,80 @@ tasker_register_template_text(const char *text, size_t len, bool replace)
 	named_task_id = template_store(&t, replace);
 	SPI_finish();
 	return named_task_id;
+}
+
+/*
+ * text_to_utf8: the text given (in the server encoding) as UTF-8, which is
+ * what libyaml reads.
+ */
+static const char *
+text_to_utf8(const char *text, size_t *len)
+{
+	int			enc = GetDatabaseEncoding();
+
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII)
+		return text;
+	text = pg_server_to_any(text, (int) *len, PG_UTF8);
+	*len = strlen(text);
+	return text;
+}
+
+/*
+ * tasker_register_template_text: register the template in a YAML or JSON
+ * text (in the server encoding) and return its named_task_id.  With
+ * replace, an existing template of the same namespace, name and version is
+ * updated in place.  The text must hold one document.
+ */
+int32
+tasker_register_template_text(const char *text, size_t len, bool replace)
+{
+	text = text_to_utf8(text, &len);
+	return register_root((const TNode *) linitial(parse_yaml(text, len, true)),
+						 replace);
+}
+
+/*
+ * document_error_context: name the document of a stream in the context of
+ * errors.
+ */
+static void
+document_error_context(void *arg)
+{
+	errcontext("YAML document %d of the text", *(const int *) arg + 1);
+}
+
+/*
+ * tasker_register_templates_text: register the template of each document
+ * of a YAML text, in order, as tasker_register_template_text does, and
+ * return their named_task_ids (*n of them).  All run in the caller's
+ * transaction, so one invalid document registers none.
+ */
+int32 *
+tasker_register_templates_text(const char *text, size_t len, bool replace,
+							   int *n)
+{
+	List	   *roots;
+	ListCell   *lc;
+	int32	   *ids;
+	int			document = 0;
+	ErrorContextCallback callback;
+
+	text = text_to_utf8(text, &len);
+	roots = parse_yaml(text, len, false);
+	ids = palloc(sizeof(int32) * list_length(roots));
+	callback.callback = document_error_context;
+	callback.arg = (void *) &document;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	foreach(lc, roots)
+	{
+		CHECK_FOR_INTERRUPTS();
+		ids[document] = register_root((const TNode *) lfirst(lc), replace);
+		document++;
+	}
+	error_context_stack = callback.previous;
+	*n = list_length(roots);
+	return ids;
 }
 
 /*

@@ -66,6 +66,7 @@ typedef struct TNode
 	struct TNode **keys;		/* mapping: the key of each pair */
 	struct TNode **items;		/* sequence items, or mapping values */
 	int			size;			/* nodes in this subtree, aliases expanded */
+	int64		bytes;			/* its text, aliases expanded (see template.c) */
 } TNode;
 
 /* One step template, validated. */
@@ -123,6 +124,8 @@ typedef enum HandlerLookup
 extern int32 tasker_register_template_text(const char *text, size_t len,
 										   bool replace);
 extern int32 tasker_register_template_path(const char *path, bool replace);
+extern int32 *tasker_register_templates_text(const char *text, size_t len,
+											 bool replace, int *n);
 extern TScalarType tnode_scalar_type(const TNode *node);
 extern const TNode *tnode_get(const TNode *map, const char *key);
 extern const char *tnode_describe(const TNode *node);

@@ -26,6 +26,7 @@
 #include <limits.h>
 
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/json.h"
 #include "utils/varlena.h"
 
@@ -540,18 +541,50 @@ check_step_handler(const Ctx *c, const TNode *node, StepTemplate *s)
 }
 
 /*
- * add_dependency: append a dependency to a step unless already there.
+ * name_order: qsort_arg comparator of indexes into an array of names, by
+ * name then index.
+ */
+static int
+name_order(const void *a, const void *b, void *arg)
+{
+	const char *const *names = (const char *const *) arg;
+	int			ia = *(const int *) a;
+	int			ib = *(const int *) b;
+	int			c = strcmp(names[ia], names[ib]);
+
+	if (c != 0)
+		return c;
+	return (ia < ib) ? -1 : (ia > ib);
+}
+
+/*
+ * add_dependencies: append n dependencies (names, each written at ats) to
+ * a step, in order, keeping only the first of each name.  Repeats are
+ * found by sorting, so that a long list costs n log n, not n squared.
  */
 static void
-add_dependency(StepTemplate *s, const char *name, const TNode *at)
+add_dependencies(StepTemplate *s, const char **names, const TNode **ats,
+				 int n)
 {
-	ListCell   *lc;
+	int		   *order = palloc(sizeof(int) * n);
+	bool	   *keep = palloc0(sizeof(bool) * n);
+	int			i;
 
-	foreach(lc, s->depends_on)
-		if (strcmp((const char *) lfirst(lc), name) == 0)
-			return;
-	s->depends_on = lappend(s->depends_on, (void *) name);
-	s->depends_nodes = lappend(s->depends_nodes, (void *) at);
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	qsort_arg(order, n, sizeof(int), name_order, names);
+	for (i = 0; i < n; i++)
+		keep[order[i]] = (i == 0 ||
+						  strcmp(names[order[i]], names[order[i - 1]]) != 0);
+	for (i = 0; i < n; i++)
+	{
+		if (!keep[i])
+			continue;
+		s->depends_on = lappend(s->depends_on, (void *) names[i]);
+		s->depends_nodes = lappend(s->depends_nodes, (void *) ats[i]);
+	}
+	pfree(order);
+	pfree(keep);
 }
 
 /*
@@ -563,13 +596,23 @@ check_step_dependencies(const Ctx *c, const TNode *node, StepTemplate *s)
 {
 	const char *one = get_string(c, node, "depends_on_step", 0, true);
 	const TNode *list = get_list(c, node, "depends_on_steps");
+	int			max = 1 + (list != NULL ? list->nitems : 0);
+	const char **names = palloc(sizeof(char *) * max);
+	const TNode **ats = palloc(sizeof(TNode *) * max);
+	int			n = 0;
 	int			i;
 
 	if (one != NULL)
-		add_dependency(s, one, tnode_get(node, "depends_on_step"));
+	{
+		names[n] = one;
+		ats[n++] = tnode_get(node, "depends_on_step");
+	}
 	for (i = 0; list != NULL && i < list->nitems; i++)
-		add_dependency(s, list_string(c, list, i, "depends_on_steps"),
-					   list->items[i]);
+	{
+		names[n] = list_string(c, list, i, "depends_on_steps");
+		ats[n++] = list->items[i];
+	}
+	add_dependencies(s, names, ats, n);
 }
 
 /*
@@ -991,7 +1034,10 @@ template_check(TaskTemplate *t, const TNode *root)
 	t->nsteps = steps->nitems;
 	t->steps = palloc0(sizeof(StepTemplate) * t->nsteps);
 	for (i = 0; i < t->nsteps; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		check_step(t, steps->items[i], i, &t->steps[i]);
+	}
 
 	check_duplicate_steps(t);
 	check_dependency_names(t);

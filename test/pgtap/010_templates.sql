@@ -1,6 +1,6 @@
 -- 010_templates: the template loader and the handler registry.
 BEGIN;
-SELECT plan(50);
+SELECT plan(53);
 
 CREATE SCHEMA tap;
 CREATE FUNCTION tap.h(step jsonb) RETURNS jsonb
@@ -13,6 +13,7 @@ CREATE FUNCTION tap.bad(step jsonb) RETURNS integer
 -- The objects exist.
 SELECT has_function('tasker_register_template', ARRAY['text', 'boolean']);
 SELECT has_function('tasker_register_template_file', ARRAY['text', 'boolean']);
+SELECT has_function('tasker_register_templates', ARRAY['text', 'boolean']);
 SELECT has_function('tasker_register_handler', ARRAY['text', 'regprocedure']);
 SELECT has_table('tasker_handler_registry');
 SELECT has_view('tasker_templates');
@@ -107,6 +108,20 @@ SELECT throws_ok($$SELECT tasker_register_handler('Bad', 'tap.bad(jsonb)')$$, '2
     'function tap.bad(jsonb) cannot be a step handler', 'a function returning integer is refused');
 SELECT throws_ok($$SELECT tasker_register_template('{name: x, step_templates: [{name: a, handler_class: tap.bad}]}')$$,
     '42883', NULL, 'a handler_class naming a function of the wrong signature is refused');
+
+-- A YAML stream registers each document's template, in order.
+SELECT is(array_length(tasker_register_templates($y$
+name: streamed_a
+step_templates: [{name: a, handler_class: tap.h}]
+---
+name: streamed_b
+configuration: {limit: 3}
+step_templates: [{name: b, handler_class: tap.h}]
+...
+$y$), 1), 2, 'tasker_register_templates returns one id per document');
+SELECT results_eq($$SELECT name::text, step_names FROM tasker_templates WHERE name LIKE 'streamed%' ORDER BY name$$,
+    $$VALUES ('streamed_a', ARRAY['a']), ('streamed_b', ARRAY['b'])$$,
+    'each document of the stream is a template');
 
 -- Several versions of one name coexist; the same name lives in two namespaces.
 SELECT lives_ok($$SELECT tasker_register_template('{name: versioned, version: 1.0.0, step_templates: [{name: a, handler_class: tap.h}]}')$$,
