@@ -675,9 +675,11 @@ SELECT tasker_register_template_file('/nonexistent/tasker/template.yaml');
 
 -- invalid input: a role without pg_read_server_files
 CREATE ROLE tasker_regress_reader;
+GRANT EXECUTE ON FUNCTION tasker_register_template_file(text, boolean) TO tasker_regress_reader;
 SET ROLE tasker_regress_reader;
 SELECT tasker_register_template_file('/nonexistent/tasker/template.yaml');
 RESET ROLE;
+REVOKE EXECUTE ON FUNCTION tasker_register_template_file(text, boolean) FROM tasker_regress_reader;
 DROP ROLE tasker_regress_reader;
 
 -- invalid input: a context schema that is not a valid JSON Schema is

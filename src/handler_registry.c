@@ -134,6 +134,7 @@ tasker_resolve_handler(const char *handler_class, Oid *fn, bool *registered)
 	Oid			jsonb_arg[1] = {JSONBOID};
 	List	   *names;
 	FuncCandidateList candidates;
+	int			nest;
 
 	*fn = registry_lookup(handler_class);
 	*registered = OidIsValid(*fn);
@@ -146,10 +147,14 @@ tasker_resolve_handler(const char *handler_class, Oid *fn, bool *registered)
 	names = function_name_list(handler_class);
 	if (names == NIL)
 		return HANDLER_NOT_FOUND;
+	/* An unqualified name is looked up as the caller would see it. */
+	nest = tasker_use_caller_search_path();
 	*fn = LookupFuncName(names, 1, jsonb_arg, true);
+	candidates = OidIsValid(*fn) ? NULL :
+		FuncnameGetCandidates(names, -1, NIL, false, false, false, true);
+	tasker_restore_search_path(nest);
 	if (OidIsValid(*fn))
 		return tasker_handler_signature_problem(*fn) ? HANDLER_BAD_SIGNATURE : HANDLER_FOUND;
-	candidates = FuncnameGetCandidates(names, -1, NIL, false, false, false, true);
 	if (candidates == NULL)
 		return HANDLER_NOT_FOUND;
 	*fn = candidates->oid;

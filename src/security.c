@@ -34,6 +34,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -45,6 +46,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 
@@ -54,6 +56,9 @@
 
 /* The role whose call tasker is serving; InvalidOid outside any. */
 static Oid	current_caller = InvalidOid;
+
+/* The caller's search_path, to look up the names the caller gave. */
+static char *caller_search_path = NULL;
 
 /* How many handler calls are running in this backend, nested. */
 static int	handler_depth = 0;
@@ -76,6 +81,7 @@ reset_at_end(XactEvent event, void *arg)
 	{
 		handler_depth = 0;
 		current_caller = InvalidOid;
+		caller_search_path = NULL;
 	}
 }
 
@@ -121,6 +127,9 @@ tasker_api_enter(TaskerApiScope *scope)
 	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec);
 	scope->save_caller = current_caller;
 	current_caller = scope->save_userid;
+	scope->save_caller_path = caller_search_path;
+	caller_search_path = namespace_search_path ?
+		MemoryContextStrdup(TopTransactionContext, namespace_search_path) : NULL;
 	scope->gucnest = NewGUCNestLevel();
 	(void) set_config_option("search_path", TASKER_PINNED_SEARCH_PATH,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
@@ -137,6 +146,36 @@ tasker_api_leave(TaskerApiScope *scope)
 	SetUserIdAndSecContext(scope->save_userid, scope->save_sec);
 	AtEOXact_GUC(true, scope->gucnest);
 	current_caller = scope->save_caller;
+	caller_search_path = scope->save_caller_path;
+}
+
+/*
+ * tasker_use_caller_search_path: inside an API scope, look up names (and
+ * only that: no user code may run until tasker_restore_search_path) with
+ * the caller's search_path.  Returns the GUC nest level to pop, or 0.
+ */
+int
+tasker_use_caller_search_path(void)
+{
+	int			nest;
+
+	if (caller_search_path == NULL)
+		return 0;
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", caller_search_path,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	return nest;
+}
+
+/*
+ * tasker_restore_search_path: undo tasker_use_caller_search_path.
+ */
+void
+tasker_restore_search_path(int nest)
+{
+	if (nest > 0)
+		AtEOXact_GUC(true, nest);
 }
 
 /*

@@ -23,6 +23,7 @@ typedef struct TaskerApiScope
 	int			save_sec;
 	int			gucnest;
 	Oid			save_caller;
+	char	   *save_caller_path;
 } TaskerApiScope;
 
 /* What tasker_handler_enter changed, for tasker_handler_leave to undo. */
@@ -37,6 +38,8 @@ typedef struct TaskerHandlerScope
 extern Oid	tasker_caller(void);
 extern void tasker_api_enter(TaskerApiScope *scope);
 extern void tasker_api_leave(TaskerApiScope *scope);
+extern int	tasker_use_caller_search_path(void);
+extern void tasker_restore_search_path(int nest);
 extern void tasker_require_task_control(int64 task_id, const char *action);
 extern void tasker_require_step_control(int64 step_id, const char *action);
 extern Oid	tasker_run_as_filter(void);

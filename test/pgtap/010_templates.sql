@@ -233,8 +233,9 @@ SELECT throws_ok($$SELECT tasker_register_template(NULL)$$, '22004', NULL, 'a nu
 -- Ownership: another role may neither replace the template nor remap the class.
 CREATE ROLE tasker_tap_other;
 GRANT USAGE ON SCHEMA tap TO tasker_tap_other;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO tasker_tap_other;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO tasker_tap_other;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO tasker_tap_other;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO tasker_tap_other;
+
 SET LOCAL ROLE tasker_tap_other;
 SELECT throws_ok($$SELECT tasker_register_template('{name: diamond, namespace_name: tap, version: 1.0.0, step_templates: [{name: a, handler_class: tap.h}]}', true)$$,
     '42501', 'permission denied to replace task template "diamond"', 'another role cannot replace a template');

@@ -161,9 +161,9 @@ $node->safe_psql('postgres', q{
 	CREATE ROLE alice NOLOGIN;
 	CREATE TABLE secret (v text);
 	INSERT INTO secret VALUES ('the password');
-	GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO alice;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO alice;
+	GRANT SELECT ON ALL TABLES IN SCHEMA public TO alice;
 	REVOKE ALL ON secret FROM alice;
-	GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO alice;
 	GRANT CREATE ON SCHEMA public TO alice;
 	SET ROLE alice;
 	CREATE FUNCTION peek(step jsonb) RETURNS jsonb LANGUAGE sql AS $$
