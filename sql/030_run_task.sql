@@ -233,8 +233,8 @@ SELECT s.attempts, s.results #>> '{error,sqlstate}' AS sqlstate, s.results #>> '
 SHOW statement_timeout;
 RESET statement_timeout;
 
--- A step tasker cannot record (here its handler cancels its own step) is
--- failed for good with the reason, instead of stopping the run.
+-- A handler that cancels its own step decides its outcome: the step stays
+-- cancelled (its results are not recorded), and the run goes on.
 CREATE FUNCTION self_cancel(step jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM tasker_cancel_step((step->>'step_id')::bigint);
