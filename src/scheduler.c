@@ -145,6 +145,25 @@ claim_together(Datum *values, ClaimedStep **out)
 	return (int) SPI_processed;
 }
 
+/* The arguments and result of claim_together through tasker_try. */
+typedef struct ClaimArgs
+{
+	Datum	   *values;
+	ClaimedStep **out;
+	int			n;
+} ClaimArgs;
+
+/*
+ * claim_together_call: claim_together for tasker_try.
+ */
+static void
+claim_together_call(void *arg)
+{
+	ClaimArgs  *a = (ClaimArgs *) arg;
+
+	a->n = claim_together(a->values, a->out);
+}
+
 /*
  * claim_one_by_one: after claim_together failed, lock the same steps
  * without their envelopes, then build each envelope in a subtransaction
@@ -221,33 +240,11 @@ claim_steps(int64 task_id, int limit, Oid run_as, ClaimedStep **out)
 {
 	Datum		values[4] = {Int32GetDatum(limit), Int64GetDatum(task_id),
 		TimestampTzGetDatum(GetCurrentTimestamp()), ObjectIdGetDatum(run_as)};
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile int n = 0;
-	volatile bool failed = false;
+	ClaimArgs	args = {values, out, 0};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		n = claim_together(values, out);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		if (!tasker_error_is_data())
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		failed = true;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
-	if (failed)
-		n = claim_one_by_one(values, out);
-	return n;
+	if (tasker_try(claim_together_call, &args) == NULL)
+		return args.n;
+	return claim_one_by_one(values, out);
 }
 
 /*
@@ -610,6 +607,24 @@ quarantine_row(ClaimedStep *c, const char *message)
 						  "{\"reason\": \"internal_error\"}");
 }
 
+/* The arguments of quarantine_row through tasker_try. */
+typedef struct QuarantineArgs
+{
+	ClaimedStep *c;
+	const char *message;
+} QuarantineArgs;
+
+/*
+ * quarantine_row_call: quarantine_row for tasker_try.
+ */
+static void
+quarantine_row_call(void *arg)
+{
+	QuarantineArgs *a = (QuarantineArgs *) arg;
+
+	quarantine_row(a->c, a->message);
+}
+
 /*
  * park_step: the last resort when even quarantine_row failed: take the
  * step out of the ready set with one plain update, so that it cannot stop
@@ -638,35 +653,43 @@ park_step(ClaimedStep *c)
 static void
 quarantine_step(ClaimedStep *c, ErrorData *edata)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool parked = false;
+	QuarantineArgs args = {c, edata->message};
 
 	ereport(WARNING,
 			(errmsg("tasker could not run step " INT64_FORMAT ": %s", c->step_id, edata->message),
 			 errdetail("The step is failed for good; the error is in its results."),
 			 errhint("Inspect the step, then tasker_retry_task or tasker_resolve_step.")));
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		quarantine_row(c, edata->message);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		if (!tasker_error_is_data())
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		parked = true;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
-	if (parked)
+	if (tasker_try(quarantine_row_call, &args) != NULL)
 		park_step(c);
+}
+
+/*
+ * run_step_call: run_step for tasker_try.
+ */
+static void
+run_step_call(void *arg)
+{
+	run_step((ClaimedStep *) arg);
+}
+
+/* A batch's steps, for run_steps_call. */
+typedef struct StepsArgs
+{
+	ClaimedStep *steps;
+	int			n;
+} StepsArgs;
+
+/*
+ * run_steps_call: run_step on every step of a batch, for tasker_try.
+ */
+static void
+run_steps_call(void *arg)
+{
+	StepsArgs  *a = (StepsArgs *) arg;
+	int			i;
+
+	for (i = 0; i < a->n; i++)
+		run_step(&a->steps[i]);
 }
 
 /*
@@ -679,34 +702,10 @@ quarantine_step(ClaimedStep *c, ErrorData *edata)
 static void
 run_step_guarded(ClaimedStep *c)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata = tasker_try(run_step_call, c);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		run_step(c);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		if (!tasker_error_is_data())
-			PG_RE_THROW();
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_TRANSACTION_ROLLBACK)
-			quarantine_step(c, edata);
-	}
-	PG_END_TRY();
+	if (edata != NULL && ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_TRANSACTION_ROLLBACK)
+		quarantine_step(c, edata);
 }
 
 /*
@@ -721,34 +720,9 @@ run_step_guarded(ClaimedStep *c)
 static bool
 run_steps_together(ClaimedStep *steps, int n)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = true;
-	int			i;
+	StepsArgs	args = {steps, n};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		for (i = 0; i < n; i++)
-			run_step(&steps[i]);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		if (!tasker_error_is_data())
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	return tasker_try(run_steps_call, &args) == NULL;
 }
 
 /*

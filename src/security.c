@@ -130,10 +130,7 @@ tasker_api_enter(TaskerApiScope *scope)
 	scope->save_caller_path = caller_search_path;
 	caller_search_path = namespace_search_path ?
 		MemoryContextStrdup(TopTransactionContext, namespace_search_path) : NULL;
-	scope->gucnest = NewGUCNestLevel();
-	(void) set_config_option("search_path", TASKER_PINNED_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	scope->gucnest = tasker_push_search_path(TASKER_PINNED_SEARCH_PATH);
 	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE);
 }
 
@@ -157,15 +154,9 @@ tasker_api_leave(TaskerApiScope *scope)
 int
 tasker_use_caller_search_path(void)
 {
-	int			nest;
-
 	if (caller_search_path == NULL)
 		return 0;
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", caller_search_path,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	return nest;
+	return tasker_push_search_path(caller_search_path);
 }
 
 /*
@@ -365,10 +356,7 @@ tasker_handler_enter(TaskerHandlerScope *scope, Oid owner)
 	ensure_reset_at_end();
 	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec);
 	scope->save_caller = current_caller;
-	scope->gucnest = NewGUCNestLevel();
-	(void) set_config_option("search_path", path ? path : "",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	scope->gucnest = tasker_push_search_path(path ? path : "");
 	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	current_caller = owner;

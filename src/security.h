@@ -13,9 +13,6 @@
 
 #include "postgres.h"
 
-/* The search_path every statement of tasker's own runs under. */
-#define TASKER_PINNED_SEARCH_PATH "pg_catalog, pg_temp"
-
 /* What tasker_api_enter changed, for tasker_api_leave to undo. */
 typedef struct TaskerApiScope
 {

@@ -36,7 +36,6 @@
 #include "utils/lsyscache.h"
 #include "utils/resowner.h"
 
-#include "security.h"
 #include "spi_util.h"
 
 #define EXTSCHEMA_TOKEN "@extschema@"
@@ -136,15 +135,24 @@ qualify(const char *sql)
 static int
 pin_search_path(void)
 {
-	int			nest;
-
 	if (namespace_search_path != NULL &&
 		strcmp(namespace_search_path, TASKER_PINNED_SEARCH_PATH) == 0)
 		return 0;
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", TASKER_PINNED_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	return tasker_push_search_path(TASKER_PINNED_SEARCH_PATH);
+}
+
+/*
+ * tasker_push_search_path: a new GUC nest level with search_path set to
+ * path; AtEOXact_GUC on the returned level (or the (sub)transaction's
+ * abort) puts the old one back.
+ */
+int
+tasker_push_search_path(const char *path)
+{
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	return nest;
 }
 
@@ -212,12 +220,14 @@ tasker_error_is_data(void)
 }
 
 /*
- * tasker_try_plan: tasker_run_plan in a subtransaction of its own.
- * Returns NULL when the statement ran (its result is in SPI_tuptable), or
- * the error it raised, rolled back; cancels and shutdowns propagate.
+ * tasker_try: run fn(arg) in a subtransaction of its own.  Returns NULL
+ * when it returned (the subtransaction is kept), or the error it raised,
+ * rolled back, with the memory context and resource owner restored;
+ * cancels, timeouts and shutdowns propagate.  SPI results of fn stay
+ * readable after a success.
  */
 ErrorData *
-tasker_try_plan(SPIPlanPtr plan, Datum *values, int expected)
+tasker_try(void (*fn) (void *), void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -227,7 +237,7 @@ tasker_try_plan(SPIPlanPtr plan, Datum *values, int expected)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		(void) tasker_run_plan(plan, values, NULL, expected);
+		fn(arg);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -243,4 +253,36 @@ tasker_try_plan(SPIPlanPtr plan, Datum *values, int expected)
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
 	return edata;
+}
+
+/* The arguments of one tasker_try_plan. */
+typedef struct PlanCall
+{
+	SPIPlanPtr	plan;
+	Datum	   *values;
+	int			expected;
+} PlanCall;
+
+/*
+ * run_plan_call: tasker_run_plan for tasker_try.
+ */
+static void
+run_plan_call(void *arg)
+{
+	PlanCall   *call = (PlanCall *) arg;
+
+	(void) tasker_run_plan(call->plan, call->values, NULL, call->expected);
+}
+
+/*
+ * tasker_try_plan: tasker_run_plan in a subtransaction of its own.
+ * Returns NULL when the statement ran (its result is in SPI_tuptable), or
+ * the error it raised, rolled back.
+ */
+ErrorData *
+tasker_try_plan(SPIPlanPtr plan, Datum *values, int expected)
+{
+	PlanCall	call = {plan, values, expected};
+
+	return tasker_try(run_plan_call, &call);
 }

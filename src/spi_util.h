@@ -15,13 +15,18 @@
 
 #include "executor/spi.h"
 
+/* The search_path every statement of tasker's own runs under. */
+#define TASKER_PINNED_SEARCH_PATH "pg_catalog, pg_temp"
+
 extern void tasker_extension(Oid *nsp, Oid *owner);
+extern int	tasker_push_search_path(const char *path);
 extern SPIPlanPtr tasker_keep_plan(SPIPlanPtr *slot, const char *sql,
 								   int nargs, Oid *argtypes);
 extern uint64 tasker_run_plan(SPIPlanPtr plan, Datum *values,
 							  const char *nulls, int expected);
 
 extern bool tasker_error_is_data(void);
+extern ErrorData *tasker_try(void (*fn) (void *), void *arg);
 extern ErrorData *tasker_try_plan(SPIPlanPtr plan, Datum *values, int expected);
 
 #endif							/* TASKER_SPI_UTIL_H */
