@@ -20,7 +20,7 @@ my $portfile = PostgreSQL::Test::Utils::tempdir() . '/stub.port';
 my $stub = IPC::Run::start([ 'python3', "$tree/test/http_stub.py", $portfile ],
 	'>', '/dev/null', '2>', '/dev/null');
 for (1 .. 100) { last if -s $portfile; sleep 0.1; }
-END { $stub->kill_kill if $stub; }
+END { local $?; $stub->kill_kill if $stub; }
 my $port = PostgreSQL::Test::Utils::slurp_file($portfile);
 my $base = "http://127.0.0.1:$port";
 ok($port =~ /^\d+$/, "the stub listens on 127.0.0.1:$port");
