@@ -135,10 +135,13 @@ task_of_step(int64 step_id)
 }
 
 /*
- * tasker_cancel_task: cancel a task and its pending steps; error steps stop
- * retrying.  Running steps finish, but their dependents never start: a step
- * a worker holds is skipped here, and the worker cancels what is left when
- * it settles the task.
+ * tasker_cancel_task: cancel a task, its pending steps and its HTTP steps
+ * in flight; error steps stop retrying.  A worker aborts the request of a
+ * cancelled HTTP step when this transaction commits (it is woken then), so
+ * the request's concurrency slot frees at once.  A running SQL step
+ * finishes, but its dependents never start: a step a worker holds is
+ * skipped here, and the worker cancels what is left when it settles the
+ * task.
  * Returns false when the task was already cancelled.
  */
 bool
@@ -163,7 +166,8 @@ tasker_cancel_task(int64 task_id, const char *reason)
 	{
 		exec(&pending_steps_plan,
 			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
-			 " WHERE task_id = $1 AND current_state = 'pending'"
+			 " WHERE task_id = $1 AND (current_state = 'pending'"
+			 "       OR (current_state = 'in_progress' AND handler_kind = 'http'))"
 			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 task_id, SPI_OK_SELECT);
 		ids = ids_of_result(&n);
@@ -173,6 +177,7 @@ tasker_cancel_task(int64 task_id, const char *reason)
 			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
 			 " WHERE task_id = $1 AND current_state = 'error'",
 			 task_id, SPI_OK_UPDATE);
+		tasker_wake_workers_at_commit();
 	}
 	SPI_finish();
 	return changed;
@@ -261,7 +266,8 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 
 /*
  * tasker_cancel_step: cancel one step; its dependents can never run, so a
- * task with nothing else to do goes to error.
+ * task with nothing else to do goes to error.  An HTTP step in flight has
+ * its request aborted by its worker, woken when this transaction commits.
  */
 bool
 tasker_cancel_step(int64 step_id)
@@ -277,6 +283,8 @@ tasker_cancel_step(int64 step_id)
 								"{\"reason\": \"cancelled_by_request\"}");
 	tasker_finalize_task(task_id);
 	SPI_finish();
+	if (changed)
+		tasker_wake_workers_at_commit();
 	return changed;
 }
 

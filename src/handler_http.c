@@ -18,7 +18,13 @@
  * the scheduler's tasker_record_success / tasker_record_failure, so retries
  * and backoff follow the same rules as SQL steps.  An outcome is recorded
  * only while the step is still in_progress at the attempt that sent it; an
- * outcome for a step that was cancelled or reclaimed meanwhile is dropped.
+ * outcome for a step that was cancelled or reclaimed meanwhile is dropped;
+ * better, such a request is aborted as soon as the worker sees it: when its
+ * latch is set (a cancel wakes the workers at commit) and at least once a
+ * second, one query over the steps in flight finds those no longer
+ * in_progress at the attempt sent, and their requests leave curl and give
+ * back their slots.  No request runs past its timeout, which is bounded by
+ * the step's timeout_seconds and by one day.
  *
  * A worker that dies leaves its steps in_progress with a lease; any worker
  * reclaims a step whose lease expired as a failed attempt.  A worker asked
@@ -59,6 +65,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "postmaster/interrupt.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/json.h"
@@ -89,6 +96,10 @@
 /* Most expired leases reclaimed per look, and how often to look. */
 #define HTTP_RECLAIM_BATCH		100
 #define HTTP_RECLAIM_EVERY_MS	1000
+/* Longest a request may take, whatever its step or the settings say. */
+#define HTTP_MAX_TIMEOUT_S		86400
+/* How often, at least, to look for cancelled steps while requests run. */
+#define HTTP_CANCEL_EVERY_MS	1000
 
 /* The outcomes counted in shared memory, in tasker_http_stats() order. */
 typedef enum HttpOutcome
@@ -175,6 +186,8 @@ static int	maxsockets = 0;
 static bool timer_set = false;
 static TimestampTz timer_at = 0;
 static TimestampTz last_reclaim = 0;
+static TimestampTz last_cancel_check = 0;
+static bool woken = false;		/* the latch was set since the last check */
 static bool api_steps_exist = true;	/* rechecked with each reclaim */
 
 static SPIPlanPtr candidates_plan;
@@ -182,6 +195,7 @@ static SPIPlanPtr attempt_plan;
 static SPIPlanPtr ours_plan;
 static SPIPlanPtr expired_plan;
 static SPIPlanPtr api_steps_plan;
+static SPIPlanPtr gone_plan;
 
 /*
  * http_shmem_request: reserve the shared counters.
@@ -971,6 +985,28 @@ build_body(HttpRequest *r)
 }
 
 /*
+ * request_timeout: the seconds the whole request may take: handler_config's
+ * timeout, else the step's timeout_seconds, else
+ * tasker.http_default_timeout; never more than the step's timeout_seconds
+ * (when set) nor HTTP_MAX_TIMEOUT_S, so a request cannot outlive its step,
+ * and the lease (timeout + margin) and curl's timeout in milliseconds stay
+ * far from overflowing.
+ */
+static int
+request_timeout(HttpRequest *r)
+{
+	int			step = r->step.call.timeout_seconds;
+	int			dflt = (step > 0) ? step : tasker_http_default_timeout;
+	int			timeout;
+
+	dflt = Min(Max(dflt, 1), HTTP_MAX_TIMEOUT_S);
+	timeout = config_int(r, "timeout", dflt, 1, HTTP_MAX_TIMEOUT_S);
+	if (step > 0)
+		timeout = Min(timeout, step);
+	return timeout;
+}
+
+/*
  * prepare_request: everything the request needs, from the step's
  * handler_config.  Returns NULL or the message of a permanent failure.
  */
@@ -985,10 +1021,7 @@ prepare_request(HttpRequest *r)
 		r->method = asc_toupper(v.val.string.val, v.val.string.len);
 	r->follow_redirects = config_get(r, "follow_redirects", &v) &&
 		v.type == jbvBool && v.val.boolean;
-	r->timeout_s = config_int(r, "timeout",
-							  r->step.call.timeout_seconds > 0 ?
-							  r->step.call.timeout_seconds : tasker_http_default_timeout,
-							  1, 86400);
+	r->timeout_s = request_timeout(r);
 	if ((error = build_url(r)) != NULL)
 		return error;
 	if ((error = build_body(r)) != NULL)
@@ -1065,9 +1098,10 @@ set_method(HttpRequest *r)
 static long
 remaining_ms(HttpRequest *r)
 {
-	long		spent = (long) ((GetCurrentTimestamp() - r->started) / 1000);
+	int64		spent = (GetCurrentTimestamp() - r->started) / 1000;
+	int64		left = (int64) r->timeout_s * 1000 - spent;
 
-	return Max(r->timeout_s * 1000L - spent, 1L);
+	return (long) Min(Max(left, 1), (int64) HTTP_MAX_TIMEOUT_S * 1000);
 }
 
 /*
@@ -1697,6 +1731,147 @@ record_requests(bool all)
 }
 
 /*
+ * running: whether a request is on the network (handed to curl and not
+ * finished).
+ */
+static bool
+running(HttpRequest *r)
+{
+	return !r->done && r->started != 0 && r->easy != NULL;
+}
+
+/*
+ * expire_overdue: a request still running a second after its timeout (curl
+ * should have ended it) ends now as timed out, so no request outlives its
+ * timeout whatever curl's timer does.
+ */
+static void
+expire_overdue(void)
+{
+	dlist_iter	it;
+	TimestampTz now = GetCurrentTimestamp();
+
+	dlist_foreach(it, &requests)
+	{
+		HttpRequest *r = dlist_container(HttpRequest, node, it.cur);
+
+		if (!running(r) ||
+			now < TimestampTzPlusMilliseconds(r->started, (r->timeout_s + 1) * 1000L))
+			continue;
+		curl_multi_remove_handle(multi, r->easy);
+		r->result = CURLE_OPERATION_TIMEDOUT;
+		r->done = true;
+		ndone++;
+	}
+}
+
+/*
+ * count_running: the number of running requests.
+ */
+static int
+count_running(void)
+{
+	dlist_iter	it;
+	int			n = 0;
+
+	dlist_foreach(it, &requests)
+		n += running(dlist_container(HttpRequest, node, it.cur)) ? 1 : 0;
+	return n;
+}
+
+/*
+ * query_gone: of the nrunning running requests, select the ids of the
+ * steps that are no longer in_progress at the attempt that sent them
+ * (cancelled, or reclaimed by another worker): one look-up by primary key
+ * for each, in one statement.
+ */
+static void
+query_gone(int nrunning)
+{
+	Oid			argtypes[2] = {INT8ARRAYOID, INT4ARRAYOID};
+	Datum		values[2];
+	Datum	   *ids = palloc(sizeof(Datum) * nrunning);
+	Datum	   *attempts = palloc(sizeof(Datum) * nrunning);
+	int			n = 0;
+	dlist_iter	it;
+
+	dlist_foreach(it, &requests)
+	{
+		HttpRequest *r = dlist_container(HttpRequest, node, it.cur);
+
+		if (!running(r) || n == nrunning)
+			continue;
+		ids[n] = Int64GetDatum(r->step.step_id);
+		attempts[n++] = Int32GetDatum(r->step.attempts + 1);
+	}
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(attempts, n, INT4OID, sizeof(int32),
+												true, TYPALIGN_INT));
+	tasker_run_plan(tasker_keep_plan(&gone_plan,
+			 "SELECT u.id FROM unnest($1::bigint[], $2::integer[]) AS u(id, attempt)"
+			 " WHERE NOT EXISTS (SELECT 1 FROM @extschema@.tasker_workflow_steps s"
+			 "                    WHERE s.workflow_step_id = u.id"
+			 "                      AND s.current_state = 'in_progress'"
+			 "                      AND s.attempts = u.attempt)",
+			 2, argtypes),
+		values, NULL, SPI_OK_SELECT);
+}
+
+/*
+ * abort_gone: when due (the latch was set, as a cancel does at commit, or
+ * HTTP_CANCEL_EVERY_MS passed), abort the running requests whose steps
+ * were cancelled or taken away, giving back their slots at once; their
+ * outcome would be dropped anyway.  One short read-only transaction.
+ * Returns the number aborted.
+ */
+static int
+abort_gone(void)
+{
+	int			nrunning = count_running();
+	int64	   *gone;
+	uint64		ngone;
+	uint64		i;
+	int			n = 0;
+	bool		wake = false;
+
+	if (nrunning == 0 ||
+		(!woken && !TimestampDifferenceExceeds(last_cancel_check, GetCurrentTimestamp(),
+											   HTTP_CANCEL_EVERY_MS)))
+		return 0;
+	woken = false;
+	last_cancel_check = GetCurrentTimestamp();
+	begin_xact("tasker: looking for cancelled HTTP steps");
+	query_gone(nrunning);
+	ngone = SPI_processed;
+	gone = MemoryContextAlloc(scratch_cxt, sizeof(int64) * Max(ngone, 1));
+	for (i = 0; i < ngone; i++)
+		gone[i] = DatumGetInt64(col(i, 1));
+	commit_xact();
+	for (i = 0; i < ngone; i++)
+	{
+		dlist_mutable_iter it;
+
+		dlist_foreach_modify(it, &requests)
+		{
+			HttpRequest *r = dlist_container(HttpRequest, node, it.cur);
+
+			if (!running(r) || r->step.step_id != gone[i])
+				continue;
+			ereport(DEBUG1,
+					(errmsg("tasker aborted the request of step " INT64_FORMAT ", which is no longer in progress",
+							r->step.step_id)));
+			wake |= free_request(r);
+			n++;
+		}
+	}
+	MemoryContextReset(scratch_cxt);
+	if (wake)
+		tasker_wake_workers();
+	return n;
+}
+
+/*
  * reclaim_expired: record as failed attempts the in_progress steps whose
  * lease expired (their worker died or stalled), so they retry under the
  * normal rules; skips the steps this worker itself still runs.
@@ -1982,8 +2157,10 @@ tasker_http_run(bool claim_new)
 	http_init();
 	(void) pump(0);
 	collect_done();
+	expire_overdue();
 	if (ndone > 0)
 		n += record_requests(false);
+	n += abort_gone();
 	if (claim_new)
 		n += claim();
 	return n;
@@ -2007,7 +2184,10 @@ tasker_http_wait(long timeout_ms)
 		if (timer_set)
 			wait = Min(wait, (long) ((timer_at - now + 999) / 1000));
 		if (pump(Max(wait, 0)))
+		{
+			woken = true;
 			break;
+		}
 		collect_done();
 		if (ndone > 0 || ProcDiePending || ConfigReloadPending ||
 			GetCurrentTimestamp() >= end)

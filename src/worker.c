@@ -16,7 +16,11 @@
  * Executors are crash-only: an ERROR ends the process and the launcher
  * starts another; the transaction that was running rolls back, so no step
  * is lost or half-done.  SIGTERM ends a worker at the next interrupt check;
- * SIGHUP reloads the configuration.
+ * SIGHUP reloads the configuration.  Every wait loop calls
+ * CHECK_FOR_INTERRUPTS, which absorbs the ProcSignalBarriers that DROP
+ * DATABASE and ALTER DATABASE wait for.  An executor also exits when a
+ * command needs its database to itself (it sees the command's lock on the
+ * database); its successor's connection waits until the command ends.
  *
  * IDENTIFICATION
  *		src/worker.c
@@ -28,6 +32,7 @@
 #include <signal.h>
 
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
@@ -36,6 +41,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -51,6 +57,8 @@
 #include "worker.h"
 
 #define TASKER_MAX_SLOTS 64
+/* Longest an executor sleeps between two looks at its database's lock. */
+#define TASKER_DB_PROBE_MS 1000
 
 typedef struct TaskerShared
 {
@@ -263,6 +271,8 @@ tasker_launcher_main(Datum arg)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		/* Absorbs ProcSignalBarriers, which DROP DATABASE waits for. */
+		CHECK_FOR_INTERRUPTS();
 	}
 	proc_exit(0);
 }
@@ -339,6 +349,44 @@ extension_ready(void)
 	found = OidIsValid(get_extension_oid("tasker", true));
 	CommitTransactionCommand();
 	return found;
+}
+
+/*
+ * database_wanted: whether a command needs this database to itself: DROP
+ * DATABASE, ALTER DATABASE ... SET TABLESPACE or RENAME, CREATE DATABASE
+ * ... TEMPLATE.  Each takes (or queues for) a lock on the database object
+ * that conflicts with the RowExclusiveLock a new session takes to connect,
+ * then waits a few seconds for the sessions already connected to leave.
+ * We ask for that lock without waiting, and at once let it go.
+ */
+static bool
+database_wanted(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
+	if (LockAcquire(&tag, RowExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	LockRelease(&tag, RowExclusiveLock, true);
+	return false;
+}
+
+/*
+ * step_aside: leave the database for the command that needs it: settle the
+ * HTTP requests in flight (as failed attempts, retried later) and exit.
+ * The launcher starts a successor, whose connection waits on the
+ * database's lock until the command ends, and then runs as before.
+ */
+static void
+step_aside(void)
+{
+	ereport(LOG,
+			(errmsg("tasker worker %d leaves database \"%s\" for a command that needs it alone",
+					my_slot, tasker_database_name),
+			 errdetail("DROP DATABASE, ALTER DATABASE and CREATE DATABASE ... TEMPLATE wait for every session of the database to leave."),
+			 errhint("A new worker connects when the command ends.")));
+	tasker_http_shutdown();
+	proc_exit(0);
 }
 
 /*
@@ -419,6 +467,8 @@ tasker_executor_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		if (database_wanted())
+			step_aside();
 
 		ready = tasker_enabled && extension_ready();
 		if (ready)
@@ -437,8 +487,11 @@ tasker_executor_main(Datum arg)
 		 */
 		if (ran > 0)
 			continue;
-		/* The latch wait, also watching the sockets of HTTP requests. */
-		tasker_http_wait(sleep_ms);
+		/*
+		 * The latch wait, also watching the sockets of HTTP requests; short
+		 * enough to see in time a command that needs the database.
+		 */
+		tasker_http_wait(Min(sleep_ms, TASKER_DB_PROBE_MS));
 		ResetLatch(MyLatch);
 	}
 }
