@@ -9,6 +9,7 @@ OBJS = \
 	src/events.o \
 	src/semver.o \
 	src/spi_util.o \
+	src/security.o \
 	src/task.o \
 	src/handler_sql.o \
 	src/handler_http.o \

@@ -35,6 +35,18 @@
 #endif
 
 /*
+ * tasker_namespace_aclcheck: a role's privilege on a schema, likewise.
+ */
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_namespace.h"
+#define tasker_namespace_aclcheck(nsp, role, mode) \
+	object_aclcheck(NamespaceRelationId, (nsp), (role), (mode))
+#else
+#define tasker_namespace_aclcheck(nsp, role, mode) \
+	pg_namespace_aclcheck((nsp), (role), (mode))
+#endif
+
+/*
  * tasker_create_wait_event_set: a WaitEventSet for nevents events.
  * PostgreSQL 17 takes a resource owner (NULL: none) instead of a memory
  * context.
