@@ -12,6 +12,15 @@
  * the search_path).  Resolution happens once, when a template is
  * registered; the step rows keep the function's OID.
  *
+ * A handler class belongs to the role that first registered it
+ * (registered_by, a regrole so that a dump and restore keep it by name).
+ * Only that role, its members and superusers may remap it, and a template
+ * may bind to it only when its registering role is the owner or a member
+ * of it, or the owner is a superuser (template_store.c), so no role can
+ * squat a class name another role's template will use.  The function a class maps to must be one the registering role
+ * may execute, in a schema it may use.  Every such decision is made for
+ * tasker_caller(), the role that called tasker.
+ *
  * Every function here runs in the caller's transaction; those that read or
  * write the registry expect SPI to be connected or connect it themselves,
  * as their comments say.
@@ -32,17 +41,20 @@
 #include "parser/parse_func.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
+#include "compat.h"
 #include "security.h"
 #include "spi_util.h"
 #include "template.h"
 
 static SPIPlanPtr registry_lookup_plan;
 static SPIPlanPtr registry_owner_plan;
-static SPIPlanPtr registry_upsert_plan;
+static SPIPlanPtr registry_insert_plan;
+static SPIPlanPtr registry_update_plan;
 
 /*
  * tasker_handler_signature_problem: NULL when a function can be a step
@@ -79,11 +91,44 @@ tasker_handler_signature_problem(Oid fn)
 }
 
 /*
- * registry_lookup: the function registered for a handler class, or
- * InvalidOid.  SPI must be connected.
+ * tasker_role_name: a role's name, or "(dropped role OID)" for a role that
+ * no longer exists, for messages.
+ */
+const char *
+tasker_role_name(Oid role)
+{
+	const char *name = GetUserNameFromId(role, true);
+
+	return name ? name : psprintf("(dropped role %u)", role);
+}
+
+/*
+ * tasker_handler_access_problem: NULL when a role may call a function as a
+ * step handler, that is, has USAGE on its schema and EXECUTE on it; else a
+ * sentence fragment saying which privilege it lacks.
+ */
+char *
+tasker_handler_access_problem(Oid fn, Oid role)
+{
+	Oid			nsp = get_func_namespace(fn);
+
+	if (OidIsValid(nsp) &&
+		tasker_namespace_aclcheck(nsp, role, ACL_USAGE) != ACLCHECK_OK)
+		return psprintf("role \"%s\" has no USAGE privilege on schema \"%s\"",
+						tasker_role_name(role), get_namespace_name(nsp));
+	if (tasker_proc_aclcheck(fn, role, ACL_EXECUTE) != ACLCHECK_OK)
+		return psprintf("role \"%s\" has no EXECUTE privilege on function %s",
+						tasker_role_name(role), format_procedure(fn));
+	return NULL;
+}
+
+/*
+ * registry_lookup: the function registered for a handler class and, in
+ * *owner, the role that registered it; InvalidOid for both when the class
+ * is not registered.  SPI must be connected.
  */
 static Oid
-registry_lookup(const char *handler_class)
+registry_lookup(const char *handler_class, Oid *owner)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(handler_class)};
@@ -91,11 +136,15 @@ registry_lookup(const char *handler_class)
 	bool		isnull;
 
 	plan = tasker_keep_plan(&registry_lookup_plan,
-					 "SELECT function::oid FROM @extschema@.tasker_handler_registry"
+					 "SELECT function::oid, registered_by::oid"
+					 "  FROM @extschema@.tasker_handler_registry"
 					 " WHERE handler_class = $1",
 					 1, argtypes);
+	*owner = InvalidOid;
 	if (tasker_run_plan(plan, values, NULL, SPI_OK_SELECT) == 0)
 		return InvalidOid;
+	*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 2, &isnull));
 	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -125,18 +174,21 @@ function_name_list(const char *handler_class)
  * tasker_resolve_handler: resolve a handler class to a step handler
  * function, through the registry and then as a function name.  *fn is the
  * function found (for HANDLER_BAD_SIGNATURE, the one that does not fit);
- * *registered says whether the registry had the class.  SPI must be
+ * *registered says whether the registry had the class and *owner is then
+ * the role that registered it (else InvalidOid).  The caller decides
+ * whether the owner and the function are acceptable.  SPI must be
  * connected.
  */
 HandlerLookup
-tasker_resolve_handler(const char *handler_class, Oid *fn, bool *registered)
+tasker_resolve_handler(const char *handler_class, Oid *fn, bool *registered,
+					   Oid *owner)
 {
 	Oid			jsonb_arg[1] = {JSONBOID};
 	List	   *names;
 	FuncCandidateList candidates;
 	int			nest;
 
-	*fn = registry_lookup(handler_class);
+	*fn = registry_lookup(handler_class, owner);
 	*registered = OidIsValid(*fn);
 	if (*registered)
 	{
@@ -162,8 +214,9 @@ tasker_resolve_handler(const char *handler_class, Oid *fn, bool *registered)
 }
 
 /*
- * check_registry_owner: refuse to remap a handler class that a role the
- * caller cannot act as registered.  SPI must be connected.
+ * check_registry_owner: lock the registry row of a handler class and
+ * refuse to remap it unless the caller has the privileges of the role that
+ * registered it.  SPI must be connected; the row must exist.
  */
 static void
 check_registry_owner(const char *handler_class)
@@ -174,11 +227,11 @@ check_registry_owner(const char *handler_class)
 	Oid			owner;
 
 	if (tasker_run_plan(tasker_keep_plan(&registry_owner_plan,
-										 "SELECT registered_by FROM @extschema@.tasker_handler_registry"
+										 "SELECT registered_by::oid FROM @extschema@.tasker_handler_registry"
 										 " WHERE handler_class = $1 FOR UPDATE",
 										 1, argtypes),
 						values, NULL, SPI_OK_SELECT) == 0)
-		return;
+		elog(ERROR, "handler class \"%s\" vanished from the registry", handler_class);
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
 	if (!has_privs_of_role(tasker_caller(), owner))
@@ -186,19 +239,48 @@ check_registry_owner(const char *handler_class)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to change handler class \"%s\"",
 						handler_class),
-				 errdetail("Role \"%s\" registered it.",
-						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
-				 errhint("Only a role with the privileges of the role that registered a handler class may change it.")));
+				 errdetail("Role \"%s\" registered the class first, so it belongs to that role.",
+						   tasker_role_name(owner)),
+				 errhint("Only the role that registered a handler class, its members and superusers may remap it; register your handler under another class name.")));
 }
 
 /*
- * tasker_register_handler: map a handler class to a step handler function,
- * replacing an earlier mapping of the class.  Connects to SPI itself.
+ * check_handler_function: refuse a function that cannot be a step handler,
+ * or that the caller may not call (no USAGE on its schema or no EXECUTE
+ * on it: a function passed by OID skips the schema check of the
+ * regprocedure input, so it is made here).
+ */
+static void
+check_handler_function(Oid fn)
+{
+	char	   *problem = tasker_handler_signature_problem(fn);
+
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("function %s cannot be a step handler", format_procedure(fn)),
+				 errdetail("A step handler takes one jsonb argument and returns jsonb, but %s.", problem),
+				 errhint("Declare the handler as CREATE FUNCTION name(step jsonb) RETURNS jsonb.")));
+	problem = tasker_handler_access_problem(fn, tasker_caller());
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to register function %s as a step handler",
+						format_procedure(fn)),
+				 errdetail("The registering role must be able to call the function, but %s.",
+						   problem),
+				 errhint("Register a function you may call, or have its owner grant USAGE on its schema and EXECUTE on it.")));
+}
+
+/*
+ * tasker_register_handler: map a handler class to a step handler function.
+ * A new class belongs to the caller; remapping a registered class needs
+ * the privileges of the role that registered it, which stays its owner.
+ * Connects to SPI itself.
  */
 void
 tasker_register_handler(const char *handler_class, Oid fn)
 {
-	char	   *problem = tasker_handler_signature_problem(fn);
 	Oid			argtypes[3] = {TEXTOID, OIDOID, OIDOID};
 	Datum		values[3];
 
@@ -208,28 +290,28 @@ tasker_register_handler(const char *handler_class, Oid fn)
 				 errmsg("handler class must not be empty"),
 				 errdetail("A handler class is the name templates give in handler_class."),
 				 errhint("Pass a name such as 'OrderProcess::StepHandler::FetchOrderHandler'.")));
-	if (problem != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("function %s cannot be a step handler", format_procedure(fn)),
-				 errdetail("A step handler takes one jsonb argument and returns jsonb, but %s.", problem),
-				 errhint("Declare the handler as CREATE FUNCTION name(step jsonb) RETURNS jsonb.")));
+	check_handler_function(fn);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
-	check_registry_owner(handler_class);
 	values[0] = CStringGetTextDatum(handler_class);
 	values[1] = ObjectIdGetDatum(fn);
 	values[2] = ObjectIdGetDatum(tasker_caller());
-	(void) tasker_run_plan(tasker_keep_plan(&registry_upsert_plan,
-									"INSERT INTO @extschema@.tasker_handler_registry"
-									" (handler_class, function, registered_by)"
-									" VALUES ($1, $2::regprocedure, $3)"
-									" ON CONFLICT (handler_class) DO UPDATE"
-									" SET function = EXCLUDED.function,"
-									"     registered_by = EXCLUDED.registered_by,"
-									"     updated_at = now()",
-									3, argtypes),
-						   values, NULL, SPI_OK_INSERT);
+	if (tasker_run_plan(tasker_keep_plan(&registry_insert_plan,
+										 "INSERT INTO @extschema@.tasker_handler_registry"
+										 " (handler_class, function, registered_by)"
+										 " VALUES ($1, $2::regprocedure, $3::regrole)"
+										 " ON CONFLICT (handler_class) DO NOTHING",
+										 3, argtypes),
+						values, NULL, SPI_OK_INSERT) == 0)
+	{
+		check_registry_owner(handler_class);
+		(void) tasker_run_plan(tasker_keep_plan(&registry_update_plan,
+												"UPDATE @extschema@.tasker_handler_registry"
+												"   SET function = $2::regprocedure, updated_at = now()"
+												" WHERE handler_class = $1",
+												2, argtypes),
+							   values, NULL, SPI_OK_UPDATE);
+	}
 	SPI_finish();
 }

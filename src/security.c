@@ -53,6 +53,7 @@
 #include "compat.h"
 #include "security.h"
 #include "spi_util.h"
+#include "template.h"
 
 /* The role whose call tasker is serving; InvalidOid outside any. */
 static Oid	current_caller = InvalidOid;
@@ -314,7 +315,7 @@ tasker_check_handler(Oid function, Oid owner)
 	HeapTuple	tup;
 	Form_pg_proc p;
 	bool		shape_ok;
-	Oid			nsp;
+	char	   *problem;
 
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
 		ereport(ERROR,
@@ -333,14 +334,12 @@ tasker_check_handler(Oid function, Oid owner)
 	shape_ok = p->prokind == PROKIND_FUNCTION && !p->proretset &&
 		p->pronargs == 1 && p->proargtypes.values[0] == JSONBOID &&
 		p->prorettype == JSONBOID;
-	nsp = p->pronamespace;
 	ReleaseSysCache(tup);
 	if (!shape_ok)
 		refuse_handler(function, "A step handler must be a function (step jsonb) RETURNS jsonb.");
-	if (tasker_namespace_aclcheck(nsp, owner, ACL_USAGE) != ACLCHECK_OK)
-		refuse_handler(function, "The template's owner has no USAGE privilege on the function's schema.");
-	if (tasker_proc_aclcheck(function, owner, ACL_EXECUTE) != ACLCHECK_OK)
-		refuse_handler(function, "The template's owner has no EXECUTE privilege on the function.");
+	problem = tasker_handler_access_problem(function, owner);
+	if (problem != NULL)
+		refuse_handler(function, psprintf("The template's owner cannot call it: %s.", problem));
 }
 
 /*

@@ -140,9 +140,12 @@ extern void template_check(TaskTemplate *t, const TNode *root);
 extern void template_check_environments(TaskTemplate *t, const TNode *root);
 
 /* handler_registry.c */
+extern const char *tasker_role_name(Oid role);
 extern char *tasker_handler_signature_problem(Oid fn);
+extern char *tasker_handler_access_problem(Oid fn, Oid role);
 extern HandlerLookup tasker_resolve_handler(const char *handler_class,
-											Oid *fn, bool *registered);
+											Oid *fn, bool *registered,
+											Oid *owner);
 extern void tasker_register_handler(const char *handler_class, Oid fn);
 
 /* template_store.c */

@@ -11,6 +11,16 @@
  * so that its named_task_id, which tasks reference, stays the same, and
  * replaces its step rows.
  *
+ * Ownership: a template name in a namespace belongs to the role that first
+ * registered it (the owner of its oldest row), and only that role, its
+ * members and superusers may add or replace versions of it; registrations
+ * in one namespace are serialised by a lock on its row so that two roles
+ * cannot both register a name first.  A handler class that resolves
+ * through the registry must have been registered by the registering role,
+ * a role it is a member of, or a superuser, and the registering role must
+ * be able to call every handler function.  All of it is decided for
+ * tasker_caller().
+ *
  * Both run inside the caller's SPI connection and transaction, after every
  * check of template_check.c has passed, so an error here (a handler that
  * does not resolve, a duplicate) still leaves nothing behind.  Every value
@@ -44,6 +54,8 @@ static SPIPlanPtr system_select_plan;
 static SPIPlanPtr system_insert_plan;
 static SPIPlanPtr step_select_plan;
 static SPIPlanPtr step_insert_plan;
+static SPIPlanPtr namespace_lock_plan;
+static SPIPlanPtr name_owner_plan;
 static SPIPlanPtr task_select_plan;
 static SPIPlanPtr task_insert_plan;
 static SPIPlanPtr task_update_plan;
@@ -66,17 +78,66 @@ first_int(int n)
 }
 
 /*
+ * class_usable: whether a template registered by caller may bind to a
+ * handler class registered by owner: the class is a superuser's, or the
+ * caller is its owner or a member of it.  A superuser caller must really
+ * be the owner or a member: has_privs_of_role() would let a superuser's
+ * template bind, and its handler run as the superuser, to a class any
+ * role squatted.
+ */
+static bool
+class_usable(Oid caller, Oid owner)
+{
+	if (caller == owner || superuser_arg(owner))
+		return true;
+	if (superuser_arg(caller))
+		return is_member_of_role_nosuper(caller, owner);
+	return has_privs_of_role(caller, owner);
+}
+
+/*
+ * check_class_owner: refuse a step whose handler_class another role
+ * registered (see class_usable), so that a class name squatted by another
+ * role never binds the caller's template to that role's function.
+ */
+static void
+check_class_owner(const TaskTemplate *t, const StepTemplate *s, Oid owner)
+{
+	const TNode *at = s->handler_class_node;
+	Oid			caller = tasker_caller();
+
+	if (class_usable(caller, owner))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("handler class \"%s\" belongs to role \"%s\"",
+					s->handler_class, tasker_role_name(owner)),
+			 errdetail("%sStep \"%s\" of task template \"%s\" names the class, which role \"%s\" registered; role \"%s\", which registers the template, is neither that role nor a member of it.",
+					   at ? psprintf("Line %d, column %d: ", at->line, at->column) : "",
+					   s->name, t->name, tasker_role_name(owner),
+					   tasker_role_name(caller)),
+			 errhint("Register your handler under a class name of your own, or name its function directly as schema.function; a superuser can delete a class registered by the wrong role from tasker_handler_registry.")));
+}
+
+/*
  * resolve_step_handler: the function of a non-api step, raising the error
- * of a handler_class that does not resolve or cannot be executed.
+ * of a handler_class that does not resolve, belongs to another role or
+ * names a function the caller cannot call.
  */
 static Oid
 resolve_step_handler(TaskTemplate *t, StepTemplate *s)
 {
 	Oid			fn;
+	Oid			owner;
 	bool		registered;
 	const TNode *at = s->handler_class_node;
+	HandlerLookup found = tasker_resolve_handler(s->handler_class, &fn,
+												 &registered, &owner);
+	char	   *problem;
 
-	switch (tasker_resolve_handler(s->handler_class, &fn, &registered))
+	if (registered)
+		check_class_owner(t, s, owner);
+	switch (found)
 	{
 		case HANDLER_FOUND:
 			break;
@@ -100,11 +161,12 @@ resolve_step_handler(TaskTemplate *t, StepTemplate *s)
 						   format_procedure(fn),
 						   tasker_handler_signature_problem(fn));
 	}
-	if (tasker_proc_aclcheck(fn, tasker_caller(), ACL_EXECUTE) != ACLCHECK_OK)
+	problem = tasker_handler_access_problem(fn, tasker_caller());
+	if (problem != NULL)
 		template_error(t->name, ERRCODE_INSUFFICIENT_PRIVILEGE, at,
-					   "Grant EXECUTE on the function to the role that registers the template; handlers run with that role's privileges.",
-					   "the current role may not execute function %s, the handler of step \"%s\".",
-					   format_procedure(fn), s->name);
+					   "Grant USAGE on the function's schema and EXECUTE on the function to the role that registers the template; handlers run with that role's privileges.",
+					   "the role registering the template must be able to call function %s, the handler of step \"%s\", but %s.",
+					   format_procedure(fn), s->name, problem);
 	return fn;
 }
 
@@ -246,35 +308,88 @@ task_values(const TaskTemplate *t, int32 ns_id, Datum *values, char *nulls)
 }
 
 /*
- * existing_task: the named_task_id and owner of the template of the same
- * namespace, name and version, locked; false when there is none.
+ * lock_namespace: lock the namespace row of a registration until the end
+ * of the transaction, so that registrations in one namespace run one at a
+ * time and each sees the names the others committed.
+ */
+static void
+lock_namespace(Datum *values, char *nulls)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, TEXTOID};
+
+	(void) tasker_run_plan(tasker_keep_plan(&namespace_lock_plan,
+											"SELECT 1 FROM @extschema@.tasker_task_namespaces"
+											" WHERE task_namespace_id = $3 FOR NO KEY UPDATE",
+											4, argtypes),
+						   values, nulls, SPI_OK_SELECT);
+}
+
+/*
+ * name_owner: the role that first registered a template of this name in
+ * this namespace, the owner of its oldest row; InvalidOid for a new name.
+ */
+static Oid
+name_owner(Datum *values, char *nulls)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, TEXTOID};
+
+	if (tasker_run_plan(tasker_keep_plan(&name_owner_plan,
+										 "SELECT owner::oid FROM @extschema@.tasker_named_tasks"
+										 " WHERE name = $1 AND task_namespace_id = $3"
+										 " ORDER BY named_task_id LIMIT 1",
+										 4, argtypes),
+						values, nulls, SPI_OK_SELECT) == 0)
+		return InvalidOid;
+	return (Oid) first_int(1);
+}
+
+/*
+ * existing_task: the named_task_id of the template of the same namespace,
+ * name and version, locked; false when there is none.
  */
 static bool
-existing_task(Datum *values, char *nulls, int32 *id, Oid *owner)
+existing_task(Datum *values, char *nulls, int32 *id)
 {
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, TEXTOID};
 
 	if (tasker_run_plan(tasker_keep_plan(&task_select_plan,
-						   "SELECT named_task_id, owner FROM @extschema@.tasker_named_tasks"
+						   "SELECT named_task_id FROM @extschema@.tasker_named_tasks"
 						   " WHERE name = $1 AND task_namespace_id = $3 AND version = $4"
 						   " FOR UPDATE",
 						   4, argtypes),
 				 values, nulls, SPI_OK_SELECT) == 0)
 		return false;
 	*id = first_int(1);
-	*owner = (Oid) first_int(2);
 	return true;
 }
 
 /*
- * check_replace: refuse to overwrite an existing template without replace,
- * or one whose owner the caller cannot act as.
+ * check_name_owner: refuse to add or replace a version of a template name
+ * that another role registered first, unless the caller has its
+ * privileges.  replacing says whether the version exists and is to be
+ * replaced, for the message.
  */
 static void
-check_replace(const TaskTemplate *t, bool replace, Oid owner)
+check_name_owner(const TaskTemplate *t, Oid owner, bool replacing)
 {
-	const char *owner_name = GetUserNameFromId(owner, true);
+	if (!OidIsValid(owner) || has_privs_of_role(tasker_caller(), owner))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 replacing ?
+			 errmsg("permission denied to replace task template \"%s\"", t->name) :
+			 errmsg("permission denied to add a version to task template \"%s\"", t->name),
+			 errdetail("Role \"%s\" registered task template \"%s\" in namespace \"%s\" first, so the name belongs to that role.",
+					   tasker_role_name(owner), t->name, t->namespace_name),
+			 errhint("Only the template's owner, its members and superusers may add or replace its versions; register your template under another name or namespace.")));
+}
 
+/*
+ * check_replace: refuse to overwrite an existing template without replace.
+ */
+static void
+check_replace(const TaskTemplate *t, bool replace)
+{
 	if (!replace)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -282,14 +397,6 @@ check_replace(const TaskTemplate *t, bool replace, Oid owner)
 						t->name, t->version, t->namespace_name),
 				 errdetail("A registered version stays as it is unless replaced, since tasks may refer to it."),
 				 errhint("Pass replace => true to replace it, or register the template under a new version.")));
-	if (!has_privs_of_role(tasker_caller(), owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to replace task template \"%s\"", t->name),
-				 errdetail("Role \"%s\" registered version %s in namespace \"%s\".",
-						   owner_name ? owner_name : "(dropped)", t->version,
-						   t->namespace_name),
-				 errhint("Only a role with the privileges of the template's owner may replace it; register a new version instead.")));
 }
 
 /*
@@ -304,10 +411,13 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 	Datum		values[TASK_NARGS + 1];
 	char		nulls[TASK_NARGS + 1];
 	int32		id;
-	Oid			owner;
+	bool		exists;
 
 	task_values(t, ns_id, values, nulls);
-	if (!existing_task(values, nulls, &id, &owner))
+	lock_namespace(values, nulls);
+	exists = existing_task(values, nulls, &id);
+	check_name_owner(t, name_owner(values, nulls), exists && replace);
+	if (!exists)
 	{
 		tasker_run_plan(tasker_keep_plan(&task_insert_plan,
 						   "INSERT INTO @extschema@.tasker_named_tasks"
@@ -315,13 +425,13 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 						   "  module_namespace, task_handler_class, default_dependent_system,"
 						   "  context_schema, custom_events, template, owner)"
 						   " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb,"
-						   "         $10::jsonb, $11::jsonb, $12)"
+						   "         $10::jsonb, $11::jsonb, $12::regrole)"
 						   " RETURNING named_task_id",
 						   TASK_NARGS, argtypes),
 				 values, nulls, SPI_OK_INSERT_RETURNING);
 		return first_int(1);
 	}
-	check_replace(t, replace, owner);
+	check_replace(t, replace);
 	values[TASK_NARGS] = Int32GetDatum(id);
 	tasker_run_plan(tasker_keep_plan(&task_update_plan,
 					   "UPDATE @extschema@.tasker_named_tasks"
@@ -330,7 +440,7 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 					   "       module_namespace = $6, task_handler_class = $7,"
 					   "       default_dependent_system = $8, context_schema = $9::jsonb,"
 					   "       custom_events = $10::jsonb, template = $11::jsonb,"
-					   "       owner = $12, updated_at = now()"
+					   "       owner = $12::regrole, updated_at = now()"
 					   " WHERE named_task_id = $13",
 					   TASK_NARGS + 1, argtypes),
 			 values, nulls, SPI_OK_UPDATE);
