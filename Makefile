@@ -10,6 +10,7 @@ OBJS = \
 	src/semver.o \
 	src/spi_util.o \
 	src/task.o \
+	src/dag.o \
 	src/handler_sql.o \
 	src/handler_http.o \
 	src/scheduler.o \
