@@ -9,7 +9,10 @@
  * the highest pre-release when there is no release), validates
  * the context against the template's JSON Schema, and inserts the task, one
  * step per step template and one edge per dependency with set-based
- * statements, so the cost per step is a few index insertions.  Each step
+ * statements, so the cost per step is a few index insertions.  The edges
+ * are resolved from step names to step ids through hash tables in C, not
+ * by a join, so creation is linear in the template's size whatever plan
+ * the server would pick and however many tasks exist.  Each step
  * starts pending with unfinished_parents set to its number of parents and
  * next_attempt_at set, so root steps are in the ready-steps index at once.
  *
