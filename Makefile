@@ -11,6 +11,7 @@ OBJS = \
 	src/spi_util.o \
 	src/security.o \
 	src/task.o \
+	src/dag.o \
 	src/handler_sql.o \
 	src/handler_http.o \
 	src/scheduler.o \

@@ -720,20 +720,21 @@ config_get(HttpRequest *r, const char *key, JsonbValue *out)
 }
 
 /*
- * config_int: an integer key of handler_config, or dflt.
+ * config_int: an integer key of handler_config, or dflt, limited to
+ * [min, max] either way (a template registered before the limits were
+ * checked may hold any value).
  */
 static int
 config_int(HttpRequest *r, const char *key, int dflt, int min, int max)
 {
 	JsonbValue	v;
-	double		d;
+	double		d = dflt;
 
-	if (!config_get(r, key, &v) || v.type != jbvNumeric)
-		return dflt;
-	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-										   NumericGetDatum(v.val.numeric)));
+	if (config_get(r, key, &v) && v.type == jbvNumeric)
+		d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+											   NumericGetDatum(v.val.numeric)));
 	if (d != d)
-		return dflt;
+		d = dflt;
 	return (int) Min(Max(d, (double) min), (double) max);
 }
 
