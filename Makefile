@@ -7,6 +7,7 @@ OBJS = \
 	src/guc.o \
 	src/state.o \
 	src/events.o \
+	src/notify.o \
 	src/semver.o \
 	src/spi_util.o \
 	src/security.o \

@@ -54,6 +54,7 @@
 #include "guc.h"
 #include "handler_http.h"
 #include "scheduler.h"
+#include "notify.h"
 #include "worker.h"
 
 #define TASKER_MAX_SLOTS 64
@@ -122,6 +123,7 @@ tasker_worker_register(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = tasker_shmem_startup;
 	tasker_http_register();
+	tasker_notify_register();
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
