@@ -50,6 +50,7 @@
 #include "events.h"
 #include "guc.h"
 #include "notify.h"
+#include "worker.h"
 
 /* Bytes of events the ring holds. */
 #define RING_SIZE (4 * 1024 * 1024)
@@ -508,6 +509,13 @@ tasker_relay_main(Datum arg)
 		while (relay_batch(buf, max))
 			CHECK_FOR_INTERRUPTS();
 		relay_wait();
+		if (tasker_database_wanted())
+		{
+			/* DROP or ALTER DATABASE waits for us: send what is left, go. */
+			while (relay_batch(buf, max))
+				CHECK_FOR_INTERRUPTS();
+			proc_exit(1);
+		}
 	}
 }
 

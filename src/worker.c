@@ -354,15 +354,15 @@ extension_ready(void)
 }
 
 /*
- * database_wanted: whether a command needs this database to itself: DROP
+ * tasker_database_wanted: whether a command needs this database to itself: DROP
  * DATABASE, ALTER DATABASE ... SET TABLESPACE or RENAME, CREATE DATABASE
  * ... TEMPLATE.  Each takes (or queues for) a lock on the database object
  * that conflicts with the RowExclusiveLock a new session takes to connect,
  * then waits a few seconds for the sessions already connected to leave.
  * We ask for that lock without waiting, and at once let it go.
  */
-static bool
-database_wanted(void)
+bool
+tasker_database_wanted(void)
 {
 	LOCKTAG		tag;
 
@@ -469,7 +469,7 @@ tasker_executor_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (database_wanted())
+		if (tasker_database_wanted())
 			step_aside();
 
 		ready = tasker_enabled && extension_ready();
