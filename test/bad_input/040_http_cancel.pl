@@ -96,10 +96,18 @@ quick_task_completes('cancelling a step');
 is($node->safe_psql('postgres', "SELECT current_state FROM tasker_tasks WHERE task_id = $t2"),
 	'error', 'the task of the cancelled step, with nothing left to run, is in error');
 
-# ---- a huge timeout_seconds: the lease stays in range
+# ---- a huge timeout_seconds (registration refuses it now, so it is
+# written as a template from before that check would have it): the lease
+# stays in range
 $node->safe_psql('postgres', 'ALTER SYSTEM SET tasker.http_max_concurrency = 4; SELECT pg_reload_conf()');
-my $t3 = task("  - {name: slow, timeout_seconds: 2147483647,"
-	  . " handler_config: {type: api, url: '$base/delay/2', method: GET}}\n");
+$node->safe_psql('postgres', qq{SELECT tasker_register_template(\$y\$
+name: huge_timeout
+step_templates:
+  - {name: slow, timeout_seconds: 60, handler_config: {type: api, url: '$base/delay/2', method: GET}}
+\$y\$);
+	UPDATE tasker_named_tasks_named_steps SET timeout_seconds = 2147483647
+	 WHERE named_task_id = (SELECT named_task_id FROM tasker_named_tasks WHERE name = 'huge_timeout')});
+my $t3 = $node->safe_psql('postgres', "SELECT tasker_create_task('huge_timeout', '{}')");
 ok($node->poll_query_until('postgres',
 		"SELECT current_state = 'in_progress' FROM tasker_workflow_steps WHERE task_id = $t3"),
 	'a step with timeout_seconds 2147483647 is in flight');
