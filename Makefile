@@ -13,6 +13,11 @@ OBJS = \
 	src/task.o \
 	src/dag.o \
 	src/handler_sql.o \
+	src/http_limits.o \
+	src/http_request.o \
+	src/http_outcome.o \
+	src/http_multi.o \
+	src/http_steps.o \
 	src/handler_http.o \
 	src/scheduler.o \
 	src/control.o \
