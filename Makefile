@@ -18,6 +18,7 @@ OBJS = \
 	src/http_outcome.o \
 	src/http_multi.o \
 	src/http_steps.o \
+	src/http_preview.o \
 	src/handler_http.o \
 	src/scheduler.o \
 	src/control.o \
@@ -44,7 +45,8 @@ REGRESS = \
 	010_template_errors \
 	011_template_fuzz \
 	020_json_schema \
-	030_run_task
+	030_run_task \
+	040_http_preview
 
 # Isolation specs (test/isolation/specs): concurrent claims.
 ISOLATION = claims

@@ -2,7 +2,7 @@
  *
  * handler_http.h
  *		HTTP steps: asynchronous requests driven from the executor loop,
- *		and the rules of an api handler_config.
+ *		the rules of an api handler_config, and the preview of a request.
  *
  * The files of the HTTP kind (handler_http.c and the http_*.c it is split
  * into, see http_internal.h) are the only ones that include curl; the
@@ -17,6 +17,8 @@
 #define TASKER_HANDLER_HTTP_H
 
 #include "postgres.h"
+
+#include "utils/jsonb.h"
 
 struct TNode;
 
@@ -33,5 +35,8 @@ extern int	tasker_http_stats(const char **names, uint64 *counts, int max);
 extern const struct TNode *tasker_http_check_config(const char *template_name,
 													const char *subject,
 													const struct TNode *config);
+
+/* http_preview.c: what a step would send now */
+extern Jsonb *tasker_http_preview(int64 step_id);
 
 #endif							/* TASKER_HANDLER_HTTP_H */

@@ -13,12 +13,13 @@
  *					in the executor's wait, the requests in flight
  *	http_outcome.c	a finished request -> StepOutcome
  *	http_limits.c	concurrency slots and counters in shared memory
+ *	http_preview.c	tasker_http_preview: a request built, not sent
  * Calls go one way: handler_http calls http_steps and http_multi;
  * http_steps calls http_multi, http_request, http_outcome and http_limits;
  * http_multi calls http_request (to check a redirect's destination) and
- * http_limits; nothing calls back into a file that calls it.  Only these
- * files include <curl/curl.h>.  Not for use outside them: the rest of
- * tasker sees handler_http.h.
+ * http_limits; http_preview calls http_request; nothing calls back into a
+ * file that calls it.  Only these files include <curl/curl.h>.  Not for
+ * use outside them: the rest of tasker sees handler_http.h.
  *
  * IDENTIFICATION
  *		src/http_internal.h
