@@ -14,6 +14,12 @@ OBJS = \
 	src/task.o \
 	src/dag.o \
 	src/handler_sql.o \
+	src/http_limits.o \
+	src/http_request.o \
+	src/http_outcome.o \
+	src/http_multi.o \
+	src/http_steps.o \
+	src/http_preview.o \
 	src/handler_http.o \
 	src/scheduler.o \
 	src/control.o \
@@ -40,7 +46,8 @@ REGRESS = \
 	010_template_errors \
 	011_template_fuzz \
 	020_json_schema \
-	030_run_task
+	030_run_task \
+	040_http_preview
 
 # Isolation specs (test/isolation/specs): concurrent claims.
 ISOLATION = claims

@@ -200,3 +200,18 @@ SELECT s.workflow_step_id, s.task_id, s.named_step_id,
          ON d.task_id = s.task_id AND d.workflow_step_id = s.workflow_step_id;
 COMMENT ON VIEW @extschema@.tasker_step_dag_relationships IS
     'Each step''s parents, children, root/leaf flags and shortest depth from a root (computed per task in linear time)';
+
+/* ---- issue 8: tasker_http_preview ---- */
+
+/*
+ * The request an api step would send now, built by the code the workers
+ * use (src/http_request.c), sent nowhere.  It runs as the extension's
+ * owner for a caller who may control the step's task (src/api.c).
+ */
+CREATE FUNCTION @extschema@.tasker_http_preview(step_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'tasker_http_preview_sql'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION @extschema@.tasker_http_preview(bigint) IS
+    'The HTTP request an api step would send now: method, url, headers, body, timeout and follow_redirects, with credentials masked (url user and password, Authorization, Cookie and other secret headers and query parameters); or the error that would fail it before any request';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_http_preview(bigint) FROM PUBLIC;

@@ -57,6 +57,7 @@ PG_FUNCTION_INFO_V1(tasker_register_template_file_sql);
 PG_FUNCTION_INFO_V1(tasker_register_templates_sql);
 PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
 PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
+PG_FUNCTION_INFO_V1(tasker_http_preview_sql);
 PG_FUNCTION_INFO_V1(tasker_step_depths_sql);
 
 /*
@@ -635,6 +636,32 @@ tasker_http_stats_sql(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * preview_checked: the preview of a step's request, for a caller who may
+ * control the step's task.
+ */
+static Jsonb *
+preview_checked(int64 step_id)
+{
+	SPI_connect();
+	tasker_require_step_control(step_id, "preview a step of");
+	SPI_finish();
+	return tasker_http_preview(step_id);
+}
+
+/*
+ * tasker_http_preview(step_id bigint): the request an api step would send
+ * now, credentials masked.
+ */
+Datum
+tasker_http_preview_sql(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *preview;
+
+	AS_OWNER(preview = preview_checked(PG_GETARG_INT64(0)));
+	PG_RETURN_JSONB_P(preview);
 }
 
 /*

@@ -1,7 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * handler_http.h
- *		HTTP steps: asynchronous requests driven from the executor loop.
+ *		HTTP steps: asynchronous requests driven from the executor loop,
+ *		the rules of an api handler_config, and the preview of a request.
+ *
+ * The files of the HTTP kind (handler_http.c and the http_*.c it is split
+ * into, see http_internal.h) are the only ones that include curl; the
+ * rest of tasker reaches them through this header.
  *
  * IDENTIFICATION
  *		src/handler_http.h
@@ -13,10 +18,25 @@
 
 #include "postgres.h"
 
-extern void tasker_http_register(void);
+#include "utils/jsonb.h"
+
+struct TNode;
+
+/* handler_http.c: the executor's turn, wait and stop */
 extern int	tasker_http_run(bool claim_new);
 extern void tasker_http_wait(long timeout_ms);
 extern void tasker_http_shutdown(void);
+
+/* http_limits.c: shared state, installed while preloading */
+extern void tasker_http_register(void);
 extern int	tasker_http_stats(const char **names, uint64 *counts, int max);
+
+/* http_request.c: an api step's handler_config, at registration */
+extern const struct TNode *tasker_http_check_config(const char *template_name,
+													const char *subject,
+													const struct TNode *config);
+
+/* http_preview.c: what a step would send now */
+extern Jsonb *tasker_http_preview(int64 step_id);
 
 #endif							/* TASKER_HANDLER_HTTP_H */

@@ -87,6 +87,7 @@ static bool run_steps_together(ClaimedStep *steps, int n);
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_ids_plan;
 static SPIPlanPtr claim_one_plan;
+static SPIPlanPtr read_step_plan;
 static SPIPlanPtr step_state_plan;
 static SPIPlanPtr quarantine_state_plan;
 
@@ -287,6 +288,35 @@ tasker_claim_ready_steps(const char *kind, int64 task_id, int limit, Oid run_as,
 	if (tasker_try(claim_together_call, &args) == NULL)
 		return args.n;
 	return claim_one_by_one(values, out);
+}
+
+/*
+ * tasker_read_step: what a claim of step_id would copy (envelope, attempts,
+ * timeout, ...) and its handler kind, read with the claim's own SQL but
+ * without locking or claiming the step, for tasker_http_preview.  Returns
+ * false when there is no such step (or its template or task row is
+ * missing).  Runs in the caller's transaction, SPI connected; *kind is
+ * allocated in the SPI context.
+ */
+bool
+tasker_read_step(int64 step_id, ClaimedStep *out, char **kind)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&read_step_plan,
+			 "WITH claimed AS (SELECT $1::bigint AS workflow_step_id)"
+			 " SELECT c.*, k.handler_kind FROM (" CLAIMED_STEP_SQL ") c"
+			 " JOIN @extschema@.tasker_workflow_steps k ON k.workflow_step_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	memset(out, 0, sizeof(*out));
+	copy_claimed(0, out);
+	*kind = TextDatumGetCString(col(0, 11, &isnull));
+	return true;
 }
 
 /*

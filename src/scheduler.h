@@ -30,6 +30,7 @@ typedef struct ClaimedStep
 
 extern int	tasker_claim_ready_steps(const char *kind, int64 task_id, int limit,
 									 Oid run_as, ClaimedStep **out);
+extern bool tasker_read_step(int64 step_id, ClaimedStep *out, char **kind);
 extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
 extern void tasker_finalize_task(int64 task_id);
 extern void tasker_finalize_tasks(int64 *ids, int n);

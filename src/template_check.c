@@ -30,6 +30,7 @@
 #include "utils/json.h"
 #include "utils/varlena.h"
 
+#include "handler_http.h"
 #include "jsonschema.h"
 #include "semver.h"
 #include "template.h"
@@ -79,10 +80,6 @@ static const KeySet event_keys = {event_key_list, "a custom event"};
 
 static const char *const reserved_event_prefixes[] = {
 	"task.", "step.", "workflow.", "observability.", "test.", NULL
-};
-
-static const char *const http_methods[] = {
-	"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL
 };
 
 /*
@@ -421,94 +418,6 @@ check_custom_events(const Ctx *c, const TNode *map)
 }
 
 /*
- * check_url: refuse an api url without an http or https scheme and a host.
- */
-static void
-check_url(const Ctx *c, const TNode *at, const char *url)
-{
-	const char *sep = strstr(url, "://");
-	const char *host;
-	const char *end;
-	const char *at_sign;
-	int			scheme_len = sep ? (int) (sep - url) : 0;
-
-	if (sep == NULL ||
-		!((scheme_len == 4 && pg_strncasecmp(url, "http", 4) == 0) ||
-		  (scheme_len == 5 && pg_strncasecmp(url, "https", 5) == 0)))
-		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
-					   "Write an absolute URL such as https://api.example.com/orders.",
-					   "the url \"%s\" of %s does not start with http:// or https://.",
-					   url, c->subject);
-	host = sep + 3;
-	end = host + strcspn(host, "/?#");
-	at_sign = memchr(host, '@', end - host);
-	while (at_sign != NULL)
-	{
-		host = at_sign + 1;
-		at_sign = memchr(host, '@', end - host);
-	}
-	if (host == end || *host == ':')
-		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
-					   "Write an absolute URL such as https://api.example.com/orders.",
-					   "the url \"%s\" of %s has no host.", url, c->subject);
-}
-
-/*
- * check_api_config: validate the handler_config of an api step and return
- * it with its method in upper case.
- */
-static const TNode *
-check_api_config(const Ctx *c, const TNode *config)
-{
-	const char *url = get_string(c, config, "url", 0, true);
-	const char *method = get_string(c, config, "method", 0, true);
-	TNode	   *copy;
-	int			m;
-	int			i;
-
-	if (url == NULL)
-		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, config,
-					   "Give the endpoint, as in url: https://api.example.com/orders.",
-					   "the handler_config of %s has type api but no \"url\".",
-					   c->subject);
-	check_url(c, tnode_get(config, "url"), url);
-	/* The other keys the HTTP executor reads (src/handler_http.c). */
-	(void) get_bool(c, config, "follow_redirects", false);
-	(void) get_timeout(c, config, "timeout",
-					   psprintf("the handler_config of %s", c->subject));
-	(void) get_object(c, config, "headers");
-	(void) get_object(c, config, "params");
-	if (method == NULL)
-		return config;
-	for (m = 0; http_methods[m] != NULL; m++)
-		if (pg_strcasecmp(method, http_methods[m]) == 0)
-			break;
-	if (http_methods[m] == NULL)
-		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
-					   tnode_get(config, "method"),
-					   "Use GET, POST, PUT, PATCH, DELETE or HEAD.",
-					   "\"method\" of %s must be an HTTP method tasker supports, not \"%s\".",
-					   c->subject, method);
-	copy = palloc(sizeof(TNode));
-	*copy = *config;
-	copy->items = palloc(sizeof(TNode *) * config->nitems);
-	for (i = 0; i < config->nitems; i++)
-	{
-		copy->items[i] = config->items[i];
-		if (strcmp(config->keys[i]->value, "method") == 0)
-		{
-			TNode	   *upper = palloc(sizeof(TNode));
-
-			*upper = *config->items[i];
-			upper->value = pstrdup(http_methods[m]);
-			upper->quoted = true;
-			copy->items[i] = upper;
-		}
-	}
-	return copy;
-}
-
-/*
  * step_subject: how messages name step index: by its name when it has a
  * usable one, else by its 1-based position.
  */
@@ -543,7 +452,7 @@ check_step_handler(const Ctx *c, const TNode *node, StepTemplate *s)
 	s->is_api = (type != NULL && type->kind == TNODE_SCALAR &&
 				 strcmp(type->value, "api") == 0);
 	if (s->is_api)
-		config = check_api_config(c, config);
+		config = tasker_http_check_config(c->t->name, c->subject, config);
 	else if (s->handler_class == NULL)
 		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
 					   "Name a registered handler class, or an SQL function taking and returning jsonb, in handler_class; or set handler_config.type to api.",
