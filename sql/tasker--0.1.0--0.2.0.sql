@@ -141,3 +141,19 @@ SELECT handler_class,
   FROM tasker_handler_registry;
 COMMENT ON VIEW tasker_handlers IS
     'The handler registry: each handler class, its function, the role that registered it and when';
+
+/* ---- issue 15 D ---- */
+
+/*
+ * D22: which SQLSTATEs fail a step for good.  Data exceptions (22),
+ * integrity violations (23) and undefined objects or syntax errors (42)
+ * are permanent by default; a step template's permanent_sqlstates and
+ * retry_sqlstates (codes or two-character classes) override that.
+ */
+ALTER TABLE tasker_named_tasks_named_steps
+    ADD COLUMN permanent_sqlstates text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN retry_sqlstates text[] NOT NULL DEFAULT '{}';
+COMMENT ON COLUMN tasker_named_tasks_named_steps.permanent_sqlstates IS
+    'SQLSTATEs or classes that fail the step for good (besides 22, 23 and 42)';
+COMMENT ON COLUMN tasker_named_tasks_named_steps.retry_sqlstates IS
+    'SQLSTATEs or classes that are retried even though permanent by default';

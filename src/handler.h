@@ -42,6 +42,11 @@ typedef struct StepCall
 	Oid			owner;			/* role the handler runs as */
 	int			timeout_seconds;	/* 0: none */
 	Jsonb	   *envelope;
+	/* The step's overrides of which SQLSTATEs are permanent: codes or classes */
+	char	  **permanent_sqlstates;
+	int			npermanent;
+	char	  **retry_sqlstates;
+	int			nretry;
 } StepCall;
 
 extern void tasker_run_sql_handler(const StepCall *call, StepOutcome *out);

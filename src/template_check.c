@@ -67,7 +67,7 @@ static const char *const step_key_list[] = {
 	"name", "description", "handler_class", "handler_config",
 	"depends_on_step", "depends_on_steps", "default_retryable",
 	"default_retry_limit", "skippable", "dependent_system", "custom_events",
-	"timeout_seconds", NULL
+	"timeout_seconds", "permanent_sqlstates", "retry_sqlstates", NULL
 };
 
 static const char *const event_key_list[] = {"name", "description", NULL};
@@ -616,6 +616,66 @@ check_step_dependencies(const Ctx *c, const TNode *node, StepTemplate *s)
 }
 
 /*
+ * sqlstate_list: the items of a permanent_sqlstates or retry_sqlstates
+ * list, each a SQLSTATE (five digits or upper-case letters) or a class
+ * (its first two).
+ */
+static List *
+sqlstate_list(const Ctx *c, const TNode *node, const char *key)
+{
+	const TNode *list = get_list(c, node, key);
+	List	   *codes = NIL;
+	int			i;
+
+	for (i = 0; list != NULL && i < list->nitems; i++)
+	{
+		const char *code = list_string(c, list, i, key);
+		int			len = strlen(code);
+
+		if ((len != 2 && len != 5) ||
+			(int) strspn(code, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != len)
+			template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+						   list->items[i],
+						   "Write a five-character SQLSTATE such as \"23505\", or a two-character class such as \"23\", in quotes.",
+						   "item %d of \"%s\" of %s is not a SQLSTATE or SQLSTATE class: \"%s\".",
+						   i + 1, key, c->subject, code);
+		codes = lappend(codes, (void *) code);
+	}
+	return codes;
+}
+
+/*
+ * check_sqlstates: the SQLSTATE overrides of an SQL step's retry policy;
+ * a code in both lists is refused, and an api step may have neither.
+ */
+static void
+check_sqlstates(const Ctx *c, const TNode *node, StepTemplate *s)
+{
+	ListCell   *lc;
+
+	s->permanent_sqlstates = sqlstate_list(c, node, "permanent_sqlstates");
+	s->retry_sqlstates = sqlstate_list(c, node, "retry_sqlstates");
+	if (s->is_api && (s->permanent_sqlstates != NIL || s->retry_sqlstates != NIL))
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+					   tnode_get(node, s->permanent_sqlstates != NIL ?
+								 "permanent_sqlstates" : "retry_sqlstates"),
+					   "HTTP steps retry by status code (docs/http.md); remove the key.",
+					   "%s is an api step, which raises no SQLSTATE.", c->subject);
+	foreach(lc, s->retry_sqlstates)
+	{
+		ListCell   *pc;
+
+		foreach(pc, s->permanent_sqlstates)
+			if (strcmp((const char *) lfirst(lc), (const char *) lfirst(pc)) == 0)
+				template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+							   tnode_get(node, "retry_sqlstates"),
+							   "Keep the code in one of the two lists.",
+							   "\"%s\" of %s is in both permanent_sqlstates and retry_sqlstates.",
+							   (const char *) lfirst(lc), c->subject);
+	}
+}
+
+/*
  * check_step: validate one item of step_templates.
  */
 static void
@@ -649,6 +709,7 @@ check_step(TaskTemplate *t, const TNode *node, int index, StepTemplate *s)
 	if (s->dependent_system == NULL)
 		s->dependent_system = t->default_dependent_system;
 	s->custom_events_json = check_custom_events(&c, node);
+	check_sqlstates(&c, node, s);
 }
 
 /*
