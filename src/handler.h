@@ -38,6 +38,7 @@ typedef struct StepOutcome
 /* The step to run: what the claim query found. */
 typedef struct StepCall
 {
+	int64		step_id;
 	Oid			function;		/* (jsonb) RETURNS jsonb */
 	Oid			owner;			/* role the handler runs as */
 	int			timeout_seconds;	/* 0: none */
@@ -51,5 +52,6 @@ typedef struct StepCall
 
 extern void tasker_run_sql_handler(const StepCall *call, StepOutcome *out);
 extern void tasker_request_retry_after(int seconds);
+extern int64 tasker_running_step(void);
 
 #endif							/* TASKER_HANDLER_H */

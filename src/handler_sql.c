@@ -38,6 +38,9 @@
 /* Set by tasker_retry_error just before it raises, read after the call. */
 static int	requested_retry_after = -1;
 
+/* The step whose handler is running in this session, or 0. */
+static int64 running_step_id = 0;
+
 /*
  * The statement timeout from before a step's own was armed, kept by each
  * call on its own stack, so that nothing a handler does leaves the
@@ -97,6 +100,16 @@ tasker_request_retry_after(int seconds)
 }
 
 /*
+ * tasker_running_step: the id of the step whose SQL handler this session
+ * is running, or 0 outside a handler (tasker_publish_event names it).
+ */
+int64
+tasker_running_step(void)
+{
+	return running_step_id;
+}
+
+/*
  * call_function: check the handler, then invoke it with the envelope in
  * the handler sandbox (security.c).  Runs inside the caller's
  * subtransaction; errors propagate, and *checked tells whether the
@@ -119,7 +132,9 @@ call_function(const StepCall *call, TaskerHandlerScope *scope,
 
 	tasker_handler_enter(scope, call->owner);
 	arm_step_timeout(call->timeout_seconds, saved);
+	running_step_id = call->step_id;
 	result = FunctionCallInvoke(fcinfo);
+	running_step_id = 0;
 	restore_statement_timeout(saved);
 	tasker_handler_leave(scope);
 	return fcinfo->isnull ? NULL : DatumGetJsonbP(result);
@@ -222,6 +237,7 @@ tasker_run_sql_handler(const StepCall *call, StepOutcome *out)
 	{
 		ErrorData  *edata;
 
+		running_step_id = 0;
 		restore_statement_timeout(&saved);
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();

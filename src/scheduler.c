@@ -116,6 +116,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	c->retryable = DatumGetBool(col(i, 4, &isnull));
 	c->retry_limit = DatumGetInt32(col(i, 5, &isnull));
 	c->attempts = DatumGetInt32(col(i, 6, &isnull));
+	c->call.step_id = c->step_id;
 	c->call.function = DatumGetObjectId(col(i, 7, &isnull));
 	c->call.owner = DatumGetObjectId(col(i, 8, &isnull));
 	c->call.timeout_seconds = DatumGetInt32(col(i, 9, &isnull));
