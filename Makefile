@@ -47,7 +47,7 @@ ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CONFIG ?= pg_config
 
-PG_CPPFLAGS += -I$(srcdir)/src $(shell pkg-config --cflags yaml-0.1 libcurl)
+PG_CPPFLAGS += -I$(srcdir)/src -DTASKER_EXTVERSION='"$(EXTVERSION)"' $(shell pkg-config --cflags yaml-0.1 libcurl)
 SHLIB_LINK += $(shell pkg-config --libs yaml-0.1 libcurl)
 
 # test/run builds with TASKER_WERROR=1
