@@ -7,10 +7,12 @@ OBJS = \
 	src/guc.o \
 	src/state.o \
 	src/events.o \
+	src/notify.o \
 	src/semver.o \
 	src/spi_util.o \
 	src/security.o \
 	src/task.o \
+	src/dag.o \
 	src/handler_sql.o \
 	src/handler_http.o \
 	src/scheduler.o \

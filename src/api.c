@@ -24,6 +24,7 @@
 #include "utils/timestamp.h"
 
 #include "control.h"
+#include "dag.h"
 #include "events.h"
 #include "handler.h"
 #include "handler_http.h"
@@ -56,6 +57,7 @@ PG_FUNCTION_INFO_V1(tasker_register_template_file_sql);
 PG_FUNCTION_INFO_V1(tasker_register_templates_sql);
 PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
 PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
+PG_FUNCTION_INFO_V1(tasker_step_depths_sql);
 PG_FUNCTION_INFO_V1(tasker_running_step_sql);
 
 /*
@@ -225,7 +227,15 @@ text_array_to_jsonb(ArrayType *arr, const char *name)
 }
 
 /*
- * interval_ms: a non-negative interval argument in milliseconds.
+ * The longest timeout of tasker_run_task and tasker_wait_for_task: 100
+ * years of 365.25 days.  A deadline beyond about 292,000 years would
+ * overflow the timestamp it is added to and pass at once.
+ */
+#define TASKER_MAX_WAIT_MS	(INT64CONST(100) * 36525 * 864000)
+
+/*
+ * interval_ms: a non-negative interval argument in milliseconds, at most
+ * TASKER_MAX_WAIT_MS.
  */
 static int64
 interval_ms(FunctionCallInfo fcinfo, int n)
@@ -245,6 +255,14 @@ interval_ms(FunctionCallInfo fcinfo, int n)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative"),
 				 errhint("Pass an interval such as '30 seconds'.")));
+	if (ms > TASKER_MAX_WAIT_MS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be at most 100 years"),
+				 errdetail("The timeout given is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(iv)))),
+				 errhint("Pass a shorter interval, such as '1 day'.")));
 	return ms;
 }
 
@@ -633,4 +651,30 @@ tasker_http_stats_sql(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * tasker_step_depths(task_id bigint): each step's workflow_step_id,
+ * dependency_level and min_depth_from_root (NULL when no root reaches it).
+ */
+Datum
+tasker_step_depths_sql(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StepDepths	d;
+	int			i;
+
+	tasker_step_depths(PG_GETARG_INT64(0), &d);
+	InitMaterializedSRF(fcinfo, 0);
+	for (i = 0; i < d.n; i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, d.level[i] < 0, d.depth[i] < 0};
+
+		values[0] = Int64GetDatum(d.ids[i]);
+		values[1] = Int32GetDatum(d.level[i]);
+		values[2] = Int32GetDatum(d.depth[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_NULL();
 }

@@ -4,8 +4,9 @@
  *		Events announcing task and step transitions on LISTEN/NOTIFY.
  *
  * Each transition queues one notification on the tasker_events channel
- * from the transaction that makes it, so listeners hear of a transition
- * exactly when it commits and never of one that rolled back.  Payloads are
+ * for when the transaction that makes it commits (through the relay of
+ * notify.c), so listeners hear of a transition once it committed and
+ * never of one that rolled back.  Payloads are
  * compact JSON carrying identifiers and states only, never a task's context
  * or a step's results, so they stay far below the 8000-byte limit of
  * NOTIFY.
@@ -28,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "events.h"
+#include "notify.h"
 #include "worker.h"
 
 static bool wake_pending = false;
@@ -134,7 +136,7 @@ tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
 												 TIMESTAMPTZOID, NULL));
 	appendStringInfoChar(&buf, '}');
 
-	Async_Notify(TASKER_EVENTS_CHANNEL, buf.data);
+	tasker_queue_event(buf.data);
 	pfree(buf.data);
 }
 

@@ -190,7 +190,6 @@ static TimestampTz last_cancel_check = 0;
 static bool woken = false;		/* the latch was set since the last check */
 static bool api_steps_exist = true;	/* rechecked with each reclaim */
 
-static SPIPlanPtr candidates_plan;
 static SPIPlanPtr attempt_plan;
 static SPIPlanPtr ours_plan;
 static SPIPlanPtr expired_plan;
@@ -721,20 +720,21 @@ config_get(HttpRequest *r, const char *key, JsonbValue *out)
 }
 
 /*
- * config_int: an integer key of handler_config, or dflt.
+ * config_int: an integer key of handler_config, or dflt, limited to
+ * [min, max] either way (a template registered before the limits were
+ * checked may hold any value).
  */
 static int
 config_int(HttpRequest *r, const char *key, int dflt, int min, int max)
 {
 	JsonbValue	v;
-	double		d;
+	double		d = dflt;
 
-	if (!config_get(r, key, &v) || v.type != jbvNumeric)
-		return dflt;
-	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-										   NumericGetDatum(v.val.numeric)));
+	if (config_get(r, key, &v) && v.type == jbvNumeric)
+		d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+											   NumericGetDatum(v.val.numeric)));
 	if (d != d)
-		return dflt;
+		d = dflt;
 	return (int) Min(Max(d, (double) min), (double) max);
 }
 
@@ -1929,41 +1929,10 @@ reclaim_expired(int64 **tasks, int *ntasks)
 }
 
 /*
- * query_candidates: lock up to limit ready HTTP steps of started tasks
- * and read what their requests need (the same envelope SQL handlers get).
- */
-static void
-query_candidates(int limit)
-{
-	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
-	Datum		values[2] = {Int32GetDatum(limit),
-	TimestampTzGetDatum(GetCurrentTimestamp())};
-
-	tasker_run_plan(tasker_keep_plan(&candidates_plan,
-			 "WITH claimed AS ("
-			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
-			 "   WHERE s.handler_kind = 'http'"
-			 "     AND " TASKER_READY_STEP_SQL
-			 "     AND s.next_attempt_at <= $2"
-			 "     AND (SELECT t.current_state = 'in_progress'"
-			 "            FROM @extschema@.tasker_tasks t WHERE t.task_id = s.task_id)"
-			 "   ORDER BY s.next_attempt_at, s.task_id"
-			 "   LIMIT $1"
-			 "   FOR NO KEY UPDATE OF s SKIP LOCKED)"
-			 "SELECT s.workflow_step_id, s.task_id, s.current_state = 'error',"
-			 "       s.retryable, s.retry_limit, s.attempts, COALESCE(s.timeout_seconds, 0),"
-			 "       " TASKER_ENVELOPE_SQL
-			 TASKER_CLAIMED_DETAILS_SQL,
-			 2, argtypes),
-		values, NULL, SPI_OK_SELECT);
-}
-
-/*
- * new_request: a request for row i of the candidates, in its own memory
- * context.
+ * new_request: a request for a claimed step, in its own memory context.
  */
 static HttpRequest *
-new_request(uint64 i)
+new_request(const ClaimedStep *c)
 {
 	MemoryContext cxt = AllocSetContextCreate(http_cxt, "tasker http request",
 											  ALLOCSET_SMALL_SIZES);
@@ -1972,14 +1941,10 @@ new_request(uint64 i)
 	JsonbValue	v;
 
 	r->cxt = cxt;
-	r->step.step_id = DatumGetInt64(col(i, 1));
-	r->step.task_id = DatumGetInt64(col(i, 2));
-	r->step.from_error = DatumGetBool(col(i, 3));
-	r->step.retryable = DatumGetBool(col(i, 4));
-	r->step.retry_limit = DatumGetInt32(col(i, 5));
-	r->step.attempts = DatumGetInt32(col(i, 6));
-	r->step.call.timeout_seconds = DatumGetInt32(col(i, 7));
-	r->envelope = DatumGetJsonbPCopy(col(i, 8));
+	r->step = *c;
+	r->envelope = palloc(VARSIZE(c->call.envelope));
+	memcpy(r->envelope, c->call.envelope, VARSIZE(c->call.envelope));
+	r->step.call.envelope = r->envelope;
 	if (getKeyJsonValueFromContainer(&r->envelope->root, "handler_config", 14, &v) &&
 		v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
 		r->config = v.val.binary.data;
@@ -2015,15 +1980,15 @@ start_attempt(HttpRequest *r)
 }
 
 /*
- * take_candidate: prepare row i's request and reserve its slots; a step
- * whose request cannot be built fails for good at once.  Returns 1 when
- * the step was claimed or failed, 0 when it was left for later; sets
+ * take_candidate: prepare a claimed step's request and reserve its slots;
+ * a step whose request cannot be built fails for good at once.  Returns 1
+ * when the step was claimed or failed, 0 when it was left for later; sets
  * *full when no slot is left at all.
  */
 static int
-take_candidate(uint64 i, int64 *failed_task, bool *full)
+take_candidate(const ClaimedStep *c, int64 *failed_task, bool *full)
 {
-	HttpRequest *r = new_request(i);
+	HttpRequest *r = new_request(c);
 	MemoryContext old = MemoryContextSwitchTo(r->cxt);
 	char	   *error = prepare_request(r);
 
@@ -2078,23 +2043,24 @@ any_api_steps(void)
 static int
 claim_ready(int nfree)
 {
+	ClaimedStep *steps;
 	int64	   *tasks;
 	int			ntasks = 0;
 	int			n = 0;
-	uint64		i;
-	uint64		ncand;
+	int			i;
+	int			ncand;
 	bool		full = false;
 
-	query_candidates(Min(nfree * 4, 1000));
-	ncand = SPI_processed;
+	ncand = tasker_claim_ready_steps("http", 0, Min(nfree * 4, 1000), InvalidOid, &steps);
 	tasks = palloc(sizeof(int64) * Max(ncand, 1));
 	for (i = 0; i < ncand && !full; i++)
 	{
-		SPITupleTable *rows = SPI_tuptable;
 		int64		failed = 0;
 
-		n += take_candidate(i, &failed, &full);
-		SPI_tuptable = rows;
+		if (steps[i].skip)
+			failed = steps[i].task_id;
+		else
+			n += take_candidate(&steps[i], &failed, &full);
 		if (failed != 0)
 			tasks[ntasks++] = failed;
 	}

@@ -47,6 +47,42 @@
 #include "security.h"
 #include "state.h"
 
+/*
+ * The claim's SQL, for every handler kind.  TASKER_READY_STEP_SQL is the predicate of the partial
+ * ready-steps index over a step aliased s; TASKER_ENVELOPE_SQL builds the
+ * step envelope handlers receive, and TASKER_CLAIMED_DETAILS_SQL is the
+ * FROM clause it needs, over the step ids of a CTE named claimed.
+ */
+#define TASKER_READY_STEP_SQL \
+	"s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0" \
+	" AND s.next_attempt_at IS NOT NULL"
+
+#define TASKER_ENVELOPE_SQL \
+	"jsonb_build_object('task_id', s.task_id, 'step_id', s.workflow_step_id," \
+	"  'step_name', n.name, 'attempt', s.attempts + 1, 'namespace', ns.name," \
+	"  'task_name', nt.name, 'version', nt.version, 'context', t.context," \
+	"  'inputs', COALESCE(s.inputs, t.context)," \
+	"  'handler_config', l.handler_config," \
+	"  'dependencies', COALESCE((SELECT jsonb_object_agg(pn.name, p.results)" \
+	"     FROM @extschema@.tasker_workflow_step_edges e" \
+	"     JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id" \
+	"     JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = p.named_step_id" \
+	"    WHERE e.to_step_id = s.workflow_step_id), '{}'))"
+
+/* The OFFSET 0 subqueries keep each lookup a primary-key probe per step. */
+#define TASKER_CLAIMED_DETAILS_SQL \
+	" FROM @extschema@.tasker_workflow_steps s" \
+	" CROSS JOIN LATERAL (SELECT * FROM @extschema@.tasker_tasks t" \
+	"                      WHERE t.task_id = s.task_id OFFSET 0) t" \
+	" CROSS JOIN LATERAL (SELECT * FROM @extschema@.tasker_named_tasks_named_steps l" \
+	"                      WHERE l.named_task_id = t.named_task_id" \
+	"                        AND l.named_step_id = s.named_step_id OFFSET 0) l" \
+	" JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id" \
+	" JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id" \
+	" JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id" \
+	" WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))" \
+	" ORDER BY s.next_attempt_at, s.task_id"
+
 static void run_step_guarded(ClaimedStep *c);
 static void quarantine_step(ClaimedStep *c, ErrorData *edata);
 static bool run_steps_together(ClaimedStep *steps, int n);
@@ -127,7 +163,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 										 &c->call.nretry);
 }
 
-/* What a claim of SQL steps selects, after the claimed CTE. */
+/* What a claim selects, after the claimed CTE. */
 #define CLAIMED_STEP_SQL \
 	"SELECT s.workflow_step_id, s.task_id, s.current_state = 'error'," \
 	"       s.retryable, s.retry_limit, s.attempts," \
@@ -137,13 +173,14 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	TASKER_CLAIMED_DETAILS_SQL
 
 /*
- * The ready SQL steps a claim takes: of task $2 unless it is 0, of tasks
- * whose template owner role $4 has the privileges of unless it is 0.
+ * The ready steps of handler kind $5 a claim takes, $1 at most, due by $3:
+ * of task $2 unless it is 0, of tasks whose template owner role $4 has
+ * the privileges of unless it is 0.
  */
 #define CLAIM_CTE_SQL \
 	"WITH claimed AS (" \
 	"  SELECT s.workflow_step_id, s.task_id FROM @extschema@.tasker_workflow_steps s" \
-	"   WHERE s.handler_kind = 'sql'" \
+	"   WHERE s.handler_kind = $5" \
 	"     AND " TASKER_READY_STEP_SQL \
 	"     AND s.next_attempt_at <= $3" \
 	"     AND ($2 = 0 OR s.task_id = $2)" \
@@ -163,12 +200,12 @@ copy_claimed(uint64 i, ClaimedStep *c)
 static int
 claim_together(Datum *values, ClaimedStep **out)
 {
-	Oid			argtypes[4] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID};
+	Oid			argtypes[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID};
 	ClaimedStep *steps;
 	uint64		i;
 
 	tasker_run_plan(tasker_keep_plan(&claim_plan,
-			 CLAIM_CTE_SQL CLAIMED_STEP_SQL, 4, argtypes),
+			 CLAIM_CTE_SQL CLAIMED_STEP_SQL, 5, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -206,7 +243,7 @@ claim_together_call(void *arg)
 static int
 claim_one_by_one(Datum *values, ClaimedStep **out)
 {
-	Oid			argtypes[4] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID};
+	Oid			argtypes[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID};
 	Oid			one_type[1] = {INT8ARRAYOID};
 	ClaimedStep *steps;
 	int64	   *ids;
@@ -216,7 +253,7 @@ claim_one_by_one(Datum *values, ClaimedStep **out)
 	bool		isnull;
 
 	tasker_run_plan(tasker_keep_plan(&claim_ids_plan,
-			 CLAIM_CTE_SQL "SELECT workflow_step_id, task_id FROM claimed", 4, argtypes),
+			 CLAIM_CTE_SQL "SELECT workflow_step_id, task_id FROM claimed", 5, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	ids = palloc(sizeof(int64) * Max(n, 1));
@@ -262,16 +299,21 @@ claim_one_by_one(Datum *values, ClaimedStep **out)
 }
 
 /*
- * claim_steps: lock up to limit ready steps (of one task when task_id is
- * not 0; of tasks whose template owner run_as has the privileges of, when
- * it is valid) and copy what running them needs.  One row that cannot be
- * read never stops the claim of the others.  Returns the number claimed.
+ * tasker_claim_ready_steps: lock up to limit ready steps of a handler kind
+ * ("sql", "http"; of one task when task_id is not 0; of tasks whose
+ * template owner run_as has the privileges of, when it is valid) and copy
+ * what running them needs, envelopes included.  One row that cannot be
+ * read never stops the claim of the others: it comes back quarantined,
+ * with skip set, for its task to be settled.  Returns the number of
+ * entries in *out.  Runs in the caller's transaction, SPI connected.
  */
-static int
-claim_steps(int64 task_id, int limit, Oid run_as, ClaimedStep **out)
+int
+tasker_claim_ready_steps(const char *kind, int64 task_id, int limit, Oid run_as,
+						 ClaimedStep **out)
 {
-	Datum		values[4] = {Int32GetDatum(limit), Int64GetDatum(task_id),
-		TimestampTzGetDatum(GetCurrentTimestamp()), ObjectIdGetDatum(run_as)};
+	Datum		values[5] = {Int32GetDatum(limit), Int64GetDatum(task_id),
+		TimestampTzGetDatum(GetCurrentTimestamp()), ObjectIdGetDatum(run_as),
+	CStringGetTextDatum(kind)};
 	ClaimArgs	args = {values, out, 0};
 
 	if (tasker_try(claim_together_call, &args) == NULL)
@@ -921,7 +963,7 @@ tasker_run_ready_steps(int64 task_id, int limit, Oid run_as)
 
 	tasker_refuse_in_handler(task_id != 0 ? "tasker_run_task" : "tasker_run_steps");
 	SPI_connect();
-	n = claim_steps(task_id, limit, run_as, &steps);
+	n = tasker_claim_ready_steps("sql", task_id, limit, run_as, &steps);
 	batch_changes = tasker_nested_changes();
 	if (n > 0)
 	{

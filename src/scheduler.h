@@ -28,43 +28,8 @@ typedef struct ClaimedStep
 	StepCall	call;
 } ClaimedStep;
 
-/*
- * SQL shared by the claims of SQL steps (scheduler.c) and HTTP steps
- * (handler_http.c).  TASKER_READY_STEP_SQL is the predicate of the partial
- * ready-steps index over a step aliased s; TASKER_ENVELOPE_SQL builds the
- * step envelope handlers receive, and TASKER_CLAIMED_DETAILS_SQL is the
- * FROM clause it needs, over the step ids of a CTE named claimed.
- */
-#define TASKER_READY_STEP_SQL \
-	"s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0" \
-	" AND s.next_attempt_at IS NOT NULL"
-
-#define TASKER_ENVELOPE_SQL \
-	"jsonb_build_object('task_id', s.task_id, 'step_id', s.workflow_step_id," \
-	"  'step_name', n.name, 'attempt', s.attempts + 1, 'namespace', ns.name," \
-	"  'task_name', nt.name, 'version', nt.version, 'context', t.context," \
-	"  'inputs', COALESCE(s.inputs, t.context)," \
-	"  'handler_config', l.handler_config," \
-	"  'dependencies', COALESCE((SELECT jsonb_object_agg(pn.name, p.results)" \
-	"     FROM @extschema@.tasker_workflow_step_edges e" \
-	"     JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id" \
-	"     JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = p.named_step_id" \
-	"    WHERE e.to_step_id = s.workflow_step_id), '{}'))"
-
-/* The OFFSET 0 subqueries keep each lookup a primary-key probe per step. */
-#define TASKER_CLAIMED_DETAILS_SQL \
-	" FROM @extschema@.tasker_workflow_steps s" \
-	" CROSS JOIN LATERAL (SELECT * FROM @extschema@.tasker_tasks t" \
-	"                      WHERE t.task_id = s.task_id OFFSET 0) t" \
-	" CROSS JOIN LATERAL (SELECT * FROM @extschema@.tasker_named_tasks_named_steps l" \
-	"                      WHERE l.named_task_id = t.named_task_id" \
-	"                        AND l.named_step_id = s.named_step_id OFFSET 0) l" \
-	" JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id" \
-	" JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id" \
-	" JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id" \
-	" WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))" \
-	" ORDER BY s.next_attempt_at, s.task_id"
-
+extern int	tasker_claim_ready_steps(const char *kind, int64 task_id, int limit,
+									 Oid run_as, ClaimedStep **out);
 extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
 extern void tasker_finalize_task(int64 task_id);
 extern void tasker_finalize_tasks(int64 *ids, int n);

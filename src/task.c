@@ -9,14 +9,18 @@
  * the highest pre-release when there is no release), validates
  * the context against the template's JSON Schema, and inserts the task, one
  * step per step template and one edge per dependency with set-based
- * statements, so the cost per step is a few index insertions.  Each step
+ * statements, so the cost per step is a few index insertions.  The edges
+ * are resolved from step names to step ids through hash tables in C, not
+ * by a join, so creation is linear in the template's size whatever plan
+ * the server would pick and however many tasks exist.  Each step
  * starts pending with unfinished_parents set to its number of parents and
  * next_attempt_at set, so root steps are in the ready-steps index at once.
  *
  * identity_key makes creation idempotent: the task row is inserted with
  * ON CONFLICT DO NOTHING on identity_hash, so a second create with the same
  * key (even a concurrent one, which waits for the first to commit) returns
- * the first task's id and creates nothing.
+ * the first task's id and creates nothing.  The hash encodes namespace,
+ * name and key unambiguously; rows hashed by 0.1.0 are still found.
  *
  * IDENTIFICATION
  *		src/task.c
@@ -27,10 +31,13 @@
 
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
+#include "common/hashfn.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 
 #include "spi_util.h"
@@ -45,8 +52,10 @@ static SPIPlanPtr versions_plan;
 static SPIPlanPtr names_plan;
 static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr existing_task_plan;
+static SPIPlanPtr legacy_task_plan;
 static SPIPlanPtr insert_steps_plan;
 static SPIPlanPtr insert_edges_plan;
+static SPIPlanPtr template_steps_plan;
 static SPIPlanPtr bypass_plan;
 
 /* The template a request resolved to. */
@@ -178,39 +187,86 @@ resolve_template(const char *namespace, const char *name, const char *version,
 }
 
 /*
- * identity_hash: the value stored in tasker_tasks.identity_hash.  Without a
- * key, a random UUID (no deduplication); with one, the SHA-256 of the
- * namespace, template name and key, so keys are scoped to a template.
+ * sha256_hex: prefix followed by the SHA-256 of data in hexadecimal.
  */
 static char *
-identity_hash(const char *namespace, const char *name, const char *key)
+sha256_hex(const char *prefix, const char *data, int len)
 {
 	pg_cryptohash_ctx *ctx;
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
-	char	   *hex;
-	StringInfoData input;
+	StringInfoData hex;
 	int			i;
-
-	if (key == NULL)
-		return DatumGetCString(DirectFunctionCall1(uuid_out,
-												   DirectFunctionCall1(gen_random_uuid, (Datum) 0)));
-	initStringInfo(&input);
-	appendStringInfo(&input, "%s/%s/", namespace, name);
-	appendStringInfoString(&input, key);
 
 	ctx = pg_cryptohash_create(PG_SHA256);
 	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (uint8 *) input.data, input.len) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
 		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
 		elog(ERROR, "could not compute the identity hash: %s",
 			 pg_cryptohash_error(ctx));
 	pg_cryptohash_free(ctx);
 
-	hex = palloc(4 + PG_SHA256_DIGEST_LENGTH * 2 + 1);
-	strcpy(hex, "key:");
+	initStringInfo(&hex);
+	appendStringInfoString(&hex, prefix);
 	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		sprintf(hex + 4 + i * 2, "%02x", digest[i]);
-	return hex;
+		appendStringInfo(&hex, "%02x", digest[i]);
+	return hex.data;
+}
+
+/*
+ * identity_hash: the value stored in tasker_tasks.identity_hash.  Without a
+ * key, a random UUID (no deduplication); with one, "kv2:" and the SHA-256
+ * of the namespace, template name and key, the first two prefixed with
+ * their length in bytes.  The encoding is unambiguous, so keys are scoped
+ * to one (namespace, name) whatever characters the three contain.
+ */
+static char *
+identity_hash(const char *namespace, const char *name, const char *key)
+{
+	StringInfoData input;
+
+	if (key == NULL)
+		return DatumGetCString(DirectFunctionCall1(uuid_out,
+												   DirectFunctionCall1(gen_random_uuid, (Datum) 0)));
+	initStringInfo(&input);
+	appendStringInfo(&input, "%zu:%s%zu:%s", strlen(namespace), namespace,
+					 strlen(name), name);
+	appendStringInfoString(&input, key);
+	return sha256_hex("kv2:", input.data, input.len);
+}
+
+/*
+ * legacy_identity_task: the task that tasker 0.1.0 created with this
+ * identity key for this template, or 0.  0.1.0 stored "key:" and the
+ * SHA-256 of namespace/name/key, which two templates can share when their
+ * names contain '/'; such a row counts only when its task belongs to the
+ * same (namespace, name), and then its key is this key.  No new row has
+ * this form, so the look-up cannot race with a concurrent create.
+ */
+static int64
+legacy_identity_task(const char *namespace, const char *name, const char *key)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	StringInfoData input;
+	bool		isnull;
+
+	initStringInfo(&input);
+	appendStringInfo(&input, "%s/%s/", namespace, name);
+	appendStringInfoString(&input, key);
+	values[0] = CStringGetTextDatum(sha256_hex("key:", input.data, input.len));
+	values[1] = CStringGetTextDatum(namespace);
+	values[2] = CStringGetTextDatum(name);
+	tasker_keep_plan(&legacy_task_plan,
+			  "SELECT t.task_id FROM @extschema@.tasker_tasks t"
+			  "  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
+			  "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+			  " WHERE t.identity_hash = $1 AND ns.name = $2 AND nt.name = $3",
+			  3, argtypes);
+	(void) tasker_run_plan(legacy_task_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*
@@ -263,15 +319,37 @@ insert_task(const TaskRequest *req, int32 named_task_id, const char *hash,
 									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* A step of the new task, found by its template step's name. */
+typedef struct StepByName
+{
+	char	   *name;			/* the key: a pointer to a string */
+	int64		workflow_step_id;
+} StepByName;
+
+/* A step of the new task, found by its named_step_id. */
+typedef struct StepById
+{
+	int32		named_step_id;	/* the key */
+	int64		workflow_step_id;
+} StepById;
+
 /*
- * insert_steps_and_edges: one step per step template and one edge per
- * dependency, each in a single set-based statement.
+ * insert_steps: one step per step template, in a single set-based
+ * statement; returns a hash table from named_step_id to the new step's id.
+ * The statement reads the template's rows through their unique index, so
+ * its cost is linear in the template's size whatever the plan.
  */
-static void
-insert_steps_and_edges(int64 task_id, int32 named_task_id)
+static HTAB *
+insert_steps(int64 task_id, int32 named_task_id)
 {
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(task_id), Int32GetDatum(named_task_id)};
+	HASHCTL		ctl;
+	HTAB	   *by_id;
+	uint64		n;
+	uint64		i;
+	bool		isnull;
+	bool		found;
 
 	tasker_keep_plan(&insert_steps_plan,
 			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
@@ -281,22 +359,200 @@ insert_steps_and_edges(int64 task_id, int32 named_task_id)
 			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on), now(), NULL,"
 			  "        CASE WHEN l.handler_function IS NULL THEN 'http' ELSE 'sql' END"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
-			  "  WHERE l.named_task_id = $2 ORDER BY l.position",
+			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
+			  " RETURNING named_step_id, workflow_step_id",
 			  2, argtypes);
+	n = tasker_run_plan(insert_steps_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+
+	ctl.keysize = sizeof(int32);
+	ctl.entrysize = sizeof(StepById);
+	ctl.hcxt = CurrentMemoryContext;
+	by_id = hash_create("tasker new steps by id", Max(n, 16), &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		int32		id = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		StepById   *e = hash_search(by_id, &id, HASH_ENTER, &found);
+
+		e->workflow_step_id = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	return by_id;
+}
+
+/* name_hash, name_match: StepByName keys are pointers to strings. */
+static uint32
+name_hash(const void *key, Size keysize)
+{
+	const char *name = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) name, strlen(name));
+}
+
+static int
+name_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/*
+ * steps_by_name: a hash table from each template step's name to the id of
+ * the new task's step, over the rows (named_step_id, name, depends_on) of
+ * the template's steps.  The names stay in the SPI context.
+ */
+static HTAB *
+steps_by_name(SPITupleTable *rows, uint64 n, HTAB *by_id)
+{
+	HASHCTL		ctl;
+	HTAB	   *by_name;
+	uint64		i;
+	bool		isnull;
+	bool		found;
+
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(StepByName);
+	ctl.hash = name_hash;
+	ctl.match = name_match;
+	ctl.hcxt = CurrentMemoryContext;
+	by_name = hash_create("tasker new steps by name", Max(n, 16), &ctl,
+						  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	for (i = 0; i < n; i++)
+	{
+		int32		id = DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
+		char	   *name = SPI_getvalue(rows->vals[i], rows->tupdesc, 2);
+		StepById   *step = hash_search(by_id, &id, HASH_FIND, NULL);
+		StepByName *e = hash_search(by_name, &name, HASH_ENTER, &found);
+
+		if (step == NULL || found)
+			elog(ERROR, "template step \"%s\" has no single new step", name);
+		e->workflow_step_id = step->workflow_step_id;
+	}
+	return by_name;
+}
+
+/*
+ * step_named: the new step of a template step's name.  Registration
+ * checked that every dependency names a step of the template.
+ */
+static int64
+step_named(HTAB *by_name, char *name)
+{
+	StepByName *e = hash_search(by_name, &name, HASH_FIND, NULL);
+
+	if (e == NULL)
+		elog(ERROR, "template has no step \"%s\" to depend on", name);
+	return e->workflow_step_id;
+}
+
+/* The edges of a new task, as two parallel arrays of step ids. */
+typedef struct EdgeList
+{
+	Datum	   *from;
+	Datum	   *to;
+	int			n;
+	int			cap;
+} EdgeList;
+
+/*
+ * add_edge: append an edge, growing the arrays by doubling.
+ */
+static void
+add_edge(EdgeList *edges, int64 from, int64 to)
+{
+	if (edges->n == edges->cap)
+	{
+		edges->cap = Max(64, edges->cap * 2);
+		edges->from = edges->from ? repalloc(edges->from, edges->cap * sizeof(Datum))
+			: palloc(edges->cap * sizeof(Datum));
+		edges->to = edges->to ? repalloc(edges->to, edges->cap * sizeof(Datum))
+			: palloc(edges->cap * sizeof(Datum));
+	}
+	edges->from[edges->n] = Int64GetDatum(from);
+	edges->to[edges->n] = Int64GetDatum(to);
+	edges->n++;
+}
+
+/*
+ * collect_edges: one edge per dependency of each template step, over the
+ * rows (named_step_id, name, depends_on) of the template's steps, each
+ * resolved through a hash table: linear in the steps and edges.
+ */
+static void
+collect_edges(SPITupleTable *rows, uint64 n, HTAB *by_id, EdgeList *edges)
+{
+	HTAB	   *by_name = steps_by_name(rows, n, by_id);
+	uint64		i;
+	bool		isnull;
+
+	memset(edges, 0, sizeof(EdgeList));
+	for (i = 0; i < n; i++)
+	{
+		int64		to = step_named(by_name, SPI_getvalue(rows->vals[i], rows->tupdesc, 2));
+		Datum		deps = SPI_getbinval(rows->vals[i], rows->tupdesc, 3, &isnull);
+		Datum	   *names;
+		int			nnames;
+		int			j;
+
+		deconstruct_array(DatumGetArrayTypeP(deps), TEXTOID, -1, false,
+						  TYPALIGN_INT, &names, NULL, &nnames);
+		for (j = 0; j < nnames; j++)
+			add_edge(edges, step_named(by_name, TextDatumGetCString(names[j])), to);
+	}
+	hash_destroy(by_name);
+}
+
+/*
+ * insert_edges: the edges of the new task, found by collect_edges and
+ * inserted from two arrays in one statement, so their cost does not
+ * depend on the plan the server picks or on how many tasks exist.
+ */
+static void
+insert_edges(int64 task_id, int32 named_task_id, HTAB *by_id)
+{
+	Oid			template_types[1] = {INT4OID};
+	Datum		template_values[1] = {Int32GetDatum(named_task_id)};
+	Oid			argtypes[3] = {INT8OID, INT8ARRAYOID, INT8ARRAYOID};
+	Datum		values[3];
+	EdgeList	edges;
+	uint64		n;
+
+	tasker_keep_plan(&template_steps_plan,
+			  "SELECT l.named_step_id, n.name::text, l.depends_on"
+			  "  FROM @extschema@.tasker_named_tasks_named_steps l"
+			  "  JOIN @extschema@.tasker_named_steps n ON n.named_step_id = l.named_step_id"
+			  " WHERE l.named_task_id = $1",
+			  1, template_types);
+	n = tasker_run_plan(template_steps_plan, template_values, NULL, SPI_OK_SELECT);
+	collect_edges(SPI_tuptable, n, by_id, &edges);
+	if (edges.n == 0)
+		return;
+
 	tasker_keep_plan(&insert_edges_plan,
 			  "INSERT INTO @extschema@.tasker_workflow_step_edges (task_id, from_step_id, to_step_id)"
-			  " SELECT $1, p.workflow_step_id, c.workflow_step_id"
-			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
-			  "   CROSS JOIN LATERAL unnest(l.depends_on) AS d(name)"
-			  "   JOIN @extschema@.tasker_named_tasks_named_steps pl ON pl.named_task_id = l.named_task_id"
-			  "   JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = pl.named_step_id"
-			  "        AND pn.name = d.name"
-			  "   JOIN @extschema@.tasker_workflow_steps c ON c.task_id = $1 AND c.named_step_id = l.named_step_id"
-			  "   JOIN @extschema@.tasker_workflow_steps p ON p.task_id = $1 AND p.named_step_id = pl.named_step_id"
-			  "  WHERE l.named_task_id = $2",
-			  2, argtypes);
-	(void) tasker_run_plan(insert_steps_plan, values, NULL, SPI_OK_INSERT);
+			  " SELECT $1, u.from_step_id, u.to_step_id"
+			  "   FROM unnest($2::bigint[], $3::bigint[]) AS u(from_step_id, to_step_id)",
+			  3, argtypes);
+	values[0] = Int64GetDatum(task_id);
+	values[1] = PointerGetDatum(construct_array(edges.from, edges.n, INT8OID,
+												sizeof(int64), FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(edges.to, edges.n, INT8OID,
+												sizeof(int64), FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
 	(void) tasker_run_plan(insert_edges_plan, values, NULL, SPI_OK_INSERT);
+}
+
+/*
+ * insert_steps_and_edges: the steps and edges of a new task, in time
+ * linear in the template's size.
+ */
+static void
+insert_steps_and_edges(int64 task_id, int32 named_task_id)
+{
+	HTAB	   *by_id = insert_steps(task_id, named_task_id);
+
+	insert_edges(task_id, named_task_id, by_id);
+	hash_destroy(by_id);
 }
 
 /*
@@ -371,6 +627,13 @@ tasker_create_task_internal(const TaskRequest *req)
 		tasker_json_schema_validate_or_error(tmpl.schema, req->context, what.data);
 	}
 
+	if (req->identity_key != NULL &&
+		(task_id = legacy_identity_task(req->namespace, req->name,
+										req->identity_key)) > 0)
+	{
+		SPI_finish();
+		return task_id;
+	}
 	hash = identity_hash(req->namespace, req->name, req->identity_key);
 	task_id = insert_task(req, tmpl.named_task_id, hash, &created);
 	if (created)

@@ -32,6 +32,8 @@
 #define TEMPLATE_STEP_NAME_MAX		128
 #define TEMPLATE_SYSTEM_MAX			64
 #define TEMPLATE_DESCRIPTION_MAX	255
+/* The longest timeout a template may give, in seconds (one day). */
+#define TEMPLATE_TIMEOUT_MAX		86400
 
 typedef enum TNodeKind
 {

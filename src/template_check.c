@@ -261,6 +261,27 @@ get_int(const Ctx *c, const TNode *map, const char *key, int32 min,
 }
 
 /*
+ * get_timeout: a duration key in whole seconds, from 1 to
+ * TEMPLATE_TIMEOUT_MAX, or 0 when absent; whose names the mapping.  Longer timeouts are refused
+ * here: the executors turn them into deadlines and leases, where a value
+ * near the integer limits would overflow and expire at once.
+ */
+static int32
+get_timeout(const Ctx *c, const TNode *map, const char *key, const char *whose)
+{
+	int32		value = get_int(c, map, key, 1, 0);
+
+	if (value > TEMPLATE_TIMEOUT_MAX)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+					   tnode_get(map, key),
+					   psprintf("Give the timeout in whole seconds, at most %d (one day).",
+								TEMPLATE_TIMEOUT_MAX),
+					   "\"%s\" of %s is over one day (%d seconds).",
+					   key, whose, (int) value);
+	return value;
+}
+
+/*
  * get_object: the JSON text of a key whose value must be a mapping (a
  * free-form object), or NULL when absent.
  */
@@ -453,12 +474,8 @@ check_api_config(const Ctx *c, const TNode *config)
 	check_url(c, tnode_get(config, "url"), url);
 	/* The other keys the HTTP executor reads (src/handler_http.c). */
 	(void) get_bool(c, config, "follow_redirects", false);
-	if (get_int(c, config, "timeout", 1, 0) > 86400)
-		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
-					   tnode_get(config, "timeout"),
-					   "Give the request timeout in seconds, at most 86400 (one day).",
-					   "the handler_config of %s has a \"timeout\" over one day.",
-					   c->subject);
+	(void) get_timeout(c, config, "timeout",
+					   psprintf("the handler_config of %s", c->subject));
 	(void) get_object(c, config, "headers");
 	(void) get_object(c, config, "params");
 	if (method == NULL)
@@ -703,7 +720,7 @@ check_step(TaskTemplate *t, const TNode *node, int index, StepTemplate *s)
 	s->default_retryable = get_bool(&c, node, "default_retryable", true);
 	s->default_retry_limit = get_int(&c, node, "default_retry_limit", 0, 3);
 	s->skippable = get_bool(&c, node, "skippable", false);
-	s->timeout_seconds = get_int(&c, node, "timeout_seconds", 1, 0);
+	s->timeout_seconds = get_timeout(&c, node, "timeout_seconds", c.subject);
 	s->dependent_system = get_string(&c, node, "dependent_system",
 									 TEMPLATE_SYSTEM_MAX, true);
 	if (s->dependent_system == NULL)

@@ -64,6 +64,7 @@
 #include "guc.h"
 #include "handler_http.h"
 #include "scheduler.h"
+#include "notify.h"
 #include "worker.h"
 
 #define TASKER_MAX_SLOTS 64
@@ -132,6 +133,7 @@ tasker_worker_register(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = tasker_shmem_startup;
 	tasker_http_register();
+	tasker_notify_register();
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -465,15 +467,15 @@ extension_state(void)
 }
 
 /*
- * database_wanted: whether a command needs this database to itself: DROP
+ * tasker_database_wanted: whether a command needs this database to itself: DROP
  * DATABASE, ALTER DATABASE ... SET TABLESPACE or RENAME, CREATE DATABASE
  * ... TEMPLATE.  Each takes (or queues for) a lock on the database object
  * that conflicts with the RowExclusiveLock a new session takes to connect,
  * then waits a few seconds for the sessions already connected to leave.
  * We ask for that lock without waiting, and at once let it go.
  */
-static bool
-database_wanted(void)
+bool
+tasker_database_wanted(void)
 {
 	LOCKTAG		tag;
 
@@ -581,7 +583,7 @@ tasker_executor_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (database_wanted())
+		if (tasker_database_wanted())
 			step_aside();
 
 		if (tasker_enabled)

@@ -40,6 +40,7 @@ typedef struct TaskerWorkerSlot
 
 extern void tasker_worker_register(void);
 extern bool tasker_workers_present(void);
+extern bool tasker_database_wanted(void);
 extern void tasker_wake_workers(void);
 extern int	tasker_worker_slots(TaskerWorkerSlot *out, int max, pid_t *launcher_pid);
 

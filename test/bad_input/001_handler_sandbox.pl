@@ -128,6 +128,15 @@ my ($rc, $out, $err) = $node->psql('postgres',
 like($err, qr/permission denied for table tasker_named_tasks/,
 	'A2: with the README grants a role cannot rewrite a template owner');
 
+# A2: a role with EXECUTE alone (no table privilege) uses the reporting
+# functions.
+$node->safe_psql('postgres', q{CREATE ROLE exec_only; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO exec_only});
+is($node->safe_psql('postgres', qq{SET ROLE exec_only;
+		SELECT (SELECT count(*) FROM tasker_step_readiness_status($admin))
+		     + (SELECT count(*) FROM tasker_task_execution_context($admin))
+		     + (SELECT count(*) FROM tasker_dependency_levels($admin))}),
+	'3', 'A2: readiness, context and levels work with EXECUTE grants only');
+
 # A2: a stored handler of another signature is refused, not called.
 $node->safe_psql('postgres', q{
 	SELECT tasker_register_template($y$

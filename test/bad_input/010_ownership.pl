@@ -27,8 +27,8 @@ my $roles = q{
 $node->safe_psql('postgres', $roles . q{
 	CREATE EXTENSION tasker;
 	CREATE TABLE public.ledger (fn text, ran_as text);
-	GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO alice, mallory, bob;
-	GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO alice, mallory, bob;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO alice, mallory, bob;
+	GRANT SELECT ON ALL TABLES IN SCHEMA public TO alice, mallory, bob;
 	CREATE SCHEMA alice AUTHORIZATION alice;
 	CREATE SCHEMA mallory AUTHORIZATION mallory;
 	GRANT USAGE ON SCHEMA mallory TO PUBLIC;
@@ -255,6 +255,11 @@ is($node->safe_psql('old', q{
 	    || (SELECT registered_by::text FROM tasker_handler_registry WHERE handler_class = 'Old::Noop')
 	    || ' ' || (SELECT owner FROM tasker_templates WHERE name = 'old')}),
 	'alice alice alice', 'after ALTER EXTENSION UPDATE the owners are the same roles');
+is($node->safe_psql('old', q{
+	SELECT string_agg(DISTINCT privilege_type, ',' ORDER BY privilege_type)
+	  FROM information_schema.role_table_grants
+	 WHERE grantee = 'alice' AND table_name LIKE 'tasker%'}),
+	'SELECT', 'A2: the upgrade takes back the write privileges 0.1.0\'s README had granted');
 
 $node->stop;
 done_testing();

@@ -190,7 +190,7 @@ SELECT throws_ok($$SELECT tasker_create_task('diamond_workflow', '{}', namespace
 SELECT is(tasker_create_task('linear_workflow', '{}', namespace => 'shapes', identity_key => 'k1'),
           tasker_create_task('linear_workflow', '{"other": 1}', namespace => 'shapes', identity_key => 'k1'),
           'a repeated identity key returns the first task');
-SELECT is((SELECT count(*)::int FROM tasker_tasks WHERE identity_hash LIKE 'key:%'), 1,
+SELECT is((SELECT count(*)::int FROM tasker_tasks WHERE identity_hash LIKE 'kv2:%'), 1,
           'and creates nothing');
 
 SELECT * FROM finish();

@@ -76,6 +76,11 @@ is($node->safe_psql('postgres', q{
 	 WHERE current_state <> 'complete' OR attempts <> 1 OR NOT processed}),
 	'0', 'every step is complete after one attempt');
 
+# The events went through the relay: it connected once the ring held some.
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tasker event relay'"),
+	'1', 'the event relay runs and is connected to the tasker database');
+
 # The listener heard each task's events in a consistent order.
 $listener->finish;
 my @events = map { /payload "(.*)" received/ ? $1 : () } split /\n/, $listen_out;

@@ -152,7 +152,7 @@ my ($id_a) = $out_a =~ /^(\d+)$/m;
 my ($id_b) = $out_b =~ /^(\d+)$/m;
 ok(defined $id_a, 'the first session created a task');
 is($id_b, $id_a, 'the concurrent create with the same identity key returned the same task');
-is($node->safe_psql('postgres', "SELECT count(*) FROM tasker_tasks WHERE identity_hash LIKE 'key:%'"),
+is($node->safe_psql('postgres', "SELECT count(*) FROM tasker_tasks WHERE identity_hash LIKE 'kv2:%'"),
 	'1', 'and only one task row exists');
 
 # A handler runs as the role that registered its template: that role's
