@@ -39,6 +39,7 @@ REGRESS = \
 	002_state_walk \
 	010_template_errors \
 	011_template_fuzz \
+	012_template_input \
 	020_json_schema \
 	030_run_task \
 	040_failures

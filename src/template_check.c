@@ -52,7 +52,7 @@ static const char *const task_key_list[] = {
 	"name", "namespace_name", "version", "module_namespace",
 	"task_handler_class", "description", "concurrent",
 	"default_dependent_system", "named_steps", "schema", "configuration",
-	"custom_events", "step_templates", "environments", NULL
+	"custom_events", "step_templates", "environments", "handler_config", NULL
 };
 
 /* An environment may override any key but environments. */
@@ -60,7 +60,7 @@ static const char *const env_key_list[] = {
 	"name", "namespace_name", "version", "module_namespace",
 	"task_handler_class", "description", "concurrent",
 	"default_dependent_system", "named_steps", "schema", "configuration",
-	"custom_events", "step_templates", NULL
+	"custom_events", "step_templates", "handler_config", NULL
 };
 
 static const char *const step_key_list[] = {
@@ -86,8 +86,21 @@ static const char *const http_methods[] = {
 };
 
 /*
+ * Keys of the Ruby engine's examples, or guesses, that tasker spells
+ * otherwise: refused (they were silently ignored), with the key to use.
+ */
+static const char *const key_aliases[][2] = {
+	{"retries", "default_retry_limit"},
+	{"retry_limit", "default_retry_limit"},
+	{"retryable", "default_retryable"},
+	{"timeout", "timeout_seconds"},
+	{"depends_on", "depends_on_steps"},
+	{NULL, NULL}
+};
+
+/*
  * closest_key: the allowed key nearest to a misspelt one, or NULL when none
- * is near enough to suggest.
+ * is near enough to suggest.  A known alias of an allowed key comes first.
  */
 static const char *
 closest_key(const char *word, const char *const *keys)
@@ -99,6 +112,16 @@ closest_key(const char *word, const char *const *keys)
 
 	if (wlen > 64)
 		return NULL;
+	for (i = 0; key_aliases[i][0] != NULL; i++)
+	{
+		int			k;
+
+		if (strcmp(word, key_aliases[i][0]) != 0)
+			continue;
+		for (k = 0; keys[k] != NULL; k++)
+			if (strcmp(keys[k], key_aliases[i][1]) == 0)
+				return keys[k];
+	}
 	for (i = 0; keys[i] != NULL; i++)
 	{
 		int			klen = strlen(keys[i]);
@@ -454,8 +477,57 @@ check_url(const Ctx *c, const TNode *at, const char *url)
 }
 
 /*
+ * check_no_env_vars: refuse a ${VAR} in a value of an api step's
+ * handler_config (the url, a header, a parameter, the body): the Ruby
+ * engine's YAML is read by Ruby tooling that may expand them, tasker would
+ * send them as written.
+ */
+static void
+check_no_env_vars(const Ctx *c, const TNode *node, const char *key)
+{
+	int			i;
+
+	if (node == NULL)
+		return;
+	if (node->kind == TNODE_SCALAR)
+	{
+		const char *dollar = strstr(node->value, "${");
+
+		if (dollar != NULL && strchr(dollar, '}') != NULL)
+			template_error(c->t->name, ERRCODE_FEATURE_NOT_SUPPORTED, node,
+						   "tasker does not read environment variables, and would send the text as written. Put the value in the task's context and write {{context.KEY}}, or register the template with the value in place.",
+						   "\"%s\" of the handler_config of %s contains an environment variable reference: \"%s\".",
+						   key, c->subject, node->value);
+		return;
+	}
+	for (i = 0; i < node->nitems; i++)
+		check_no_env_vars(c, node->items[i], key);
+}
+
+/*
+ * check_api_extras: what the Ruby engine's examples write in an api
+ * step's handler_config that tasker would ignore or send as written:
+ * refused, with what to write instead.
+ */
+static void
+check_api_extras(const Ctx *c, const TNode *config)
+{
+	const TNode *retries = tnode_get(config, "retries");
+
+	if (retries != NULL)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, retries,
+					   "Set default_retry_limit on the step: the number of attempts in all, the first included.",
+					   "the handler_config of %s has \"retries\", which tasker does not read.",
+					   c->subject);
+	check_no_env_vars(c, tnode_get(config, "url"), "url");
+	check_no_env_vars(c, tnode_get(config, "headers"), "headers");
+	check_no_env_vars(c, tnode_get(config, "params"), "params");
+	check_no_env_vars(c, tnode_get(config, "body"), "body");
+}
+
+/*
  * check_api_config: validate the handler_config of an api step and return
- * it with its method in upper case.
+ * it with its type in lower case and its method in upper case.
  */
 static const TNode *
 check_api_config(const Ctx *c, const TNode *config)
@@ -471,6 +543,7 @@ check_api_config(const Ctx *c, const TNode *config)
 					   "Give the endpoint, as in url: https://api.example.com/orders.",
 					   "the handler_config of %s has type api but no \"url\".",
 					   c->subject);
+	check_api_extras(c, config);
 	check_url(c, tnode_get(config, "url"), url);
 	/* The other keys the HTTP executor reads (src/handler_http.c). */
 	(void) get_bool(c, config, "follow_redirects", false);
@@ -478,12 +551,10 @@ check_api_config(const Ctx *c, const TNode *config)
 					   psprintf("the handler_config of %s", c->subject));
 	(void) get_object(c, config, "headers");
 	(void) get_object(c, config, "params");
-	if (method == NULL)
-		return config;
-	for (m = 0; http_methods[m] != NULL; m++)
+	for (m = 0; method != NULL && http_methods[m] != NULL; m++)
 		if (pg_strcasecmp(method, http_methods[m]) == 0)
 			break;
-	if (http_methods[m] == NULL)
+	if (method != NULL && http_methods[m] == NULL)
 		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
 					   tnode_get(config, "method"),
 					   "Use GET, POST, PUT, PATCH, DELETE or HEAD.",
@@ -494,16 +565,17 @@ check_api_config(const Ctx *c, const TNode *config)
 	copy->items = palloc(sizeof(TNode *) * config->nitems);
 	for (i = 0; i < config->nitems; i++)
 	{
-		copy->items[i] = config->items[i];
-		if (strcmp(config->keys[i]->value, "method") == 0)
-		{
-			TNode	   *upper = palloc(sizeof(TNode));
+		const char *key = config->keys[i]->value;
+		TNode	   *norm;
 
-			*upper = *config->items[i];
-			upper->value = pstrdup(http_methods[m]);
-			upper->quoted = true;
-			copy->items[i] = upper;
-		}
+		copy->items[i] = config->items[i];
+		if (strcmp(key, "method") != 0 && strcmp(key, "type") != 0)
+			continue;
+		norm = palloc(sizeof(TNode));
+		*norm = *config->items[i];
+		norm->value = pstrdup(strcmp(key, "type") == 0 ? "api" : http_methods[m]);
+		norm->quoted = true;
+		copy->items[i] = norm;
 	}
 	return copy;
 }
@@ -541,7 +613,7 @@ check_step_handler(const Ctx *c, const TNode *node, StepTemplate *s)
 		config = NULL;
 	type = tnode_get(config, "type");
 	s->is_api = (type != NULL && type->kind == TNODE_SCALAR &&
-				 strcmp(type->value, "api") == 0);
+				 pg_strcasecmp(type->value, "api") == 0);
 	if (s->is_api)
 		config = check_api_config(c, config);
 	else if (s->handler_class == NULL)
@@ -633,6 +705,22 @@ check_step_dependencies(const Ctx *c, const TNode *node, StepTemplate *s)
 }
 
 /*
+ * sql_config_timeout: the timeout of an SQL step's handler_config (where
+ * the Ruby engine's examples put it), in seconds, which then arms the
+ * step's statement_timeout as timeout_seconds does; 0 when absent.
+ */
+static int32
+sql_config_timeout(const Ctx *c, const TNode *node)
+{
+	const TNode *config = tnode_get(node, "handler_config");
+
+	if (config == NULL || config->kind != TNODE_MAPPING)
+		return 0;
+	return get_timeout(c, config, "timeout",
+					   psprintf("the handler_config of %s", c->subject));
+}
+
+/*
  * sqlstate_list: the items of a permanent_sqlstates or retry_sqlstates
  * list, each a SQLSTATE (five digits or upper-case letters) or a class
  * (its first two).
@@ -721,6 +809,8 @@ check_step(TaskTemplate *t, const TNode *node, int index, StepTemplate *s)
 	s->default_retry_limit = get_int(&c, node, "default_retry_limit", 0, 3);
 	s->skippable = get_bool(&c, node, "skippable", false);
 	s->timeout_seconds = get_timeout(&c, node, "timeout_seconds", c.subject);
+	if (!s->is_api && s->timeout_seconds == 0)
+		s->timeout_seconds = sql_config_timeout(&c, node);
 	s->dependent_system = get_string(&c, node, "dependent_system",
 									 TEMPLATE_SYSTEM_MAX, true);
 	if (s->dependent_system == NULL)
@@ -1082,40 +1172,153 @@ check_task_keys(const Ctx *c, const TNode *root)
 	if (t->configuration_json == NULL)
 		t->configuration_json = "{}";
 	t->custom_events_json = check_custom_events(c, root);
+	/* The task handler's settings (Ruby): kept in the stored template. */
+	(void) get_object(c, root, "handler_config");
+}
+
+/* How many errors of one template registration reports, at most. */
+#define TEMPLATE_MAX_ERRORS 20
+
+/* The errors found so far in one template (template_check). */
+typedef struct CheckErrors
+{
+	int			n;
+	ErrorData  *first;
+	StringInfoData list;		/* one "Line L, column C: ..." a line */
+} CheckErrors;
+
+/* One part of the checks, run by try_check. */
+typedef struct CheckPart
+{
+	TaskTemplate *t;
+	const TNode *root;
+	int			step;			/* the step to check, or -1: the task keys */
+} CheckPart;
+
+/*
+ * check_part: the task's own keys, or one step template.
+ */
+static void
+check_part(CheckPart *p)
+{
+	Ctx			c = {p->t, "the template"};
+
+	if (p->step >= 0)
+	{
+		const TNode *steps = tnode_get(p->root, "step_templates");
+
+		check_step(p->t, steps->items[p->step], p->step, &p->t->steps[p->step]);
+		return;
+	}
+	check_keys(&c, p->root, &task_keys);
+	p->t->name = get_required_string(&c, p->root, "name", TEMPLATE_NAME_MAX);
+	check_task_keys(&c, p->root);
+}
+
+/*
+ * try_check: run one part of the checks and add its error, if any, to
+ * errs, so that one registration reports every part's first error.  The
+ * checks only build memory (no catalog access, no locks), so an error is
+ * caught without a subtransaction.  Errors that are not about the template
+ * (a cancel, running out of memory) are raised again at once.
+ */
+static void
+try_check(CheckErrors *errs, CheckPart *part)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		check_part(part);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			class;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		class = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		if (edata->elevel > ERROR || class == ERRCODE_OPERATOR_INTERVENTION ||
+			class == ERRCODE_INSUFFICIENT_RESOURCES ||
+			class == ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
+			class == ERRCODE_INTERNAL_ERROR || edata->detail == NULL)
+			PG_RE_THROW();
+		FlushErrorState();
+		if (errs->n++ == 0)
+			errs->first = edata;
+		appendStringInfo(&errs->list, "\n%s", edata->detail);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * raise_errors: raise the errors collected, if any: one error as it was,
+ * several as one error whose detail lists each with its line and column.
+ */
+static void
+raise_errors(TaskTemplate *t, CheckErrors *errs, bool more)
+{
+	if (errs->n == 0)
+		return;
+	if (errs->n == 1)
+		ReThrowError(errs->first);
+	ereport(ERROR,
+			(errcode(errs->first->sqlerrcode),
+			 t->name ? errmsg("task template \"%s\" is invalid", t->name)
+			 : errmsg("task template is invalid"),
+			 errdetail_internal("%d errors%s:%s", errs->n,
+								more ? " (checking stopped there)" : "",
+								errs->list.data),
+			 errhint("Correct each of them; for the first: %s",
+					 errs->first->hint ? errs->first->hint : "see its detail.")));
 }
 
 /*
  * template_check: validate a template's node tree (environment overrides
- * applied) and fill in t.  Raises the first error found.
+ * applied) and fill in t.  The task's keys and each step template are
+ * checked in turn, and the first error of each (up to
+ * TEMPLATE_MAX_ERRORS) is reported together; the checks across steps
+ * (names, dependencies, cycles) run once the steps are valid.
  */
 void
 template_check(TaskTemplate *t, const TNode *root)
 {
 	Ctx			c = {t, "the template"};
+	CheckErrors errs;
+	CheckPart	part = {t, root, -1};
 	const TNode *steps;
 	int			i;
 
+	memset(&errs, 0, sizeof(errs));
+	initStringInfo(&errs.list);
 	t->root = root;
-	check_keys(&c, root, &task_keys);
-	t->name = get_required_string(&c, root, "name", TEMPLATE_NAME_MAX);
-	check_task_keys(&c, root);
-
-	steps = get_list(&c, root, "step_templates");
-	if (steps == NULL)
+	try_check(&errs, &part);
+	steps = tnode_get(root, "step_templates");
+	if (is_null(steps) || steps->kind != TNODE_SEQUENCE)
+	{
+		raise_errors(t, &errs, false);
+		steps = get_list(&c, root, "step_templates");
 		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, root,
 					   "Add a \"step_templates\" list with at least one step.",
 					   "the template has no \"step_templates\" key.");
+	}
 	if (steps->nitems == 0)
+	{
+		raise_errors(t, &errs, false);
 		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, steps,
 					   "Add at least one step template.",
 					   "\"step_templates\" of the template is empty.");
+	}
 	t->nsteps = steps->nitems;
 	t->steps = palloc0(sizeof(StepTemplate) * t->nsteps);
-	for (i = 0; i < t->nsteps; i++)
+	for (i = 0; i < t->nsteps && errs.n < TEMPLATE_MAX_ERRORS; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		check_step(t, steps->items[i], i, &t->steps[i]);
+		part.step = i;
+		try_check(&errs, &part);
 	}
+	raise_errors(t, &errs, i < t->nsteps);
 
 	check_duplicate_steps(t);
 	check_dependency_names(t);

@@ -61,6 +61,7 @@ static SPIPlanPtr task_insert_plan;
 static SPIPlanPtr task_update_plan;
 static SPIPlanPtr task_steps_delete_plan;
 static SPIPlanPtr task_step_insert_plan;
+static SPIPlanPtr task_step_sqlstates_plan;
 
 /*
  * first_int: column n of the first result row, an integer or oid.
@@ -500,16 +501,32 @@ store_step(const TaskTemplate *t, int32 task_id, int i)
 	values[12] = CStringGetTextDatum(s->custom_events_json);
 	values[13] = string_array(s->permanent_sqlstates);
 	values[14] = string_array(s->retry_sqlstates);
-	tasker_run_plan(tasker_keep_plan(&task_step_insert_plan,
-					   "INSERT INTO @extschema@.tasker_named_tasks_named_steps"
-					   " (named_task_id, named_step_id, skippable, default_retryable,"
-					   "  default_retry_limit, position, description, handler_class,"
-					   "  handler_function, handler_config, depends_on, timeout_seconds,"
-					   "  custom_events, permanent_sqlstates, retry_sqlstates)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::regprocedure,"
-					   "         $10::jsonb, $11, $12, $13::jsonb, $14, $15)",
-					   15, argtypes),
-			 values, nulls, SPI_OK_INSERT);
+	/*
+	 * Without SQLSTATE lists the 0.1.0 columns suffice, so a 0.1.0 schema
+	 * not yet updated still takes the templates it could express.
+	 */
+	if (s->permanent_sqlstates == NIL && s->retry_sqlstates == NIL)
+		tasker_run_plan(tasker_keep_plan(&task_step_insert_plan,
+						   "INSERT INTO @extschema@.tasker_named_tasks_named_steps"
+						   " (named_task_id, named_step_id, skippable, default_retryable,"
+						   "  default_retry_limit, position, description, handler_class,"
+						   "  handler_function, handler_config, depends_on, timeout_seconds,"
+						   "  custom_events)"
+						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::regprocedure,"
+						   "         $10::jsonb, $11, $12, $13::jsonb)",
+						   13, argtypes),
+				 values, nulls, SPI_OK_INSERT);
+	else
+		tasker_run_plan(tasker_keep_plan(&task_step_sqlstates_plan,
+						   "INSERT INTO @extschema@.tasker_named_tasks_named_steps"
+						   " (named_task_id, named_step_id, skippable, default_retryable,"
+						   "  default_retry_limit, position, description, handler_class,"
+						   "  handler_function, handler_config, depends_on, timeout_seconds,"
+						   "  custom_events, permanent_sqlstates, retry_sqlstates)"
+						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::regprocedure,"
+						   "         $10::jsonb, $11, $12, $13::jsonb, $14, $15)",
+						   15, argtypes),
+				 values, nulls, SPI_OK_INSERT);
 }
 
 /*
