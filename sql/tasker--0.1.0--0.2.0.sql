@@ -30,7 +30,7 @@ BEGIN
          WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
            AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'tasker')
            AND d.deptype = 'e'
-           AND c.relkind IN ('r', 'S')
+           AND c.relkind IN ('r', 'S', 'v', 'm')
            AND a.grantee <> c.relowner
            AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
          GROUP BY 1, 2

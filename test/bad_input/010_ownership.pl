@@ -27,6 +27,7 @@ my $roles = q{
 $node->safe_psql('postgres', $roles . q{
 	CREATE EXTENSION tasker;
 	CREATE TABLE public.ledger (fn text, ran_as text);
+	GRANT INSERT ON public.ledger TO PUBLIC;
 	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO alice, mallory, bob;
 	GRANT SELECT ON ALL TABLES IN SCHEMA public TO alice, mallory, bob;
 	CREATE SCHEMA alice AUTHORIZATION alice;
