@@ -45,9 +45,11 @@ REGRESS = \
 	002_state_walk \
 	010_template_errors \
 	011_template_fuzz \
+	012_template_input \
 	020_json_schema \
 	030_run_task \
-	040_http_preview
+	040_failures \
+	041_http_preview
 
 # Isolation specs (test/isolation/specs): concurrent claims.
 ISOLATION = claims
@@ -55,7 +57,7 @@ ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CONFIG ?= pg_config
 
-PG_CPPFLAGS += -I$(srcdir)/src $(shell pkg-config --cflags yaml-0.1 libcurl)
+PG_CPPFLAGS += -I$(srcdir)/src -DTASKER_EXTVERSION='"$(EXTVERSION)"' $(shell pkg-config --cflags yaml-0.1 libcurl)
 SHLIB_LINK += $(shell pkg-config --libs yaml-0.1 libcurl)
 
 # test/run builds with TASKER_WERROR=1

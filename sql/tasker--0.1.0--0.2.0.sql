@@ -215,3 +215,130 @@ LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION @extschema@.tasker_http_preview(bigint) IS
     'The HTTP request an api step would send now: method, url, headers, body, timeout and follow_redirects, with credentials masked (url user and password, Authorization, Cookie and other secret headers and query parameters); or the error that would fail it before any request';
 REVOKE EXECUTE ON FUNCTION @extschema@.tasker_http_preview(bigint) FROM PUBLIC;
+
+/* ---- issue 15 D ---- */
+
+/*
+ * D22: which SQLSTATEs fail a step for good.  Data exceptions (22),
+ * integrity violations (23) and undefined objects or syntax errors (42)
+ * are permanent by default; a step template's permanent_sqlstates and
+ * retry_sqlstates (codes or two-character classes) override that.
+ */
+ALTER TABLE tasker_named_tasks_named_steps
+    ADD COLUMN permanent_sqlstates text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN retry_sqlstates text[] NOT NULL DEFAULT '{}';
+COMMENT ON COLUMN tasker_named_tasks_named_steps.permanent_sqlstates IS
+    'SQLSTATEs or classes that fail the step for good (besides 22, 23 and 42)';
+COMMENT ON COLUMN tasker_named_tasks_named_steps.retry_sqlstates IS
+    'SQLSTATEs or classes that are retried even though permanent by default';
+
+/*
+ * D24: step.failed says whether the failure is final; custom events carry
+ * the task and step they are about, in the shape of the built-in events.
+ */
+CREATE FUNCTION tasker_running_step()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_running_step_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_running_step() IS
+    'The id of the step whose SQL handler is running in this session, or NULL outside a handler';
+
+CREATE FUNCTION tasker_publish_event(name text, payload jsonb, task_id bigint, step_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    message text;
+    subject record;
+BEGIN
+    IF name IS NULL OR payload IS NULL THEN
+        RAISE EXCEPTION 'event name and payload must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the name of a declared custom event and a JSON object.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.tasker_event_catalog c
+                    WHERE c.name = tasker_publish_event.name AND c.category = 'custom') THEN
+        RAISE EXCEPTION 'custom event "%" is not declared', name
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'Only events listed under custom_events in a registered template can be published.',
+                  HINT = 'Declare the event in a template''s custom_events, then register the template.';
+    END IF;
+    IF jsonb_typeof(payload) <> 'object' THEN
+        RAISE EXCEPTION 'event payload must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The payload given is %s.', left(payload::text, 100)),
+                  HINT = 'Pass the payload as ''{"key": "value"}''.';
+    END IF;
+    IF task_id IS NULL AND step_id IS NULL THEN
+        step_id := @extschema@.tasker_running_step();
+    END IF;
+    SELECT t.task_id, s.workflow_step_id AS step_id, st.name AS step_name,
+           nt.name AS task_name, ns.name AS namespace
+      INTO subject
+      FROM @extschema@.tasker_tasks t
+      JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
+      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+      LEFT JOIN @extschema@.tasker_workflow_steps s
+             ON s.workflow_step_id = tasker_publish_event.step_id AND s.task_id = t.task_id
+      LEFT JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id
+     WHERE t.task_id = COALESCE(tasker_publish_event.task_id,
+                                (SELECT s2.task_id FROM @extschema@.tasker_workflow_steps s2
+                                  WHERE s2.workflow_step_id = tasker_publish_event.step_id));
+    IF (task_id IS NOT NULL OR step_id IS NOT NULL)
+       AND (subject.task_id IS NULL OR (step_id IS NOT NULL AND subject.step_id IS NULL)) THEN
+        RAISE EXCEPTION 'the task or step of custom event "%" does not exist', name
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('task_id %s, step_id %s.', coalesce(task_id::text, 'NULL'), coalesce(step_id::text, 'NULL')),
+                  HINT = 'Pass the id of an existing task, or of an existing step of that task.';
+    END IF;
+    -- The keys of the built-in events, in their order, then the payload.
+    message := '{"event":' || to_json(name)::text
+            || coalesce(',"task_id":' || subject.task_id, '')
+            || coalesce(',"step_id":' || subject.step_id, '')
+            || coalesce(',"step_name":' || to_json(subject.step_name)::text, '')
+            || coalesce(',"task_name":' || to_json(subject.task_name)::text, '')
+            || coalesce(',"namespace":' || to_json(subject.namespace)::text, '')
+            || ',"at":' || to_json(clock_timestamp())::text
+            || ',"payload":' || payload::text || '}';
+    IF octet_length(message) > 7900 THEN
+        RAISE EXCEPTION 'event payload is too large'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('The notification would take %s bytes; NOTIFY carries at most 7900 here.', octet_length(message)),
+                  HINT = 'Send identifiers in the payload and let listeners read the rest from tables.';
+    END IF;
+    PERFORM pg_catalog.pg_notify('tasker_events', message);
+END
+$$;
+COMMENT ON FUNCTION tasker_publish_event(text, jsonb, bigint, bigint) IS
+    'Send a custom event declared by a template on the tasker_events channel, about a task or step (NULL, NULL: the step whose handler is running, if any)';
+REVOKE EXECUTE ON FUNCTION tasker_publish_event(text, jsonb, bigint, bigint) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION tasker_publish_event(name text, payload jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@.tasker_publish_event(name, payload, NULL::bigint, NULL::bigint) $$;
+
+CREATE OR REPLACE VIEW tasker_event_catalog AS
+SELECT e.name, e.category, e.description, e.payload_fields
+  FROM (VALUES
+    ('task.initialize_requested', 'task', 'A task was created (or went back to pending from in_progress)', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.start_requested', 'task', 'A task started: its first step was claimed', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.completed', 'task', 'Every step of a task is complete or resolved_manually', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.failed', 'task', 'A task can make no more progress because of failed steps', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.retry_requested', 'task', 'A task in error was sent back to pending (tasker_retry_task, or a resolved step)', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.cancelled', 'task', 'A task was cancelled', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.resolved_manually', 'task', 'A task in error was resolved by hand', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('step.execution_requested', 'step', 'A step was claimed and its handler is about to run', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.completed', 'step', 'A step''s handler succeeded; its results are stored', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.failed', 'step', 'An attempt of a step failed; the error is in its results and its transition. final: no retry is scheduled', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'final', 'at']),
+    ('step.retry_requested', 'step', 'A failed step went back to pending for another attempt', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.cancelled', 'step', 'A step was cancelled (alone or with its task)', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.resolved_manually', 'step', 'A step was settled by hand or bypassed', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at'])
+  ) AS e(name, category, description, payload_fields)
+UNION ALL
+SELECT DISTINCT ON (ce->>'name') ce->>'name', 'custom', ce->>'description',
+       ARRAY['event', 'task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'at', 'payload']
+  FROM (SELECT jsonb_array_elements(custom_events) AS ce FROM tasker_named_tasks
+        UNION ALL
+        SELECT jsonb_array_elements(custom_events) FROM tasker_named_tasks_named_steps) c
+ WHERE jsonb_typeof(ce) = 'object' AND ce ? 'name';

@@ -59,6 +59,7 @@ PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
 PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
 PG_FUNCTION_INFO_V1(tasker_http_preview_sql);
 PG_FUNCTION_INFO_V1(tasker_step_depths_sql);
+PG_FUNCTION_INFO_V1(tasker_running_step_sql);
 
 /*
  * AS_OWNER: run a statement as the extension's owner, for the caller
@@ -407,7 +408,8 @@ tasker_wait_for_task_sql(PG_FUNCTION_ARGS)
 }
 
 static const char *const worker_state_names[] = {
-	"stopped", "starting", "waiting_for_extension", "idle", "running", "paused"
+	"stopped", "starting", "waiting_for_extension", "idle", "running", "paused",
+	"waiting_for_database", "waiting_for_update"
 };
 
 /*
@@ -445,6 +447,20 @@ tasker_worker_status_sql(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();
+}
+
+/*
+ * tasker_running_step(): the id of the step whose handler is running in
+ * this session, or NULL outside a handler.
+ */
+Datum
+tasker_running_step_sql(PG_FUNCTION_ARGS)
+{
+	int64		step_id = tasker_running_step();
+
+	if (step_id == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(step_id);
 }
 
 /*

@@ -22,7 +22,9 @@
 #include "commands/async.h"
 #include "lib/stringinfo.h"
 #include "catalog/pg_type.h"
+#include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/jsonfuncs.h"
 #include "utils/timestamp.h"
 
@@ -76,15 +78,41 @@ append_field(StringInfo buf, const char *key, const char *value)
 }
 
 /*
+ * append_final: for a step.failed event, append ,"final":true|false, taken
+ * from the "final" key of the transition's metadata (see
+ * tasker_failure_metadata); a failure whose metadata does not say is final,
+ * since only tasker_record_failure schedules retries and it always says.
+ */
+static void
+append_final(StringInfo buf, const char *metadata_json)
+{
+	bool		final = true;
+
+	if (metadata_json != NULL)
+	{
+		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+															CStringGetDatum(metadata_json)));
+		JsonbValue	v;
+
+		if (getKeyJsonValueFromContainer(&jb->root, "final", 5, &v) != NULL &&
+			v.type == jbvBool)
+			final = v.val.boolean;
+	}
+	appendStringInfo(buf, ",\"final\":%s", final ? "true" : "false");
+}
+
+/*
  * tasker_notify_transition: queue the event for a task transition (step_id
  * 0) or a step transition made at the time at (the created_at of its
- * transition row).
+ * transition row).  metadata_json (may be NULL) is the transition's
+ * metadata; a step.failed event takes its "final" key.
  */
 void
 tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
 						 const char *namespace, const char *step_name,
 						 const char *from_state, const char *to_state,
-						 int32 attempt, TimestampTz at)
+						 int32 attempt, TimestampTz at,
+						 const char *metadata_json)
 {
 	StringInfoData buf;
 	bool		is_step = (step_id != 0);
@@ -102,6 +130,8 @@ tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
 	append_field(&buf, "to_state", to_state);
 	if (is_step)
 		appendStringInfo(&buf, ",\"attempt\":%d", attempt);
+	if (is_step && strcmp(to_state, "error") == 0)
+		append_final(&buf, metadata_json);
 	append_field(&buf, "at", JsonEncodeDateTime(NULL, TimestampTzGetDatum(at),
 												 TIMESTAMPTZOID, NULL));
 	appendStringInfoChar(&buf, '}');

@@ -25,7 +25,8 @@ extern void tasker_notify_transition(int64 step_id, int64 task_id,
 									 const char *step_name,
 									 const char *from_state,
 									 const char *to_state, int32 attempt,
-									 TimestampTz at);
+									 TimestampTz at,
+									 const char *metadata_json);
 
 extern void tasker_wake_workers_at_commit(void);
 

@@ -38,13 +38,20 @@ typedef struct StepOutcome
 /* The step to run: what the claim query found. */
 typedef struct StepCall
 {
+	int64		step_id;
 	Oid			function;		/* (jsonb) RETURNS jsonb */
 	Oid			owner;			/* role the handler runs as */
 	int			timeout_seconds;	/* 0: none */
 	Jsonb	   *envelope;
+	/* The step's overrides of which SQLSTATEs are permanent: codes or classes */
+	char	  **permanent_sqlstates;
+	int			npermanent;
+	char	  **retry_sqlstates;
+	int			nretry;
 } StepCall;
 
 extern void tasker_run_sql_handler(const StepCall *call, StepOutcome *out);
 extern void tasker_request_retry_after(int seconds);
+extern int64 tasker_running_step(void);
 
 #endif							/* TASKER_HANDLER_H */

@@ -38,6 +38,9 @@
 /* Set by tasker_retry_error just before it raises, read after the call. */
 static int	requested_retry_after = -1;
 
+/* The step whose handler is running in this session, or 0. */
+static int64 running_step_id = 0;
+
 /*
  * The statement timeout from before a step's own was armed, kept by each
  * call on its own stack, so that nothing a handler does leaves the
@@ -97,6 +100,16 @@ tasker_request_retry_after(int seconds)
 }
 
 /*
+ * tasker_running_step: the id of the step whose SQL handler this session
+ * is running, or 0 outside a handler (tasker_publish_event names it).
+ */
+int64
+tasker_running_step(void)
+{
+	return running_step_id;
+}
+
+/*
  * call_function: check the handler, then invoke it with the envelope in
  * the handler sandbox (security.c).  Runs inside the caller's
  * subtransaction; errors propagate, and *checked tells whether the
@@ -119,24 +132,71 @@ call_function(const StepCall *call, TaskerHandlerScope *scope,
 
 	tasker_handler_enter(scope, call->owner);
 	arm_step_timeout(call->timeout_seconds, saved);
+	running_step_id = call->step_id;
 	result = FunctionCallInvoke(fcinfo);
+	running_step_id = 0;
 	restore_statement_timeout(saved);
 	tasker_handler_leave(scope);
 	return fcinfo->isnull ? NULL : DatumGetJsonbP(result);
 }
 
 /*
+ * code_listed: whether a SQLSTATE (len 5) or its class (len 2) is in a
+ * list of codes and classes.
+ */
+static bool
+code_listed(char **list, int n, const char *code, int len)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if ((int) strlen(list[i]) == len && strncmp(list[i], code, len) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * sqlstate_permanent: whether an error of this SQLSTATE fails the step for
+ * good.  tasker_permanent_error always does, tasker_retry_error never.
+ * Otherwise the step's own lists decide, a full code before a class, and
+ * permanent_sqlstates before retry_sqlstates; by default the errors that
+ * the same input raises again are permanent: data exceptions (class 22),
+ * integrity constraint violations (23) and syntax errors or undefined
+ * objects (42).
+ */
+static bool
+sqlstate_permanent(const StepCall *call, int sqlerrcode)
+{
+	const char *code = unpack_sql_state(sqlerrcode);
+	int			len;
+
+	if (sqlerrcode == ERRCODE_TASKER_PERMANENT_ERROR)
+		return true;
+	if (sqlerrcode == ERRCODE_TASKER_RETRY_ERROR)
+		return false;
+	for (len = 5; len >= 2; len -= 3)
+	{
+		if (code_listed(call->permanent_sqlstates, call->npermanent, code, len))
+			return true;
+		if (code_listed(call->retry_sqlstates, call->nretry, code, len))
+			return false;
+	}
+	return strncmp(code, "22", 2) == 0 || strncmp(code, "23", 2) == 0 ||
+		strncmp(code, "42", 2) == 0;
+}
+
+/*
  * fill_failure: turn a caught error into the outcome of the attempt.
  */
 static void
-fill_failure(ErrorData *edata, StepOutcome *out)
+fill_failure(const StepCall *call, ErrorData *edata, StepOutcome *out)
 {
 	out->ok = false;
 	out->message = edata->message ? edata->message : pstrdup("unknown error");
 	out->detail = edata->detail;
 	out->hint = edata->hint;
 	out->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
-	out->permanent = (edata->sqlerrcode == ERRCODE_TASKER_PERMANENT_ERROR);
+	out->permanent = sqlstate_permanent(call, edata->sqlerrcode);
 	out->retry_after = (edata->sqlerrcode == ERRCODE_TASKER_RETRY_ERROR) ?
 		requested_retry_after : -1;
 }
@@ -177,6 +237,7 @@ tasker_run_sql_handler(const StepCall *call, StepOutcome *out)
 	{
 		ErrorData  *edata;
 
+		running_step_id = 0;
 		restore_statement_timeout(&saved);
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
@@ -186,7 +247,7 @@ tasker_run_sql_handler(const StepCall *call, StepOutcome *out)
 		CurrentResourceOwner = oldowner;
 		if (scope.gucnest > 0)
 			tasker_handler_abandon(&scope);
-		fill_failure(edata, out);
+		fill_failure(call, edata, out);
 		/* A handler that cannot be called never will be: no retry. */
 		out->permanent = out->permanent || !checked;
 	}

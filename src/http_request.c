@@ -810,11 +810,12 @@ check_method(const ConfigCheck *c, const TNode *config, const char *method)
 }
 
 /*
- * with_method: a copy of config whose method is the upper-case name m
- * (nodes are never changed in place: they may be shared).
+ * normalized: a copy of config whose type is "api" and whose method (when
+ * m is not NULL) is the upper-case name m (nodes are never changed in
+ * place: they may be shared).
  */
 static const TNode *
-with_method(const TNode *config, const char *m)
+normalized(const TNode *config, const char *m)
 {
 	TNode	   *copy = palloc(sizeof(TNode));
 	int			i;
@@ -823,24 +824,73 @@ with_method(const TNode *config, const char *m)
 	copy->items = palloc(sizeof(TNode *) * config->nitems);
 	for (i = 0; i < config->nitems; i++)
 	{
-		copy->items[i] = config->items[i];
-		if (strcmp(config->keys[i]->value, "method") == 0)
-		{
-			TNode	   *upper = palloc(sizeof(TNode));
+		const char *key = config->keys[i]->value;
+		TNode	   *norm;
 
-			*upper = *config->items[i];
-			upper->value = pstrdup(m);
-			upper->quoted = true;
-			copy->items[i] = upper;
-		}
+		copy->items[i] = config->items[i];
+		if (strcmp(key, "type") != 0 && (m == NULL || strcmp(key, "method") != 0))
+			continue;
+		norm = palloc(sizeof(TNode));
+		*norm = *config->items[i];
+		norm->value = pstrdup(strcmp(key, "type") == 0 ? "api" : m);
+		norm->quoted = true;
+		copy->items[i] = norm;
 	}
 	return copy;
 }
 
 /*
+ * check_no_env_vars: refuse a ${VAR} in a value of the handler_config (the
+ * url, a header, a parameter, the body): the Ruby engine's YAML is read by
+ * Ruby tooling that may expand them, tasker would send them as written.
+ */
+static void
+check_no_env_vars(const ConfigCheck *c, const TNode *node, const char *key)
+{
+	int			i;
+
+	if (node == NULL)
+		return;
+	if (node->kind == TNODE_SCALAR)
+	{
+		const char *dollar = strstr(node->value, "${");
+
+		if (dollar != NULL && strchr(dollar, '}') != NULL)
+			template_error(c->template_name, ERRCODE_FEATURE_NOT_SUPPORTED, node,
+						   "tasker does not read environment variables, and would send the text as written. Put the value in the task's context and write {{context.KEY}}, or register the template with the value in place.",
+						   "\"%s\" of the handler_config of %s contains an environment variable reference: \"%s\".",
+						   key, c->subject, node->value);
+		return;
+	}
+	for (i = 0; i < node->nitems; i++)
+		check_no_env_vars(c, node->items[i], key);
+}
+
+/*
+ * check_api_extras: what the Ruby engine's examples write in an api
+ * step's handler_config that tasker would ignore or send as written:
+ * refused, with what to write instead.
+ */
+static void
+check_api_extras(const ConfigCheck *c, const TNode *config)
+{
+	const TNode *retries = tnode_get(config, "retries");
+
+	if (retries != NULL)
+		template_error(c->template_name, ERRCODE_INVALID_PARAMETER_VALUE, retries,
+					   "Set default_retry_limit on the step: the number of attempts in all, the first included.",
+					   "the handler_config of %s has \"retries\", which tasker does not read.",
+					   c->subject);
+	check_no_env_vars(c, tnode_get(config, "url"), "url");
+	check_no_env_vars(c, tnode_get(config, "headers"), "headers");
+	check_no_env_vars(c, tnode_get(config, "params"), "params");
+	check_no_env_vars(c, tnode_get(config, "body"), "body");
+}
+
+/*
  * tasker_http_check_config: validate the handler_config (a mapping) of an
  * api step, subject naming the step in messages, and return it with its
- * method in upper case.  Raises the template's error, with line and
+ * type in lower case and its method in upper case.  Raises the template's error, with line and
  * column, at the first problem.  Needs no catalog access.
  */
 const TNode *
@@ -856,13 +906,13 @@ tasker_http_check_config(const char *template_name, const char *subject,
 					   "Give the endpoint, as in url: https://api.example.com/orders.",
 					   "the handler_config of %s has type api but no \"url\".",
 					   subject);
+	check_api_extras(&c, config);
 	check_url(&c, tnode_get(config, "url"), url);
 	/* The other keys http_request_prepare reads. */
 	check_bool(&c, config, "follow_redirects");
 	check_timeout(&c, config);
 	check_mapping(&c, config, "headers");
 	check_mapping(&c, config, "params");
-	if (method == NULL)
-		return config;
-	return with_method(config, http_methods[check_method(&c, config, method)]);
+	return normalized(config, method == NULL ? NULL :
+					  http_methods[check_method(&c, config, method)]);
 }

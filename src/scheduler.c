@@ -30,7 +30,10 @@
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -114,6 +117,29 @@ col(uint64 i, int n, bool *isnull)
 }
 
 /*
+ * text_array: the elements of a text[] datum as C strings (none when
+ * null); *n is their number.
+ */
+static char **
+text_array(Datum d, bool isnull, int *n)
+{
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	char	  **out;
+	int			i;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &elem_nulls, n);
+	out = palloc(sizeof(char *) * Max(*n, 1));
+	for (i = 0; i < *n; i++)
+		out[i] = elem_nulls[i] ? "" : TextDatumGetCString(elems[i]);
+	return out;
+}
+
+/*
  * copy_claimed: copy row i of the last claim result into *c.
  */
 static void
@@ -127,10 +153,15 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	c->retryable = DatumGetBool(col(i, 4, &isnull));
 	c->retry_limit = DatumGetInt32(col(i, 5, &isnull));
 	c->attempts = DatumGetInt32(col(i, 6, &isnull));
+	c->call.step_id = c->step_id;
 	c->call.function = DatumGetObjectId(col(i, 7, &isnull));
 	c->call.owner = DatumGetObjectId(col(i, 8, &isnull));
 	c->call.timeout_seconds = DatumGetInt32(col(i, 9, &isnull));
 	c->call.envelope = DatumGetJsonbPCopy(col(i, 10, &isnull));
+	c->call.permanent_sqlstates = text_array(col(i, 11, &isnull), isnull,
+											 &c->call.npermanent);
+	c->call.retry_sqlstates = text_array(col(i, 12, &isnull), isnull,
+										 &c->call.nretry);
 }
 
 /* What a claim selects, after the claimed CTE. */
@@ -138,7 +169,8 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"SELECT s.workflow_step_id, s.task_id, s.current_state = 'error'," \
 	"       s.retryable, s.retry_limit, s.attempts," \
 	"       l.handler_function::oid, nt.owner::oid, COALESCE(s.timeout_seconds, 0)," \
-	"       " TASKER_ENVELOPE_SQL \
+	"       " TASKER_ENVELOPE_SQL "," \
+	"       l.permanent_sqlstates, l.retry_sqlstates" \
 	TASKER_CLAIMED_DETAILS_SQL
 
 /*
@@ -484,11 +516,59 @@ tasker_record_success(ClaimedStep *c, StepOutcome *o)
 	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_COMPLETE, NULL);
 }
 
+/* Longest text of an error kept in a transition's metadata, in bytes. */
+#define TASKER_METADATA_TEXT_MAX 2000
+
+/*
+ * append_clipped: append ,"key": value (a JSON string, clipped to
+ * TASKER_METADATA_TEXT_MAX bytes on a character boundary); nothing when
+ * value is NULL.
+ */
+static void
+append_clipped(StringInfo buf, const char *key, const char *value)
+{
+	int			len;
+
+	if (value == NULL)
+		return;
+	len = pg_mbcliplen(value, strlen(value), TASKER_METADATA_TEXT_MAX);
+	appendStringInfo(buf, ", \"%s\": ", key);
+	escape_json(buf, pnstrdup(value, len));
+}
+
+/*
+ * tasker_failure_metadata: the metadata of a step's transition to error:
+ * why the attempt failed (message, SQLSTATE, detail, hint, attempt
+ * number) and whether the failure is final (no retry is scheduled).  The
+ * step's results keep only the last error; the transitions keep every
+ * attempt's.  reason names what failed the step.
+ */
+char *
+tasker_failure_metadata(const char *reason, const StepOutcome *o,
+						int attempt, bool final)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"reason\": ");
+	escape_json(&buf, reason);
+	appendStringInfo(&buf, ", \"final\": %s, \"error\": {\"attempt\": %d, \"permanent\": %s",
+					 final ? "true" : "false", attempt,
+					 o->permanent ? "true" : "false");
+	append_clipped(&buf, "message", o->message);
+	append_clipped(&buf, "sqlstate", o->sqlstate);
+	append_clipped(&buf, "detail", o->detail);
+	append_clipped(&buf, "hint", o->hint);
+	appendStringInfoString(&buf, "}}");
+	return buf.data;
+}
+
 /*
  * tasker_record_failure: store the error, move the step to error, and
  * schedule the retry when one is due: not after tasker_permanent_error,
  * nor for a non-retryable step, nor once attempts reach retry_limit.
- * o->details (may be NULL) adds keys to the stored error object.  Runs in
+ * The transition keeps the error in its metadata, and its step.failed
+ * event says whether the failure is final.  o->details (may be NULL) adds keys to the stored error object.  Runs in
  * the caller's transaction and SPI connection; also used by
  * handler_http.c.
  */
@@ -521,7 +601,8 @@ tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 							  " WHERE workflow_step_id = $1",
 							  7, fail_types),
 						   values, nulls, SPI_OK_UPDATE);
-	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR, NULL);
+	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
+					  tasker_failure_metadata("attempt_failed", o, attempts, !retry));
 
 	if (retry)
 		delay_ms = (o->retry_after >= 0)
@@ -675,8 +756,16 @@ quarantine_row(ClaimedStep *c, const char *message)
 			 2, argtypes),
 		values, NULL, SPI_OK_UPDATE);
 	if (step != TASKER_ERROR)
+	{
+		StepOutcome o;
+
+		memset(&o, 0, sizeof(o));
+		o.message = psprintf("tasker could not run the step: %s", message);
+		o.permanent = true;
 		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
-						  "{\"reason\": \"internal_error\"}");
+						  tasker_failure_metadata("internal_error", &o,
+												  c->attempts + 1, true));
+	}
 }
 
 /* The arguments of quarantine_row through tasker_try. */

@@ -38,5 +38,7 @@ extern int	tasker_start_ready_tasks(int64 task_id, int limit);
 extern long tasker_ms_until_next_step(void);
 extern void tasker_record_success(ClaimedStep *c, StepOutcome *o);
 extern void tasker_record_failure(ClaimedStep *c, StepOutcome *o);
+extern char *tasker_failure_metadata(const char *reason, const StepOutcome *o,
+									 int attempt, bool final);
 
 #endif							/* TASKER_SCHEDULER_H */

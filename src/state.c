@@ -439,7 +439,7 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 	tasker_notify_transition(entity == TASKER_ENTITY_STEP ? id : 0,
 							 row.task_id, row.task_name, row.namespace,
 							 row.step_name, state_names[row.state],
-							 state_names[to], row.attempts, at);
+							 state_names[to], row.attempts, at, metadata_json);
 	SPI_finish();
 	return true;
 }

@@ -640,7 +640,8 @@ tasker_create_task_internal(const TaskRequest *req)
 	{
 		insert_steps_and_edges(task_id, tmpl.named_task_id);
 		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
-								 NULL, "pending", 0, GetCurrentTimestamp());
+								 NULL, "pending", 0, GetCurrentTimestamp(),
+								 NULL);
 		if (req->bypass_steps_array != NULL)
 			bypass_steps(task_id, req->name, req->bypass_steps_array);
 		tasker_wake_workers_at_commit();

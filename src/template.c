@@ -1064,7 +1064,18 @@ apply_environment(TaskTemplate *t, const TNode *root)
 	template_check_environments(t, root);
 	over = NULL;
 	if (tasker_environment != NULL && tasker_environment[0] != '\0')
+	{
 		over = tnode_get(envs, tasker_environment);
+		if (over == NULL && envs->kind == TNODE_MAPPING)
+			ereport(NOTICE,
+					(errcode(ERRCODE_WARNING),
+					 errmsg("template \"%s\" has no environment \"%s\"",
+							t->name ? t->name : "(unnamed)", tasker_environment),
+					 errdetail("tasker.environment is \"%s\"; the template is registered without environment overrides.",
+							   tasker_environment),
+					 errhint("Check the spelling of tasker.environment, or add \"%s\" to the template's environments.",
+							 tasker_environment)));
+	}
 	if (over != NULL && over->kind == TNODE_MAPPING)
 		root = merge_nodes(root, over, true);
 	return without_key(root, "environments");

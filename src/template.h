@@ -90,6 +90,8 @@ typedef struct StepTemplate
 	int32		timeout_seconds;	/* 0: none */
 	const char *dependent_system;
 	char	   *custom_events_json;
+	List	   *permanent_sqlstates;	/* char *: codes or classes */
+	List	   *retry_sqlstates;	/* char *: codes or classes */
 	Oid			handler_function;	/* InvalidOid for api steps */
 } StepTemplate;
 

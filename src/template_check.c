@@ -53,7 +53,7 @@ static const char *const task_key_list[] = {
 	"name", "namespace_name", "version", "module_namespace",
 	"task_handler_class", "description", "concurrent",
 	"default_dependent_system", "named_steps", "schema", "configuration",
-	"custom_events", "step_templates", "environments", NULL
+	"custom_events", "step_templates", "environments", "handler_config", NULL
 };
 
 /* An environment may override any key but environments. */
@@ -61,14 +61,14 @@ static const char *const env_key_list[] = {
 	"name", "namespace_name", "version", "module_namespace",
 	"task_handler_class", "description", "concurrent",
 	"default_dependent_system", "named_steps", "schema", "configuration",
-	"custom_events", "step_templates", NULL
+	"custom_events", "step_templates", "handler_config", NULL
 };
 
 static const char *const step_key_list[] = {
 	"name", "description", "handler_class", "handler_config",
 	"depends_on_step", "depends_on_steps", "default_retryable",
 	"default_retry_limit", "skippable", "dependent_system", "custom_events",
-	"timeout_seconds", NULL
+	"timeout_seconds", "permanent_sqlstates", "retry_sqlstates", NULL
 };
 
 static const char *const event_key_list[] = {"name", "description", NULL};
@@ -83,8 +83,21 @@ static const char *const reserved_event_prefixes[] = {
 };
 
 /*
+ * Keys of the Ruby engine's examples, or guesses, that tasker spells
+ * otherwise: refused (they were silently ignored), with the key to use.
+ */
+static const char *const key_aliases[][2] = {
+	{"retries", "default_retry_limit"},
+	{"retry_limit", "default_retry_limit"},
+	{"retryable", "default_retryable"},
+	{"timeout", "timeout_seconds"},
+	{"depends_on", "depends_on_steps"},
+	{NULL, NULL}
+};
+
+/*
  * closest_key: the allowed key nearest to a misspelt one, or NULL when none
- * is near enough to suggest.
+ * is near enough to suggest.  A known alias of an allowed key comes first.
  */
 static const char *
 closest_key(const char *word, const char *const *keys)
@@ -96,6 +109,16 @@ closest_key(const char *word, const char *const *keys)
 
 	if (wlen > 64)
 		return NULL;
+	for (i = 0; key_aliases[i][0] != NULL; i++)
+	{
+		int			k;
+
+		if (strcmp(word, key_aliases[i][0]) != 0)
+			continue;
+		for (k = 0; keys[k] != NULL; k++)
+			if (strcmp(keys[k], key_aliases[i][1]) == 0)
+				return keys[k];
+	}
 	for (i = 0; keys[i] != NULL; i++)
 	{
 		int			klen = strlen(keys[i]);
@@ -450,7 +473,7 @@ check_step_handler(const Ctx *c, const TNode *node, StepTemplate *s)
 		config = NULL;
 	type = tnode_get(config, "type");
 	s->is_api = (type != NULL && type->kind == TNODE_SCALAR &&
-				 strcmp(type->value, "api") == 0);
+				 pg_strcasecmp(type->value, "api") == 0);
 	if (s->is_api)
 		config = tasker_http_check_config(c->t->name, c->subject, config);
 	else if (s->handler_class == NULL)
@@ -542,6 +565,82 @@ check_step_dependencies(const Ctx *c, const TNode *node, StepTemplate *s)
 }
 
 /*
+ * sql_config_timeout: the timeout of an SQL step's handler_config (where
+ * the Ruby engine's examples put it), in seconds, which then arms the
+ * step's statement_timeout as timeout_seconds does; 0 when absent.
+ */
+static int32
+sql_config_timeout(const Ctx *c, const TNode *node)
+{
+	const TNode *config = tnode_get(node, "handler_config");
+
+	if (config == NULL || config->kind != TNODE_MAPPING)
+		return 0;
+	return get_timeout(c, config, "timeout",
+					   psprintf("the handler_config of %s", c->subject));
+}
+
+/*
+ * sqlstate_list: the items of a permanent_sqlstates or retry_sqlstates
+ * list, each a SQLSTATE (five digits or upper-case letters) or a class
+ * (its first two).
+ */
+static List *
+sqlstate_list(const Ctx *c, const TNode *node, const char *key)
+{
+	const TNode *list = get_list(c, node, key);
+	List	   *codes = NIL;
+	int			i;
+
+	for (i = 0; list != NULL && i < list->nitems; i++)
+	{
+		const char *code = list_string(c, list, i, key);
+		int			len = strlen(code);
+
+		if ((len != 2 && len != 5) ||
+			(int) strspn(code, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != len)
+			template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+						   list->items[i],
+						   "Write a five-character SQLSTATE such as \"23505\", or a two-character class such as \"23\", in quotes.",
+						   "item %d of \"%s\" of %s is not a SQLSTATE or SQLSTATE class: \"%s\".",
+						   i + 1, key, c->subject, code);
+		codes = lappend(codes, (void *) code);
+	}
+	return codes;
+}
+
+/*
+ * check_sqlstates: the SQLSTATE overrides of an SQL step's retry policy;
+ * a code in both lists is refused, and an api step may have neither.
+ */
+static void
+check_sqlstates(const Ctx *c, const TNode *node, StepTemplate *s)
+{
+	ListCell   *lc;
+
+	s->permanent_sqlstates = sqlstate_list(c, node, "permanent_sqlstates");
+	s->retry_sqlstates = sqlstate_list(c, node, "retry_sqlstates");
+	if (s->is_api && (s->permanent_sqlstates != NIL || s->retry_sqlstates != NIL))
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+					   tnode_get(node, s->permanent_sqlstates != NIL ?
+								 "permanent_sqlstates" : "retry_sqlstates"),
+					   "HTTP steps retry by status code (docs/http.md); remove the key.",
+					   "%s is an api step, which raises no SQLSTATE.", c->subject);
+	foreach(lc, s->retry_sqlstates)
+	{
+		ListCell   *pc;
+
+		foreach(pc, s->permanent_sqlstates)
+			if (strcmp((const char *) lfirst(lc), (const char *) lfirst(pc)) == 0)
+				template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
+							   tnode_get(node, "retry_sqlstates"),
+							   "Keep the code in one of the two lists.",
+							   "\"%s\" of %s is in both permanent_sqlstates and retry_sqlstates.",
+							   (const char *) lfirst(lc), c->subject);
+	}
+}
+
+/*
  * check_step: validate one item of step_templates.
  */
 static void
@@ -570,11 +669,14 @@ check_step(TaskTemplate *t, const TNode *node, int index, StepTemplate *s)
 	s->default_retry_limit = get_int(&c, node, "default_retry_limit", 0, 3);
 	s->skippable = get_bool(&c, node, "skippable", false);
 	s->timeout_seconds = get_timeout(&c, node, "timeout_seconds", c.subject);
+	if (!s->is_api && s->timeout_seconds == 0)
+		s->timeout_seconds = sql_config_timeout(&c, node);
 	s->dependent_system = get_string(&c, node, "dependent_system",
 									 TEMPLATE_SYSTEM_MAX, true);
 	if (s->dependent_system == NULL)
 		s->dependent_system = t->default_dependent_system;
 	s->custom_events_json = check_custom_events(&c, node);
+	check_sqlstates(&c, node, s);
 }
 
 /*
@@ -930,40 +1032,153 @@ check_task_keys(const Ctx *c, const TNode *root)
 	if (t->configuration_json == NULL)
 		t->configuration_json = "{}";
 	t->custom_events_json = check_custom_events(c, root);
+	/* The task handler's settings (Ruby): kept in the stored template. */
+	(void) get_object(c, root, "handler_config");
+}
+
+/* How many errors of one template registration reports, at most. */
+#define TEMPLATE_MAX_ERRORS 20
+
+/* The errors found so far in one template (template_check). */
+typedef struct CheckErrors
+{
+	int			n;
+	ErrorData  *first;
+	StringInfoData list;		/* one "Line L, column C: ..." a line */
+} CheckErrors;
+
+/* One part of the checks, run by try_check. */
+typedef struct CheckPart
+{
+	TaskTemplate *t;
+	const TNode *root;
+	int			step;			/* the step to check, or -1: the task keys */
+} CheckPart;
+
+/*
+ * check_part: the task's own keys, or one step template.
+ */
+static void
+check_part(CheckPart *p)
+{
+	Ctx			c = {p->t, "the template"};
+
+	if (p->step >= 0)
+	{
+		const TNode *steps = tnode_get(p->root, "step_templates");
+
+		check_step(p->t, steps->items[p->step], p->step, &p->t->steps[p->step]);
+		return;
+	}
+	check_keys(&c, p->root, &task_keys);
+	p->t->name = get_required_string(&c, p->root, "name", TEMPLATE_NAME_MAX);
+	check_task_keys(&c, p->root);
+}
+
+/*
+ * try_check: run one part of the checks and add its error, if any, to
+ * errs, so that one registration reports every part's first error.  The
+ * checks only build memory (no catalog access, no locks), so an error is
+ * caught without a subtransaction.  Errors that are not about the template
+ * (a cancel, running out of memory) are raised again at once.
+ */
+static void
+try_check(CheckErrors *errs, CheckPart *part)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		check_part(part);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			class;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		class = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		if (edata->elevel > ERROR || class == ERRCODE_OPERATOR_INTERVENTION ||
+			class == ERRCODE_INSUFFICIENT_RESOURCES ||
+			class == ERRCODE_PROGRAM_LIMIT_EXCEEDED ||
+			class == ERRCODE_INTERNAL_ERROR || edata->detail == NULL)
+			PG_RE_THROW();
+		FlushErrorState();
+		if (errs->n++ == 0)
+			errs->first = edata;
+		appendStringInfo(&errs->list, "\n%s", edata->detail);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * raise_errors: raise the errors collected, if any: one error as it was,
+ * several as one error whose detail lists each with its line and column.
+ */
+static void
+raise_errors(TaskTemplate *t, CheckErrors *errs, bool more)
+{
+	if (errs->n == 0)
+		return;
+	if (errs->n == 1)
+		ReThrowError(errs->first);
+	ereport(ERROR,
+			(errcode(errs->first->sqlerrcode),
+			 t->name ? errmsg("task template \"%s\" is invalid", t->name)
+			 : errmsg("task template is invalid"),
+			 errdetail_internal("%d errors%s:%s", errs->n,
+								more ? " (checking stopped there)" : "",
+								errs->list.data),
+			 errhint("Correct each of them; for the first: %s",
+					 errs->first->hint ? errs->first->hint : "see its detail.")));
 }
 
 /*
  * template_check: validate a template's node tree (environment overrides
- * applied) and fill in t.  Raises the first error found.
+ * applied) and fill in t.  The task's keys and each step template are
+ * checked in turn, and the first error of each (up to
+ * TEMPLATE_MAX_ERRORS) is reported together; the checks across steps
+ * (names, dependencies, cycles) run once the steps are valid.
  */
 void
 template_check(TaskTemplate *t, const TNode *root)
 {
 	Ctx			c = {t, "the template"};
+	CheckErrors errs;
+	CheckPart	part = {t, root, -1};
 	const TNode *steps;
 	int			i;
 
+	memset(&errs, 0, sizeof(errs));
+	initStringInfo(&errs.list);
 	t->root = root;
-	check_keys(&c, root, &task_keys);
-	t->name = get_required_string(&c, root, "name", TEMPLATE_NAME_MAX);
-	check_task_keys(&c, root);
-
-	steps = get_list(&c, root, "step_templates");
-	if (steps == NULL)
+	try_check(&errs, &part);
+	steps = tnode_get(root, "step_templates");
+	if (is_null(steps) || steps->kind != TNODE_SEQUENCE)
+	{
+		raise_errors(t, &errs, false);
+		steps = get_list(&c, root, "step_templates");
 		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, root,
 					   "Add a \"step_templates\" list with at least one step.",
 					   "the template has no \"step_templates\" key.");
+	}
 	if (steps->nitems == 0)
+	{
+		raise_errors(t, &errs, false);
 		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, steps,
 					   "Add at least one step template.",
 					   "\"step_templates\" of the template is empty.");
+	}
 	t->nsteps = steps->nitems;
 	t->steps = palloc0(sizeof(StepTemplate) * t->nsteps);
-	for (i = 0; i < t->nsteps; i++)
+	for (i = 0; i < t->nsteps && errs.n < TEMPLATE_MAX_ERRORS; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		check_step(t, steps->items[i], i, &t->steps[i]);
+		part.step = i;
+		try_check(&errs, &part);
 	}
+	raise_errors(t, &errs, i < t->nsteps);
 
 	check_duplicate_steps(t);
 	check_dependency_names(t);

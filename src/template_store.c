@@ -61,6 +61,7 @@ static SPIPlanPtr task_insert_plan;
 static SPIPlanPtr task_update_plan;
 static SPIPlanPtr task_steps_delete_plan;
 static SPIPlanPtr task_step_insert_plan;
+static SPIPlanPtr task_step_sqlstates_plan;
 
 /*
  * first_int: column n of the first result row, an integer or oid.
@@ -452,17 +453,18 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 }
 
 /*
- * depends_on_array: a step's dependencies as a text[].
+ * string_array: a List of C strings (a step's dependencies, its SQLSTATE
+ * lists) as a text[].
  */
 static Datum
-depends_on_array(const StepTemplate *s)
+string_array(List *strings)
 {
-	int			n = list_length(s->depends_on);
+	int			n = list_length(strings);
 	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
 	ListCell   *lc;
 	int			i = 0;
 
-	foreach(lc, s->depends_on)
+	foreach(lc, strings)
 		elems[i++] = CStringGetTextDatum((const char *) lfirst(lc));
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
 										   TYPALIGN_INT));
@@ -475,10 +477,11 @@ static void
 store_step(const TaskTemplate *t, int32 task_id, int i)
 {
 	const StepTemplate *s = &t->steps[i];
-	Oid			argtypes[13] = {INT4OID, INT4OID, BOOLOID, BOOLOID, INT4OID,
-		INT4OID, TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTARRAYOID, INT4OID, TEXTOID};
-	Datum		values[13];
-	char		nulls[13];
+	Oid			argtypes[15] = {INT4OID, INT4OID, BOOLOID, BOOLOID, INT4OID,
+		INT4OID, TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTARRAYOID, INT4OID, TEXTOID,
+	TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[15];
+	char		nulls[15];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int32GetDatum(task_id);
@@ -492,20 +495,38 @@ store_step(const TaskTemplate *t, int32 task_id, int i)
 	values[8] = ObjectIdGetDatum(s->handler_function);
 	nulls[8] = OidIsValid(s->handler_function) ? ' ' : 'n';
 	values[9] = CStringGetTextDatum(s->handler_config_json);
-	values[10] = depends_on_array(s);
+	values[10] = string_array(s->depends_on);
 	values[11] = Int32GetDatum(s->timeout_seconds);
 	nulls[11] = (s->timeout_seconds > 0) ? ' ' : 'n';
 	values[12] = CStringGetTextDatum(s->custom_events_json);
-	tasker_run_plan(tasker_keep_plan(&task_step_insert_plan,
-					   "INSERT INTO @extschema@.tasker_named_tasks_named_steps"
-					   " (named_task_id, named_step_id, skippable, default_retryable,"
-					   "  default_retry_limit, position, description, handler_class,"
-					   "  handler_function, handler_config, depends_on, timeout_seconds,"
-					   "  custom_events)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::regprocedure,"
-					   "         $10::jsonb, $11, $12, $13::jsonb)",
-					   13, argtypes),
-			 values, nulls, SPI_OK_INSERT);
+	values[13] = string_array(s->permanent_sqlstates);
+	values[14] = string_array(s->retry_sqlstates);
+	/*
+	 * Without SQLSTATE lists the 0.1.0 columns suffice, so a 0.1.0 schema
+	 * not yet updated still takes the templates it could express.
+	 */
+	if (s->permanent_sqlstates == NIL && s->retry_sqlstates == NIL)
+		tasker_run_plan(tasker_keep_plan(&task_step_insert_plan,
+						   "INSERT INTO @extschema@.tasker_named_tasks_named_steps"
+						   " (named_task_id, named_step_id, skippable, default_retryable,"
+						   "  default_retry_limit, position, description, handler_class,"
+						   "  handler_function, handler_config, depends_on, timeout_seconds,"
+						   "  custom_events)"
+						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::regprocedure,"
+						   "         $10::jsonb, $11, $12, $13::jsonb)",
+						   13, argtypes),
+				 values, nulls, SPI_OK_INSERT);
+	else
+		tasker_run_plan(tasker_keep_plan(&task_step_sqlstates_plan,
+						   "INSERT INTO @extschema@.tasker_named_tasks_named_steps"
+						   " (named_task_id, named_step_id, skippable, default_retryable,"
+						   "  default_retry_limit, position, description, handler_class,"
+						   "  handler_function, handler_config, depends_on, timeout_seconds,"
+						   "  custom_events, permanent_sqlstates, retry_sqlstates)"
+						   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::regprocedure,"
+						   "         $10::jsonb, $11, $12, $13::jsonb, $14, $15)",
+						   15, argtypes),
+				 values, nulls, SPI_OK_INSERT);
 }
 
 /*

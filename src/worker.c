@@ -7,8 +7,10 @@
  * launcher.  The launcher keeps tasker.max_workers executors running: each
  * executor owns a slot in shared memory (pid, latch, counters), and the
  * launcher starts a dynamic worker for every empty slot, again after the
- * executor exits or crashes.  Executors connect to tasker.database_name,
- * wait until the extension exists there, and then loop: claim and run a
+ * executor exits or crashes, once tasker.database_name exists (until then
+ * the slots show waiting_for_database).  Executors connect to it, wait
+ * until the extension exists there at the library's version (an older
+ * schema waits for ALTER EXTENSION tasker UPDATE), and then loop: claim and run a
  * batch of ready steps in one transaction (scheduler.c), then sleep on
  * their latch until a commit wakes them (events.c) or tasker.poll_interval
  * passes.
@@ -31,9 +33,14 @@
 
 #include <signal.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -47,7 +54,10 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -240,12 +250,57 @@ slot_needs_worker(int i)
 }
 
 /*
- * tasker_launcher_main: keep one executor per slot running.
+ * database_exists: whether tasker.database_name names a database, looked
+ * up in pg_database (a shared catalog, which the launcher can read while
+ * connected to no database) in a short transaction.
+ */
+static bool
+database_exists(void)
+{
+	bool		found;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	found = OidIsValid(get_database_oid(tasker_database_name, true));
+	CommitTransactionCommand();
+	return found;
+}
+
+/*
+ * wait_for_database: with tasker.database_name missing, start no executor
+ * (its connection would fail, and the launcher would start another every
+ * few seconds): show every empty slot as waiting_for_database, and say so
+ * in the log once until the database appears.
+ */
+static void
+wait_for_database(bool *logged)
+{
+	int			i;
+
+	if (!*logged)
+		ereport(LOG,
+				(errmsg("tasker workers wait for database \"%s\" to be created",
+						tasker_database_name),
+				 errdetail("tasker.database_name names a database that does not exist."),
+				 errhint("CREATE DATABASE %s and CREATE EXTENSION tasker in it, or set tasker.database_name and reload.",
+						 quote_identifier(tasker_database_name))));
+	*logged = true;
+	SpinLockAcquire(&tasker_shared->mutex);
+	for (i = 0; i < tasker_shared->nslots; i++)
+		if (tasker_shared->slots[i].pid == 0)
+			tasker_shared->slots[i].state = TASKER_WORKER_WAITING_FOR_DATABASE;
+	SpinLockRelease(&tasker_shared->mutex);
+}
+
+/*
+ * tasker_launcher_main: keep one executor per slot running, once the
+ * database exists.
  */
 void
 tasker_launcher_main(Datum arg)
 {
 	int			i;
+	bool		logged = false;
 
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -266,9 +321,15 @@ tasker_launcher_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		for (i = 0; i < tasker_shared->nslots; i++)
-			if (slot_needs_worker(i))
-				start_executor(i);
+		if (!database_exists())
+			wait_for_database(&logged);
+		else
+		{
+			logged = false;
+			for (i = 0; i < tasker_shared->nslots; i++)
+				if (slot_needs_worker(i))
+					start_executor(i);
+		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, PG_WAIT_EXTENSION);
@@ -335,22 +396,74 @@ set_slot_state(TaskerWorkerState state, int steps)
 }
 
 /*
- * extension_ready: whether the extension exists in this database, looked
- * up in a short transaction of its own until it is found.  Once found it
- * is not looked up again: if the extension is dropped later, the next
- * batch fails, the executor exits, and its successor waits here again.
+ * extension_version: the installed version of the extension in this
+ * database (palloc'd in the caller's context), or NULL when it is not
+ * installed.  Runs in the caller's transaction.
  */
-static bool
-extension_ready(void)
+static char *
+extension_version(void)
 {
-	static bool found = false;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
 
-	if (found)
-		return true;
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("tasker"));
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/*
+ * extension_state: whether this database's extension is ready for this
+ * library: installed (else TASKER_WORKER_WAITING) and at the library's own
+ * version (else TASKER_WORKER_WAITING_FOR_UPDATE: the SQL objects of
+ * another version are not what this code expects).  Looked up in a short
+ * transaction of its own until it is ready, then not again: if the
+ * extension is dropped later, the next batch fails, the executor exits,
+ * and its successor waits here again.
+ */
+static TaskerWorkerState
+extension_state(void)
+{
+	static bool ready = false;
+	static bool logged = false;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	char	   *version;
+
+	if (ready)
+		return TASKER_WORKER_IDLE;
 	StartTransactionCommand();
-	found = OidIsValid(get_extension_oid("tasker", true));
+	version = extension_version();
+	version = version ? MemoryContextStrdup(oldcxt, version) : NULL;
 	CommitTransactionCommand();
-	return found;
+	MemoryContextSwitchTo(oldcxt);
+	if (version == NULL)
+		return TASKER_WORKER_WAITING;
+	ready = (strcmp(version, TASKER_EXTVERSION) == 0);
+	if (!ready && !logged)
+		ereport(LOG,
+				(errmsg("tasker worker %d waits for the tasker extension of database \"%s\" to be updated",
+						my_slot, tasker_database_name),
+				 errdetail("The extension is at version %s; the library is version %s.",
+						   version, TASKER_EXTVERSION),
+				 errhint("Run ALTER EXTENSION tasker UPDATE in that database.")));
+	logged = !ready;
+	return ready ? TASKER_WORKER_IDLE : TASKER_WORKER_WAITING_FOR_UPDATE;
 }
 
 /*
@@ -458,6 +571,7 @@ tasker_executor_main(Datum arg)
 	{
 		int			ran = 0;
 		long		sleep_ms = tasker_poll_interval;
+		TaskerWorkerState state = TASKER_WORKER_PAUSED;
 		bool		ready;
 
 		/* Asked to stop: settle the HTTP requests in flight first. */
@@ -472,7 +586,9 @@ tasker_executor_main(Datum arg)
 		if (tasker_database_wanted())
 			step_aside();
 
-		ready = tasker_enabled && extension_ready();
+		if (tasker_enabled)
+			state = extension_state();
+		ready = (state == TASKER_WORKER_IDLE);
 		if (ready)
 		{
 			set_slot_state(TASKER_WORKER_RUNNING, 0);
@@ -480,8 +596,7 @@ tasker_executor_main(Datum arg)
 		}
 		/* HTTP steps: record what finished, claim more when ready. */
 		ran += tasker_http_run(ready);
-		set_slot_state(!tasker_enabled ? TASKER_WORKER_PAUSED :
-					   ready ? TASKER_WORKER_IDLE : TASKER_WORKER_WAITING, ran);
+		set_slot_state(state, ran);
 
 		/*
 		 * Steps that ran may have released their children: look again at

@@ -23,7 +23,9 @@ typedef enum TaskerWorkerState
 	TASKER_WORKER_WAITING,		/* for the extension to be created */
 	TASKER_WORKER_IDLE,
 	TASKER_WORKER_RUNNING,
-	TASKER_WORKER_PAUSED		/* tasker.enabled = off */
+	TASKER_WORKER_PAUSED,		/* tasker.enabled = off */
+	TASKER_WORKER_WAITING_FOR_DATABASE, /* tasker.database_name is missing */
+	TASKER_WORKER_WAITING_FOR_UPDATE	/* the extension is at another version */
 } TaskerWorkerState;
 
 typedef struct TaskerWorkerSlot
