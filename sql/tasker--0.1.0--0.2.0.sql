@@ -243,6 +243,14 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION tasker_running_step() IS
     'The id of the step whose SQL handler is running in this session, or NULL outside a handler';
 
+CREATE FUNCTION tasker_send_event(message text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'tasker_send_event_sql'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION tasker_send_event(text) IS
+    'Internal: send a prepared event payload on tasker_events when the transaction commits, through the event relay (src/notify.c)';
+REVOKE EXECUTE ON FUNCTION tasker_send_event(text) FROM PUBLIC;
+
 CREATE FUNCTION tasker_publish_event(name text, payload jsonb, task_id bigint, step_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -306,7 +314,7 @@ BEGIN
                   DETAIL = format('The notification would take %s bytes; NOTIFY carries at most 7900 here.', octet_length(message)),
                   HINT = 'Send identifiers in the payload and let listeners read the rest from tables.';
     END IF;
-    PERFORM pg_catalog.pg_notify('tasker_events', message);
+    PERFORM @extschema@.tasker_send_event(message);
 END
 $$;
 COMMENT ON FUNCTION tasker_publish_event(text, jsonb, bigint, bigint) IS

@@ -29,6 +29,7 @@
 #include "handler.h"
 #include "handler_http.h"
 #include "jsonschema.h"
+#include "notify.h"
 #include "scheduler.h"
 #include "security.h"
 #include "state.h"
@@ -57,6 +58,7 @@ PG_FUNCTION_INFO_V1(tasker_register_template_file_sql);
 PG_FUNCTION_INFO_V1(tasker_register_templates_sql);
 PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
 PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
+PG_FUNCTION_INFO_V1(tasker_send_event_sql);
 PG_FUNCTION_INFO_V1(tasker_http_preview_sql);
 PG_FUNCTION_INFO_V1(tasker_step_depths_sql);
 PG_FUNCTION_INFO_V1(tasker_running_step_sql);
@@ -704,4 +706,16 @@ tasker_step_depths_sql(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();
+}
+
+/*
+ * tasker_send_event(message text): an event payload built by
+ * tasker_publish_event, sent when the transaction commits, in order with
+ * the built-in events (through the relay where it runs).
+ */
+Datum
+tasker_send_event_sql(PG_FUNCTION_ARGS)
+{
+	tasker_queue_event(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_VOID();
 }
