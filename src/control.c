@@ -10,6 +10,21 @@
  * Controls that create runnable work wake the workers when that
  * transaction commits.
  *
+ * Lock order.  Every transaction that moves a task's steps locks the task
+ * row (FOR NO KEY UPDATE) before any of its step rows, and never waits for
+ * a task row while it holds step rows of that task:
+ *  - a control locks the task row first (waiting for it), then its steps;
+ *  - a batch (a worker, tasker_run_steps, tasker_run_task) claims a step
+ *    only together with its task row, both SKIP LOCKED, and keeps both
+ *    until it commits, so finalization re-locks a row it already holds;
+ *  - an HTTP worker recording outcomes locks the task rows, in task_id
+ *    order, before it locks their steps; lease reclaims and claims of HTTP
+ *    steps lock the task row SKIP LOCKED first, like the SQL claim.
+ * So a control on a task a batch is running waits for that batch to commit
+ * and then sees its outcome; it never deadlocks with it (issue 15, C16).
+ * Several task rows are only ever locked by batches, SKIP LOCKED or in
+ * task_id order.
+ *
  * IDENTIFICATION
  *		src/control.c
  *
@@ -248,6 +263,7 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 	SPI_connect();
 	task_id = task_of_step(step_id);
 	tasker_require_task_control(task_id, "resolve a step of");
+	(void) read_task_state(task_id, true);
 	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY,
 								"{\"reason\": \"resolved_by_request\"}");
 	tasker_keep_plan(&set_results_plan,

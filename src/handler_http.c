@@ -1704,6 +1704,16 @@ record_requests(bool all)
 		n++;
 	tasks = palloc(sizeof(int64) * (n + 1));
 	n = 0;
+	/* The lock order of control.c: the task rows before their steps. */
+	dlist_foreach_modify(it, &requests)
+	{
+		HttpRequest *r = dlist_container(HttpRequest, node, it.cur);
+
+		if (r->done || (all && r->easy != NULL))
+			tasks[ntasks++] = r->step.task_id;
+	}
+	tasker_lock_tasks(tasks, ntasks);
+	ntasks = 0;
 	dlist_foreach_modify(it, &requests)
 	{
 		HttpRequest *r = dlist_container(HttpRequest, node, it.cur);
@@ -1887,11 +1897,13 @@ reclaim_expired(int64 **tasks, int *ntasks)
 	int			count = 0;
 
 	tasker_run_plan(tasker_keep_plan(&expired_plan,
-			 "SELECT workflow_step_id, task_id, retryable, retry_limit, attempts"
-			 "  FROM @extschema@.tasker_workflow_steps"
-			 " WHERE lease_expires_at < clock_timestamp() AND current_state = 'in_progress'"
-			 " ORDER BY lease_expires_at LIMIT $1"
-			 " FOR NO KEY UPDATE SKIP LOCKED",
+			 "SELECT s.workflow_step_id, s.task_id, s.retryable, s.retry_limit, s.attempts"
+			 "  FROM @extschema@.tasker_workflow_steps s"
+			 " CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL
+			 "       FOR NO KEY UPDATE OF t SKIP LOCKED) lt"
+			 " WHERE s.lease_expires_at < clock_timestamp() AND s.current_state = 'in_progress'"
+			 " ORDER BY s.lease_expires_at LIMIT $1"
+			 " FOR NO KEY UPDATE OF s SKIP LOCKED",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
@@ -1942,11 +1954,12 @@ query_candidates(int limit)
 	tasker_run_plan(tasker_keep_plan(&candidates_plan,
 			 "WITH claimed AS ("
 			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
+			 "   CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL
+			 "         AND t.current_state = 'in_progress'"
+			 "       FOR NO KEY UPDATE OF t SKIP LOCKED) lt"
 			 "   WHERE s.handler_kind = 'http'"
 			 "     AND " TASKER_READY_STEP_SQL
 			 "     AND s.next_attempt_at <= $2"
-			 "     AND (SELECT t.current_state = 'in_progress'"
-			 "            FROM @extschema@.tasker_tasks t WHERE t.task_id = s.task_id)"
 			 "   ORDER BY s.next_attempt_at, s.task_id"
 			 "   LIMIT $1"
 			 "   FOR NO KEY UPDATE OF s SKIP LOCKED)"

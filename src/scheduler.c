@@ -10,10 +10,14 @@
  * partial ready-steps index, so concurrent callers never take the same
  * step; runs each step's handler in a subtransaction; records the outcome
  * with the state machine; and finally settles each task, locking the task
- * rows in task_id order (so two batches never deadlock on them): complete
- * when every step is complete or resolved, error when no step can make
- * progress any more.  Task rows are not locked while handlers run, so an
- * operator's tasker_cancel_task never waits for a batch.  Because the claim, the handler's effects and the outcome commit
+ * rows in task_id order: complete when every step is complete or
+ * resolved, error when no step can make progress any more.  The claim
+ * locks each task row (SKIP LOCKED) before its step rows, the one lock
+ * order of every transaction that moves steps (see control.c): a batch
+ * holds the task rows of its steps while their handlers run, so an
+ * operator's control waits for the batch instead of deadlocking with it,
+ * and two batches never work on one task at once.  Because the claim, the
+ * handler's effects and the outcome commit
  * together, a crash at any point re-runs a step at most in a transaction
  * that never commits.
  *
@@ -66,6 +70,7 @@ static SPIPlanPtr leftover_plan;
 static SPIPlanPtr quarantine_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
+static SPIPlanPtr lock_tasks_plan;
 
 /*
  * col: binary value of column n of row i of the last result.
@@ -106,20 +111,24 @@ copy_claimed(uint64 i, ClaimedStep *c)
 
 /*
  * The ready SQL steps a claim takes: of task $2 unless it is 0, of tasks
- * whose template owner role $4 has the privileges of unless it is 0.
+ * whose template owner role $4 has the privileges of unless it is 0.  The
+ * lateral subquery locks each step's task row (skipping tasks another
+ * transaction holds) before the step row is locked: the lock order of
+ * control.c's header.
  */
 #define CLAIM_CTE_SQL \
 	"WITH claimed AS (" \
 	"  SELECT s.workflow_step_id, s.task_id FROM @extschema@.tasker_workflow_steps s" \
+	"   CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL \
+	"         AND t.current_state = 'in_progress'" \
+	"         AND ($4 = 0 OR pg_has_role($4, (SELECT nt.owner" \
+	"                FROM @extschema@.tasker_named_tasks nt" \
+	"               WHERE nt.named_task_id = t.named_task_id), 'USAGE'))" \
+	"       FOR NO KEY UPDATE OF t SKIP LOCKED) lt" \
 	"   WHERE s.handler_kind = 'sql'" \
 	"     AND " TASKER_READY_STEP_SQL \
 	"     AND s.next_attempt_at <= $3" \
 	"     AND ($2 = 0 OR s.task_id = $2)" \
-	"     AND (SELECT t.current_state = 'in_progress'" \
-	"                 AND ($4 = 0 OR pg_has_role($4, nt.owner, 'USAGE'))" \
-	"            FROM @extschema@.tasker_tasks t" \
-	"            JOIN @extschema@.tasker_named_tasks nt USING (named_task_id)" \
-	"           WHERE t.task_id = s.task_id)" \
 	"   ORDER BY s.next_attempt_at, s.task_id" \
 	"   LIMIT $1" \
 	"   FOR NO KEY UPDATE OF s SKIP LOCKED)"
@@ -273,6 +282,36 @@ tasker_finalize_tasks(int64 *ids, int n)
 	for (i = 0; i < n; i++)
 		if (i == 0 || ids[i] != ids[i - 1])
 			tasker_finalize_task(ids[i]);
+}
+
+/*
+ * tasker_lock_tasks: lock the given task rows (ids may repeat) in task_id
+ * order, waiting for them, before a transaction locks steps of those tasks
+ * it did not claim (an HTTP worker recording outcomes).  The caller holds
+ * no step row yet, so the wait follows the lock order.
+ */
+void
+tasker_lock_tasks(int64 *ids, int n)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum	   *elems;
+	Datum		values[1];
+	int			i;
+
+	if (n == 0)
+		return;
+	elems = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	SPI_connect();
+	tasker_run_plan(tasker_keep_plan(&lock_tasks_plan,
+			 "SELECT task_id FROM @extschema@.tasker_tasks"
+			 " WHERE task_id = ANY ($1) ORDER BY task_id FOR NO KEY UPDATE",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	SPI_finish();
 }
 
 /*

@@ -39,6 +39,15 @@ typedef struct ClaimedStep
 	"s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0" \
 	" AND s.next_attempt_at IS NOT NULL"
 
+/*
+ * The opening of a lateral subquery that locks the task row of step s;
+ * the caller adds conditions and the locking clause (FOR NO KEY UPDATE OF
+ * t SKIP LOCKED) and closes it.
+ */
+#define TASKER_LOCK_TASK_SQL \
+	"SELECT t.task_id FROM @extschema@.tasker_tasks t" \
+	" WHERE t.task_id = s.task_id"
+
 #define TASKER_ENVELOPE_SQL \
 	"jsonb_build_object('task_id', s.task_id, 'step_id', s.workflow_step_id," \
 	"  'step_name', n.name, 'attempt', s.attempts + 1, 'namespace', ns.name," \
@@ -68,6 +77,7 @@ typedef struct ClaimedStep
 extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
 extern void tasker_finalize_task(int64 task_id);
 extern void tasker_finalize_tasks(int64 *ids, int n);
+extern void tasker_lock_tasks(int64 *ids, int n);
 extern int	tasker_start_ready_tasks(int64 task_id, int limit);
 extern long tasker_ms_until_next_step(void);
 extern void tasker_record_success(ClaimedStep *c, StepOutcome *o);

@@ -15,8 +15,8 @@
  * The entity row is locked FOR NO KEY UPDATE first, so two sessions that
  * move the same task or step serialise here and the second sees the
  * first's state; the key-share locks that inserting transition rows takes
- * through the foreign keys do not conflict with it, so an operator's
- * cancel never waits for a worker's batch.
+ * through the foreign keys do not conflict with it.  Callers lock a task
+ * row before its step rows (the lock order in control.c's header).
  *
  * IDENTIFICATION
  *		src/state.c
