@@ -38,7 +38,8 @@ REGRESS = \
 	010_template_errors \
 	011_template_fuzz \
 	020_json_schema \
-	030_run_task
+	030_run_task \
+	040_stuck_tasks
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).

@@ -156,7 +156,7 @@ task_of_step(int64 step_id)
  * the request's concurrency slot frees at once.  A running SQL step
  * finishes, but its dependents never start: a step a worker holds is
  * skipped here, and the worker cancels what is left when it settles the
- * task.
+ * task.  A task in error can be cancelled; a complete one is final.
  * Returns false when the task was already cancelled.
  */
 bool
@@ -175,7 +175,12 @@ tasker_cancel_task(int64 task_id, const char *reason)
 
 	SPI_connect();
 	tasker_require_task_control(task_id, "cancel");
-	(void) read_task_state(task_id, true);
+	if (read_task_state(task_id, true) == TASKER_COMPLETE)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task " INT64_FORMAT " is complete", task_id),
+				 errdetail("Every step of the task finished; a complete task is final."),
+				 errhint("Undo its effects with a new task instead.")));
 	changed = tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_CANCELLED, meta.data);
 	if (changed)
 	{
@@ -201,7 +206,8 @@ tasker_cancel_task(int64 task_id, const char *reason)
 /*
  * tasker_retry_task: an error task goes back to pending, and so do its
  * failed steps, with attempts reset and retryable restored from the
- * template.
+ * template.  A task with no failed step (only cancelled ones block it) is
+ * refused: it would wait forever.
  */
 bool
 tasker_retry_task(int64 task_id)
@@ -221,13 +227,19 @@ tasker_retry_task(int64 task_id)
 				 errdetail("The task is in state \"%s\"; only a task in state \"error\" can be retried.",
 						   tasker_state_name(state)),
 				 errhint("tasker_resolve_step settles a single step instead.")));
-	tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
-					  "{\"reason\": \"retry_requested\"}");
 	exec(&error_steps_plan,
 		 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
 		 " WHERE task_id = $1 AND current_state = 'error' ORDER BY workflow_step_id",
 		 task_id, SPI_OK_SELECT);
 	ids = ids_of_result(&n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task " INT64_FORMAT " has no failed step to retry", task_id),
+				 errdetail("The task is blocked by cancelled steps only; a retry would leave it pending with nothing to run."),
+				 errhint("Resolve the cancelled steps with tasker_resolve_step, or cancel the task with tasker_cancel_task.")));
+	tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
+					  "{\"reason\": \"retry_requested\"}");
 	for (i = 0; i < n; i++)
 	{
 		exec(&reset_step_plan,
@@ -241,14 +253,16 @@ tasker_retry_task(int64 task_id)
 		tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_PENDING,
 						  "{\"reason\": \"retry_requested\"}");
 	}
+	tasker_finalize_task(task_id);
 	SPI_finish();
 	tasker_wake_workers_at_commit();
 	return true;
 }
 
 /*
- * tasker_resolve_step: settle a step by hand with the given results; its
- * dependents become ready, and a task blocked in error resumes.
+ * tasker_resolve_step: settle a step (pending, in error, or cancelled) by
+ * hand with the given results; its dependents become ready, and a task
+ * blocked in error resumes.
  */
 bool
 tasker_resolve_step(int64 step_id, Jsonb *results)

@@ -71,6 +71,8 @@ static SPIPlanPtr quarantine_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
 static SPIPlanPtr lock_tasks_plan;
+static SPIPlanPtr stop_retries_plan;
+static SPIPlanPtr orphans_plan;
 
 /*
  * col: binary value of column n of row i of the last result.
@@ -334,11 +336,46 @@ transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json
 }
 
 /*
+ * settle_orphans: settle the cancelled tasks among those of the next ready
+ * steps (of task_id only, when it is not 0).  Such steps were held by a
+ * batch when their task was cancelled and then released without their
+ * task being settled (their worker died): finalization cancels them.
+ */
+static void
+settle_orphans(Datum *values)
+{
+	Oid			argtypes[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
+	uint64		n;
+	uint64		i;
+	int64	   *ids;
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&orphans_plan,
+			 "SELECT t.task_id FROM @extschema@.tasker_tasks t"
+			 " WHERE t.task_id = ANY (ARRAY("
+			 "        SELECT s.task_id FROM @extschema@.tasker_workflow_steps s"
+			 "         WHERE " TASKER_READY_STEP_SQL
+			 "           AND s.next_attempt_at <= $3"
+			 "           AND ($1 = 0 OR s.task_id = $1)"
+			 "         ORDER BY s.next_attempt_at, s.task_id LIMIT $2))"
+			 "   AND t.current_state = 'cancelled'"
+			 " ORDER BY t.task_id"
+			 " FOR NO KEY UPDATE OF t SKIP LOCKED",
+			 3, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		ids[i] = DatumGetInt64(col(i, 1, &isnull));
+	for (i = 0; i < n; i++)
+		tasker_finalize_task(ids[i]);
+}
+
+/*
  * tasker_start_ready_tasks: move pending tasks that have a ready step (of
  * task_id only, when it is not 0) to in_progress; returns how many.  The
- * workers call this in a short transaction of its own before each batch,
- * so a batch never holds a task's row lock while handlers run, and a
- * concurrent tasker_cancel_task takes effect at once.
+ * workers call this in a short transaction of its own before each batch.  Cancelled tasks
+ * whose steps are still ready (their batch died) are settled here too.
  */
 int
 tasker_start_ready_tasks(int64 task_id, int limit)
@@ -382,6 +419,7 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 		values, NULL, SPI_OK_SELECT);
 	n = transition_result(TASKER_ENTITY_TASK, TASKER_IN_PROGRESS,
 						  "{\"reason\": \"ready_steps_available\"}");
+	settle_orphans(values);
 	SPI_finish();
 	return n;
 }
@@ -597,7 +635,8 @@ run_step(ClaimedStep *c)
 /*
  * cancel_leftovers: cancel the pending steps of a cancelled task that no
  * other transaction holds (a step released after its task was cancelled,
- * or one whose claim was dropped).
+ * or one whose claim was dropped, even by a worker that died), and stop
+ * the retries of its steps in error.
  */
 static void
 cancel_leftovers(int64 task_id)
@@ -613,6 +652,12 @@ cancel_leftovers(int64 task_id)
 		values, NULL, SPI_OK_SELECT);
 	(void) transition_result(TASKER_ENTITY_STEP, TASKER_CANCELLED,
 							 "{\"reason\": \"task_cancelled\"}");
+	tasker_run_plan(tasker_keep_plan(&stop_retries_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
+			 " WHERE task_id = $1 AND current_state = 'error'"
+			 "   AND next_attempt_at IS NOT NULL",
+			 1, argtypes),
+		values, NULL, SPI_OK_UPDATE);
 }
 
 /*
