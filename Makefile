@@ -39,7 +39,8 @@ REGRESS = \
 	011_template_fuzz \
 	020_json_schema \
 	030_run_task \
-	040_stuck_tasks
+	040_stuck_tasks \
+	050_controls_by_name
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).

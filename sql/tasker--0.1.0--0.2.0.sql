@@ -211,3 +211,51 @@ AS $$
 $$;
 COMMENT ON FUNCTION tasker_check() IS
     'Tasks that break an invariant (no way forward, state columns that disagree with the transitions, unfinished_parents that disagrees with the edges), each with the way out; no rows when all is well';
+
+/*
+ * D23: controls by step name, and a reason on every control.  Each
+ * control's transitions record the reason and the calling role (actor).
+ * The 0.1.0 signatures stay as they were (their grants too); the reason
+ * comes through new overloads in which it, or the results, are required,
+ * so that no 0.1.0 call changes meaning: tasker_resolve_step(14, '{...}')
+ * still resolves step 14.  tasker_cancel_step(step_id) takes no reason:
+ * (bigint, text) is the by-name form.
+ */
+CREATE FUNCTION tasker_retry_task(task_id bigint, reason text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_retry_task_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_retry_task(bigint, text) IS
+    'Send a task in error, and its failed steps (attempts reset), back to pending, recording why';
+
+CREATE FUNCTION tasker_resolve_step(step_id bigint, results jsonb, reason text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_resolve_step_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_resolve_step(bigint, jsonb, text) IS
+    'Settle a pending, failed or cancelled step by hand with the given results, recording why';
+
+CREATE FUNCTION tasker_resolve_step(task_id bigint, step_name text, results jsonb,
+                                    reason text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_resolve_step_by_name_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_resolve_step(bigint, text, jsonb, text) IS
+    'Settle the step of a task with the given name by hand with the given results, recording why';
+
+CREATE FUNCTION tasker_cancel_step(task_id bigint, step_name text, reason text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_cancel_step_by_name_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_cancel_step(bigint, text, text) IS
+    'Cancel the step of a task with the given name, recording why; its dependents never run';
+
+REVOKE EXECUTE ON FUNCTION
+    tasker_retry_task(bigint, text),
+    tasker_resolve_step(bigint, jsonb, text),
+    tasker_resolve_step(bigint, text, jsonb, text),
+    tasker_cancel_step(bigint, text, text)
+FROM PUBLIC;
+
+COMMENT ON FUNCTION tasker_run_steps(integer) IS
+    'Claim and run ready steps of any task in this transaction, batch after batch as a worker runs them, until nothing is ready or max_steps ran; returns the number run';

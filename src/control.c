@@ -7,6 +7,8 @@
  * Every control goes through the state machine (state.c), so each refuses
  * an illegal state with OBJECT_NOT_IN_PREREQUISITE_STATE, records its
  * transitions and sends their events, all in the caller's transaction.
+ * The metadata of a control's transitions names the calling role (actor)
+ * and the caller's reason, or the control's default one.
  * Controls that create runnable work wake the workers when that
  * transaction commits.
  *
@@ -62,6 +64,61 @@ static SPIPlanPtr set_results_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr peek_state_plan;
 static SPIPlanPtr xmin_plan;
+static SPIPlanPtr step_by_name_plan;
+
+static TaskerState read_task_state(int64 task_id, bool lock);
+
+/*
+ * control_metadata: the metadata of a control's transitions: why (the
+ * caller's reason, or the control's default) and who (the calling role).
+ */
+static char *
+control_metadata(const char *reason, const char *default_reason)
+{
+	StringInfoData meta;
+
+	initStringInfo(&meta);
+	appendStringInfoString(&meta, "{\"reason\": ");
+	escape_json(&meta, reason ? reason : default_reason);
+	appendStringInfoString(&meta, ", \"actor\": ");
+	escape_json(&meta, GetUserNameFromId(tasker_caller(), false));
+	appendStringInfoChar(&meta, '}');
+	return meta.data;
+}
+
+/*
+ * tasker_step_by_name: the id of the step of a task with the given name,
+ * or raise UNDEFINED_OBJECT.
+ */
+int64
+tasker_step_by_name(int64 task_id, const char *step_name)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(task_id), CStringGetTextDatum(step_name)};
+	bool		isnull;
+	int64		id;
+
+	SPI_connect();
+	tasker_require_task_control(task_id, "act on a step of");
+	tasker_run_plan(tasker_keep_plan(&step_by_name_plan,
+					   "SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
+					   "  JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id"
+					   " WHERE s.task_id = $1 AND n.name = $2",
+					   2, argtypes),
+			 values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		(void) read_task_state(task_id, false);	/* an unknown task */
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("task " INT64_FORMAT " has no step \"%s\"", task_id, step_name),
+				 errdetail("No step of the task has that name."),
+				 errhint("SELECT step_names FROM tasker_templates lists the steps of each template.")));
+	}
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return id;
+}
 
 /*
  * exec: prepare (once) and run a one-bigint-parameter statement.
@@ -162,16 +219,11 @@ task_of_step(int64 step_id)
 bool
 tasker_cancel_task(int64 task_id, const char *reason)
 {
-	StringInfoData meta;
+	char	   *meta = control_metadata(reason, "cancelled by request");
 	int64	   *ids;
 	uint64		n;
 	uint64		i;
 	bool		changed;
-
-	initStringInfo(&meta);
-	appendStringInfoString(&meta, "{\"reason\": ");
-	escape_json(&meta, reason ? reason : "cancelled by request");
-	appendStringInfoChar(&meta, '}');
 
 	SPI_connect();
 	tasker_require_task_control(task_id, "cancel");
@@ -181,7 +233,7 @@ tasker_cancel_task(int64 task_id, const char *reason)
 				 errmsg("task " INT64_FORMAT " is complete", task_id),
 				 errdetail("Every step of the task finished; a complete task is final."),
 				 errhint("Undo its effects with a new task instead.")));
-	changed = tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_CANCELLED, meta.data);
+	changed = tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_CANCELLED, meta);
 	if (changed)
 	{
 		exec(&pending_steps_plan,
@@ -192,7 +244,7 @@ tasker_cancel_task(int64 task_id, const char *reason)
 			 task_id, SPI_OK_SELECT);
 		ids = ids_of_result(&n);
 		for (i = 0; i < n; i++)
-			tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED, meta.data);
+			tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED, meta);
 		exec(&stop_retries_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
 			 " WHERE task_id = $1 AND current_state = 'error'",
@@ -210,8 +262,9 @@ tasker_cancel_task(int64 task_id, const char *reason)
  * refused: it would wait forever.
  */
 bool
-tasker_retry_task(int64 task_id)
+tasker_retry_task(int64 task_id, const char *reason)
 {
+	char	   *meta = control_metadata(reason, "retry_requested");
 	TaskerState state;
 	int64	   *ids;
 	uint64		n;
@@ -238,8 +291,7 @@ tasker_retry_task(int64 task_id)
 				 errmsg("task " INT64_FORMAT " has no failed step to retry", task_id),
 				 errdetail("The task is blocked by cancelled steps only; a retry would leave it pending with nothing to run."),
 				 errhint("Resolve the cancelled steps with tasker_resolve_step, or cancel the task with tasker_cancel_task.")));
-	tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
-					  "{\"reason\": \"retry_requested\"}");
+	tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING, meta);
 	for (i = 0; i < n; i++)
 	{
 		exec(&reset_step_plan,
@@ -250,8 +302,7 @@ tasker_retry_task(int64 task_id)
 			 " WHERE s.workflow_step_id = $1 AND t.task_id = s.task_id"
 			 "   AND l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id",
 			 ids[i], SPI_OK_UPDATE);
-		tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_PENDING,
-						  "{\"reason\": \"retry_requested\"}");
+		tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_PENDING, meta);
 	}
 	tasker_finalize_task(task_id);
 	SPI_finish();
@@ -265,8 +316,9 @@ tasker_retry_task(int64 task_id)
  * blocked in error resumes.
  */
 bool
-tasker_resolve_step(int64 step_id, Jsonb *results)
+tasker_resolve_step(int64 step_id, Jsonb *results, const char *reason)
 {
+	char	   *meta = control_metadata(reason, "resolved_by_request");
 	Oid			argtypes[2] = {INT8OID, JSONBOID};
 	Datum		values[2] = {Int64GetDatum(step_id), JsonbPGetDatum(results)};
 	int64		task_id;
@@ -278,8 +330,7 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 	task_id = task_of_step(step_id);
 	tasker_require_task_control(task_id, "resolve a step of");
 	(void) read_task_state(task_id, true);
-	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY,
-								"{\"reason\": \"resolved_by_request\"}");
+	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY, meta);
 	tasker_keep_plan(&set_results_plan,
 					 "UPDATE @extschema@.tasker_workflow_steps SET results = $2"
 					 " WHERE workflow_step_id = $1", 2, argtypes);
@@ -287,7 +338,7 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 		(void) tasker_run_plan(set_results_plan, values, NULL, SPI_OK_UPDATE);
 	if (changed && read_task_state(task_id, true) == TASKER_ERROR)
 		tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
-						  "{\"reason\": \"step_resolved\"}");
+						  control_metadata(reason, "step_resolved"));
 	tasker_finalize_task(task_id);
 	SPI_finish();
 	tasker_wake_workers_at_commit();
@@ -300,8 +351,9 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
  * its request aborted by its worker, woken when this transaction commits.
  */
 bool
-tasker_cancel_step(int64 step_id)
+tasker_cancel_step(int64 step_id, const char *reason)
 {
+	char	   *meta = control_metadata(reason, "cancelled_by_request");
 	int64		task_id;
 	bool		changed;
 
@@ -309,8 +361,7 @@ tasker_cancel_step(int64 step_id)
 	task_id = task_of_step(step_id);
 	tasker_require_task_control(task_id, "cancel a step of");
 	(void) read_task_state(task_id, true);
-	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_CANCELLED,
-								"{\"reason\": \"cancelled_by_request\"}");
+	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_CANCELLED, meta);
 	tasker_finalize_task(task_id);
 	SPI_finish();
 	if (changed)
