@@ -24,6 +24,8 @@
  *    steps lock the task row SKIP LOCKED first, like the SQL claim.
  * So a control on a task a batch is running waits for that batch to commit
  * and then sees its outcome; it never deadlocks with it (issue 15, C16).
+ * A waiting control holds the task's intent lock (scheduler.h), which new
+ * claims skip, so the workers cannot take the task again before it.
  * Several task rows are only ever locked by batches, SKIP LOCKED or in
  * task_id order.
  *
@@ -42,6 +44,7 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
@@ -151,11 +154,17 @@ ids_of_result(uint64 *n)
 
 /*
  * read_task_state: the current state of a task, locked FOR NO KEY UPDATE
- * when lock is true; raises UNDEFINED_OBJECT for an unknown task.
+ * when lock is true (after the control's intent lock, scheduler.h, so the
+ * batches' claims leave the task to this control); raises
+ * UNDEFINED_OBJECT for an unknown task.
  */
 static TaskerState
 read_task_state(int64 task_id, bool lock)
 {
+	if (lock)
+		(void) DirectFunctionCall2(pg_advisory_xact_lock_int4,
+								   Int32GetDatum(TASKER_TASK_LOCK_CLASS),
+								   Int32GetDatum(TASKER_TASK_LOCK_KEY(task_id)));
 	if (lock)
 		exec(&task_state_plan,
 			 "SELECT current_state::text FROM @extschema@.tasker_tasks"

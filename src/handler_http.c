@@ -1956,6 +1956,7 @@ query_candidates(int limit)
 			 "  SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
 			 "   CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL
 			 "         AND t.current_state = 'in_progress'"
+			 TASKER_CLAIM_INTENT_SQL
 			 "       FOR NO KEY UPDATE OF t SKIP LOCKED) lt"
 			 "   WHERE s.handler_kind = 'http'"
 			 "     AND " TASKER_READY_STEP_SQL

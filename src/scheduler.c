@@ -123,6 +123,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"  SELECT s.workflow_step_id, s.task_id FROM @extschema@.tasker_workflow_steps s" \
 	"   CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL \
 	"         AND t.current_state = 'in_progress'" \
+	TASKER_CLAIM_INTENT_SQL \
 	"         AND ($4 = 0 OR pg_has_role($4, (SELECT nt.owner" \
 	"                FROM @extschema@.tasker_named_tasks nt" \
 	"               WHERE nt.named_task_id = t.named_task_id), 'USAGE'))" \

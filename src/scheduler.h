@@ -48,6 +48,20 @@ typedef struct ClaimedStep
 	"SELECT t.task_id FROM @extschema@.tasker_tasks t" \
 	" WHERE t.task_id = s.task_id"
 
+/*
+ * A control announces that it waits for a task by taking an exclusive
+ * transaction advisory lock on (TASKER_TASK_LOCK_CLASS, task key) before
+ * it locks the task row; a claim takes the same lock shared, without
+ * waiting, and skips the task when a control holds it.  So a control
+ * waits for the batch that holds the task and is served next, instead of
+ * losing the row to the workers' next claim over and over.
+ */
+#define TASKER_TASK_LOCK_CLASS 1952539499	/* 'task' */
+#define TASKER_TASK_LOCK_KEY(task_id) ((int32) ((task_id) & 0x7FFFFFFF))
+#define TASKER_CLAIM_INTENT_SQL \
+	" AND pg_catalog.pg_try_advisory_xact_lock_shared(1952539499," \
+	"       (t.task_id & 2147483647)::integer)"
+
 #define TASKER_ENVELOPE_SQL \
 	"jsonb_build_object('task_id', s.task_id, 'step_id', s.workflow_step_id," \
 	"  'step_name', n.name, 'attempt', s.attempts + 1, 'namespace', ns.name," \
