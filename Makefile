@@ -49,10 +49,13 @@ REGRESS = \
 	020_json_schema \
 	030_run_task \
 	040_failures \
-	041_http_preview
+	041_http_preview \
+	042_stuck_tasks \
+	050_controls_by_name
 
-# Isolation specs (test/isolation/specs): concurrent claims.
-ISOLATION = claims
+# Isolation specs (test/isolation/specs): concurrent claims; controls
+# racing batches (lock order, issue 15 C16).
+ISOLATION = claims control_cancel_step control_cancel_retry control_resolve_run
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CONFIG ?= pg_config

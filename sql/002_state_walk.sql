@@ -74,7 +74,7 @@ SELECT tasker_transition_task(-1, 'pending');
 -- invalid input: metadata that is not an object
 SELECT tasker_transition_task(:task, 'cancelled', '[1, 2]');
 
--- A complete task may still be cancelled; a cancelled one goes nowhere.
+-- invalid input: a complete task is final (issue 15 C17): not cancelled
 SELECT tasker_transition_task(:task, 'cancelled', '{"reason": "customer request"}');
--- invalid input: cancelled is final
+-- invalid input: nor sent back
 SELECT tasker_transition_task(:task, 'pending');

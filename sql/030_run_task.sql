@@ -152,7 +152,7 @@ SELECT tasker_cancel_step(:right_step);
 SELECT tasker_run_task(:task, '30 seconds');
 SELECT n.name, s.current_state FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
  WHERE s.task_id = :task ORDER BY s.workflow_step_id;
--- invalid input: a cancelled step cannot be resolved
+-- A cancelled step can be resolved by hand (issue 15 C17).
 SELECT tasker_resolve_step(:right_step);
 
 -- invalid input: unknown task and step ids

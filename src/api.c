@@ -17,6 +17,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -45,6 +46,8 @@ PG_FUNCTION_INFO_V1(tasker_cancel_task_sql);
 PG_FUNCTION_INFO_V1(tasker_retry_task_sql);
 PG_FUNCTION_INFO_V1(tasker_resolve_step_sql);
 PG_FUNCTION_INFO_V1(tasker_cancel_step_sql);
+PG_FUNCTION_INFO_V1(tasker_resolve_step_by_name_sql);
+PG_FUNCTION_INFO_V1(tasker_cancel_step_by_name_sql);
 PG_FUNCTION_INFO_V1(tasker_run_task_sql);
 PG_FUNCTION_INFO_V1(tasker_run_steps_sql);
 PG_FUNCTION_INFO_V1(tasker_wait_for_task_sql);
@@ -324,26 +327,47 @@ tasker_cancel_task_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * tasker_retry_task(task_id bigint)
+ * any_null: whether one of the first n arguments is NULL (the overloads
+ * that take a reason are not STRICT, since the reason may be NULL).
+ */
+static bool
+any_null(FunctionCallInfo fcinfo, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (PG_ARGISNULL(i))
+			return true;
+	return false;
+}
+
+/*
+ * tasker_retry_task(task_id bigint [, reason text])
  */
 Datum
 tasker_retry_task_sql(PG_FUNCTION_ARGS)
 {
 	bool		changed;
 
-	AS_OWNER(changed = tasker_retry_task(PG_GETARG_INT64(0)));
+	if (any_null(fcinfo, 1))
+		PG_RETURN_NULL();
+	AS_OWNER(changed = tasker_retry_task(PG_GETARG_INT64(0),
+										 PG_NARGS() > 1 ? arg_text(fcinfo, 1) : NULL));
 	PG_RETURN_BOOL(changed);
 }
 
 /*
- * tasker_resolve_step(step_id bigint, results jsonb)
+ * tasker_resolve_step(step_id bigint, results jsonb [, reason text])
  */
 Datum
 tasker_resolve_step_sql(PG_FUNCTION_ARGS)
 {
 	bool		changed;
 
-	AS_OWNER(changed = tasker_resolve_step(PG_GETARG_INT64(0), PG_GETARG_JSONB_P(1)));
+	if (any_null(fcinfo, 2))
+		PG_RETURN_NULL();
+	AS_OWNER(changed = tasker_resolve_step(PG_GETARG_INT64(0), PG_GETARG_JSONB_P(1),
+										   PG_NARGS() > 2 ? arg_text(fcinfo, 2) : NULL));
 	PG_RETURN_BOOL(changed);
 }
 
@@ -355,7 +379,40 @@ tasker_cancel_step_sql(PG_FUNCTION_ARGS)
 {
 	bool		changed;
 
-	AS_OWNER(changed = tasker_cancel_step(PG_GETARG_INT64(0)));
+	AS_OWNER(changed = tasker_cancel_step(PG_GETARG_INT64(0), NULL));
+	PG_RETURN_BOOL(changed);
+}
+
+/*
+ * tasker_resolve_step(task_id bigint, step_name text, results jsonb,
+ *                     reason text)
+ */
+Datum
+tasker_resolve_step_by_name_sql(PG_FUNCTION_ARGS)
+{
+	bool		changed;
+
+	if (any_null(fcinfo, 3))
+		PG_RETURN_NULL();
+	AS_OWNER(changed = tasker_resolve_step(tasker_step_by_name(PG_GETARG_INT64(0),
+															   arg_text(fcinfo, 1)),
+										   PG_GETARG_JSONB_P(2), arg_text(fcinfo, 3)));
+	PG_RETURN_BOOL(changed);
+}
+
+/*
+ * tasker_cancel_step(task_id bigint, step_name text, reason text)
+ */
+Datum
+tasker_cancel_step_by_name_sql(PG_FUNCTION_ARGS)
+{
+	bool		changed;
+
+	if (any_null(fcinfo, 2))
+		PG_RETURN_NULL();
+	AS_OWNER(changed = tasker_cancel_step(tasker_step_by_name(PG_GETARG_INT64(0),
+															  arg_text(fcinfo, 1)),
+										  arg_text(fcinfo, 2)));
 	PG_RETURN_BOOL(changed);
 }
 
@@ -374,8 +431,31 @@ tasker_run_task_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * tasker_run_steps(max_steps integer): one batch, as a worker runs it, in
- * the caller's transaction.
+ * run_steps_until_done: batches, as a worker runs them, in the caller's
+ * transaction, until nothing is ready or max_steps steps ran (the steps a
+ * batch finished may have made their children ready).  Returns the number
+ * run.
+ */
+static int
+run_steps_until_done(int max_steps)
+{
+	int			total = 0;
+	int			n;
+
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		(void) tasker_start_ready_tasks(0, max_steps - total);
+		n = tasker_run_ready_steps(0, max_steps - total, tasker_run_as_filter());
+		total += n;
+	} while (n > 0 && total < max_steps);
+	return total;
+}
+
+/*
+ * tasker_run_steps(max_steps integer): ready steps of any task, batch
+ * after batch as a worker runs them, in the caller's transaction, until
+ * nothing is ready or max_steps ran.
  */
 Datum
 tasker_run_steps_sql(PG_FUNCTION_ARGS)
@@ -390,8 +470,7 @@ tasker_run_steps_sql(PG_FUNCTION_ARGS)
 				 errdetail("The value given is %d.", max_steps),
 				 errhint("Pass the largest number of steps to run in this call.")));
 	tasker_refuse_in_handler("tasker_run_steps");
-	AS_OWNER((void) tasker_start_ready_tasks(0, max_steps);
-			 n = tasker_run_ready_steps(0, max_steps, tasker_run_as_filter()));
+	AS_OWNER(n = run_steps_until_done(max_steps));
 	PG_RETURN_INT32(n);
 }
 

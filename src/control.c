@@ -7,8 +7,27 @@
  * Every control goes through the state machine (state.c), so each refuses
  * an illegal state with OBJECT_NOT_IN_PREREQUISITE_STATE, records its
  * transitions and sends their events, all in the caller's transaction.
+ * The metadata of a control's transitions names the calling role (actor)
+ * and the caller's reason, or the control's default one.
  * Controls that create runnable work wake the workers when that
  * transaction commits.
+ *
+ * Lock order.  Every transaction that moves a task's steps locks the task
+ * row (FOR NO KEY UPDATE) before any of its step rows, and never waits for
+ * a task row while it holds step rows of that task:
+ *  - a control locks the task row first (waiting for it), then its steps;
+ *  - a batch (a worker, tasker_run_steps, tasker_run_task) claims a step
+ *    only together with its task row, both SKIP LOCKED, and keeps both
+ *    until it commits, so finalization re-locks a row it already holds;
+ *  - an HTTP worker recording outcomes locks the task rows, in task_id
+ *    order, before it locks their steps; lease reclaims and claims of HTTP
+ *    steps lock the task row SKIP LOCKED first, like the SQL claim.
+ * So a control on a task a batch is running waits for that batch to commit
+ * and then sees its outcome; it never deadlocks with it (issue 15, C16).
+ * A waiting control holds the task's intent lock (scheduler.h), which new
+ * claims skip, so the workers cannot take the task again before it.
+ * Several task rows are only ever locked by batches, SKIP LOCKED or in
+ * task_id order.
  *
  * IDENTIFICATION
  *		src/control.c
@@ -25,6 +44,7 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
@@ -47,6 +67,61 @@ static SPIPlanPtr set_results_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr peek_state_plan;
 static SPIPlanPtr xmin_plan;
+static SPIPlanPtr step_by_name_plan;
+
+static TaskerState read_task_state(int64 task_id, bool lock);
+
+/*
+ * control_metadata: the metadata of a control's transitions: why (the
+ * caller's reason, or the control's default) and who (the calling role).
+ */
+static char *
+control_metadata(const char *reason, const char *default_reason)
+{
+	StringInfoData meta;
+
+	initStringInfo(&meta);
+	appendStringInfoString(&meta, "{\"reason\": ");
+	escape_json(&meta, reason ? reason : default_reason);
+	appendStringInfoString(&meta, ", \"actor\": ");
+	escape_json(&meta, GetUserNameFromId(tasker_caller(), false));
+	appendStringInfoChar(&meta, '}');
+	return meta.data;
+}
+
+/*
+ * tasker_step_by_name: the id of the step of a task with the given name,
+ * or raise UNDEFINED_OBJECT.
+ */
+int64
+tasker_step_by_name(int64 task_id, const char *step_name)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(task_id), CStringGetTextDatum(step_name)};
+	bool		isnull;
+	int64		id;
+
+	SPI_connect();
+	tasker_require_task_control(task_id, "act on a step of");
+	tasker_run_plan(tasker_keep_plan(&step_by_name_plan,
+					   "SELECT s.workflow_step_id FROM @extschema@.tasker_workflow_steps s"
+					   "  JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id"
+					   " WHERE s.task_id = $1 AND n.name = $2",
+					   2, argtypes),
+			 values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		(void) read_task_state(task_id, false);	/* an unknown task */
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("task " INT64_FORMAT " has no step \"%s\"", task_id, step_name),
+				 errdetail("No step of the task has that name."),
+				 errhint("SELECT step_names FROM tasker_templates lists the steps of each template.")));
+	}
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return id;
+}
 
 /*
  * exec: prepare (once) and run a one-bigint-parameter statement.
@@ -79,11 +154,17 @@ ids_of_result(uint64 *n)
 
 /*
  * read_task_state: the current state of a task, locked FOR NO KEY UPDATE
- * when lock is true; raises UNDEFINED_OBJECT for an unknown task.
+ * when lock is true (after the control's intent lock, scheduler.h, so the
+ * batches' claims leave the task to this control); raises
+ * UNDEFINED_OBJECT for an unknown task.
  */
 static TaskerState
 read_task_state(int64 task_id, bool lock)
 {
+	if (lock)
+		(void) DirectFunctionCall2(pg_advisory_xact_lock_int4,
+								   Int32GetDatum(TASKER_TASK_LOCK_CLASS),
+								   Int32GetDatum(TASKER_TASK_LOCK_KEY(task_id)));
 	if (lock)
 		exec(&task_state_plan,
 			 "SELECT current_state::text FROM @extschema@.tasker_tasks"
@@ -141,27 +222,27 @@ task_of_step(int64 step_id)
  * the request's concurrency slot frees at once.  A running SQL step
  * finishes, but its dependents never start: a step a worker holds is
  * skipped here, and the worker cancels what is left when it settles the
- * task.
+ * task.  A task in error can be cancelled; a complete one is final.
  * Returns false when the task was already cancelled.
  */
 bool
 tasker_cancel_task(int64 task_id, const char *reason)
 {
-	StringInfoData meta;
+	char	   *meta = control_metadata(reason, "cancelled by request");
 	int64	   *ids;
 	uint64		n;
 	uint64		i;
 	bool		changed;
 
-	initStringInfo(&meta);
-	appendStringInfoString(&meta, "{\"reason\": ");
-	escape_json(&meta, reason ? reason : "cancelled by request");
-	appendStringInfoChar(&meta, '}');
-
 	SPI_connect();
 	tasker_require_task_control(task_id, "cancel");
-	(void) read_task_state(task_id, true);
-	changed = tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_CANCELLED, meta.data);
+	if (read_task_state(task_id, true) == TASKER_COMPLETE)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task " INT64_FORMAT " is complete", task_id),
+				 errdetail("Every step of the task finished; a complete task is final."),
+				 errhint("Undo its effects with a new task instead.")));
+	changed = tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_CANCELLED, meta);
 	if (changed)
 	{
 		exec(&pending_steps_plan,
@@ -172,7 +253,7 @@ tasker_cancel_task(int64 task_id, const char *reason)
 			 task_id, SPI_OK_SELECT);
 		ids = ids_of_result(&n);
 		for (i = 0; i < n; i++)
-			tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED, meta.data);
+			tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED, meta);
 		exec(&stop_retries_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
 			 " WHERE task_id = $1 AND current_state = 'error'",
@@ -186,11 +267,13 @@ tasker_cancel_task(int64 task_id, const char *reason)
 /*
  * tasker_retry_task: an error task goes back to pending, and so do its
  * failed steps, with attempts reset and retryable restored from the
- * template.
+ * template.  A task with no failed step (only cancelled ones block it) is
+ * refused: it would wait forever.
  */
 bool
-tasker_retry_task(int64 task_id)
+tasker_retry_task(int64 task_id, const char *reason)
 {
+	char	   *meta = control_metadata(reason, "retry_requested");
 	TaskerState state;
 	int64	   *ids;
 	uint64		n;
@@ -206,13 +289,18 @@ tasker_retry_task(int64 task_id)
 				 errdetail("The task is in state \"%s\"; only a task in state \"error\" can be retried.",
 						   tasker_state_name(state)),
 				 errhint("tasker_resolve_step settles a single step instead.")));
-	tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
-					  "{\"reason\": \"retry_requested\"}");
 	exec(&error_steps_plan,
 		 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
 		 " WHERE task_id = $1 AND current_state = 'error' ORDER BY workflow_step_id",
 		 task_id, SPI_OK_SELECT);
 	ids = ids_of_result(&n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task " INT64_FORMAT " has no failed step to retry", task_id),
+				 errdetail("The task is blocked by cancelled steps only; a retry would leave it pending with nothing to run."),
+				 errhint("Resolve the cancelled steps with tasker_resolve_step, or cancel the task with tasker_cancel_task.")));
+	tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING, meta);
 	for (i = 0; i < n; i++)
 	{
 		exec(&reset_step_plan,
@@ -223,21 +311,23 @@ tasker_retry_task(int64 task_id)
 			 " WHERE s.workflow_step_id = $1 AND t.task_id = s.task_id"
 			 "   AND l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id",
 			 ids[i], SPI_OK_UPDATE);
-		tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_PENDING,
-						  "{\"reason\": \"retry_requested\"}");
+		tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_PENDING, meta);
 	}
+	tasker_finalize_task(task_id);
 	SPI_finish();
 	tasker_wake_workers_at_commit();
 	return true;
 }
 
 /*
- * tasker_resolve_step: settle a step by hand with the given results; its
- * dependents become ready, and a task blocked in error resumes.
+ * tasker_resolve_step: settle a step (pending, in error, or cancelled) by
+ * hand with the given results; its dependents become ready, and a task
+ * blocked in error resumes.
  */
 bool
-tasker_resolve_step(int64 step_id, Jsonb *results)
+tasker_resolve_step(int64 step_id, Jsonb *results, const char *reason)
 {
+	char	   *meta = control_metadata(reason, "resolved_by_request");
 	Oid			argtypes[2] = {INT8OID, JSONBOID};
 	Datum		values[2] = {Int64GetDatum(step_id), JsonbPGetDatum(results)};
 	int64		task_id;
@@ -248,8 +338,8 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 	SPI_connect();
 	task_id = task_of_step(step_id);
 	tasker_require_task_control(task_id, "resolve a step of");
-	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY,
-								"{\"reason\": \"resolved_by_request\"}");
+	(void) read_task_state(task_id, true);
+	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY, meta);
 	tasker_keep_plan(&set_results_plan,
 					 "UPDATE @extschema@.tasker_workflow_steps SET results = $2"
 					 " WHERE workflow_step_id = $1", 2, argtypes);
@@ -257,7 +347,7 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
 		(void) tasker_run_plan(set_results_plan, values, NULL, SPI_OK_UPDATE);
 	if (changed && read_task_state(task_id, true) == TASKER_ERROR)
 		tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
-						  "{\"reason\": \"step_resolved\"}");
+						  control_metadata(reason, "step_resolved"));
 	tasker_finalize_task(task_id);
 	SPI_finish();
 	tasker_wake_workers_at_commit();
@@ -270,8 +360,9 @@ tasker_resolve_step(int64 step_id, Jsonb *results)
  * its request aborted by its worker, woken when this transaction commits.
  */
 bool
-tasker_cancel_step(int64 step_id)
+tasker_cancel_step(int64 step_id, const char *reason)
 {
+	char	   *meta = control_metadata(reason, "cancelled_by_request");
 	int64		task_id;
 	bool		changed;
 
@@ -279,8 +370,7 @@ tasker_cancel_step(int64 step_id)
 	task_id = task_of_step(step_id);
 	tasker_require_task_control(task_id, "cancel a step of");
 	(void) read_task_state(task_id, true);
-	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_CANCELLED,
-								"{\"reason\": \"cancelled_by_request\"}");
+	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_CANCELLED, meta);
 	tasker_finalize_task(task_id);
 	SPI_finish();
 	if (changed)

@@ -141,6 +141,16 @@ http_record_requests(bool all)
 		n++;
 	tasks = palloc(sizeof(int64) * (n + 1));
 	n = 0;
+	/* The lock order of control.c: the task rows before their steps. */
+	dlist_foreach_modify(it, &http_requests)
+	{
+		HttpRequest *r = dlist_container(HttpRequest, node, it.cur);
+
+		if (r->done || (all && r->easy != NULL))
+			tasks[ntasks++] = r->step.task_id;
+	}
+	tasker_lock_tasks(tasks, ntasks);
+	ntasks = 0;
 	dlist_foreach_modify(it, &http_requests)
 	{
 		HttpRequest *r = dlist_container(HttpRequest, node, it.cur);
@@ -275,11 +285,13 @@ reclaim_expired(int64 **tasks, int *ntasks)
 	int			count = 0;
 
 	tasker_run_plan(tasker_keep_plan(&expired_plan,
-			 "SELECT workflow_step_id, task_id, retryable, retry_limit, attempts"
-			 "  FROM @extschema@.tasker_workflow_steps"
-			 " WHERE lease_expires_at < clock_timestamp() AND current_state = 'in_progress'"
-			 " ORDER BY lease_expires_at LIMIT $1"
-			 " FOR NO KEY UPDATE SKIP LOCKED",
+			 "SELECT s.workflow_step_id, s.task_id, s.retryable, s.retry_limit, s.attempts"
+			 "  FROM @extschema@.tasker_workflow_steps s"
+			 " CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL
+			 "       FOR NO KEY UPDATE OF t SKIP LOCKED) lt"
+			 " WHERE s.lease_expires_at < clock_timestamp() AND s.current_state = 'in_progress'"
+			 " ORDER BY s.lease_expires_at LIMIT $1"
+			 " FOR NO KEY UPDATE OF s SKIP LOCKED",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;

@@ -10,10 +10,14 @@
  * partial ready-steps index, so concurrent callers never take the same
  * step; runs each step's handler in a subtransaction; records the outcome
  * with the state machine; and finally settles each task, locking the task
- * rows in task_id order (so two batches never deadlock on them): complete
- * when every step is complete or resolved, error when no step can make
- * progress any more.  Task rows are not locked while handlers run, so an
- * operator's tasker_cancel_task never waits for a batch.  Because the claim, the handler's effects and the outcome commit
+ * rows in task_id order: complete when every step is complete or
+ * resolved, error when no step can make progress any more.  The claim
+ * locks each task row (SKIP LOCKED) before its step rows, the one lock
+ * order of every transaction that moves steps (see control.c): a batch
+ * holds the task rows of its steps while their handlers run, so an
+ * operator's control waits for the batch instead of deadlocking with it,
+ * and two batches never work on one task at once.  Because the claim, the
+ * handler's effects and the outcome commit
  * together, a crash at any point re-runs a step at most in a transaction
  * that never commits.
  *
@@ -106,6 +110,9 @@ static SPIPlanPtr leftover_plan;
 static SPIPlanPtr quarantine_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
+static SPIPlanPtr lock_tasks_plan;
+static SPIPlanPtr stop_retries_plan;
+static SPIPlanPtr orphans_plan;
 
 /*
  * col: binary value of column n of row i of the last result.
@@ -176,20 +183,25 @@ copy_claimed(uint64 i, ClaimedStep *c)
 /*
  * The ready steps of handler kind $5 a claim takes, $1 at most, due by $3:
  * of task $2 unless it is 0, of tasks whose template owner role $4 has
- * the privileges of unless it is 0.
+ * the privileges of unless it is 0.  The lateral subquery locks each
+ * step's task row (skipping tasks another transaction holds, or that a
+ * control waits for) before the step row is locked: the lock order of
+ * control.c's header.
  */
 #define CLAIM_CTE_SQL \
 	"WITH claimed AS (" \
 	"  SELECT s.workflow_step_id, s.task_id FROM @extschema@.tasker_workflow_steps s" \
+	"   CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL \
+	"         AND t.current_state = 'in_progress'" \
+	TASKER_CLAIM_INTENT_SQL \
+	"         AND ($4 = 0 OR pg_has_role($4, (SELECT nt.owner" \
+	"                FROM @extschema@.tasker_named_tasks nt" \
+	"               WHERE nt.named_task_id = t.named_task_id), 'USAGE'))" \
+	"       FOR NO KEY UPDATE OF t SKIP LOCKED) lt" \
 	"   WHERE s.handler_kind = $5" \
 	"     AND " TASKER_READY_STEP_SQL \
 	"     AND s.next_attempt_at <= $3" \
 	"     AND ($2 = 0 OR s.task_id = $2)" \
-	"     AND (SELECT t.current_state = 'in_progress'" \
-	"                 AND ($4 = 0 OR pg_has_role($4, nt.owner, 'USAGE'))" \
-	"            FROM @extschema@.tasker_tasks t" \
-	"            JOIN @extschema@.tasker_named_tasks nt USING (named_task_id)" \
-	"           WHERE t.task_id = s.task_id)" \
 	"   ORDER BY s.next_attempt_at, s.task_id" \
 	"   LIMIT $1" \
 	"   FOR NO KEY UPDATE OF s SKIP LOCKED)"
@@ -380,6 +392,36 @@ tasker_finalize_tasks(int64 *ids, int n)
 }
 
 /*
+ * tasker_lock_tasks: lock the given task rows (ids may repeat) in task_id
+ * order, waiting for them, before a transaction locks steps of those tasks
+ * it did not claim (an HTTP worker recording outcomes).  The caller holds
+ * no step row yet, so the wait follows the lock order.
+ */
+void
+tasker_lock_tasks(int64 *ids, int n)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum	   *elems;
+	Datum		values[1];
+	int			i;
+
+	if (n == 0)
+		return;
+	elems = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	SPI_connect();
+	tasker_run_plan(tasker_keep_plan(&lock_tasks_plan,
+			 "SELECT task_id FROM @extschema@.tasker_tasks"
+			 " WHERE task_id = ANY ($1) ORDER BY task_id FOR NO KEY UPDATE",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	SPI_finish();
+}
+
+/*
  * transition_result: move every id in the first column of the last result
  * (copied first: each transition runs statements of its own) to a state.
  */
@@ -399,11 +441,46 @@ transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json
 }
 
 /*
+ * settle_orphans: settle the cancelled tasks among those of the next ready
+ * steps (of task_id only, when it is not 0).  Such steps were held by a
+ * batch when their task was cancelled and then released without their
+ * task being settled (their worker died): finalization cancels them.
+ */
+static void
+settle_orphans(Datum *values)
+{
+	Oid			argtypes[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
+	uint64		n;
+	uint64		i;
+	int64	   *ids;
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&orphans_plan,
+			 "SELECT t.task_id FROM @extschema@.tasker_tasks t"
+			 " WHERE t.task_id = ANY (ARRAY("
+			 "        SELECT s.task_id FROM @extschema@.tasker_workflow_steps s"
+			 "         WHERE " TASKER_READY_STEP_SQL
+			 "           AND s.next_attempt_at <= $3"
+			 "           AND ($1 = 0 OR s.task_id = $1)"
+			 "         ORDER BY s.next_attempt_at, s.task_id LIMIT $2))"
+			 "   AND t.current_state = 'cancelled'"
+			 " ORDER BY t.task_id"
+			 " FOR NO KEY UPDATE OF t SKIP LOCKED",
+			 3, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		ids[i] = DatumGetInt64(col(i, 1, &isnull));
+	for (i = 0; i < n; i++)
+		tasker_finalize_task(ids[i]);
+}
+
+/*
  * tasker_start_ready_tasks: move pending tasks that have a ready step (of
  * task_id only, when it is not 0) to in_progress; returns how many.  The
- * workers call this in a short transaction of its own before each batch,
- * so a batch never holds a task's row lock while handlers run, and a
- * concurrent tasker_cancel_task takes effect at once.
+ * workers call this in a short transaction of its own before each batch.  Cancelled tasks
+ * whose steps are still ready (their batch died) are settled here too.
  */
 int
 tasker_start_ready_tasks(int64 task_id, int limit)
@@ -447,6 +524,7 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 		values, NULL, SPI_OK_SELECT);
 	n = transition_result(TASKER_ENTITY_TASK, TASKER_IN_PROGRESS,
 						  "{\"reason\": \"ready_steps_available\"}");
+	settle_orphans(values);
 	SPI_finish();
 	return n;
 }
@@ -711,7 +789,8 @@ run_step(ClaimedStep *c)
 /*
  * cancel_leftovers: cancel the pending steps of a cancelled task that no
  * other transaction holds (a step released after its task was cancelled,
- * or one whose claim was dropped).
+ * or one whose claim was dropped, even by a worker that died), and stop
+ * the retries of its steps in error.
  */
 static void
 cancel_leftovers(int64 task_id)
@@ -727,6 +806,12 @@ cancel_leftovers(int64 task_id)
 		values, NULL, SPI_OK_SELECT);
 	(void) transition_result(TASKER_ENTITY_STEP, TASKER_CANCELLED,
 							 "{\"reason\": \"task_cancelled\"}");
+	tasker_run_plan(tasker_keep_plan(&stop_retries_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
+			 " WHERE task_id = $1 AND current_state = 'error'"
+			 "   AND next_attempt_at IS NOT NULL",
+			 1, argtypes),
+		values, NULL, SPI_OK_UPDATE);
 }
 
 /*

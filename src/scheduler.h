@@ -31,9 +31,34 @@ typedef struct ClaimedStep
 extern int	tasker_claim_ready_steps(const char *kind, int64 task_id, int limit,
 									 Oid run_as, ClaimedStep **out);
 extern bool tasker_read_step(int64 step_id, ClaimedStep *out, char **kind);
+
+/*
+ * The opening of a lateral subquery that locks the task row of step s;
+ * the caller adds conditions and the locking clause (FOR NO KEY UPDATE OF
+ * t SKIP LOCKED) and closes it.
+ */
+#define TASKER_LOCK_TASK_SQL \
+	"SELECT t.task_id FROM @extschema@.tasker_tasks t" \
+	" WHERE t.task_id = s.task_id"
+
+/*
+ * A control announces that it waits for a task by taking an exclusive
+ * transaction advisory lock on (TASKER_TASK_LOCK_CLASS, task key) before
+ * it locks the task row; a claim takes the same lock shared, without
+ * waiting, and skips the task when a control holds it.  So a control
+ * waits for the batch that holds the task and is served next, instead of
+ * losing the row to the workers' next claim over and over.
+ */
+#define TASKER_TASK_LOCK_CLASS 1952539499	/* 'task' */
+#define TASKER_TASK_LOCK_KEY(task_id) ((int32) ((task_id) & 0x7FFFFFFF))
+#define TASKER_CLAIM_INTENT_SQL \
+	" AND pg_catalog.pg_try_advisory_xact_lock_shared(1952539499," \
+	"       (t.task_id & 2147483647)::integer)"
+
 extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
 extern void tasker_finalize_task(int64 task_id);
 extern void tasker_finalize_tasks(int64 *ids, int n);
+extern void tasker_lock_tasks(int64 *ids, int n);
 extern int	tasker_start_ready_tasks(int64 task_id, int limit);
 extern long tasker_ms_until_next_step(void);
 extern void tasker_record_success(ClaimedStep *c, StepOutcome *o);

@@ -15,8 +15,8 @@
  * The entity row is locked FOR NO KEY UPDATE first, so two sessions that
  * move the same task or step serialise here and the second sees the
  * first's state; the key-share locks that inserting transition rows takes
- * through the foreign keys do not conflict with it, so an operator's
- * cancel never waits for a worker's batch.
+ * through the foreign keys do not conflict with it.  Callers lock a task
+ * row before its step rows (the lock order in control.c's header).
  *
  * IDENTIFICATION
  *		src/state.c
@@ -51,8 +51,8 @@ static const int task_next[TASKER_NUM_STATES] = {
 	[TASKER_PENDING] = S(TASKER_IN_PROGRESS) | S(TASKER_CANCELLED) | S(TASKER_ERROR),
 	[TASKER_IN_PROGRESS] = S(TASKER_COMPLETE) | S(TASKER_ERROR) |
 	S(TASKER_CANCELLED) | S(TASKER_PENDING),
-	[TASKER_COMPLETE] = S(TASKER_CANCELLED),
-	[TASKER_ERROR] = S(TASKER_PENDING) | S(TASKER_RESOLVED_MANUALLY),
+	[TASKER_COMPLETE] = 0,
+	[TASKER_ERROR] = S(TASKER_PENDING) | S(TASKER_RESOLVED_MANUALLY) | S(TASKER_CANCELLED),
 	[TASKER_CANCELLED] = 0,
 	[TASKER_RESOLVED_MANUALLY] = S(TASKER_CANCELLED)
 };
@@ -64,7 +64,7 @@ static const int step_next[TASKER_NUM_STATES] = {
 	[TASKER_IN_PROGRESS] = S(TASKER_COMPLETE) | S(TASKER_ERROR) | S(TASKER_CANCELLED),
 	[TASKER_COMPLETE] = 0,
 	[TASKER_ERROR] = S(TASKER_PENDING) | S(TASKER_RESOLVED_MANUALLY),
-	[TASKER_CANCELLED] = 0,
+	[TASKER_CANCELLED] = S(TASKER_RESOLVED_MANUALLY),
 	[TASKER_RESOLVED_MANUALLY] = 0
 };
 

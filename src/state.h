@@ -21,9 +21,11 @@ typedef enum TaskerState
 	TASKER_IN_PROGRESS,			/* next states: task: complete, error,
 								 * cancelled, pending; step: complete, error,
 								 * cancelled */
-	TASKER_COMPLETE,			/* next states: task: cancelled; step: none */
-	TASKER_ERROR,				/* next states: pending, resolved_manually */
-	TASKER_CANCELLED,			/* next states: none */
+	TASKER_COMPLETE,			/* next states: none (final) */
+	TASKER_ERROR,				/* next states: pending, resolved_manually;
+								 * task: cancelled */
+	TASKER_CANCELLED,			/* next states: task: none; step:
+								 * resolved_manually */
 	TASKER_RESOLVED_MANUALLY	/* next states: task: cancelled; step: none */
 } TaskerState;
 

@@ -46,6 +46,7 @@
 #include "semver.h"
 #include "state.h"
 #include "guc.h"
+#include "scheduler.h"
 #include "task.h"
 
 static SPIPlanPtr versions_plan;
@@ -643,7 +644,11 @@ tasker_create_task_internal(const TaskRequest *req)
 								 NULL, "pending", 0, GetCurrentTimestamp(),
 								 NULL);
 		if (req->bypass_steps_array != NULL)
+		{
 			bypass_steps(task_id, req->name, req->bypass_steps_array);
+			/* Every step bypassed: the task completes at once. */
+			tasker_finalize_task(task_id);
+		}
 		tasker_wake_workers_at_commit();
 	}
 	SPI_finish();

@@ -48,6 +48,7 @@
 
 #define TASK_NARGS	12
 
+static SPIPlanPtr unfinished_plan;
 static SPIPlanPtr namespace_select_plan;
 static SPIPlanPtr namespace_insert_plan;
 static SPIPlanPtr system_select_plan;
@@ -401,6 +402,37 @@ check_replace(const TaskTemplate *t, bool replace)
 }
 
 /*
+ * refuse_unfinished: refuse to replace a template while tasks created from
+ * it are unfinished (pending, in_progress or error): their step rows were
+ * made from the old steps, which a replacement would change or drop under
+ * them.  Finished tasks keep their step rows and history.
+ */
+static void
+refuse_unfinished(const TaskTemplate *t, int32 id)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(id)};
+	bool		isnull;
+	int64		n;
+
+	tasker_run_plan(tasker_keep_plan(&unfinished_plan,
+					   "SELECT count(*) FROM @extschema@.tasker_tasks"
+					   " WHERE named_task_id = $1"
+					   "   AND current_state IN ('pending', 'in_progress', 'error')",
+					   1, argtypes),
+			 values, NULL, SPI_OK_SELECT);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (n > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task template \"%s\" version %s has unfinished tasks", t->name,
+						t->version ? t->version : "(none)"),
+				 errdetail("Tasks of this version that are pending, in_progress or in error: " INT64_FORMAT "; their steps were made from the template being replaced.",
+						   n),
+				 errhint("Register the change under a new version, or let those tasks finish (or cancel them) first.")));
+}
+
+/*
  * store_named_task: insert the tasker_named_tasks row, or with replace
  * update the existing one in place and delete its step rows.
  */
@@ -433,6 +465,7 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 		return first_int(1);
 	}
 	check_replace(t, replace);
+	refuse_unfinished(t, id);
 	values[TASK_NARGS] = Int32GetDatum(id);
 	tasker_run_plan(tasker_keep_plan(&task_update_plan,
 					   "UPDATE @extschema@.tasker_named_tasks"

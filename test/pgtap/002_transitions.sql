@@ -30,13 +30,13 @@ INSERT INTO allowed VALUES
     ('task', 'pending', 'error'), ('task', 'in_progress', 'complete'),
     ('task', 'in_progress', 'error'), ('task', 'in_progress', 'cancelled'),
     ('task', 'in_progress', 'pending'), ('task', 'error', 'pending'),
-    ('task', 'error', 'resolved_manually'), ('task', 'complete', 'cancelled'),
+    ('task', 'error', 'resolved_manually'), ('task', 'error', 'cancelled'),
     ('task', 'resolved_manually', 'cancelled'),
     ('step', 'pending', 'in_progress'), ('step', 'pending', 'error'),
     ('step', 'pending', 'cancelled'), ('step', 'pending', 'resolved_manually'),
     ('step', 'in_progress', 'complete'), ('step', 'in_progress', 'error'),
     ('step', 'in_progress', 'cancelled'), ('step', 'error', 'pending'),
-    ('step', 'error', 'resolved_manually');
+    ('step', 'error', 'resolved_manually'), ('step', 'cancelled', 'resolved_manually');
 
 SELECT set_eq($$SELECT from_state, to_state FROM tasker_allowed_transitions('task')$$,
               $$SELECT f, t FROM allowed WHERE entity = 'task'$$,

@@ -230,7 +230,7 @@ $task = $node->safe_psql('postgres', "SELECT tasker_create_task('slow', '{}')");
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'tasker worker' AND wait_event = 'PgSleep'");
 is($node->safe_psql('postgres', "SELECT tasker_cancel_task($task, 'changed my mind')"), 't',
-	'a running task can be cancelled without waiting for the running step');
+	'a running task can be cancelled (the call waits for the running batch, issue 15 C16)');
 $node->poll_query_until('postgres', qq{
 	SELECT count(*) = 0 FROM tasker_workflow_steps WHERE task_id = $task AND current_state = 'pending'});
 is($node->safe_psql('postgres', qq{
