@@ -359,7 +359,8 @@ tasker_read_step(int64 step_id, ClaimedStep *out, char **kind)
 		return false;
 	memset(out, 0, sizeof(*out));
 	copy_claimed(0, out);
-	*kind = TextDatumGetCString(col(0, 11, &isnull));
+	/* handler_kind is the last column, after those of copy_claimed */
+	*kind = TextDatumGetCString(col(0, SPI_tuptable->tupdesc->natts, &isnull));
 	return true;
 }
 
