@@ -1,4 +1,4 @@
--- 040_stuck_tasks: every task reaches a final state or an explicit blocked
+-- 042_stuck_tasks: every task reaches a final state or an explicit blocked
 -- report with its way out (issue 15 C17); tasker_check() lists the tasks
 -- that break an invariant.  Driven in this session (no worker here).
 SET client_min_messages = warning;

@@ -1,4 +1,4 @@
-# 050_events.pl: issue 15 D24.  step.failed says whether the failure is
+# 054_events.pl: issue 15 D24.  step.failed says whether the failure is
 # final, and custom events carry the task and step they are about in the
 # shape of the built-in events.  No worker: tasker_run_task in a session
 # that listens, whose psql prints each notification it receives.
