@@ -88,7 +88,7 @@ SELECT execution_status, ready_steps, health_status
   FROM tasker_task_execution_context(:orphan);
 SELECT task_id = :orphan AS the_orphan, problem FROM tasker_check();
 -- The next batch settles it.
-SELECT tasker_run_steps(10) >= 0 AS ran;
+SELECT tasker_run_steps(1000) >= 0 AS ran;
 SELECT n.name, s.current_state FROM tasker_workflow_steps s
   JOIN tasker_named_steps n USING (named_step_id)
  WHERE s.task_id = :orphan ORDER BY s.workflow_step_id;
