@@ -8,6 +8,7 @@ OBJS = \
 	src/state.o \
 	src/events.o \
 	src/notify.o \
+	src/shmem.o \
 	src/semver.o \
 	src/spi_util.o \
 	src/security.o \

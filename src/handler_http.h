@@ -28,7 +28,8 @@ extern void tasker_http_wait(long timeout_ms);
 extern void tasker_http_shutdown(void);
 
 /* http_limits.c: shared state, installed while preloading */
-extern void tasker_http_register(void);
+extern Size tasker_http_shmem_size(void);
+extern void tasker_http_shmem_init(void);
 extern int	tasker_http_stats(const char **names, uint64 *counts, int max);
 
 /* http_request.c: an api step's handler_config, at registration */

@@ -14,8 +14,8 @@
  * the workers.  The counters of requests by outcome live here too, read
  * by tasker_http_stats() from any backend.
  *
- * This file owns the one struct, and its shmem request/startup pair; the
- * hooks are installed while the library is preloaded.  Nothing here runs
+ * This file owns the struct; shmem.c reserves and attaches it with the
+ * rest of tasker's shared state.  Nothing here runs
  * in a transaction or touches curl; a spinlock guards the slots and the
  * counters are atomics.
  *
@@ -61,32 +61,26 @@ typedef struct HttpShared
 } HttpShared;
 
 static HttpShared *http_shared = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
 /*
- * http_shmem_request: reserve the shared counters.
+ * tasker_http_shmem_size: the bytes of the HTTP state (shmem.c reserves
+ * them).
  */
-static void
-http_shmem_request(void)
+Size
+tasker_http_shmem_size(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(HttpShared)));
+	return MAXALIGN(sizeof(HttpShared));
 }
 
 /*
- * http_shmem_startup: create or attach to the shared counters.
+ * tasker_http_shmem_init: create or attach to the shared counters; called
+ * by shmem.c with AddinShmemInitLock held.
  */
-static void
-http_shmem_startup(void)
+void
+tasker_http_shmem_init(void)
 {
 	bool		found;
 	int			i;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	http_shared = ShmemInitStruct("tasker http", sizeof(HttpShared), &found);
 	if (!found)
 	{
@@ -95,20 +89,6 @@ http_shmem_startup(void)
 		for (i = 0; i < HTTP_NUM_OUTCOMES; i++)
 			pg_atomic_init_u64(&http_shared->requests[i], 0);
 	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/*
- * tasker_http_register: called while preloading, from the registration of
- * the workers: install the hooks of the shared state.
- */
-void
-tasker_http_register(void)
-{
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = http_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = http_shmem_startup;
 }
 
 /*

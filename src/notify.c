@@ -77,8 +77,6 @@ typedef struct PendingEvent
 } PendingEvent;
 
 static NotifyRing *ring = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static dlist_head pending = DLIST_STATIC_INIT(pending);
 static uint64 pending_bytes = 0;
@@ -89,51 +87,40 @@ static int	use_ring_here = -1; /* -1 unknown, 0 no, 1 yes */
 PGDLLEXPORT void tasker_relay_main(Datum arg);
 
 /*
- * notify_shmem_request: reserve the ring and its lock.
+ * tasker_notify_shmem_size: the bytes of the ring (shmem.c reserves
+ * them, and the ring's lock).
  */
-static void
-notify_shmem_request(void)
+Size
+tasker_notify_shmem_size(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(NotifyRing)));
-	RequestNamedLWLockTranche("tasker_notify", 1);
+	return MAXALIGN(sizeof(NotifyRing));
 }
 
 /*
- * notify_shmem_startup: create or attach to the ring.
+ * tasker_notify_shmem_init: create or attach to the ring; called by
+ * shmem.c with AddinShmemInitLock held.
  */
-static void
-notify_shmem_startup(void)
+void
+tasker_notify_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	ring = ShmemInitStruct("tasker_notify", sizeof(NotifyRing), &found);
 	if (!found)
 	{
-		ring->lock = &(GetNamedLWLockTranche("tasker_notify"))->lock;
+		ring->lock = &(GetNamedLWLockTranche(TASKER_NOTIFY_TRANCHE))->lock;
 		ring->relay_latch = NULL;
 		ring->head = ring->tail = ring->reserved = ring->relayed = 0;
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
- * tasker_notify_register: while preloading, install the ring's hooks and
- * register the relay.
+ * tasker_notify_register: while preloading, register the relay.
  */
 void
 tasker_notify_register(void)
 {
 	BackgroundWorker worker;
-
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = notify_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = notify_shmem_startup;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -14,6 +14,11 @@
 
 #include "postgres.h"
 
+/* The named LWLock tranche of the ring (one lock). */
+#define TASKER_NOTIFY_TRANCHE "tasker_notify"
+
+extern Size tasker_notify_shmem_size(void);
+extern void tasker_notify_shmem_init(void);
 extern void tasker_notify_register(void);
 extern void tasker_queue_event(const char *payload);
 extern uint64 tasker_events_relayed(void);

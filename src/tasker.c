@@ -18,6 +18,8 @@
 #include "miscadmin.h"
 
 #include "guc.h"
+#include "notify.h"
+#include "shmem.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -25,13 +27,16 @@ PG_MODULE_MAGIC;
 void		_PG_init(void);
 
 /*
- * _PG_init: define the tasker.* settings and, when preloading, register
- * the launcher and the shared state of the workers.
+ * _PG_init: define the tasker.* settings and, when preloading, reserve
+ * the shared state and register the launcher and the event relay.
  */
 void
 _PG_init(void)
 {
 	tasker_define_gucs();
-	if (process_shared_preload_libraries_in_progress)
-		tasker_worker_register();
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	tasker_shmem_register();
+	tasker_worker_register();
+	tasker_notify_register();
 }

@@ -64,7 +64,6 @@
 #include "guc.h"
 #include "handler_http.h"
 #include "scheduler.h"
-#include "notify.h"
 #include "worker.h"
 
 #define TASKER_MAX_SLOTS 64
@@ -80,35 +79,30 @@ typedef struct TaskerShared
 } TaskerShared;
 
 static TaskerShared *tasker_shared = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static int	my_slot = -1;
 
 PGDLLEXPORT void tasker_launcher_main(Datum arg);
 PGDLLEXPORT void tasker_executor_main(Datum arg);
 
 /*
- * tasker_shmem_request: reserve the shared state.
+ * tasker_worker_shmem_size: the bytes of the worker slots (shmem.c
+ * reserves them).
  */
-static void
-tasker_shmem_request(void)
+Size
+tasker_worker_shmem_size(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(TaskerShared)));
+	return MAXALIGN(sizeof(TaskerShared));
 }
 
 /*
- * tasker_shmem_startup: create or attach to the shared state.
+ * tasker_worker_shmem_init: create or attach to the worker slots; called
+ * by shmem.c with AddinShmemInitLock held.
  */
-static void
-tasker_shmem_startup(void)
+void
+tasker_worker_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	tasker_shared = ShmemInitStruct("tasker", sizeof(TaskerShared), &found);
 	if (!found)
 	{
@@ -116,24 +110,16 @@ tasker_shmem_startup(void)
 		SpinLockInit(&tasker_shared->mutex);
 		tasker_shared->nslots = Min(tasker_max_workers, TASKER_MAX_SLOTS);
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
- * tasker_worker_register: called from _PG_init while preloading: install
- * the shared memory hooks and register the launcher.
+ * tasker_worker_register: called from _PG_init while preloading: register
+ * the launcher.
  */
 void
 tasker_worker_register(void)
 {
 	BackgroundWorker worker;
-
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = tasker_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = tasker_shmem_startup;
-	tasker_http_register();
-	tasker_notify_register();
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

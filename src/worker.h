@@ -38,6 +38,8 @@ typedef struct TaskerWorkerSlot
 	TimestampTz started_at;		/* when the launcher last asked for it */
 } TaskerWorkerSlot;
 
+extern Size tasker_worker_shmem_size(void);
+extern void tasker_worker_shmem_init(void);
 extern void tasker_worker_register(void);
 extern bool tasker_workers_present(void);
 extern bool tasker_database_wanted(void);
