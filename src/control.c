@@ -411,11 +411,9 @@ next_due_ms(int64 task_id)
 	Datum		d;
 
 	exec(&next_due_plan,
-		 "SELECT GREATEST(0, ceil(extract(epoch FROM min(next_attempt_at) - clock_timestamp()) * 1000))::bigint"
-		 "  FROM @extschema@.tasker_workflow_steps"
-		 " WHERE task_id = $1 AND handler_kind = 'sql'"
-		 "   AND current_state IN ('pending', 'error')"
-		 "   AND unfinished_parents = 0 AND next_attempt_at IS NOT NULL",
+		 "SELECT GREATEST(0, ceil(extract(epoch FROM min(s.next_attempt_at) - clock_timestamp()) * 1000))::bigint"
+		 "  FROM @extschema@.tasker_workflow_steps s"
+		 " WHERE s.task_id = $1 AND s.handler_kind = 'sql' AND " TASKER_READY_STEP_SQL,
 		 task_id, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? -1 : (long) DatumGetInt64(d);

@@ -52,15 +52,11 @@
 #include "state.h"
 
 /*
- * The claim's SQL, for every handler kind.  TASKER_READY_STEP_SQL is the predicate of the partial
- * ready-steps index over a step aliased s; TASKER_ENVELOPE_SQL builds the
+ * The claim's SQL, for every handler kind (readiness itself is
+ * TASKER_READY_STEP_SQL, in scheduler.h).  TASKER_ENVELOPE_SQL builds the
  * step envelope handlers receive, and TASKER_CLAIMED_DETAILS_SQL is the
  * FROM clause it needs, over the step ids of a CTE named claimed.
  */
-#define TASKER_READY_STEP_SQL \
-	"s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0" \
-	" AND s.next_attempt_at IS NOT NULL"
-
 #define TASKER_ENVELOPE_SQL \
 	"jsonb_build_object('task_id', s.task_id, 'step_id', s.workflow_step_id," \
 	"  'step_name', n.name, 'attempt', s.attempts + 1, 'namespace', ns.name," \
@@ -987,14 +983,10 @@ tasker_ms_until_next_step(void)
 	SPI_connect();
 	tasker_run_plan(tasker_keep_plan(&next_due_plan,
 			 "SELECT GREATEST(0, ceil(extract(epoch FROM LEAST("
-			 "         (SELECT min(next_attempt_at) FROM @extschema@.tasker_workflow_steps"
-			 "           WHERE handler_kind = 'sql'"
-			 "             AND current_state IN ('pending', 'error') AND unfinished_parents = 0"
-			 "             AND next_attempt_at IS NOT NULL),"
-			 "         (SELECT min(next_attempt_at) FROM @extschema@.tasker_workflow_steps"
-			 "           WHERE handler_kind = 'http'"
-			 "             AND current_state IN ('pending', 'error') AND unfinished_parents = 0"
-			 "             AND next_attempt_at IS NOT NULL))"
+			 "         (SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
+			 "           WHERE s.handler_kind = 'sql' AND " TASKER_READY_STEP_SQL "),"
+			 "         (SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
+			 "           WHERE s.handler_kind = 'http' AND " TASKER_READY_STEP_SQL "))"
 			 "       - clock_timestamp()) * 1000))::bigint",
 			 0, NULL),
 		NULL, NULL, SPI_OK_SELECT);
@@ -1034,11 +1026,10 @@ tasker_finalize_task(int64 task_id)
 	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	tasker_run_plan(tasker_keep_plan(&counts_plan,
 			 "SELECT count(*),"
-			 "       count(*) FILTER (WHERE current_state IN ('complete', 'resolved_manually')),"
-			 "       count(*) FILTER (WHERE current_state = 'in_progress'"
-			 "           OR (current_state IN ('pending', 'error') AND unfinished_parents = 0"
-			 "               AND next_attempt_at IS NOT NULL))"
-			 "  FROM @extschema@.tasker_workflow_steps WHERE task_id = $1",
+			 "       count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually')),"
+			 "       count(*) FILTER (WHERE s.current_state = 'in_progress'"
+			 "           OR (" TASKER_READY_STEP_SQL "))"
+			 "  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = $1",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	total = DatumGetInt64(col(0, 1, &isnull));

@@ -15,6 +15,18 @@
 
 #include "handler.h"
 
+/*
+ * Readiness, defined once: a step (aliased s) that may be claimed once
+ * its next_attempt_at has passed.  It is the predicate of the partial
+ * index tasker_workflow_steps_ready_idx (install script), so every query
+ * that includes it can use that index; test/tap/060_ready_index.pl checks
+ * that the claim does.  The claim, the start of tasks, the settling of
+ * orphans, the next wake-up and task finalization all include it.
+ */
+#define TASKER_READY_STEP_SQL \
+	"s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0" \
+	" AND s.next_attempt_at IS NOT NULL"
+
 /* A claimed step, copied out of a claim query's result. */
 typedef struct ClaimedStep
 {
