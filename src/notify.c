@@ -122,14 +122,8 @@ tasker_notify_register(void)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "tasker");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "tasker_relay_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "tasker event relay");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "tasker event relay");
+	tasker_describe_bgworker(&worker, "tasker_relay_main", "tasker event relay",
+							 "tasker event relay", 1);
 	RegisterBackgroundWorker(&worker);
 }
 

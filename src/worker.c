@@ -121,15 +121,29 @@ tasker_worker_register(void)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "tasker");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "tasker_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "tasker launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "tasker launcher");
+	tasker_describe_bgworker(&worker, "tasker_launcher_main", "tasker launcher",
+							 "tasker launcher", 1);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * tasker_describe_bgworker: fill in one of tasker's background workers:
+ * shared memory and a database connection, started once recovery is
+ * finished, running function of this library, restarted restart_time
+ * seconds after it exits (or never: BGW_NEVER_RESTART).
+ */
+void
+tasker_describe_bgworker(BackgroundWorker *worker, const char *function,
+						 const char *name, const char *type, int restart_time)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_time;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "tasker");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
 }
 
 /*
@@ -190,14 +204,9 @@ start_executor(int i)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "tasker");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "tasker_executor_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "tasker worker %d", i);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "tasker worker");
+	tasker_describe_bgworker(&worker, "tasker_executor_main",
+							 psprintf("tasker worker %d", i), "tasker worker",
+							 BGW_NEVER_RESTART);
 	worker.bgw_main_arg = Int32GetDatum(i);
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))

@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "postmaster/bgworker.h"
 #include "storage/latch.h"
 
 typedef enum TaskerWorkerState
@@ -41,6 +42,9 @@ typedef struct TaskerWorkerSlot
 extern Size tasker_worker_shmem_size(void);
 extern void tasker_worker_shmem_init(void);
 extern void tasker_worker_register(void);
+extern void tasker_describe_bgworker(BackgroundWorker *worker, const char *function,
+									 const char *name, const char *type,
+									 int restart_time);
 extern bool tasker_workers_present(void);
 extern bool tasker_database_wanted(void);
 extern void tasker_wake_workers(void);
