@@ -243,87 +243,17 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION tasker_running_step() IS
     'The id of the step whose SQL handler is running in this session, or NULL outside a handler';
 
-CREATE FUNCTION tasker_send_event(message text)
-RETURNS void
-AS 'MODULE_PATHNAME', 'tasker_send_event_sql'
-LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION tasker_send_event(text) IS
-    'Internal: send a prepared event payload on tasker_events when the transaction commits, through the event relay (src/notify.c)';
-REVOKE EXECUTE ON FUNCTION tasker_send_event(text) FROM PUBLIC;
-
 CREATE FUNCTION tasker_publish_event(name text, payload jsonb, task_id bigint, step_id bigint)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    message text;
-    subject record;
-BEGIN
-    IF name IS NULL OR payload IS NULL THEN
-        RAISE EXCEPTION 'event name and payload must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Pass the name of a declared custom event and a JSON object.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM @extschema@.tasker_event_catalog c
-                    WHERE c.name = tasker_publish_event.name AND c.category = 'custom') THEN
-        RAISE EXCEPTION 'custom event "%" is not declared', name
-            USING ERRCODE = 'undefined_object',
-                  DETAIL = 'Only events listed under custom_events in a registered template can be published.',
-                  HINT = 'Declare the event in a template''s custom_events, then register the template.';
-    END IF;
-    IF jsonb_typeof(payload) <> 'object' THEN
-        RAISE EXCEPTION 'event payload must be a JSON object'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('The payload given is %s.', left(payload::text, 100)),
-                  HINT = 'Pass the payload as ''{"key": "value"}''.';
-    END IF;
-    IF task_id IS NULL AND step_id IS NULL THEN
-        step_id := @extschema@.tasker_running_step();
-    END IF;
-    SELECT t.task_id, s.workflow_step_id AS step_id, st.name AS step_name,
-           nt.name AS task_name, ns.name AS namespace
-      INTO subject
-      FROM @extschema@.tasker_tasks t
-      JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
-      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
-      LEFT JOIN @extschema@.tasker_workflow_steps s
-             ON s.workflow_step_id = tasker_publish_event.step_id AND s.task_id = t.task_id
-      LEFT JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id
-     WHERE t.task_id = COALESCE(tasker_publish_event.task_id,
-                                (SELECT s2.task_id FROM @extschema@.tasker_workflow_steps s2
-                                  WHERE s2.workflow_step_id = tasker_publish_event.step_id));
-    IF (task_id IS NOT NULL OR step_id IS NOT NULL)
-       AND (subject.task_id IS NULL OR (step_id IS NOT NULL AND subject.step_id IS NULL)) THEN
-        RAISE EXCEPTION 'the task or step of custom event "%" does not exist', name
-            USING ERRCODE = 'undefined_object',
-                  DETAIL = format('task_id %s, step_id %s.', coalesce(task_id::text, 'NULL'), coalesce(step_id::text, 'NULL')),
-                  HINT = 'Pass the id of an existing task, or of an existing step of that task.';
-    END IF;
-    -- The keys of the built-in events, in their order, then the payload.
-    message := '{"event":' || to_json(name)::text
-            || coalesce(',"task_id":' || subject.task_id, '')
-            || coalesce(',"step_id":' || subject.step_id, '')
-            || coalesce(',"step_name":' || to_json(subject.step_name)::text, '')
-            || coalesce(',"task_name":' || to_json(subject.task_name)::text, '')
-            || coalesce(',"namespace":' || to_json(subject.namespace)::text, '')
-            || ',"at":' || to_json(clock_timestamp())::text
-            || ',"payload":' || payload::text || '}';
-    IF octet_length(message) > 7900 THEN
-        RAISE EXCEPTION 'event payload is too large'
-            USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = format('The notification would take %s bytes; NOTIFY carries at most 7900 here.', octet_length(message)),
-                  HINT = 'Send identifiers in the payload and let listeners read the rest from tables.';
-    END IF;
-    PERFORM @extschema@.tasker_send_event(message);
-END
-$$;
+AS 'MODULE_PATHNAME', 'tasker_publish_event_sql'
+LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION tasker_publish_event(text, jsonb, bigint, bigint) IS
     'Send a custom event declared by a template on the tasker_events channel, about a task or step (NULL, NULL: the step whose handler is running, if any)';
 REVOKE EXECUTE ON FUNCTION tasker_publish_event(text, jsonb, bigint, bigint) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION tasker_publish_event(name text, payload jsonb DEFAULT '{}')
 RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$ SELECT @extschema@.tasker_publish_event(name, payload, NULL::bigint, NULL::bigint) $$;
 
 CREATE OR REPLACE VIEW tasker_event_catalog AS

@@ -30,7 +30,6 @@
 #include "handler.h"
 #include "handler_http.h"
 #include "jsonschema.h"
-#include "notify.h"
 #include "scheduler.h"
 #include "security.h"
 #include "state.h"
@@ -61,7 +60,7 @@ PG_FUNCTION_INFO_V1(tasker_register_template_file_sql);
 PG_FUNCTION_INFO_V1(tasker_register_templates_sql);
 PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
 PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
-PG_FUNCTION_INFO_V1(tasker_send_event_sql);
+PG_FUNCTION_INFO_V1(tasker_publish_event_sql);
 PG_FUNCTION_INFO_V1(tasker_http_preview_sql);
 PG_FUNCTION_INFO_V1(tasker_step_depths_sql);
 PG_FUNCTION_INFO_V1(tasker_running_step_sql);
@@ -788,13 +787,24 @@ tasker_step_depths_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * tasker_send_event(message text): an event payload built by
- * tasker_publish_event, sent when the transaction commits, in order with
- * the built-in events (through the relay where it runs).
+ * tasker_publish_event(name text, payload jsonb, task_id bigint,
+ *                      step_id bigint): a custom event, sent at commit.
  */
 Datum
-tasker_send_event_sql(PG_FUNCTION_ARGS)
+tasker_publish_event_sql(PG_FUNCTION_ARGS)
 {
-	tasker_queue_event(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	char	   *name;
+	Jsonb	   *payload;
+	int64		task_id = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2);
+	int64		step_id = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3);
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event name and payload must not be NULL"),
+				 errhint("Pass the name of a declared custom event and a JSON object.")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	payload = PG_GETARG_JSONB_P(1);
+	AS_OWNER(tasker_publish_custom_event(name, payload, task_id, step_id));
 	PG_RETURN_VOID();
 }

@@ -22,6 +22,9 @@
 #include "commands/async.h"
 #include "lib/stringinfo.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -29,6 +32,9 @@
 #include "utils/timestamp.h"
 
 #include "events.h"
+#include "handler.h"
+#include "security.h"
+#include "spi_util.h"
 #include "notify.h"
 #include "worker.h"
 
@@ -180,4 +186,155 @@ tasker_wake_workers_at_commit(void)
 		wake_callback_registered = true;
 	}
 	wake_pending = true;
+}
+
+static SPIPlanPtr declared_plan;
+static SPIPlanPtr subject_plan;
+
+/* What a custom event is about: its task and, maybe, its step. */
+typedef struct EventSubject
+{
+	int64		task_id;		/* 0: none */
+	int64		step_id;		/* 0: none */
+	char	   *step_name;
+	char	   *task_name;
+	char	   *namespace;
+} EventSubject;
+
+/*
+ * check_declared: raise unless a template declares the custom event.
+ */
+static void
+check_declared(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+
+	tasker_run_plan(tasker_keep_plan(&declared_plan,
+			 "SELECT 1 FROM @extschema@.tasker_event_catalog c"
+			 " WHERE c.name = $1 AND c.category = 'custom'",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("custom event \"%s\" is not declared", name),
+				 errdetail("Only events listed under custom_events in a registered template can be published."),
+				 errhint("Declare the event in a template's custom_events, then register the template.")));
+}
+
+/*
+ * find_subject: the task (and step) a custom event is about, from a task
+ * id or a step id (0 for none); false when there is none such.
+ */
+static bool
+find_subject(int64 task_id, int64 step_id, EventSubject *subject)
+{
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(task_id), Int64GetDatum(step_id)};
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&subject_plan,
+			 "SELECT t.task_id, s.workflow_step_id, st.name::text, nt.name::text, ns.name::text"
+			 "  FROM @extschema@.tasker_tasks t"
+			 "  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
+			 "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+			 "  LEFT JOIN @extschema@.tasker_workflow_steps s"
+			 "         ON s.workflow_step_id = $2 AND s.task_id = t.task_id"
+			 "  LEFT JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id"
+			 " WHERE t.task_id = CASE WHEN $1 <> 0 THEN $1 ELSE"
+			 "        (SELECT s2.task_id FROM @extschema@.tasker_workflow_steps s2"
+			 "          WHERE s2.workflow_step_id = $2) END",
+			 2, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	subject->task_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	subject->step_id = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	if (isnull)
+		subject->step_id = 0;
+	subject->step_name = SPI_getvalue(row, desc, 3);
+	subject->task_name = SPI_getvalue(row, desc, 4);
+	subject->namespace = SPI_getvalue(row, desc, 5);
+	return step_id == 0 || subject->step_id != 0;
+}
+
+/*
+ * custom_event_message: the payload of a custom event: the keys of the
+ * built-in events, in their order, then the caller's payload.
+ */
+static char *
+custom_event_message(const char *name, const EventSubject *subject, Jsonb *payload)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"event\":");
+	escape_json(&buf, name);
+	if (subject->task_id != 0)
+		appendStringInfo(&buf, ",\"task_id\":" INT64_FORMAT, subject->task_id);
+	if (subject->step_id != 0)
+		appendStringInfo(&buf, ",\"step_id\":" INT64_FORMAT, subject->step_id);
+	append_field(&buf, "step_name", subject->step_name);
+	append_field(&buf, "task_name", subject->task_name);
+	append_field(&buf, "namespace", subject->namespace);
+	append_field(&buf, "at", JsonEncodeDateTime(NULL, TimestampTzGetDatum(GetCurrentTimestamp()),
+												 TIMESTAMPTZOID, NULL));
+	appendStringInfoString(&buf, ",\"payload\":");
+	appendStringInfoString(&buf, JsonbToCString(NULL, &payload->root, VARSIZE(payload)));
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/*
+ * tasker_publish_custom_event: send a custom event a template declares,
+ * about a task or a step (0, 0: the step whose handler is running, if
+ * any), when the transaction commits, in order with the built-in events.
+ * Naming a task or step needs the right to control it (security.c).
+ * Runs as the extension's owner, for the caller.
+ */
+void
+tasker_publish_custom_event(const char *name, Jsonb *payload, int64 task_id,
+							int64 step_id)
+{
+	EventSubject subject;
+	bool		named = (task_id != 0 || step_id != 0);
+	char	   *message;
+
+	memset(&subject, 0, sizeof(subject));
+	SPI_connect();
+	check_declared(name);
+	if (!JB_ROOT_IS_OBJECT(payload) || JB_ROOT_IS_SCALAR(payload))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event payload must be a JSON object"),
+				 errdetail("The payload given is %.100s.",
+						   JsonbToCString(NULL, &payload->root, VARSIZE(payload))),
+				 errhint("Pass the payload as '{\"key\": \"value\"}'.")));
+	if (!named)
+		step_id = tasker_running_step();
+	if ((task_id != 0 || step_id != 0) && !find_subject(task_id, step_id, &subject))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the task or step of custom event \"%s\" does not exist", name),
+				 errdetail("task_id %s, step_id %s.",
+						   task_id ? psprintf(INT64_FORMAT, task_id) : "NULL",
+						   step_id ? psprintf(INT64_FORMAT, step_id) : "NULL"),
+				 errhint("Pass the id of an existing task, or of an existing step of that task.")));
+	if (named)
+		tasker_require_task_control(subject.task_id, "publish an event about");
+	message = custom_event_message(name, &subject, payload);
+	if (strlen(message) > 7900)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event payload is too large"),
+				 errdetail("The notification would take %zu bytes; NOTIFY carries at most 7900 here.",
+						   strlen(message)),
+				 errhint("Send identifiers in the payload and let listeners read the rest from tables.")));
+	tasker_queue_event(message);
+	SPI_finish();
 }

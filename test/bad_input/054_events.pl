@@ -81,6 +81,22 @@ like($events[1] // '', qr/^\{"event":"order.flagged","at":"[^"]+","payload":\{\}
 like($err, qr/the task or step of custom event "order.flagged" does not exist/,
 	'a step that is not one of the task is refused');
 
+# Naming a task in an event needs the right to control it (the task
+# belongs to the superuser here).
+$node->safe_psql('postgres', q{
+	CREATE ROLE spoofer;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO spoofer});
+($rc, $out, $err) = $node->psql('postgres', q{
+	SET ROLE spoofer;
+	SELECT tasker_publish_event('order.flagged', '{}', 1, NULL);
+});
+like($err, qr/permission denied to publish an event about task 1/,
+	'a role cannot publish an event about a task it may not control');
+is($node->psql('postgres', q{
+	SET ROLE spoofer;
+	SELECT tasker_publish_event('order.flagged', '{"mine": true}');
+}), 0, 'it may publish one that names no task');
+
 is($node->safe_psql('postgres', q{
 	SELECT 'final' = ANY (payload_fields) FROM tasker_event_catalog WHERE name = 'step.failed'}),
 	't', 'the catalog lists final among the fields of step.failed');
