@@ -243,8 +243,10 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM shape_ledger WHERE task_id
 
 # Custom events: a declared one is published on the same channel, an
 # undeclared one is refused.
+# (The event relay sends it after the commit: the session waits a moment,
+# then runs one more command, after which psql prints what arrived.)
 my ($ret, $out, $err) = $node->psql('postgres',
-	"LISTEN tasker_events; SELECT tasker_publish_event('order.flagged', '{\"order_id\": 7}')");
+	"LISTEN tasker_events; SELECT tasker_publish_event('order.flagged', '{\"order_id\": 7}'); SELECT pg_sleep(1); SELECT 1");
 like($err . $out, qr/order\.flagged.*"order_id": 7|"order_id":7/, 'a declared custom event is delivered')
   or diag("out: $out err: $err");
 ($ret, $out, $err) = $node->psql('postgres',
