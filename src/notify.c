@@ -63,7 +63,6 @@ typedef struct NotifyRing
 	uint64		head;			/* next byte to read, ever-growing */
 	uint64		tail;			/* next byte to write, ever-growing */
 	uint64		reserved;		/* bytes promised to committing transactions */
-	uint64		relayed;		/* events sent, for the tests */
 	char		data[RING_SIZE];
 } NotifyRing;
 
@@ -110,7 +109,7 @@ tasker_notify_shmem_init(void)
 	{
 		ring->lock = &(GetNamedLWLockTranche(TASKER_NOTIFY_TRANCHE))->lock;
 		ring->relay_latch = NULL;
-		ring->head = ring->tail = ring->reserved = ring->relayed = 0;
+		ring->head = ring->tail = ring->reserved = 0;
 	}
 }
 
@@ -394,7 +393,6 @@ relay_batch(char *buf, Size max)
 {
 	Size		n = take_batch(buf, max);
 	Size		at = 0;
-	uint64		count = 0;
 
 	if (n == 0)
 		return false;
@@ -407,12 +405,8 @@ relay_batch(char *buf, Size max)
 		memcpy(&len, buf + at, sizeof(uint32));
 		Async_Notify(TASKER_EVENTS_CHANNEL, buf + at + sizeof(uint32));
 		at += sizeof(uint32) + len;
-		count++;
 	}
 	CommitTransactionCommand();
-	LWLockAcquire(ring->lock, LW_EXCLUSIVE);
-	ring->relayed += count;
-	LWLockRelease(ring->lock);
 	return true;
 }
 
@@ -498,21 +492,4 @@ tasker_relay_main(Datum arg)
 			proc_exit(1);
 		}
 	}
-}
-
-/*
- * tasker_events_relayed: how many events the relay has sent since the
- * server started (0 without the preload).
- */
-uint64
-tasker_events_relayed(void)
-{
-	uint64		n;
-
-	if (ring == NULL)
-		return 0;
-	LWLockAcquire(ring->lock, LW_SHARED);
-	n = ring->relayed;
-	LWLockRelease(ring->lock);
-	return n;
 }

@@ -21,6 +21,5 @@ extern Size tasker_notify_shmem_size(void);
 extern void tasker_notify_shmem_init(void);
 extern void tasker_notify_register(void);
 extern void tasker_queue_event(const char *payload);
-extern uint64 tasker_events_relayed(void);
 
 #endif							/* TASKER_NOTIFY_H */

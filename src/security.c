@@ -261,15 +261,6 @@ tasker_refuse_in_handler(const char *function)
 }
 
 /*
- * tasker_in_handler: whether a step handler is running in this backend.
- */
-bool
-tasker_in_handler(void)
-{
-	return handler_depth > 0;
-}
-
-/*
  * tasker_note_change: a control moved a task or a step.  Counted only
  * inside a handler: the batch running it must then look again at what it
  * claimed.

@@ -42,7 +42,6 @@ extern void tasker_require_step_control(int64 step_id, const char *action);
 extern Oid	tasker_run_as_filter(void);
 extern void tasker_refuse_in_handler(const char *function);
 
-extern bool tasker_in_handler(void);
 extern uint64 tasker_nested_changes(void);
 extern void tasker_note_change(void);
 extern void tasker_check_handler(Oid function, Oid owner);
