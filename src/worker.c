@@ -64,6 +64,7 @@
 #include "guc.h"
 #include "handler_http.h"
 #include "scheduler.h"
+#include "spi_util.h"
 #include "worker.h"
 
 #define TASKER_MAX_SLOTS 64
@@ -561,6 +562,12 @@ tasker_executor_main(Datum arg)
 
 	BackgroundWorkerInitializeConnection(tasker_database_name, NULL, 0);
 	pgstat_report_appname("tasker worker");
+	/*
+	 * Pin search_path for the whole session, so that tasker's statements
+	 * need no GUC nest level of their own (spi_util.c); a handler still
+	 * gets the reset value (security.c).
+	 */
+	SetConfigOption("search_path", TASKER_PINNED_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION);
 
 	for (;;)
 	{
