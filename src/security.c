@@ -14,7 +14,8 @@
  * A step handler runs in a sandbox (tasker_handler_enter/leave): as the
  * template's owner, in a security-restricted operation (no temporary
  * objects, no LISTEN, no SET ROLE), in a GUC nest level that is rolled back
- * afterwards whatever the handler SET, with the search_path the server,
+ * afterwards whatever the handler SET, with the search_path (and
+ * enable_seqscan, which tasker's own statements turn off) the server,
  * database or role configures rather than the caller's.  Before each call
  * the stored handler is checked again against the catalog (signature,
  * owner, privileges): no row of tasker's tables is trusted to name a
@@ -131,7 +132,7 @@ tasker_api_enter(TaskerApiScope *scope)
 	scope->save_caller_path = caller_search_path;
 	caller_search_path = namespace_search_path ?
 		MemoryContextStrdup(TopTransactionContext, namespace_search_path) : NULL;
-	scope->gucnest = tasker_push_search_path(TASKER_PINNED_SEARCH_PATH);
+	scope->gucnest = tasker_push_statement_settings();
 	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE);
 }
 
@@ -341,12 +342,10 @@ tasker_check_handler(Oid function, Oid owner)
 void
 tasker_handler_enter(TaskerHandlerScope *scope, Oid owner)
 {
-	const char *path = GetConfigOptionResetString("search_path");
-
 	ensure_reset_at_end();
 	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec);
 	scope->save_caller = current_caller;
-	scope->gucnest = tasker_push_search_path(path ? path : "");
+	scope->gucnest = tasker_push_user_settings();
 	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	current_caller = owner;

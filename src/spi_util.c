@@ -32,6 +32,7 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "catalog/namespace.h"
+#include "optimizer/cost.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/resowner.h"
@@ -127,18 +128,71 @@ qualify(const char *sql)
 }
 
 /*
- * pin_search_path: make TASKER_PINNED_SEARCH_PATH the search_path for one
- * statement of tasker's, unless it already is (the workers and every API
- * function run under it).  Returns the GUC nest level to pop, or 0.  An
- * error in between pops it with the (sub)transaction.
+ * pinned: whether tasker's statement settings are in force.
+ */
+static bool
+pinned(void)
+{
+	return !enable_seqscan && namespace_search_path != NULL &&
+		strcmp(namespace_search_path, TASKER_PINNED_SEARCH_PATH) == 0;
+}
+
+/*
+ * pin_search_path: put tasker's statement settings in force for one
+ * statement of tasker's, unless they already are (the workers and every
+ * API function run under them).  Returns the GUC nest level to pop, or 0.
+ * An error in between pops it with the (sub)transaction.
  */
 static int
 pin_search_path(void)
 {
-	if (namespace_search_path != NULL &&
-		strcmp(namespace_search_path, TASKER_PINNED_SEARCH_PATH) == 0)
+	if (pinned())
 		return 0;
-	return tasker_push_search_path(TASKER_PINNED_SEARCH_PATH);
+	return tasker_push_statement_settings();
+}
+
+/*
+ * tasker_push_statement_settings: a new GUC nest level with tasker's
+ * statement settings: the pinned search_path and no sequential scans in
+ * new plans (see the header).  Popped as tasker_push_search_path's.
+ */
+int
+tasker_push_statement_settings(void)
+{
+	int			nest = tasker_push_search_path(TASKER_PINNED_SEARCH_PATH);
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/*
+ * tasker_push_user_settings: a new GUC nest level for user code (a
+ * handler): search_path and enable_seqscan as the session would have
+ * them without tasker.
+ */
+int
+tasker_push_user_settings(void)
+{
+	const char *path = GetConfigOptionResetString("search_path");
+	const char *seqscan = GetConfigOptionResetString("enable_seqscan");
+	int			nest = tasker_push_search_path(path ? path : "");
+
+	(void) set_config_option("enable_seqscan", seqscan ? seqscan : "on",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/*
+ * tasker_pin_session_settings: tasker's statement settings for the whole
+ * session of a background worker, so that its statements need no GUC
+ * nest level of their own.
+ */
+void
+tasker_pin_session_settings(void)
+{
+	SetConfigOption("search_path", TASKER_PINNED_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
 }
 
 /*

@@ -20,6 +20,9 @@
 
 extern void tasker_extension(Oid *nsp, Oid *owner);
 extern int	tasker_push_search_path(const char *path);
+extern int	tasker_push_statement_settings(void);
+extern int	tasker_push_user_settings(void);
+extern void tasker_pin_session_settings(void);
 extern SPIPlanPtr tasker_keep_plan(SPIPlanPtr *slot, const char *sql,
 								   int nargs, Oid *argtypes);
 extern uint64 tasker_run_plan(SPIPlanPtr plan, Datum *values,

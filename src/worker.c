@@ -563,11 +563,11 @@ tasker_executor_main(Datum arg)
 	BackgroundWorkerInitializeConnection(tasker_database_name, NULL, 0);
 	pgstat_report_appname("tasker worker");
 	/*
-	 * Pin search_path for the whole session, so that tasker's statements
-	 * need no GUC nest level of their own (spi_util.c); a handler still
-	 * gets the reset value (security.c).
+	 * Pin tasker's statement settings for the whole session, so that its
+	 * statements need no GUC nest level of their own (spi_util.c); a
+	 * handler still gets the reset values (security.c).
 	 */
-	SetConfigOption("search_path", TASKER_PINNED_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION);
+	tasker_pin_session_settings();
 
 	for (;;)
 	{
