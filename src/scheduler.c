@@ -84,6 +84,7 @@
 	" ORDER BY s.next_attempt_at, s.task_id"
 
 static void run_step_guarded(ClaimedStep *c);
+static int	transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json);
 static void quarantine_step(ClaimedStep *c, ErrorData *edata);
 static bool run_steps_together(ClaimedStep *steps, int n);
 
@@ -109,6 +110,7 @@ static SPIPlanPtr counts_plan;
 static SPIPlanPtr lock_tasks_plan;
 static SPIPlanPtr stop_retries_plan;
 static SPIPlanPtr orphans_plan;
+static SPIPlanPtr pending_tasks_plan;
 
 /*
  * col: binary value of column n of row i of the last result.
@@ -188,7 +190,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"WITH claimed AS (" \
 	"  SELECT s.workflow_step_id, s.task_id FROM @extschema@.tasker_workflow_steps s" \
 	"   CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL \
-	"         AND t.current_state = 'in_progress'" \
+	"         AND t.current_state IN ('pending', 'in_progress')" \
 	TASKER_CLAIM_INTENT_SQL \
 	"         AND ($4 = 0 OR pg_has_role($4, (SELECT nt.owner" \
 	"                FROM @extschema@.tasker_named_tasks nt" \
@@ -308,6 +310,36 @@ claim_one_by_one(Datum *values, ClaimedStep **out)
 }
 
 /*
+ * start_claimed_tasks: move the pending tasks of claimed steps (their rows
+ * are locked by the claim) to in_progress, before any of their steps
+ * moves, so that a task's start is announced before its steps'.
+ */
+static void
+start_claimed_tasks(ClaimedStep *steps, int n)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum	   *elems;
+	Datum		values[1];
+	int			i;
+
+	if (n == 0)
+		return;
+	elems = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(steps[i].task_id);
+	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	tasker_run_plan(tasker_keep_plan(&pending_tasks_plan,
+			 "SELECT task_id FROM @extschema@.tasker_tasks"
+			 " WHERE task_id = ANY ($1) AND current_state = 'pending'"
+			 " ORDER BY task_id",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	(void) transition_result(TASKER_ENTITY_TASK, TASKER_IN_PROGRESS,
+							 "{\"reason\": \"ready_steps_available\"}");
+}
+
+/*
  * tasker_claim_ready_steps: lock up to limit ready steps of a handler kind
  * ("sql", "http"; of one task when task_id is not 0; of tasks whose
  * template owner run_as has the privileges of, when it is valid) and copy
@@ -325,9 +357,10 @@ tasker_claim_ready_steps(const char *kind, int64 task_id, int limit, Oid run_as,
 	CStringGetTextDatum(kind)};
 	ClaimArgs	args = {values, out, 0};
 
-	if (tasker_try(claim_together_call, &args) == NULL)
-		return args.n;
-	return claim_one_by_one(values, out);
+	if (tasker_try(claim_together_call, &args) != NULL)
+		args.n = claim_one_by_one(values, out);
+	start_claimed_tasks(*out, args.n);
+	return args.n;
 }
 
 /*
@@ -923,16 +956,97 @@ typedef struct StepsArgs
 } StepsArgs;
 
 /*
- * run_steps_call: run_step on every step of a batch, for tasker_try.
+ * settle_unrun: a claimed step that a handler earlier in the batch took
+ * out of the run (a control cancelled its task or moved it): a step the
+ * batch already moved to in_progress follows its cancelled task.
+ */
+static void
+settle_unrun(ClaimedStep *c)
+{
+	TaskerState step;
+	TaskerState task;
+
+	step_state(c->step_id, &step, &task);
+	if (step == TASKER_IN_PROGRESS && task == TASKER_CANCELLED)
+		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_CANCELLED,
+						  "{\"reason\": \"task_cancelled\"}");
+}
+
+/*
+ * run_started_step: run the handler of a step the batch started (it is
+ * in_progress); returns true when it succeeded with results to store,
+ * which the caller records with the batch's.  Failures are recorded here,
+ * one at a time.
+ */
+static bool
+run_started_step(ClaimedStep *c, StepOutcome *outcome)
+{
+	uint64		changes = tasker_nested_changes();
+	TaskerState step;
+	TaskerState task;
+
+	if (changes != batch_changes)
+	{
+		step_state(c->step_id, &step, &task);
+		if (step != TASKER_IN_PROGRESS || task != TASKER_IN_PROGRESS)
+		{
+			settle_unrun(c);
+			return false;
+		}
+	}
+	tasker_run_sql_handler(&c->call, outcome);
+	if (tasker_nested_changes() != changes && !still_running(c))
+		return false;
+	if (outcome->ok && outcome->results &&
+		VARSIZE(outcome->results) > (Size) tasker_max_results_size * 1024)
+	{
+		too_large_results(c, outcome);
+		return false;
+	}
+	if (outcome->ok)
+		return true;
+	tasker_record_failure(c, outcome);
+	return false;
+}
+
+/*
+ * run_steps_call: run a whole batch, set based: one statement starts
+ * every step, the handlers run one after the other, and one statement
+ * completes every step that succeeded (failures are rarer, and recorded
+ * one at a time).  For tasker_try.
  */
 static void
 run_steps_call(void *arg)
 {
 	StepsArgs  *a = (StepsArgs *) arg;
+	StepMove   *moves = palloc0(sizeof(StepMove) * a->n);
+	StepMove   *done = palloc0(sizeof(StepMove) * a->n);
+	int			nmoves = 0;
+	int			ndone = 0;
 	int			i;
 
 	for (i = 0; i < a->n; i++)
-		run_step(&a->steps[i]);
+	{
+		if (a->steps[i].skip)
+			continue;
+		moves[nmoves].step_id = a->steps[i].step_id;
+		moves[nmoves].task_id = a->steps[i].task_id;
+		moves[nmoves].from_error = a->steps[i].from_error;
+		nmoves++;
+	}
+	tasker_start_steps(moves, nmoves);
+	for (i = 0; i < a->n; i++)
+	{
+		StepOutcome outcome;
+
+		if (a->steps[i].skip || !run_started_step(&a->steps[i], &outcome))
+			continue;
+		done[ndone].step_id = a->steps[i].step_id;
+		done[ndone].task_id = a->steps[i].task_id;
+		done[ndone].results = outcome.results;
+		ndone++;
+	}
+	tasker_complete_steps(done, ndone);
 }
 
 /*

@@ -15,7 +15,7 @@
  * template's owner, in a security-restricted operation (no temporary
  * objects, no LISTEN, no SET ROLE), in a GUC nest level that is rolled back
  * afterwards whatever the handler SET, with the search_path (and
- * enable_seqscan, which tasker's own statements turn off) the server,
+ * enable_seqscan and jit, which tasker's own statements turn off) the server,
  * database or role configures rather than the caller's.  Before each call
  * the stored handler is checked again against the catalog (signature,
  * owner, privileges): no row of tasker's tables is trusted to name a

@@ -32,6 +32,7 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "catalog/namespace.h"
+#include "jit/jit.h"
 #include "optimizer/cost.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -133,7 +134,7 @@ qualify(const char *sql)
 static bool
 pinned(void)
 {
-	return !enable_seqscan && namespace_search_path != NULL &&
+	return !enable_seqscan && !jit_enabled && namespace_search_path != NULL &&
 		strcmp(namespace_search_path, TASKER_PINNED_SEARCH_PATH) == 0;
 }
 
@@ -163,6 +164,8 @@ tasker_push_statement_settings(void)
 
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	return nest;
 }
 
@@ -176,9 +179,12 @@ tasker_push_user_settings(void)
 {
 	const char *path = GetConfigOptionResetString("search_path");
 	const char *seqscan = GetConfigOptionResetString("enable_seqscan");
+	const char *jit = GetConfigOptionResetString("jit");
 	int			nest = tasker_push_search_path(path ? path : "");
 
 	(void) set_config_option("enable_seqscan", seqscan ? seqscan : "on",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("jit", jit ? jit : "on",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return nest;
 }
@@ -193,6 +199,7 @@ tasker_pin_session_settings(void)
 {
 	SetConfigOption("search_path", TASKER_PINNED_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 }
 
 /*

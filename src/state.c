@@ -12,6 +12,14 @@
  * row and sends no notification.  A transition to the current state is a
  * no-op that writes nothing and returns false.
  *
+ * tasker_start_steps() and tasker_complete_steps() make the two
+ * transitions of every step's run (pending or error -> in_progress, and
+ * in_progress -> complete) for a whole batch in one statement each: the
+ * same rows, columns and events as one tasker_transition per step, set
+ * based.  They refuse (raise) when any step is not in the state the batch
+ * expects, and the batch then falls back to tasker_transition, one step
+ * at a time.
+ *
  * The entity row is locked FOR NO KEY UPDATE first, so two sessions that
  * move the same task or step serialise here and the second sees the
  * first's state; the key-share locks that inserting transition rows takes
@@ -27,7 +35,9 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "spi_util.h"
@@ -89,6 +99,8 @@ static SPIPlanPtr step_insert_plan;
 static SPIPlanPtr task_update_plan;
 static SPIPlanPtr step_update_plan;
 static SPIPlanPtr release_children_plan;
+static SPIPlanPtr start_steps_plan;
+static SPIPlanPtr complete_steps_plan;
 
 /*
  * tasker_state_name: the SQL name of a state.
@@ -442,4 +454,218 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 							 state_names[to], row.attempts, at, metadata_json);
 	SPI_finish();
 	return true;
+}
+
+/*
+ * The batch's steps, as a relation m (step_id, task_id, from_error,
+ * results, ord) over the arrays $1 to $4, and the clearing of their
+ * previous most_recent transition rows (last: step id, sort_key).  The
+ * aggregate reads all of prev before the first new row is inserted, so
+ * no new most_recent row meets an old one not yet cleared in the partial
+ * unique index.
+ */
+#define BATCH_STEPS_SQL \
+	"WITH m AS (" \
+	"  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::boolean[], $4::jsonb[])" \
+	"         WITH ORDINALITY AS m(step_id, task_id, from_error, results, ord))," \
+	"prev AS (" \
+	"  UPDATE @extschema@.tasker_workflow_step_transitions x" \
+	"     SET most_recent = false, updated_at = now()" \
+	"    FROM m WHERE x.workflow_step_id = m.step_id AND x.most_recent" \
+	"  RETURNING x.workflow_step_id, x.sort_key)," \
+	"last AS (SELECT workflow_step_id, max(sort_key) AS sort_key" \
+	"           FROM prev GROUP BY workflow_step_id),"
+
+/*
+ * What each new transition row announces, in the order of the rows (tr:
+ * ord, k, step_id, task_id, from_state, to_state, metadata, attempts,
+ * sort_key, most_recent), after inserting them (ins).
+ */
+#define BATCH_INSERT_AND_EVENTS_SQL \
+	"ins AS (" \
+	"  INSERT INTO @extschema@.tasker_workflow_step_transitions" \
+	"   (workflow_step_id, task_id, from_state, to_state, metadata, sort_key," \
+	"    most_recent, created_at)" \
+	"  SELECT step_id, task_id, from_state, to_state, COALESCE(metadata, '{}')::jsonb," \
+	"         sort_key, most_recent, clock_timestamp()" \
+	"    FROM tr ORDER BY ord, k" \
+	"  RETURNING workflow_step_id, sort_key, created_at)" \
+	"SELECT tr.step_id, tr.task_id, tr.from_state, tr.to_state, tr.attempts," \
+	"       ins.created_at, tr.metadata::text, nt.name::text, ns.name::text, st.name::text" \
+	"  FROM tr JOIN ins ON ins.workflow_step_id = tr.step_id AND ins.sort_key = tr.sort_key" \
+	"  JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = tr.step_id" \
+	"  JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id" \
+	"  JOIN @extschema@.tasker_tasks t ON t.task_id = tr.task_id" \
+	"  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id" \
+	"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id" \
+	" ORDER BY tr.ord, tr.k"
+
+/*
+ * batch_arrays: the four arrays of BATCH_STEPS_SQL for n moves.
+ */
+static void
+batch_arrays(const StepMove *moves, int n, Datum *values, char *nulls)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *tasks = palloc(sizeof(Datum) * n);
+	Datum	   *errs = palloc(sizeof(Datum) * n);
+	Datum	   *results = palloc(sizeof(Datum) * n);
+	bool	   *rnulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = Int64GetDatum(moves[i].step_id);
+		tasks[i] = Int64GetDatum(moves[i].task_id);
+		errs[i] = BoolGetDatum(moves[i].from_error);
+		results[i] = moves[i].results ? JsonbPGetDatum(moves[i].results) : (Datum) 0;
+		rnulls[i] = moves[i].results == NULL;
+	}
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(tasks, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(errs, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	values[3] = PointerGetDatum(construct_md_array(results, rnulls, 1, dims, lbs,
+												   JSONBOID, -1, false, TYPALIGN_INT));
+	memset(nulls, ' ', 4);
+}
+
+/*
+ * announce_batch: queue the event of every transition row the batch
+ * statement returned (in its order), after checking that there are as
+ * many as expected: a step that was not in the expected state moved
+ * nothing, and the batch must not go on as if it had.
+ */
+static void
+announce_batch(uint64 expected)
+{
+	uint64		i;
+	bool		isnull;
+
+	if (SPI_processed != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("a step of the batch is not in the state the batch expects"),
+				 errdetail("The batch moved " UINT64_FORMAT " of " UINT64_FORMAT " transitions.",
+						   SPI_processed, expected),
+				 errhint("The batch is run again one step at a time.")));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		tasker_note_change();
+		tasker_notify_transition(DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull)),
+								 DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull)),
+								 SPI_getvalue(row, desc, 8), SPI_getvalue(row, desc, 9),
+								 SPI_getvalue(row, desc, 10), SPI_getvalue(row, desc, 3),
+								 SPI_getvalue(row, desc, 4),
+								 DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull)),
+								 DatumGetTimestampTz(SPI_getbinval(row, desc, 6, &isnull)),
+								 SPI_getvalue(row, desc, 7));
+	}
+}
+
+/*
+ * tasker_start_steps: move a batch of claimed steps to in_progress and
+ * count their attempts, in one statement: a step in error goes through
+ * pending first (reason retry_backoff_elapsed), as tasker_transition
+ * would move it.  The steps are locked by the caller's claim and ready.
+ */
+void
+tasker_start_steps(const StepMove *moves, int n)
+{
+	Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID, JSONBARRAYOID};
+	Datum		values[4];
+	char		nulls[4];
+	uint64		expected = n;
+	int			i;
+
+	if (n == 0)
+		return;
+	for (i = 0; i < n; i++)
+		expected += moves[i].from_error ? 1 : 0;
+	batch_arrays(moves, n, values, nulls);
+	SPI_connect();
+	tasker_run_plan(tasker_keep_plan(&start_steps_plan,
+			 BATCH_STEPS_SQL
+			 "moved AS ("
+			 "  UPDATE @extschema@.tasker_workflow_steps s"
+			 "     SET current_state = 'in_progress', updated_at = now(), in_process = true,"
+			 "         processed = false, next_attempt_at = NULL,"
+			 "         attempts = s.attempts + 1, last_attempted_at = clock_timestamp()"
+			 "    FROM m"
+			 "   WHERE s.workflow_step_id = m.step_id AND s.unfinished_parents = 0"
+			 "     AND s.current_state = CASE WHEN m.from_error THEN 'error' ELSE 'pending' END"
+			 "  RETURNING s.workflow_step_id, s.attempts),"
+			 "tr AS ("
+			 "  SELECT m.ord, 1 AS k, m.step_id, m.task_id, 'error' AS from_state,"
+			 "         'pending' AS to_state, '{\"reason\": \"retry_backoff_elapsed\"}' AS metadata,"
+			 "         mv.attempts - 1 AS attempts, COALESCE(p.sort_key, 0) + 10 AS sort_key,"
+			 "         false AS most_recent"
+			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
+			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id"
+			 "   WHERE m.from_error"
+			 "  UNION ALL"
+			 "  SELECT m.ord, 2, m.step_id, m.task_id, 'pending', 'in_progress', NULL,"
+			 "         mv.attempts,"
+			 "         COALESCE(p.sort_key, 0) + CASE WHEN m.from_error THEN 20 ELSE 10 END,"
+			 "         true"
+			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
+			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id),"
+			 BATCH_INSERT_AND_EVENTS_SQL,
+			 4, argtypes),
+		values, nulls, SPI_OK_SELECT);
+	announce_batch(expected);
+	SPI_finish();
+}
+
+/*
+ * tasker_complete_steps: store the results of a batch of in_progress
+ * steps and complete them, in one statement, releasing one unfinished
+ * parent of each of their children per completed parent.  No step of the
+ * batch may be a child of another (a batch claims ready steps only).
+ */
+void
+tasker_complete_steps(const StepMove *moves, int n)
+{
+	Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID, JSONBARRAYOID};
+	Datum		values[4];
+	char		nulls[4];
+
+	if (n == 0)
+		return;
+	batch_arrays(moves, n, values, nulls);
+	SPI_connect();
+	tasker_run_plan(tasker_keep_plan(&complete_steps_plan,
+			 BATCH_STEPS_SQL
+			 "moved AS ("
+			 "  UPDATE @extschema@.tasker_workflow_steps s"
+			 "     SET results = COALESCE(m.results, '{}'), backoff_request_seconds = NULL,"
+			 "         current_state = 'complete', updated_at = now(), in_process = false,"
+			 "         processed = true, processed_at = clock_timestamp(),"
+			 "         next_attempt_at = NULL, lease_expires_at = NULL"
+			 "    FROM m"
+			 "   WHERE s.workflow_step_id = m.step_id AND s.current_state = 'in_progress'"
+			 "  RETURNING s.workflow_step_id, s.attempts),"
+			 "kids AS ("
+			 "  UPDATE @extschema@.tasker_workflow_steps c"
+			 "     SET unfinished_parents = c.unfinished_parents - k.n"
+			 "    FROM (SELECT e.to_step_id, count(*)::integer AS n"
+			 "            FROM @extschema@.tasker_workflow_step_edges e"
+			 "            JOIN moved mv ON mv.workflow_step_id = e.from_step_id"
+			 "           GROUP BY e.to_step_id) k"
+			 "   WHERE c.workflow_step_id = k.to_step_id),"
+			 "tr AS ("
+			 "  SELECT m.ord, 1 AS k, m.step_id, m.task_id, 'in_progress' AS from_state,"
+			 "         'complete' AS to_state, NULL::text AS metadata, mv.attempts,"
+			 "         COALESCE(p.sort_key, 0) + 10 AS sort_key, true AS most_recent"
+			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
+			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id),"
+			 BATCH_INSERT_AND_EVENTS_SQL,
+			 4, argtypes),
+		values, nulls, SPI_OK_SELECT);
+	announce_batch(n);
+	SPI_finish();
 }

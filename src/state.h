@@ -13,6 +13,8 @@
 
 #include "postgres.h"
 
+#include "utils/jsonb.h"
+
 typedef enum TaskerState
 {
 	TASKER_PENDING = 0,			/* next states: task: in_progress, cancelled,
@@ -44,5 +46,17 @@ extern bool tasker_transition_allowed(TaskerEntity entity, TaskerState from,
 									  TaskerState to);
 extern bool tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 							  const char *metadata_json);
+
+/* One step of a batch moved by tasker_start_steps or tasker_complete_steps. */
+typedef struct StepMove
+{
+	int64		step_id;
+	int64		task_id;
+	bool		from_error;		/* start: the step is in error (a retry) */
+	Jsonb	   *results;		/* complete: the results to store */
+} StepMove;
+
+extern void tasker_start_steps(const StepMove *moves, int n);
+extern void tasker_complete_steps(const StepMove *moves, int n);
 
 #endif							/* TASKER_STATE_H */

@@ -501,24 +501,34 @@ step_aside(void)
 }
 
 /*
+ * wake_other_workers: set the latch of every other worker.
+ */
+static void
+wake_other_workers(void)
+{
+	int			i;
+
+	for (i = 0; i < tasker_shared->nslots; i++)
+	{
+		Latch	   *latch = tasker_shared->slots[i].latch;
+
+		if (i != my_slot && latch != NULL)
+			SetLatch(latch);
+	}
+}
+
+/*
  * run_one_batch: one transaction that claims and runs up to batch_size
- * ready steps.  Returns the number of steps run; *sleep_ms is how long the
- * worker may sleep if it ran none (until the next retry falls due, at most
- * tasker.poll_interval).
+ * ready steps (starting their pending tasks).  Returns the number of
+ * steps run; *sleep_ms is how long the worker may sleep if it ran none
+ * (until the next retry falls due, at most tasker.poll_interval).  A
+ * batch that ran steps wakes the other workers at its commit: the tasks
+ * it held, and the children it released, are theirs to claim too.
  */
 static int
 run_one_batch(long *sleep_ms)
 {
 	int			n;
-
-	/* Start the tasks that have work, and commit that at once. */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "tasker: starting tasks");
-	(void) tasker_start_ready_tasks(0, tasker_batch_size);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -528,17 +538,24 @@ run_one_batch(long *sleep_ms)
 	*sleep_ms = tasker_poll_interval;
 	if (n == 0)
 	{
-		long		due = tasker_ms_until_next_step();
+		long		due;
+
+		/* Settle the cancelled tasks a dead batch left with ready steps. */
+		(void) tasker_start_ready_tasks(0, tasker_batch_size);
+		due = tasker_ms_until_next_step();
 
 		/*
 		 * A step due now that no batch could claim is held elsewhere (or
-		 * is not for this worker): the poll interval applies.
+		 * is not for this worker): the poll interval applies, or the
+		 * commit of the batch that holds it wakes us.
 		 */
 		if (due > 0)
 			*sleep_ms = Min(due, (long) tasker_poll_interval);
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (n > 0)
+		wake_other_workers();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
