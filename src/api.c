@@ -30,7 +30,7 @@
 #include "handler.h"
 #include "handler_http.h"
 #include "jsonschema.h"
-#include "scheduler.h"
+#include "step.h"
 #include "security.h"
 #include "state.h"
 #include "task.h"

@@ -52,7 +52,7 @@
 #include "control.h"
 #include "events.h"
 #include "guc.h"
-#include "scheduler.h"
+#include "step.h"
 #include "security.h"
 #include "state.h"
 #include "worker.h"

@@ -39,7 +39,7 @@
 
 #include "handler_http.h"
 #include "http_internal.h"
-#include "scheduler.h"
+#include "step.h"
 
 #define MASK	"***"
 

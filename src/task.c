@@ -46,7 +46,7 @@
 #include "semver.h"
 #include "state.h"
 #include "guc.h"
-#include "scheduler.h"
+#include "step.h"
 #include "task.h"
 
 static SPIPlanPtr versions_plan;
