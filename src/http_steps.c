@@ -6,14 +6,14 @@
  *		find cancelled steps.
  *
  * Invariant: no transaction is open during network I/O.  A claim is one
- * short transaction that takes ready steps through the scheduler's shared
+ * short transaction that takes ready steps through the lifecycle's shared
  * claim (tasker_claim_ready_steps), reserves their concurrency slots,
  * moves them to in_progress with a lease (now + timeout +
  * HTTP_LEASE_MARGIN_S), counts the attempt and commits; only then are the
  * requests handed to curl.  A step whose request cannot be built fails
  * for good in that same transaction, before any I/O.  The requests that
  * finished since the last look are recorded together in one more short
- * transaction, through the scheduler's tasker_record_success /
+ * transaction, through step.c's tasker_record_success /
  * tasker_record_failure, so retries and backoff follow the same rules as
  * SQL steps.  An outcome is recorded only while the step is still
  * in_progress at the attempt that sent it; an outcome for a step that was

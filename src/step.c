@@ -57,7 +57,7 @@
 
 /*
  * The claim's SQL, for every handler kind (readiness itself is
- * TASKER_READY_STEP_SQL, in scheduler.h).  TASKER_ENVELOPE_SQL builds the
+ * TASKER_READY_STEP_SQL, in step.h).  TASKER_ENVELOPE_SQL builds the
  * step envelope handlers receive, and TASKER_CLAIMED_DETAILS_SQL is the
  * FROM clause it needs, over the step ids of a CTE named claimed.
  */

@@ -11,7 +11,7 @@
  * the slots show waiting_for_database).  Executors connect to it, wait
  * until the extension exists there at the library's version (an older
  * schema waits for ALTER EXTENSION tasker UPDATE), and then loop: claim and run a
- * batch of ready steps in one transaction (scheduler.c), then sleep on
+ * batch of ready steps in one transaction (step.c, handler_sql.c), then sleep on
  * their latch until a commit wakes them (events.c) or tasker.poll_interval
  * passes.
  *
