@@ -46,6 +46,12 @@ log = logging.getLogger("tasker_worker")
 _EXIT = object()
 
 
+def _first_line(exc):
+    """libpq's messages run over several lines; a log line takes one."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class _Held:
     """A claimed step and its bookkeeping; mutated under Worker._cond."""
 
@@ -250,7 +256,7 @@ class Worker:
         (None when it had to be closed)."""
         if db.is_broken(conn, exc):
             if not backoff.delay:
-                log.warning("claimer lost its connection (%s); reconnecting", exc)
+                log.warning("claimer lost its connection (%s); reconnecting", _first_line(exc))
             if conn is not None:
                 conn.close()
             conn = None
@@ -337,7 +343,8 @@ class Worker:
                     log.error("reporting failed: %s", exc)
                 else:
                     if not backoff.delay:
-                        log.warning("reporter lost its connection (%s); reconnecting", exc)
+                        log.warning("reporter lost its connection (%s); reconnecting",
+                                    _first_line(exc))
                     if conn is not None:
                         conn.close()
                     conn = None
