@@ -14,7 +14,9 @@ OBJS = \
 	src/security.o \
 	src/task.o \
 	src/dag.o \
+	src/claim_wait.o \
 	src/handler.o \
+	src/handler_worker.o \
 	src/handler_sql.o \
 	src/http_limits.o \
 	src/http_request.o \

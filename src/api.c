@@ -59,6 +59,7 @@ PG_FUNCTION_INFO_V1(tasker_register_template_sql);
 PG_FUNCTION_INFO_V1(tasker_register_template_file_sql);
 PG_FUNCTION_INFO_V1(tasker_register_templates_sql);
 PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
+PG_FUNCTION_INFO_V1(tasker_register_handler_queue_sql);
 PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
 PG_FUNCTION_INFO_V1(tasker_publish_event_sql);
 PG_FUNCTION_INFO_V1(tasker_http_preview_sql);
@@ -705,6 +706,18 @@ tasker_register_handler_sql(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)'.");
 	AS_OWNER(tasker_register_handler(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 									 PG_GETARG_OID(1)));
+	PG_RETURN_VOID();
+}
+
+/*
+ * tasker_register_handler(handler_class text, queue text): the class's
+ * steps run on the external workers of the queue.
+ */
+Datum
+tasker_register_handler_queue_sql(PG_FUNCTION_ARGS)
+{
+	AS_OWNER(tasker_register_handler_queue(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+										   text_to_cstring(PG_GETARG_TEXT_PP(1))));
 	PG_RETURN_VOID();
 }
 

@@ -31,6 +31,7 @@
 #include "utils/jsonfuncs.h"
 #include "utils/timestamp.h"
 
+#include "claim_wait.h"
 #include "events.h"
 #include "handler.h"
 #include "security.h"
@@ -158,7 +159,10 @@ wake_at_commit(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_pending)
+			{
 				tasker_wake_workers();
+				tasker_claim_waiters_wake();
+			}
 			wake_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
@@ -178,7 +182,7 @@ wake_at_commit(XactEvent event, void *arg)
 void
 tasker_wake_workers_at_commit(void)
 {
-	if (!tasker_workers_present())
+	if (!tasker_workers_present() && !tasker_claim_wait_available())
 		return;
 	if (!wake_callback_registered)
 	{

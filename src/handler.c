@@ -19,5 +19,6 @@
 const TaskerHandlerKind *const tasker_handler_kinds[] = {
 	&tasker_sql_kind,
 	&tasker_http_kind,
+	&tasker_worker_kind,
 	NULL
 };

@@ -55,6 +55,9 @@ static SPIPlanPtr registry_lookup_plan;
 static SPIPlanPtr registry_owner_plan;
 static SPIPlanPtr registry_insert_plan;
 static SPIPlanPtr registry_update_plan;
+static SPIPlanPtr queue_lookup_plan;
+static SPIPlanPtr queue_insert_plan;
+static SPIPlanPtr queue_update_plan;
 
 /*
  * tasker_handler_signature_problem: NULL when a function can be a step
@@ -308,7 +311,67 @@ tasker_register_handler(const char *handler_class, Oid fn)
 		check_registry_owner(handler_class);
 		(void) tasker_run_plan(tasker_keep_plan(&registry_update_plan,
 												"UPDATE @extschema@.tasker_handler_registry"
-												"   SET function = $2::regprocedure, updated_at = now()"
+												"   SET function = $2::regprocedure, queue = NULL, updated_at = now()"
+												" WHERE handler_class = $1",
+												2, argtypes),
+							   values, NULL, SPI_OK_UPDATE);
+	}
+	SPI_finish();
+}
+
+/*
+ * tasker_handler_queue: the queue a handler class is registered for (its
+ * steps run on external workers), or NULL.  SPI must be connected.
+ */
+char *
+tasker_handler_queue(const char *handler_class)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(handler_class)};
+
+	if (tasker_run_plan(tasker_keep_plan(&queue_lookup_plan,
+										 "SELECT queue FROM @extschema@.tasker_handler_registry"
+										 " WHERE handler_class = $1 AND queue IS NOT NULL",
+										 1, argtypes),
+						values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * tasker_register_handler_queue: have the steps of a handler class run by
+ * the external workers of a queue.  Ownership as for
+ * tasker_register_handler.  Connects to SPI itself.
+ */
+void
+tasker_register_handler_queue(const char *handler_class, const char *queue)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, OIDOID};
+	Datum		values[3];
+
+	if (handler_class[0] == '\0' || queue[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("handler class and queue must not be empty"),
+				 errdetail("A handler class is the name templates give in handler_class; a queue is the name external workers claim from."),
+				 errhint("Pass names such as 'ProcessPaymentHandler' and 'payments'.")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	values[0] = CStringGetTextDatum(handler_class);
+	values[1] = CStringGetTextDatum(queue);
+	values[2] = ObjectIdGetDatum(tasker_caller());
+	if (tasker_run_plan(tasker_keep_plan(&queue_insert_plan,
+										 "INSERT INTO @extschema@.tasker_handler_registry"
+										 " (handler_class, queue, registered_by)"
+										 " VALUES ($1, $2, $3::regrole)"
+										 " ON CONFLICT (handler_class) DO NOTHING",
+										 3, argtypes),
+						values, NULL, SPI_OK_INSERT) == 0)
+	{
+		check_registry_owner(handler_class);
+		(void) tasker_run_plan(tasker_keep_plan(&queue_update_plan,
+												"UPDATE @extschema@.tasker_handler_registry"
+												"   SET function = NULL, queue = $2, updated_at = now()"
 												" WHERE handler_class = $1",
 												2, argtypes),
 							   values, NULL, SPI_OK_UPDATE);

@@ -4,10 +4,11 @@
  *		The one home of tasker's shared memory: one request/startup pair
  *		for every part.
  *
- * tasker keeps three parts in shared memory, each defined and used by the
+ * tasker keeps four parts in shared memory, each defined and used by the
  * module that owns its rules: the worker slots and latches (worker.c),
- * the HTTP concurrency slots and request counters (http_limits.c), and the
- * event relay's ring (notify.c).  This file reserves them all, and their
+ * the HTTP concurrency slots and request counters (http_limits.c), the
+ * event relay's ring (notify.c), and the latches of sessions waiting for
+ * work in tasker_claim_steps (claim_wait.c).  This file reserves them all, and their
  * lock, in one shmem_request_hook, and creates or attaches them all in one
  * shmem_startup_hook; nothing else installs a hook.  The hooks are
  * installed only while the library is preloaded: without the preload
@@ -26,6 +27,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
+#include "claim_wait.h"
 #include "handler_http.h"
 #include "notify.h"
 #include "shmem.h"
@@ -42,9 +44,10 @@ shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(add_size(tasker_worker_shmem_size(),
-											 tasker_http_shmem_size()),
-									tasker_notify_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(add_size(tasker_worker_shmem_size(),
+													  tasker_http_shmem_size()),
+											 tasker_notify_shmem_size()),
+									tasker_claim_wait_shmem_size()));
 	RequestNamedLWLockTranche(TASKER_NOTIFY_TRANCHE, 1);
 }
 
@@ -60,6 +63,7 @@ shmem_startup(void)
 	tasker_worker_shmem_init();
 	tasker_http_shmem_init();
 	tasker_notify_shmem_init();
+	tasker_claim_wait_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

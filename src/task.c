@@ -46,6 +46,7 @@
 #include "semver.h"
 #include "state.h"
 #include "guc.h"
+#include "handler.h"
 #include "step.h"
 #include "task.h"
 
@@ -355,10 +356,12 @@ insert_steps(int64 task_id, int32 named_task_id)
 	tasker_keep_plan(&insert_steps_plan,
 			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
 			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
-			  "   next_attempt_at, results, handler_kind)"
+			  "   next_attempt_at, results, handler_kind, queue)"
 			  " SELECT $1, l.named_step_id, l.default_retryable, l.default_retry_limit,"
 			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on), now(), NULL,"
-			  "        CASE WHEN l.handler_function IS NULL THEN 'http' ELSE 'sql' END"
+			  "        " TASKER_STEP_KIND_SQL("l") ","
+			  "        CASE WHEN l.handler_config->>'type' = 'worker'"
+			  "             THEN l.handler_config->>'queue' END"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
 			  " RETURNING named_step_id, workflow_step_id",

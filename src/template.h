@@ -81,6 +81,8 @@ typedef struct StepTemplate
 	const char *handler_class;
 	const TNode *handler_class_node;
 	bool		is_api;			/* handler_config.type is api */
+	bool		is_worker;		/* run by external workers (issue 9) */
+	const char *queue;			/* is_worker: the queue (default: namespace) */
 	char	   *handler_config_json;
 	List	   *depends_on;		/* char *, de-duplicated, in order */
 	List	   *depends_nodes;	/* the TNode of each of depends_on */
@@ -151,6 +153,8 @@ extern HandlerLookup tasker_resolve_handler(const char *handler_class,
 											Oid *fn, bool *registered,
 											Oid *owner);
 extern void tasker_register_handler(const char *handler_class, Oid fn);
+extern char *tasker_handler_queue(const char *handler_class);
+extern void tasker_register_handler_queue(const char *handler_class, const char *queue);
 
 /* template_store.c */
 extern void template_resolve_handlers(TaskTemplate *t);
