@@ -9,6 +9,7 @@ OBJS = \
 	src/events.o \
 	src/notify.o \
 	src/shmem.o \
+	src/bgw.o \
 	src/semver.o \
 	src/spi_util.o \
 	src/security.o \

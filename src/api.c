@@ -29,13 +29,14 @@
 #include "events.h"
 #include "handler.h"
 #include "handler_http.h"
+#include "http_limits.h"
 #include "jsonschema.h"
 #include "scheduler.h"
 #include "security.h"
 #include "state.h"
 #include "task.h"
 #include "template.h"
-#include "worker.h"
+#include "shmem.h"
 
 PG_FUNCTION_INFO_V1(tasker_transition_task_sql);
 PG_FUNCTION_INFO_V1(tasker_transition_step_sql);
@@ -500,13 +501,13 @@ Datum
 tasker_worker_status_sql(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TaskerWorkerSlot slots[64];
+	TaskerWorkerSlot slots[TASKER_MAX_SLOTS];
 	pid_t		launcher;
 	int			n;
 	int			i;
 
 	InitMaterializedSRF(fcinfo, 0);
-	n = tasker_worker_slots(slots, 64, &launcher);
+	n = tasker_worker_slots(slots, TASKER_MAX_SLOTS, &launcher);
 	if (!tasker_workers_present())
 		PG_RETURN_NULL();
 	for (i = -1; i < n; i++)

@@ -55,7 +55,7 @@
 #include "scheduler.h"
 #include "security.h"
 #include "state.h"
-#include "worker.h"
+#include "shmem.h"
 
 static SPIPlanPtr task_state_plan;
 static SPIPlanPtr step_task_plan;

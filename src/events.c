@@ -36,7 +36,7 @@
 #include "security.h"
 #include "spi_util.h"
 #include "notify.h"
-#include "worker.h"
+#include "shmem.h"
 
 static bool wake_pending = false;
 static bool wake_callback_registered = false;

@@ -27,11 +27,6 @@ extern int	tasker_http_run(bool claim_new);
 extern void tasker_http_wait(long timeout_ms);
 extern void tasker_http_shutdown(void);
 
-/* http_limits.c: shared state, installed while preloading */
-extern Size tasker_http_shmem_size(void);
-extern void tasker_http_shmem_init(void);
-extern int	tasker_http_stats(const char **names, uint64 *counts, int max);
-
 /* http_request.c: an api step's handler_config, at registration */
 extern const struct TNode *tasker_http_check_config(const char *template_name,
 													const char *subject,

@@ -47,10 +47,9 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "events.h"
+#include "bgw.h"
 #include "guc.h"
 #include "notify.h"
-#include "worker.h"
 
 /* Bytes of events the ring holds. */
 #define RING_SIZE (4 * 1024 * 1024)
