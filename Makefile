@@ -27,6 +27,7 @@ OBJS = \
 	src/control.o \
 	src/worker.o \
 	src/jsonschema.o \
+	src/yaml_reader.o \
 	src/template.o \
 	src/template_check.o \
 	src/template_store.o \

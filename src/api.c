@@ -29,14 +29,15 @@
 #include "events.h"
 #include "handler.h"
 #include "handler_http.h"
+#include "handler_registry.h"
 #include "http_limits.h"
 #include "jsonschema.h"
 #include "scheduler.h"
 #include "security.h"
+#include "shmem.h"
 #include "state.h"
 #include "task.h"
 #include "template.h"
-#include "shmem.h"
 
 PG_FUNCTION_INFO_V1(tasker_transition_task_sql);
 PG_FUNCTION_INFO_V1(tasker_transition_step_sql);

@@ -43,7 +43,7 @@
 #include "guc.h"
 #include "handler_http.h"
 #include "http_internal.h"
-#include "template.h"
+#include "yaml_reader.h"
 
 /* The methods an api step may use, as they are sent. */
 static const char *const http_methods[] = {
