@@ -41,8 +41,8 @@
 #include "utils/memutils.h"
 
 #include "guc.h"
-#include "handler_http.h"
 #include "http_internal.h"
+#include "http_request.h"
 #include "yaml_reader.h"
 
 /* The methods an api step may use, as they are sent. */

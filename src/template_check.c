@@ -32,7 +32,7 @@
 #include "utils/json.h"
 #include "utils/varlena.h"
 
-#include "handler_http.h"
+#include "http_request.h"
 #include "jsonschema.h"
 #include "semver.h"
 #include "template_check.h"
