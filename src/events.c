@@ -9,7 +9,12 @@
  * never of one that rolled back.  Payloads are
  * compact JSON carrying identifiers and states only, never a task's context
  * or a step's results, so they stay far below the 8000-byte limit of
- * NOTIFY.
+ * NOTIFY.  A transaction that makes work for the workers asks here for
+ * them to be woken when it commits (tasker_wake_workers_at_commit).
+ *
+ * This file builds the payloads and hands each to notify.c, which owns
+ * how events leave (the ring, the relay, the channel); the wake-up sets
+ * the latches of the worker slots in shmem.c.  Neither calls back here.
  *
  * IDENTIFICATION
  *		src/events.c
