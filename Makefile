@@ -15,6 +15,7 @@ OBJS = \
 	src/security.o \
 	src/task.o \
 	src/dag.o \
+	src/handler.o \
 	src/handler_sql.o \
 	src/http_limits.o \
 	src/http_request.o \
@@ -23,7 +24,7 @@ OBJS = \
 	src/http_steps.o \
 	src/http_preview.o \
 	src/handler_http.o \
-	src/scheduler.o \
+	src/step.o \
 	src/control.o \
 	src/worker.o \
 	src/jsonschema.o \

@@ -32,7 +32,7 @@
 #include "handler_registry.h"
 #include "http_limits.h"
 #include "jsonschema.h"
-#include "scheduler.h"
+#include "step.h"
 #include "security.h"
 #include "shmem.h"
 #include "state.h"
@@ -807,6 +807,7 @@ tasker_publish_event_sql(PG_FUNCTION_ARGS)
 				 errhint("Pass the name of a declared custom event and a JSON object.")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	payload = PG_GETARG_JSONB_P(1);
-	AS_OWNER(tasker_publish_custom_event(name, payload, task_id, step_id));
+	AS_OWNER(tasker_publish_custom_event(name, payload, task_id, step_id,
+										 tasker_running_step()));
 	PG_RETURN_VOID();
 }

@@ -24,7 +24,7 @@
  *    steps lock the task row SKIP LOCKED first, like the SQL claim.
  * So a control on a task a batch is running waits for that batch to commit
  * and then sees its outcome; it never deadlocks with it (issue 15, C16).
- * A waiting control holds the task's intent lock (scheduler.h), which new
+ * A waiting control holds the task's intent lock (step.h), which new
  * claims skip, so the workers cannot take the task again before it.
  * Several task rows are only ever locked by batches, SKIP LOCKED or in
  * task_id order.
@@ -52,7 +52,7 @@
 #include "control.h"
 #include "events.h"
 #include "guc.h"
-#include "scheduler.h"
+#include "step.h"
 #include "security.h"
 #include "state.h"
 #include "shmem.h"
@@ -154,7 +154,7 @@ ids_of_result(uint64 *n)
 
 /*
  * read_task_state: the current state of a task, locked FOR NO KEY UPDATE
- * when lock is true (after the control's intent lock, scheduler.h, so the
+ * when lock is true (after the control's intent lock, step.h, so the
  * batches' claims leave the task to this control); raises
  * UNDEFINED_OBJECT for an unknown task.
  */

@@ -37,7 +37,6 @@
 #include "utils/timestamp.h"
 
 #include "events.h"
-#include "handler.h"
 #include "security.h"
 #include "spi_util.h"
 #include "notify.h"
@@ -297,14 +296,15 @@ custom_event_message(const char *name, const EventSubject *subject, Jsonb *paylo
 
 /*
  * tasker_publish_custom_event: send a custom event a template declares,
- * about a task or a step (0, 0: the step whose handler is running, if
- * any), when the transaction commits, in order with the built-in events.
- * Naming a task or step needs the right to control it (security.c).
- * Runs as the extension's owner, for the caller.
+ * about a task or a step (0, 0: the running_step, the step whose handler
+ * is running, if any, which the caller looks up), when the transaction
+ * commits, in order with the built-in events.  Naming a task or step
+ * needs the right to control it (security.c).  Runs as the extension's
+ * owner, for the caller.
  */
 void
 tasker_publish_custom_event(const char *name, Jsonb *payload, int64 task_id,
-							int64 step_id)
+							int64 step_id, int64 running_step)
 {
 	EventSubject subject;
 	bool		named = (task_id != 0 || step_id != 0);
@@ -321,7 +321,7 @@ tasker_publish_custom_event(const char *name, Jsonb *payload, int64 task_id,
 						   JsonbToCString(NULL, &payload->root, VARSIZE(payload))),
 				 errhint("Pass the payload as '{\"key\": \"value\"}'.")));
 	if (!named)
-		step_id = tasker_running_step();
+		step_id = running_step;
 	if ((task_id != 0 || step_id != 0) && !find_subject(task_id, step_id, &subject))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -31,6 +31,7 @@ extern void tasker_wake_workers_at_commit(void);
 #include "utils/jsonb.h"
 
 extern void tasker_publish_custom_event(const char *name, Jsonb *payload,
-										int64 task_id, int64 step_id);
+										int64 task_id, int64 step_id,
+										int64 running_step);
 
 #endif							/* TASKER_EVENTS_H */

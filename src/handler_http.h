@@ -24,7 +24,6 @@
 
 /* handler_http.c: the executor's turn, wait and stop */
 extern int	tasker_http_run(bool claim_new);
-extern void tasker_http_wait(long timeout_ms);
 extern void tasker_http_shutdown(void);
 
 /* http_preview.c: what a step would send now */

@@ -54,6 +54,7 @@ typedef struct StepMove
 	int64		task_id;
 	bool		from_error;		/* start: the step is in error (a retry) */
 	Jsonb	   *results;		/* complete: the results to store */
+	int			lease_seconds;	/* start: > 0 for a lease that long */
 } StepMove;
 
 extern void tasker_start_steps(const StepMove *moves, int n);

@@ -46,8 +46,8 @@
 #include "semver.h"
 #include "state.h"
 #include "guc.h"
-#include "scheduler.h"
 #include "shmem.h"
+#include "step.h"
 #include "task.h"
 
 static SPIPlanPtr versions_plan;

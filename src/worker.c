@@ -13,7 +13,7 @@
  * file only runs the loops that use them.  Executors connect to it, wait
  * until the extension exists there at the library's version (an older
  * schema waits for ALTER EXTENSION tasker UPDATE), and then loop: claim and run a
- * batch of ready steps in one transaction (scheduler.c), then sleep on
+ * batch of ready steps in one transaction (step.c, handler_sql.c), then sleep on
  * their latch until a commit wakes them (events.c) or tasker.poll_interval
  * passes.
  *
@@ -27,9 +27,8 @@
  * database); its successor's connection waits until the command ends.
  *
  * This file is the top of tasker's worker side: it calls the step
- * lifecycle (scheduler.c), the HTTP kind (handler_http.c), the slots
- * (shmem.c) and the shared worker helpers (bgw.c); nothing calls back up
- * into it.
+ * lifecycle (step.c), the handler kinds (handler.c), the slots (shmem.c)
+ * and the shared worker helpers (bgw.c); nothing calls back up into it.
  *
  * IDENTIFICATION
  *		src/worker.c
@@ -64,10 +63,11 @@
 #include "utils/timestamp.h"
 
 #include "bgw.h"
+#include "compat.h"
 #include "guc.h"
-#include "handler_http.h"
-#include "scheduler.h"
+#include "handler.h"
 #include "shmem.h"
+#include "step.h"
 #include "spi_util.h"
 #include "worker.h"
 
@@ -287,6 +287,107 @@ extension_state(void)
 }
 
 /*
+ * shutdown_kinds: the executor is asked to stop: let each handler kind
+ * settle what it has in flight (the HTTP kind records its requests as
+ * failed attempts, retried later).
+ */
+static void
+shutdown_kinds(void)
+{
+	const TaskerHandlerKind *const *k;
+
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->shutdown != NULL)
+			(*k)->shutdown();
+}
+
+/*
+ * leased_turns: one turn of each leased kind (record what finished, claim
+ * more when claim_new); returns the steps moved.
+ */
+static int
+leased_turns(bool claim_new)
+{
+	const TaskerHandlerKind *const *k;
+	int			n = 0;
+
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->turn != NULL)
+			n += (*k)->turn(claim_new);
+	return n;
+}
+
+/*
+ * wait_once: one wait on the latch, postmaster death and the sockets the
+ * kinds add, up to timeout_ms (shortened to the kinds' timers).  Returns
+ * true when the wait should end: the latch was set or a kind has
+ * outcomes to record.
+ */
+static bool
+wait_once(long timeout_ms)
+{
+	const TaskerHandlerKind *const *k;
+	WaitEventSet *set;
+	WaitEvent  *events;
+	int			nevents = 2;
+	int			n;
+	int			i;
+	bool		latch = false;
+	bool		progress = false;
+
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+	{
+		if ((*k)->nwait_events != NULL)
+			nevents += (*k)->nwait_events();
+		if ((*k)->bound_wait != NULL)
+			timeout_ms = (*k)->bound_wait(timeout_ms);
+	}
+	set = tasker_create_wait_event_set(nevents);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->add_wait_events != NULL)
+			(*k)->add_wait_events(set);
+	events = palloc(sizeof(WaitEvent) * nevents);
+	n = WaitEventSetWait(set, Max(timeout_ms, 0), events, nevents, PG_WAIT_EXTENSION);
+	FreeWaitEventSet(set);
+	for (i = 0; i < n; i++)
+	{
+		const TaskerHandlerKind *kind = (const TaskerHandlerKind *) events[i].user_data;
+
+		if (events[i].events & WL_LATCH_SET)
+			latch = true;
+		else if (kind != NULL && kind->wait_event_fired != NULL)
+			kind->wait_event_fired(&events[i]);
+	}
+	pfree(events);
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->after_wait != NULL)
+			progress |= (*k)->after_wait(latch);
+	return latch || progress;
+}
+
+/*
+ * executor_wait: the executor's sleep, which it owns: until its latch is
+ * set, a kind has outcomes to record, a signal asks for attention, or
+ * timeout_ms passes.
+ */
+static void
+executor_wait(long timeout_ms)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	for (;;)
+	{
+		long		left = (long) ((end - GetCurrentTimestamp()) / 1000);
+
+		if (wait_once(left) || ProcDiePending || ConfigReloadPending ||
+			GetCurrentTimestamp() >= end)
+			break;
+	}
+}
+
+/*
  * step_aside: leave the database for the command that needs it: settle the
  * HTTP requests in flight (as failed attempts, retried later) and exit.
  * The launcher starts a successor, whose connection waits on the
@@ -300,7 +401,7 @@ step_aside(void)
 					my_slot, tasker_database_name),
 			 errdetail("DROP DATABASE, ALTER DATABASE and CREATE DATABASE ... TEMPLATE wait for every session of the database to leave."),
 			 errhint("A new worker connects when the command ends.")));
-	tasker_http_shutdown();
+	shutdown_kinds();
 	proc_exit(0);
 }
 
@@ -311,6 +412,22 @@ static void
 wake_other_workers(void)
 {
 	tasker_wake_other_workers(my_slot);
+}
+
+/*
+ * run_in_transaction_kinds: claim, run and record up to batch_size ready
+ * steps of each in-transaction kind, in the current transaction.
+ */
+static int
+run_in_transaction_kinds(void)
+{
+	const TaskerHandlerKind *const *k;
+	int			n = 0;
+
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->run_ready != NULL)
+			n += (*k)->run_ready(0, tasker_batch_size, InvalidOid);
+	return n;
 }
 
 /*
@@ -330,7 +447,7 @@ run_one_batch(long *sleep_ms)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "tasker: running steps");
-	n = tasker_run_ready_steps(0, tasker_batch_size, InvalidOid);
+	n = run_in_transaction_kinds();
 	*sleep_ms = tasker_poll_interval;
 	if (n == 0)
 	{
@@ -391,7 +508,7 @@ tasker_executor_main(Datum arg)
 
 		/* Asked to stop: settle the HTTP requests in flight first. */
 		if (ProcDiePending)
-			tasker_http_shutdown();
+			shutdown_kinds();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -409,8 +526,8 @@ tasker_executor_main(Datum arg)
 			set_slot_state(TASKER_WORKER_RUNNING, 0);
 			ran = run_one_batch(&sleep_ms);
 		}
-		/* HTTP steps: record what finished, claim more when ready. */
-		ran += tasker_http_run(ready);
+		/* Leased kinds: record what finished, claim more when ready. */
+		ran += leased_turns(ready);
 		set_slot_state(state, ran);
 
 		/*
@@ -420,10 +537,10 @@ tasker_executor_main(Datum arg)
 		if (ran > 0)
 			continue;
 		/*
-		 * The latch wait, also watching the sockets of HTTP requests; short
-		 * enough to see in time a command that needs the database.
+		 * The wait, also watching the kinds' sockets; short enough to see
+		 * in time a command that needs the database.
 		 */
-		tasker_http_wait(Min(sleep_ms, TASKER_DB_PROBE_MS));
+		executor_wait(Min(sleep_ms, TASKER_DB_PROBE_MS));
 		ResetLatch(MyLatch);
 	}
 }
