@@ -87,6 +87,7 @@
 	" WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))" \
 	" ORDER BY s.next_attempt_at, s.task_id"
 static int	transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json);
+static void settle_tasks(int64 *ids, int n);
 
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_ids_plan;
@@ -411,13 +412,16 @@ void
 tasker_finalize_tasks(int64 *ids, int n)
 {
 	int			i;
+	int			m = 0;
 
+	if (n == 0)
+		return;
 	qsort(ids, n, sizeof(int64), cmp_int64);
 	for (i = 0; i < n; i++)
 		if (i == 0 || ids[i] != ids[i - 1])
-			tasker_finalize_task(ids[i]);
+			ids[m++] = ids[i];
+	settle_tasks(ids, m);
 }
-
 /*
  * tasker_lock_tasks: lock the given task rows (ids may repeat) in task_id
  * order, waiting for them, before a transaction locks steps of those tasks
@@ -1019,45 +1023,14 @@ tasker_ms_until_next_step(void)
 }
 
 /*
- * tasker_finalize_task: settle a task after its steps moved: complete when
- * every step is complete or resolved_manually, error when no step is
- * running or can still run.  Locks the task row first, so of two
- * transactions finishing a task's last steps the later one sees both.
+ * settle: what a task's state and step counts call for: cancel the
+ * leftovers of a cancelled task, complete a task whose steps are all
+ * complete or resolved, fail one where none can make progress.  The task
+ * row is locked.
  */
-void
-tasker_finalize_task(int64 task_id)
+static void
+settle(int64 task_id, const char *state, int64 total, int64 done, int64 live)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(task_id)};
-	bool		isnull;
-	char	   *state;
-	int64		total;
-	int64		done;
-	int64		live;
-
-	SPI_connect();
-	tasker_run_plan(tasker_keep_plan(&lock_task_plan,
-			 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
-			 1, argtypes),
-		values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-	{
-		SPI_finish();
-		return;
-	}
-	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	tasker_run_plan(tasker_keep_plan(&counts_plan,
-			 "SELECT count(*),"
-			 "       count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually')),"
-			 "       count(*) FILTER (WHERE s.current_state = 'in_progress'"
-			 "           OR (" TASKER_READY_STEP_SQL "))"
-			 "  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = $1",
-			 1, argtypes),
-		values, NULL, SPI_OK_SELECT);
-	total = DatumGetInt64(col(0, 1, &isnull));
-	done = DatumGetInt64(col(0, 2, &isnull));
-	live = DatumGetInt64(col(0, 3, &isnull));
-
 	if (strcmp(state, "cancelled") == 0)
 		cancel_leftovers(task_id);
 	else if (strcmp(state, "pending") == 0 || strcmp(state, "in_progress") == 0)
@@ -1072,5 +1045,79 @@ tasker_finalize_task(int64 task_id)
 			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_ERROR,
 							  "{\"reason\": \"steps_in_error_state\"}");
 	}
+}
+
+/* One task's row as settle_tasks reads it. */
+typedef struct TaskCounts
+{
+	int64		task_id;
+	char	   *state;
+	int64		total;
+	int64		done;
+	int64		live;
+} TaskCounts;
+
+/*
+ * settle_tasks: settle the tasks of sorted, distinct ids: lock their rows
+ * in task_id order, read their states and step counts in one statement,
+ * and settle each that calls for it.  Complete when every step is
+ * complete or resolved_manually, error when no step is running or can
+ * still run.  The lock comes first, so of two transactions finishing a
+ * task's last steps the later one sees both.
+ */
+static void
+settle_tasks(int64 *ids, int n)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	Datum		values[1];
+	TaskCounts *rows;
+	uint64		nrows;
+	uint64		i;
+	bool		isnull;
+
+	for (i = 0; i < (uint64) n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	SPI_connect();
+	tasker_run_plan(tasker_keep_plan(&lock_task_plan,
+			 "SELECT task_id FROM @extschema@.tasker_tasks WHERE task_id = ANY ($1)"
+			 " ORDER BY task_id FOR NO KEY UPDATE",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	tasker_run_plan(tasker_keep_plan(&counts_plan,
+			 "SELECT t.task_id, t.current_state::text, c.total, c.done, c.live"
+			 "  FROM @extschema@.tasker_tasks t"
+			 " CROSS JOIN LATERAL (SELECT count(*) AS total,"
+			 "       count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually')) AS done,"
+			 "       count(*) FILTER (WHERE s.current_state = 'in_progress'"
+			 "           OR (" TASKER_READY_STEP_SQL ")) AS live"
+			 "  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = t.task_id) c"
+			 " WHERE t.task_id = ANY ($1)"
+			 " ORDER BY t.task_id",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	nrows = SPI_processed;
+	rows = palloc(sizeof(TaskCounts) * Max(nrows, 1));
+	for (i = 0; i < nrows; i++)
+	{
+		rows[i].task_id = DatumGetInt64(col(i, 1, &isnull));
+		rows[i].state = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		rows[i].total = DatumGetInt64(col(i, 3, &isnull));
+		rows[i].done = DatumGetInt64(col(i, 4, &isnull));
+		rows[i].live = DatumGetInt64(col(i, 5, &isnull));
+	}
+	for (i = 0; i < nrows; i++)
+		settle(rows[i].task_id, rows[i].state, rows[i].total, rows[i].done, rows[i].live);
 	SPI_finish();
+}
+
+/*
+ * tasker_finalize_task: settle one task after its steps moved.
+ */
+void
+tasker_finalize_task(int64 task_id)
+{
+	settle_tasks(&task_id, 1);
 }
