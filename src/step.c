@@ -105,6 +105,8 @@ static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
 static SPIPlanPtr lock_tasks_plan;
 static SPIPlanPtr stop_retries_plan;
+static SPIPlanPtr reset_step_plan;
+static SPIPlanPtr set_results_plan;
 static SPIPlanPtr orphans_plan;
 static SPIPlanPtr pending_tasks_plan;
 static SPIPlanPtr ours_plan;
@@ -890,12 +892,66 @@ cancel_leftovers(int64 task_id)
 		values, NULL, SPI_OK_SELECT);
 	(void) transition_result(TASKER_ENTITY_STEP, TASKER_CANCELLED,
 							 "{\"reason\": \"task_cancelled\"}");
+	tasker_stop_retries(task_id);
+}
+
+/*
+ * tasker_stop_retries: the steps of a task in error are retried no more
+ * (its task was cancelled).
+ */
+void
+tasker_stop_retries(int64 task_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(task_id)};
+
 	tasker_run_plan(tasker_keep_plan(&stop_retries_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
 			 " WHERE task_id = $1 AND current_state = 'error'"
 			 "   AND next_attempt_at IS NOT NULL",
 			 1, argtypes),
 		values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * tasker_restart_step: a step in error starts over (tasker_retry_task):
+ * attempts back to 0, retryable as its template says, and pending again.
+ */
+void
+tasker_restart_step(int64 step_id, const char *metadata_json)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+
+	tasker_run_plan(tasker_keep_plan(&reset_step_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps s"
+			 "   SET attempts = 0, backoff_request_seconds = NULL,"
+			 "       retryable = l.default_retryable"
+			 "  FROM @extschema@.tasker_tasks t, @extschema@.tasker_named_tasks_named_steps l"
+			 " WHERE s.workflow_step_id = $1 AND t.task_id = s.task_id"
+			 "   AND l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id",
+			 1, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+	tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_PENDING, metadata_json);
+}
+
+/*
+ * tasker_resolve_step_by_hand: settle a step by hand with the given
+ * results (resolved_manually); false when it already was.
+ */
+bool
+tasker_resolve_step_by_hand(int64 step_id, Jsonb *results, const char *metadata_json)
+{
+	Oid			argtypes[2] = {INT8OID, JSONBOID};
+	Datum		values[2] = {Int64GetDatum(step_id), JsonbPGetDatum(results)};
+
+	if (!tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY, metadata_json))
+		return false;
+	tasker_run_plan(tasker_keep_plan(&set_results_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps SET results = $2"
+			 " WHERE workflow_step_id = $1", 2, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+	return true;
 }
 
 /*

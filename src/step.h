@@ -87,5 +87,9 @@ extern void tasker_step_state(int64 step_id, TaskerState *step, TaskerState *tas
 extern bool tasker_step_still_ours(ClaimedStep *c);
 extern int	tasker_claim_expired_leases(int limit, ClaimedStep **out);
 extern void tasker_quarantine_step(ClaimedStep *c, ErrorData *edata);
+extern void tasker_stop_retries(int64 task_id);
+extern void tasker_restart_step(int64 step_id, const char *metadata_json);
+extern bool tasker_resolve_step_by_hand(int64 step_id, Jsonb *results,
+										const char *metadata_json);
 
 #endif							/* TASKER_STEP_H */
