@@ -9,6 +9,7 @@ OBJS = \
 	src/events.o \
 	src/notify.o \
 	src/shmem.o \
+	src/bgw.o \
 	src/semver.o \
 	src/spi_util.o \
 	src/security.o \
@@ -29,6 +30,7 @@ OBJS = \
 	src/control.o \
 	src/worker.o \
 	src/jsonschema.o \
+	src/yaml_reader.o \
 	src/template.o \
 	src/template_check.o \
 	src/template_store.o \

@@ -56,7 +56,7 @@
 #include "step.h"
 #include "security.h"
 #include "state.h"
-#include "worker.h"
+#include "shmem.h"
 
 static SPIPlanPtr task_state_plan;
 static SPIPlanPtr step_task_plan;

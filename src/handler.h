@@ -112,7 +112,8 @@ typedef struct TaskerHandlerKind
 extern const TaskerHandlerKind tasker_sql_kind;
 extern const TaskerHandlerKind tasker_http_kind;
 extern const TaskerHandlerKind tasker_worker_kind;
-extern const TaskerHandlerKind *const tasker_handler_kinds[];
+extern const TaskerHandlerKind *tasker_handler_kinds[];
+extern void tasker_register_handler_kind(const TaskerHandlerKind *kind);
 
 extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
 extern void tasker_run_sql_handler(const StepCall *call, StepOutcome *out);

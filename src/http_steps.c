@@ -48,8 +48,8 @@
 #include "http_internal.h"
 #include "step.h"
 #include "spi_util.h"
+#include "shmem.h"
 #include "state.h"
-#include "worker.h"
 
 /* Seconds a lease outlives the request's own timeout. */
 #define HTTP_LEASE_MARGIN_S		10

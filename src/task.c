@@ -47,6 +47,7 @@
 #include "state.h"
 #include "guc.h"
 #include "handler.h"
+#include "shmem.h"
 #include "step.h"
 #include "task.h"
 
@@ -643,6 +644,7 @@ tasker_create_task_internal(const TaskRequest *req)
 	if (created)
 	{
 		insert_steps_and_edges(task_id, tmpl.named_task_id);
+		tasker_count_tasks(TASKER_TASKS_CREATED, 1);
 		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
 								 NULL, "pending", 0, GetCurrentTimestamp(),
 								 NULL);

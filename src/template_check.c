@@ -11,7 +11,9 @@
  * without a usable url, and step graphs that are not acyclic or that
  * mention unknown steps.  Every error points at a line and column.  The
  * checks need no catalog access; handler resolution happens later, in
- * template_store.c.
+ * template_store.c.  This file reads nodes through yaml_reader.c and asks
+ * http_request.c about an api step's handler_config; only template.c
+ * calls it.
  *
  * IDENTIFICATION
  *		src/template_check.c
@@ -30,10 +32,11 @@
 #include "utils/json.h"
 #include "utils/varlena.h"
 
-#include "handler_http.h"
+#include "http_request.h"
 #include "jsonschema.h"
 #include "semver.h"
-#include "template.h"
+#include "template_check.h"
+#include "yaml_reader.h"
 
 /* The keys a mapping may have, and what to call such a mapping. */
 typedef struct KeySet

@@ -24,7 +24,9 @@
  * Both run inside the caller's SPI connection and transaction, after every
  * check of template_check.c has passed, so an error here (a handler that
  * does not resolve, a duplicate) still leaves nothing behind.  Every value
- * travels as a parameter of a kept plan.
+ * travels as a parameter of a kept plan.  This file resolves through
+ * handler_registry.c and decides through security.c; only template.c
+ * calls it.
  *
  * IDENTIFICATION
  *		src/template_store.c
@@ -44,10 +46,12 @@
 #include "utils/jsonb.h"
 #include "utils/regproc.h"
 
+#include "compat.h"
+#include "handler_registry.h"
 #include "security.h"
 #include "spi_util.h"
-#include "compat.h"
-#include "template.h"
+#include "template_store.h"
+#include "yaml_reader.h"
 
 #define TASK_NARGS	12
 
