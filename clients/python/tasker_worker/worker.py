@@ -234,7 +234,6 @@ class Worker:
                     self._claim_cancel = conn.pgconn.get_cancel()
                     if backoff.delay:
                         log.info("claimer reconnected")
-                started = time.monotonic()
                 self._in_claim = True
                 try:
                     rows = self._sql.claim(conn, self.queue, self.worker_id, n,
@@ -247,7 +246,8 @@ class Worker:
                     break
                 conn = self._claim_error(conn, exc, backoff)
                 continue
-            self._enqueue(rows, started)
+            # A long poll claims at its end: the leases start about now.
+            self._enqueue(rows, time.monotonic())
         if conn is not None:
             conn.close()
 
