@@ -304,7 +304,7 @@ class Worker:
             return ("fail", h, err, True, None)
         try:
             results = json.dumps(fn(step), allow_nan=False, separators=(",", ":"))
-        except Exception as exc:
+        except BaseException as exc:    # sys.exit() in a handler must not kill its thread
             err, retryable, after = error_object(exc)
             if retryable:
                 log.info("step %d (%s) failed, retryable: %s", h.step_id, step.step_name,

@@ -168,6 +168,13 @@ class RunHandlerTest(unittest.TestCase):
         self.assertEqual((kind, retryable), ("fail", True))
         self.assertIn("no handler registered", err["message"])
 
+    def test_sys_exit_in_a_handler_is_a_failure(self):
+        def h(step):
+            raise SystemExit(3)
+        self.w.handler("ChargeHandler")(h)
+        kind, _, err, retryable, _ = self.w._run_handler(held())
+        self.assertEqual((kind, err["class"], retryable), ("fail", "SystemExit", True))
+
     def test_permanent(self):
         def h(step):
             raise PermanentError("declined")
