@@ -39,6 +39,19 @@ def connect(dsn, application_name):
     return psycopg.connect(dsn, **kwargs)
 
 
+def watch_client(conn, ms=1000):
+    """Have the server check every ms that this client is still there
+    while a statement runs (PostgreSQL 14+, Linux): a long-poll claim of a
+    killed worker then ends within a second instead of claiming steps for
+    nobody (they would wait out their lease, an attempt lost).  Where the
+    setting is refused, claims work as before."""
+    try:
+        conn.execute("SET client_connection_check_interval = %d" % int(ms))
+    except psycopg.Error:
+        if conn.broken:
+            raise
+
+
 def is_broken(conn, exc):
     """True when exc means conn is unusable and must be reopened (the
     server went away, restarted or terminated the session)."""

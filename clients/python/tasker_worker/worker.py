@@ -231,6 +231,7 @@ class Worker:
             try:
                 if conn is None:
                     conn = db.connect(self.dsn, "tasker_worker claim " + self.worker_id)
+                    db.watch_client(conn)
                     self._claim_cancel = conn.pgconn.get_cancel()
                     if backoff.delay:
                         log.info("claimer reconnected")
