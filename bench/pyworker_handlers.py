@@ -11,6 +11,7 @@ import time
 import tasker_worker
 
 
+@tasker_worker.handler("BenchOnly")
 @tasker_worker.step("only")
 def only(step):
     return {"started": time.time()}
