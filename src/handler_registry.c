@@ -293,6 +293,8 @@ tasker_handler_queue(const char *handler_class)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(handler_class)};
 
+	if (!tasker_has_column("tasker_handler_registry", "queue"))
+		return NULL;
 	if (tasker_run_plan(tasker_keep_plan(&queue_lookup_plan,
 										 "SELECT queue FROM @extschema@.tasker_handler_registry"
 										 " WHERE handler_class = $1 AND queue IS NOT NULL",

@@ -365,3 +365,20 @@ tasker_int8_array(const int64 *ids, int n)
 	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
 										   TYPALIGN_DOUBLE));
 }
+
+/*
+ * tasker_has_column: whether tasker's table has a column: false on the
+ * schema of an older version of the extension, not yet updated, which
+ * this library still serves for registration and task creation.
+ */
+bool
+tasker_has_column(const char *table, const char *column)
+{
+	Oid			nsp;
+	Oid			owner;
+	Oid			rel;
+
+	tasker_extension(&nsp, &owner);
+	rel = get_relname_relid(table, nsp);
+	return OidIsValid(rel) && get_attnum(rel, column) != InvalidAttrNumber;
+}
