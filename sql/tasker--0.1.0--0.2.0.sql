@@ -463,8 +463,9 @@ COMMENT ON FUNCTION tasker_run_steps(integer) IS
  * hour") from the transition tables and the tasks.  created_at follows the
  * order rows are inserted in (clock_timestamp() at insert), so a BRIN index
  * of a few pages narrows a window to the recent blocks whatever the size of
- * the history, and it costs the engine's inserts almost nothing: a B-tree
- * would add an index insertion to every transition the workers write.
+ * the history, and it costs the engine's inserts almost nothing (an
+ * insert at most widens the summary of the last block range, where a
+ * B-tree would add an entry for every transition the workers write).
  * (Old rows that an update moved to a new block widen a block range by the
  * age of the row, which for transitions is a step's lifetime.)  The
  * partial index on steps in error finds quarantined and failed steps
