@@ -9,11 +9,15 @@ OBJS = \
 	src/events.o \
 	src/notify.o \
 	src/shmem.o \
+	src/bgw.o \
 	src/semver.o \
 	src/spi_util.o \
 	src/security.o \
 	src/task.o \
 	src/dag.o \
+	src/claim_wait.o \
+	src/handler.o \
+	src/handler_worker.o \
 	src/handler_sql.o \
 	src/http_limits.o \
 	src/http_request.o \
@@ -22,10 +26,11 @@ OBJS = \
 	src/http_steps.o \
 	src/http_preview.o \
 	src/handler_http.o \
-	src/scheduler.o \
+	src/step.o \
 	src/control.o \
 	src/worker.o \
 	src/jsonschema.o \
+	src/yaml_reader.o \
 	src/template.o \
 	src/template_check.o \
 	src/template_store.o \

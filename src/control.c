@@ -24,7 +24,7 @@
  *    steps lock the task row SKIP LOCKED first, like the SQL claim.
  * So a control on a task a batch is running waits for that batch to commit
  * and then sees its outcome; it never deadlocks with it (issue 15, C16).
- * A waiting control holds the task's intent lock (scheduler.h), which new
+ * A waiting control holds the task's intent lock (step.h), which new
  * claims skip, so the workers cannot take the task again before it.
  * Several task rows are only ever locked by batches, SKIP LOCKED or in
  * task_id order.
@@ -52,18 +52,16 @@
 #include "control.h"
 #include "events.h"
 #include "guc.h"
-#include "scheduler.h"
+#include "handler.h"
+#include "step.h"
 #include "security.h"
 #include "state.h"
-#include "worker.h"
+#include "shmem.h"
 
 static SPIPlanPtr task_state_plan;
 static SPIPlanPtr step_task_plan;
 static SPIPlanPtr pending_steps_plan;
 static SPIPlanPtr error_steps_plan;
-static SPIPlanPtr reset_step_plan;
-static SPIPlanPtr stop_retries_plan;
-static SPIPlanPtr set_results_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr peek_state_plan;
 static SPIPlanPtr xmin_plan;
@@ -154,7 +152,7 @@ ids_of_result(uint64 *n)
 
 /*
  * read_task_state: the current state of a task, locked FOR NO KEY UPDATE
- * when lock is true (after the control's intent lock, scheduler.h, so the
+ * when lock is true (after the control's intent lock, step.h, so the
  * batches' claims leave the task to this control); raises
  * UNDEFINED_OBJECT for an unknown task.
  */
@@ -246,18 +244,15 @@ tasker_cancel_task(int64 task_id, const char *reason)
 	if (changed)
 	{
 		exec(&pending_steps_plan,
-			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
+			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps s"
 			 " WHERE task_id = $1 AND (current_state = 'pending'"
-			 "       OR (current_state = 'in_progress' AND handler_kind = 'http'))"
+			 "       OR (current_state = 'in_progress' AND " TASKER_LEASED_STEP_SQL("s") "))"
 			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 task_id, SPI_OK_SELECT);
 		ids = ids_of_result(&n);
 		for (i = 0; i < n; i++)
 			tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED, meta);
-		exec(&stop_retries_plan,
-			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
-			 " WHERE task_id = $1 AND current_state = 'error'",
-			 task_id, SPI_OK_UPDATE);
+		tasker_stop_retries(task_id);
 		tasker_wake_workers_at_commit();
 	}
 	SPI_finish();
@@ -302,17 +297,7 @@ tasker_retry_task(int64 task_id, const char *reason)
 				 errhint("Resolve the cancelled steps with tasker_resolve_step, or cancel the task with tasker_cancel_task.")));
 	tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING, meta);
 	for (i = 0; i < n; i++)
-	{
-		exec(&reset_step_plan,
-			 "UPDATE @extschema@.tasker_workflow_steps s"
-			 "   SET attempts = 0, backoff_request_seconds = NULL,"
-			 "       retryable = l.default_retryable"
-			 "  FROM @extschema@.tasker_tasks t, @extschema@.tasker_named_tasks_named_steps l"
-			 " WHERE s.workflow_step_id = $1 AND t.task_id = s.task_id"
-			 "   AND l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id",
-			 ids[i], SPI_OK_UPDATE);
-		tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_PENDING, meta);
-	}
+		tasker_restart_step(ids[i], meta);
 	tasker_finalize_task(task_id);
 	SPI_finish();
 	tasker_wake_workers_at_commit();
@@ -328,8 +313,6 @@ bool
 tasker_resolve_step(int64 step_id, Jsonb *results, const char *reason)
 {
 	char	   *meta = control_metadata(reason, "resolved_by_request");
-	Oid			argtypes[2] = {INT8OID, JSONBOID};
-	Datum		values[2] = {Int64GetDatum(step_id), JsonbPGetDatum(results)};
 	int64		task_id;
 	bool		changed;
 
@@ -339,12 +322,7 @@ tasker_resolve_step(int64 step_id, Jsonb *results, const char *reason)
 	task_id = task_of_step(step_id);
 	tasker_require_task_control(task_id, "resolve a step of");
 	(void) read_task_state(task_id, true);
-	changed = tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY, meta);
-	tasker_keep_plan(&set_results_plan,
-					 "UPDATE @extschema@.tasker_workflow_steps SET results = $2"
-					 " WHERE workflow_step_id = $1", 2, argtypes);
-	if (changed)
-		(void) tasker_run_plan(set_results_plan, values, NULL, SPI_OK_UPDATE);
+	changed = tasker_resolve_step_by_hand(step_id, results, meta);
 	if (changed && read_task_state(task_id, true) == TASKER_ERROR)
 		tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_PENDING,
 						  control_metadata(reason, "step_resolved"));

@@ -1,7 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * handler.h
- *		Step handlers: what running one step produces.
+ *		Step handlers: what running one step produces, and the handler
+ *		kinds as an interface.
+ *
+ * A handler kind is a TaskerHandlerKind: how the executor runs the steps
+ * whose handler_kind column names it.  An in-transaction kind (sql)
+ * claims, runs and records its steps inside one transaction of the
+ * executor (run_ready).  A leased kind (http; issue 9's external workers
+ * next) claims its steps with a lease in one short transaction, runs them
+ * outside any transaction, and records their outcomes in another (turn);
+ * it may add sockets to the executor's wait.  Every kind claims and
+ * records through step.c, so readiness, the claim, attempts, retries and
+ * leases are the same for all.  tasker_handler_kinds lists them all.
  *
  * IDENTIFICATION
  *		src/handler.h
@@ -13,6 +24,7 @@
 
 #include "postgres.h"
 
+#include "storage/latch.h"
 #include "utils/jsonb.h"
 
 /* SQLSTATEs raised by tasker_permanent_error and tasker_retry_error. */
@@ -50,6 +62,60 @@ typedef struct StepCall
 	int			nretry;
 } StepCall;
 
+/*
+ * The handler kind of a step, from its template row (alias l of
+ * tasker_named_tasks_named_steps), defined once: a worker step's
+ * handler_config says so; a step with no function is an api step.
+ */
+#define TASKER_STEP_KIND_SQL(l) \
+	"CASE WHEN " l ".handler_config->>'type' = 'worker' THEN 'worker'" \
+	" WHEN " l ".handler_function IS NULL THEN 'http' ELSE 'sql' END"
+
+/* The steps (alias s) of a leased kind: every kind but sql. */
+#define TASKER_LEASED_STEP_SQL(s) s ".handler_kind <> 'sql'"
+
+/* A handler kind: how the executor runs its steps. */
+typedef struct TaskerHandlerKind
+{
+	const char *name;			/* the handler_kind column of its steps */
+	bool		leased;			/* runs outside the claiming transaction */
+
+	/*
+	 * In-transaction kinds: claim, run and record up to limit ready steps
+	 * (of task_id only, when it is not 0; of templates run_as may use, when
+	 * it is valid) in the caller's transaction; returns the number claimed.
+	 */
+	int			(*run_ready) (int64 task_id, int limit, Oid run_as);
+
+	/*
+	 * Leased kinds, called between the executor's transactions: record what
+	 * finished, and claim more when claim_new; returns the steps moved.
+	 */
+	int			(*turn) (bool claim_new);
+
+	/*
+	 * Optional, for kinds that wait on sockets: how many events they add,
+	 * adding them (user_data pointing at the kind), the wait shortened to
+	 * their own timers, one of their events fired, and after each wait
+	 * whether they have outcomes to record (so the wait ends).
+	 */
+	int			(*nwait_events) (void);
+	void		(*add_wait_events) (WaitEventSet *set);
+	long		(*bound_wait) (long timeout_ms);
+	void		(*wait_event_fired) (const WaitEvent *event);
+	bool		(*after_wait) (bool latch_set);
+
+	/* Optional: the executor is asked to stop. */
+	void		(*shutdown) (void);
+} TaskerHandlerKind;
+
+extern const TaskerHandlerKind tasker_sql_kind;
+extern const TaskerHandlerKind tasker_http_kind;
+extern const TaskerHandlerKind tasker_worker_kind;
+extern const TaskerHandlerKind *tasker_handler_kinds[];
+extern void tasker_register_handler_kind(const TaskerHandlerKind *kind);
+
+extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
 extern void tasker_run_sql_handler(const StepCall *call, StepOutcome *out);
 extern void tasker_request_retry_after(int seconds);
 extern int64 tasker_running_step(void);

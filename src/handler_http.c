@@ -4,11 +4,11 @@
  *		Run steps whose handler_config has type api: HTTP requests made
  *		asynchronously by the executor workers.  The entry points.
  *
- * The executor's loop calls tasker_http_run(), which lets curl make
- * progress, records the requests that finished, aborts those whose steps
- * were cancelled and claims more; and tasker_http_wait(), which sleeps on
- * the latch and curl's sockets together.  When asked to stop it calls
- * tasker_http_shutdown().  The work is done by the files the HTTP kind is
+ * The executor runs this kind through tasker_http_kind (handler.h): its
+ * turn, tasker_http_run(), lets curl make progress, records the requests
+ * that finished, aborts those whose steps were cancelled and claims more;
+ * its wait hooks add curl's sockets and timer to the executor's own wait.
+ * When asked to stop, the executor calls tasker_http_shutdown().  The work is done by the files the HTTP kind is
  * split into by phase (see http_internal.h): http_steps.c (the short
  * transactions: claim with a lease, record, reclaim, cancel), http_multi.c
  * (curl's multi handle and the requests in flight), http_request.c
@@ -35,9 +35,9 @@
 static bool woken = false;		/* the latch was set since the last check */
 
 /*
- * tasker_http_run: one turn of the HTTP executor: let curl make progress
- * without waiting, record what finished, and (when claim is set) claim
- * more work.  Returns the number of steps recorded or claimed.
+ * tasker_http_run: one turn of the HTTP kind: let curl make progress
+ * without waiting, record what finished, and (when claim_new is set)
+ * claim more work.  Returns the number of steps recorded or claimed.
  */
 int
 tasker_http_run(bool claim_new)
@@ -47,7 +47,7 @@ tasker_http_run(bool claim_new)
 	if (!http_multi_started() && !claim_new)
 		return 0;
 	http_multi_init();
-	(void) http_pump(0);
+	http_poll();
 	http_collect_done();
 	http_expire_overdue();
 	if (http_ndone() > 0)
@@ -56,33 +56,6 @@ tasker_http_run(bool claim_new)
 	if (claim_new)
 		n += http_claim();
 	return n;
-}
-
-/*
- * tasker_http_wait: the executor's sleep: wait on the latch and curl's
- * sockets until the latch is set, a request finishes, or timeout_ms
- * passes.  Without requests in flight it is a plain latch wait.
- */
-void
-tasker_http_wait(long timeout_ms)
-{
-	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-
-	for (;;)
-	{
-		TimestampTz now = GetCurrentTimestamp();
-		long		wait = http_until_timer((long) ((end - now) / 1000), now);
-
-		if (http_pump(Max(wait, 0)))
-		{
-			woken = true;
-			break;
-		}
-		http_collect_done();
-		if (http_ndone() > 0 || ProcDiePending || ConfigReloadPending ||
-			GetCurrentTimestamp() >= end)
-			break;
-	}
 }
 
 /*
@@ -101,3 +74,49 @@ tasker_http_shutdown(void)
 	(void) http_record_requests(true);
 	RESUME_INTERRUPTS();
 }
+
+/*
+ * The executor's wait, for the HTTP kind: curl's sockets, curl's timer.
+ */
+static void
+http_add_wait_events(WaitEventSet *set)
+{
+	http_add_sockets(set, (void *) &tasker_http_kind);
+}
+
+static long
+http_bound_wait(long timeout_ms)
+{
+	return http_until_timer(timeout_ms, GetCurrentTimestamp());
+}
+
+/*
+ * http_after_wait: after the executor's wait, fire curl's timer and
+ * collect the transfers that finished; true when there are outcomes to
+ * record.  A set latch (a cancel wakes the workers at commit) makes the
+ * next turn look for cancelled steps.
+ */
+static bool
+http_after_wait(bool latch_set)
+{
+	if (latch_set)
+		woken = true;
+	if (!http_multi_started())
+		return false;
+	http_fire_timer();
+	http_collect_done();
+	return http_ndone() > 0;
+}
+
+/* The http kind: leased, outside any transaction, sockets in the wait. */
+const TaskerHandlerKind tasker_http_kind = {
+	.name = "http",
+	.leased = true,
+	.turn = tasker_http_run,
+	.nwait_events = http_nsockets,
+	.add_wait_events = http_add_wait_events,
+	.bound_wait = http_bound_wait,
+	.wait_event_fired = http_socket_ready,
+	.after_wait = http_after_wait,
+	.shutdown = tasker_http_shutdown,
+};

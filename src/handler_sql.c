@@ -1,7 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * handler_sql.c
- *		Run a step whose handler is an SQL function.
+ *		The sql handler kind: steps whose handler is an SQL function, run
+ *		in the transaction that claims them.
+ *
+ * tasker_run_ready_steps() works inside the caller's transaction (a worker
+ * batch, or tasker_run_task / tasker_run_steps in a user session): it
+ * claims up to a limit of ready steps through the shared claim of step.c,
+ * starts their attempts in one statement, runs each handler, records the
+ * successes in one statement (failures one by one), and settles their
+ * tasks.  All of it runs in one subtransaction; if anything in it fails
+ * (not a handler: their errors are data), it is rolled back and run again
+ * one step per subtransaction, so that the step at fault is quarantined
+ * and the others still run.  Because the claim, the handler's effects and
+ * the outcome commit together, a crash at any point re-runs a step at
+ * most in a transaction that never commits.
  *
  * The function is called with the step envelope in a subtransaction of the
  * transaction that claimed the step and will record its outcome, so its
@@ -32,8 +45,12 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "guc.h"
 #include "handler.h"
 #include "security.h"
+#include "spi_util.h"
+#include "state.h"
+#include "step.h"
 
 /* Set by tasker_retry_error just before it raises, read after the call. */
 static int	requested_retry_after = -1;
@@ -254,3 +271,226 @@ tasker_run_sql_handler(const StepCall *call, StepOutcome *out)
 	PG_END_TRY();
 	tasker_clear_session_leftovers();
 }
+
+/* tasker_nested_changes() when the running batch claimed its steps. */
+static uint64 batch_changes = 0;
+
+/*
+ * still_runnable: after a handler of this batch used a control (cancelled
+ * a task, resolved a step), whether a claimed step is still one to run.
+ */
+static bool
+still_runnable(ClaimedStep *c)
+{
+	TaskerState step;
+	TaskerState task;
+
+	tasker_step_state(c->step_id, &step, &task);
+	return (step == TASKER_PENDING || step == TASKER_ERROR) && task == TASKER_IN_PROGRESS;
+}
+
+/*
+ * still_running: after the step's own handler used a control, whether the
+ * step is still in_progress, so that its outcome is to be recorded.  A
+ * handler that cancelled its own step or task has decided the outcome.
+ */
+static bool
+still_running(ClaimedStep *c)
+{
+	TaskerState step;
+	TaskerState task;
+
+	tasker_step_state(c->step_id, &step, &task);
+	return step == TASKER_IN_PROGRESS;
+}
+
+/*
+ * run_step: one attempt of one claimed step, recorded: the path of a
+ * batch that failed as a whole, one step per subtransaction.  Controls
+ * used by handlers (counted by tasker_nested_changes) are looked for only
+ * when there were some, so the common path reads no state.
+ */
+static void
+run_step(ClaimedStep *c)
+{
+	StepOutcome outcome;
+	uint64		changes = tasker_nested_changes();
+
+	if (c->skip || (changes != batch_changes && !still_runnable(c)))
+		return;
+	tasker_start_attempts(c, 1, 0);
+	tasker_run_sql_handler(&c->call, &outcome);
+	if (tasker_nested_changes() != changes && !still_running(c))
+		return;
+	if (outcome.ok)
+		tasker_record_success(c, &outcome);
+	else
+		tasker_record_failure(c, &outcome);
+}
+
+/*
+ * run_step_call: run_step for tasker_try.
+ */
+static void
+run_step_call(void *arg)
+{
+	run_step((ClaimedStep *) arg);
+}
+
+/* A batch's steps, for run_steps_call. */
+typedef struct StepsArgs
+{
+	ClaimedStep *steps;
+	int			n;
+} StepsArgs;
+
+/*
+ * settle_unrun: a claimed step that a handler earlier in the batch took
+ * out of the run (a control cancelled its task or moved it): a step the
+ * batch already moved to in_progress follows its cancelled task.
+ */
+static void
+settle_unrun(ClaimedStep *c)
+{
+	TaskerState step;
+	TaskerState task;
+
+	tasker_step_state(c->step_id, &step, &task);
+	if (step == TASKER_IN_PROGRESS && task == TASKER_CANCELLED)
+		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_CANCELLED,
+						  "{\"reason\": \"task_cancelled\"}");
+}
+
+/*
+ * run_started_step: run the handler of a step the batch started (it is
+ * in_progress); returns true when it succeeded with results to store,
+ * which the caller records with the batch's.  Failures are recorded here,
+ * one at a time.
+ */
+static bool
+run_started_step(ClaimedStep *c, StepOutcome *outcome)
+{
+	uint64		changes = tasker_nested_changes();
+	TaskerState step;
+	TaskerState task;
+
+	if (changes != batch_changes)
+	{
+		tasker_step_state(c->step_id, &step, &task);
+		if (step != TASKER_IN_PROGRESS || task != TASKER_IN_PROGRESS)
+		{
+			settle_unrun(c);
+			return false;
+		}
+	}
+	tasker_run_sql_handler(&c->call, outcome);
+	if (tasker_nested_changes() != changes && !still_running(c))
+		return false;
+	if (outcome->ok)
+		return tasker_accept_results(c, outcome);
+	tasker_record_failure(c, outcome);
+	return false;
+}
+
+/*
+ * run_steps_call: run a whole batch, set based: one statement starts
+ * every step, the handlers run one after the other, and one statement
+ * completes every step that succeeded (failures are rarer, and recorded
+ * one at a time).  For tasker_try.
+ */
+static void
+run_steps_call(void *arg)
+{
+	StepsArgs  *a = (StepsArgs *) arg;
+	ClaimedStep **done = palloc(sizeof(ClaimedStep *) * a->n);
+	StepOutcome **outcomes = palloc(sizeof(StepOutcome *) * a->n);
+	int			ndone = 0;
+	int			i;
+
+	tasker_start_attempts(a->steps, a->n, 0);
+	for (i = 0; i < a->n; i++)
+	{
+		StepOutcome *outcome = palloc0(sizeof(StepOutcome));
+
+		if (a->steps[i].skip || !run_started_step(&a->steps[i], outcome))
+			continue;
+		done[ndone] = &a->steps[i];
+		outcomes[ndone++] = outcome;
+	}
+	tasker_record_successes(done, outcomes, ndone);
+}
+
+/*
+ * run_step_guarded: run_step in a subtransaction.  An error there is
+ * tasker's own (a handler that cancelled its own step, a broken catalog
+ * row): the step's work is rolled back and the step quarantined.  A
+ * serialization failure or deadlock only drops the step from this batch;
+ * it is claimed again later.
+ */
+static void
+run_step_guarded(ClaimedStep *c)
+{
+	ErrorData  *edata = tasker_try(run_step_call, c);
+
+	if (edata != NULL && ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_TRANSACTION_ROLLBACK)
+		tasker_quarantine_step(c, edata);
+}
+
+/*
+ * run_steps_together: run the claimed steps in one subtransaction.  This is
+ * the common case, and it keeps the transaction to one subtransaction ID
+ * for tasker's own bookkeeping (plus one per handler that writes), well
+ * below the 64 a backend can track before every snapshot in the server
+ * must consult pg_subtrans.  If anything in it fails (not a handler: their
+ * errors are caught inside), all of it rolls back and the caller runs the
+ * steps again one subtransaction each, to isolate the step at fault.
+ */
+static bool
+run_steps_together(ClaimedStep *steps, int n)
+{
+	StepsArgs	args = {steps, n};
+
+	return tasker_try(run_steps_call, &args) == NULL;
+}
+
+/*
+ * tasker_run_ready_steps: claim, run and record up to limit ready steps
+ * (of task_id only, when it is not 0; of tasks whose template owner
+ * run_as has the privileges of, when it is valid), then settle their
+ * tasks.  Runs in the caller's transaction; refused inside a handler.
+ * Returns the number of steps claimed.
+ */
+int
+tasker_run_ready_steps(int64 task_id, int limit, Oid run_as)
+{
+	ClaimedStep *steps;
+	int64	   *task_ids;
+	int			n;
+	int			i;
+
+	tasker_refuse_in_handler(task_id != 0 ? "tasker_run_task" : "tasker_run_steps");
+	SPI_connect();
+	n = tasker_claim_ready_steps("sql", task_id, limit, run_as, NULL, &steps);
+	batch_changes = tasker_nested_changes();
+	if (n > 0)
+	{
+		if (!run_steps_together(steps, n))
+			for (i = 0; i < n; i++)
+				run_step_guarded(&steps[i]);
+		task_ids = palloc(sizeof(int64) * n);
+		for (i = 0; i < n; i++)
+			task_ids[i] = steps[i].task_id;
+		tasker_finalize_tasks(task_ids, n);
+	}
+	SPI_finish();
+	return n;
+}
+
+/*
+ * The sql kind: runs in the claiming transaction, no lease.
+ */
+const TaskerHandlerKind tasker_sql_kind = {
+	.name = "sql",
+	.leased = false,
+	.run_ready = tasker_run_ready_steps,
+};

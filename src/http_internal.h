@@ -19,7 +19,10 @@
  * http_multi calls http_request (to check a redirect's destination) and
  * http_limits; http_preview calls http_request; nothing calls back into a
  * file that calls it.  Only these files include <curl/curl.h>.  Not for
- * use outside them: the rest of tasker sees handler_http.h.
+ * use outside them: the rest of tasker sees handler_http.h (the
+ * executor's entry points, the preview), http_limits.h (the shared state,
+ * for shmem.c, and its counters) and http_request.h (the rules of an api
+ * handler_config, for template_check.c).
  *
  * IDENTIFICATION
  *		src/http_internal.h
@@ -41,7 +44,7 @@
 
 #include "handler.h"
 #include "http_limits.h"
-#include "scheduler.h"
+#include "step.h"
 
 /* The User-Agent of every request. */
 #define HTTP_USER_AGENT			"tasker"
@@ -98,7 +101,10 @@ extern bool http_free_request(HttpRequest *r);
 extern bool http_running(HttpRequest *r);
 extern int	http_count_running(void);
 extern int	http_ndone(void);
-extern bool http_pump(long timeout_ms);
+extern void http_poll(void);
+extern int	http_nsockets(void);
+extern void http_add_sockets(WaitEventSet *set, void *user_data);
+extern void http_socket_ready(const WaitEvent *event);
 extern void http_collect_done(void);
 extern void http_fire_timer(void);
 extern void http_expire_overdue(void);

@@ -7,7 +7,7 @@
  * Each executor owns one non-blocking curl multi handle and the list of
  * its requests, from claim to record (http_requests).  A prepared request
  * gets an easy handle here; it is handed to curl only after its claim
- * committed.  The executor's wait (http_pump) sleeps on a WaitEventSet
+ * committed.  The executor's wait (worker.c) sleeps on a WaitEventSet
  * holding the process latch and the sockets curl asked to watch, and
  * wakes for curl's timer, so SIGTERM, a reload and new work are seen at
  * once while requests are in flight.  A finished transfer is marked done,
@@ -410,52 +410,73 @@ http_fire_timer(void)
 }
 
 /*
- * http_pump: wait up to timeout_ms on the latch and curl's sockets, and let
- * curl act on the sockets that are ready and on its timer.  Returns
- * whether the latch was set.
+ * http_nsockets: how many sockets curl asks to be watched.
  */
-bool
-http_pump(long timeout_ms)
+int
+http_nsockets(void)
+{
+	return multi != NULL ? nsockets : 0;
+}
+
+/*
+ * http_add_sockets: add curl's sockets to a wait event set, each with
+ * user_data.
+ */
+void
+http_add_sockets(WaitEventSet *set, void *user_data)
+{
+	int			i;
+
+	for (i = 0; multi != NULL && i < nsockets; i++)
+		AddWaitEventToSet(set,
+						  ((sockets[i].what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
+						  ((sockets[i].what & CURL_POLL_OUT) ? WL_SOCKET_WRITEABLE : 0),
+						  sockets[i].fd, NULL, user_data);
+}
+
+/*
+ * http_socket_ready: let curl act on a socket the wait found ready.
+ */
+void
+http_socket_ready(const WaitEvent *event)
+{
+	int			flags = 0;
+	int			running;
+
+	if (event->events & WL_SOCKET_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (event->events & WL_SOCKET_WRITEABLE)
+		flags |= CURL_CSELECT_OUT;
+	if (flags != 0 && multi != NULL)
+		curl_multi_socket_action(multi, event->fd, flags, &running);
+}
+
+/*
+ * http_poll: let curl act, without waiting, on the sockets that are ready
+ * and on its timer.
+ */
+void
+http_poll(void)
 {
 	WaitEventSet *set;
 	WaitEvent  *events;
 	int			n;
 	int			i;
-	int			running;
-	bool		latch = false;
 	MemoryContext old;
 
 	ensure_contexts();
 	old = MemoryContextSwitchTo(scratch_cxt);
-
-	set = tasker_create_wait_event_set(nsockets + 2);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	set = tasker_create_wait_event_set(nsockets + 1);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (i = 0; i < nsockets; i++)
-		AddWaitEventToSet(set,
-						  ((sockets[i].what & CURL_POLL_IN) ? WL_SOCKET_READABLE : 0) |
-						  ((sockets[i].what & CURL_POLL_OUT) ? WL_SOCKET_WRITEABLE : 0),
-						  sockets[i].fd, NULL, NULL);
-	events = palloc(sizeof(WaitEvent) * (nsockets + 2));
-	n = WaitEventSetWait(set, timeout_ms, events, nsockets + 2, PG_WAIT_EXTENSION);
+	http_add_sockets(set, NULL);
+	events = palloc(sizeof(WaitEvent) * (nsockets + 1));
+	n = WaitEventSetWait(set, 0, events, nsockets + 1, PG_WAIT_EXTENSION);
 	FreeWaitEventSet(set);
 	for (i = 0; i < n; i++)
-	{
-		int			flags = 0;
-
-		if (events[i].events & WL_LATCH_SET)
-			latch = true;
-		if (events[i].events & WL_SOCKET_READABLE)
-			flags |= CURL_CSELECT_IN;
-		if (events[i].events & WL_SOCKET_WRITEABLE)
-			flags |= CURL_CSELECT_OUT;
-		if (flags != 0 && multi != NULL)
-			curl_multi_socket_action(multi, events[i].fd, flags, &running);
-	}
+		http_socket_ready(&events[i]);
 	http_fire_timer();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(scratch_cxt);
-	return latch;
 }
 
 /*

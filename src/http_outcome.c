@@ -18,7 +18,7 @@
  * data, not an error.
  *
  * Runs in the worker's record transaction (the subtransaction needs one);
- * makes no decision about retries, which the scheduler's
+ * makes no decision about retries, which the lifecycle's (step.c)
  * tasker_record_failure applies to every handler kind alike.
  *
  * IDENTIFICATION

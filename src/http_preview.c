@@ -5,7 +5,7 @@
  *		now, built and shown but not sent.
  *
  * The step is read with the claim's own SQL (tasker_read_step in
- * scheduler.c: the same envelope, attempt count and timeout a worker's
+ * step.c: the same envelope, attempt count and timeout a worker's
  * claim copies) and its request is built by http_request_prepare, the
  * code that builds the requests the workers send; so the method, url,
  * headers and body shown are those a claim made now would send (the
@@ -39,7 +39,7 @@
 
 #include "handler_http.h"
 #include "http_internal.h"
-#include "scheduler.h"
+#include "step.h"
 
 #define MASK	"***"
 

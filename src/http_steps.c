@@ -6,14 +6,14 @@
  *		find cancelled steps.
  *
  * Invariant: no transaction is open during network I/O.  A claim is one
- * short transaction that takes ready steps through the scheduler's shared
+ * short transaction that takes ready steps through the lifecycle's shared
  * claim (tasker_claim_ready_steps), reserves their concurrency slots,
  * moves them to in_progress with a lease (now + timeout +
  * HTTP_LEASE_MARGIN_S), counts the attempt and commits; only then are the
  * requests handed to curl.  A step whose request cannot be built fails
  * for good in that same transaction, before any I/O.  The requests that
  * finished since the last look are recorded together in one more short
- * transaction, through the scheduler's tasker_record_success /
+ * transaction, through step.c's tasker_record_success /
  * tasker_record_failure, so retries and backoff follow the same rules as
  * SQL steps.  An outcome is recorded only while the step is still
  * in_progress at the attempt that sent it; an outcome for a step that was
@@ -46,10 +46,10 @@
 #include "utils/timestamp.h"
 
 #include "http_internal.h"
-#include "scheduler.h"
+#include "step.h"
 #include "spi_util.h"
+#include "shmem.h"
 #include "state.h"
-#include "worker.h"
 
 /* Seconds a lease outlives the request's own timeout. */
 #define HTTP_LEASE_MARGIN_S		10
@@ -63,9 +63,6 @@ static TimestampTz last_reclaim = 0;
 static TimestampTz last_cancel_check = 0;
 static bool api_steps_exist = true;	/* rechecked with each reclaim */
 
-static SPIPlanPtr attempt_plan;
-static SPIPlanPtr ours_plan;
-static SPIPlanPtr expired_plan;
 static SPIPlanPtr api_steps_plan;
 static SPIPlanPtr gone_plan;
 
@@ -100,26 +97,6 @@ commit_xact(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/*
- * still_ours: lock the step and tell whether it is still in_progress at
- * the attempt this worker made (not cancelled, not reclaimed).
- */
-static bool
-still_ours(ClaimedStep *c)
-{
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(c->step_id), Int32GetDatum(c->attempts + 1)};
-
-	tasker_run_plan(tasker_keep_plan(&ours_plan,
-			 "SELECT 1 FROM @extschema@.tasker_workflow_steps"
-			 " WHERE workflow_step_id = $1 AND current_state = 'in_progress'"
-			 "   AND attempts = $2"
-			 " FOR NO KEY UPDATE",
-			 2, argtypes),
-		values, NULL, SPI_OK_SELECT);
-	return SPI_processed == 1;
 }
 
 /*
@@ -159,7 +136,7 @@ http_record_requests(bool all)
 		if (!r->done && (!all || r->easy == NULL))
 			continue;
 		http_count_outcome(http_outcome_of(r, &o));
-		if (still_ours(&r->step))
+		if (tasker_step_still_ours(&r->step))
 		{
 			if (o.ok)
 				tasker_record_success(&r->step, &o);
@@ -277,34 +254,13 @@ http_abort_gone(bool *woken)
 static int
 reclaim_expired(int64 **tasks, int *ntasks)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(HTTP_RECLAIM_BATCH)};
 	uint64		i;
 	uint64		n;
 	ClaimedStep *steps;
 	int			count = 0;
 
-	tasker_run_plan(tasker_keep_plan(&expired_plan,
-			 "SELECT s.workflow_step_id, s.task_id, s.retryable, s.retry_limit, s.attempts"
-			 "  FROM @extschema@.tasker_workflow_steps s"
-			 " CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL
-			 "       FOR NO KEY UPDATE OF t SKIP LOCKED) lt"
-			 " WHERE s.lease_expires_at < clock_timestamp() AND s.current_state = 'in_progress'"
-			 " ORDER BY s.lease_expires_at LIMIT $1"
-			 " FOR NO KEY UPDATE OF s SKIP LOCKED",
-			 1, argtypes),
-		values, NULL, SPI_OK_SELECT);
-	n = SPI_processed;
-	steps = palloc0(sizeof(ClaimedStep) * Max(n, 1));
+	n = tasker_claim_expired_leases("http", HTTP_RECLAIM_BATCH, &steps);
 	*tasks = palloc(sizeof(int64) * Max(n, 1));
-	for (i = 0; i < n; i++)
-	{
-		steps[i].step_id = DatumGetInt64(col(i, 1));
-		steps[i].task_id = DatumGetInt64(col(i, 2));
-		steps[i].retryable = DatumGetBool(col(i, 3));
-		steps[i].retry_limit = DatumGetInt32(col(i, 4));
-		steps[i].attempts = DatumGetInt32(col(i, 5)) - 1;
-	}
 	for (i = 0; i < n; i++)
 	{
 		dlist_iter	it;
@@ -335,21 +291,7 @@ reclaim_expired(int64 **tasks, int *ntasks)
 static void
 start_attempt(HttpRequest *r)
 {
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(r->step.step_id),
-	Int32GetDatum(r->timeout_s + HTTP_LEASE_MARGIN_S)};
-
-	if (r->step.from_error)
-		tasker_transition(TASKER_ENTITY_STEP, r->step.step_id, TASKER_PENDING,
-						  "{\"reason\": \"retry_backoff_elapsed\"}");
-	tasker_run_plan(tasker_keep_plan(&attempt_plan,
-			 "UPDATE @extschema@.tasker_workflow_steps"
-			 "   SET attempts = attempts + 1, last_attempted_at = clock_timestamp(),"
-			 "       lease_expires_at = clock_timestamp() + $2 * interval '1 second'"
-			 " WHERE workflow_step_id = $1",
-			 2, argtypes),
-		values, NULL, SPI_OK_UPDATE);
-	tasker_transition(TASKER_ENTITY_STEP, r->step.step_id, TASKER_IN_PROGRESS, NULL);
+	tasker_start_attempts(&r->step, 1, r->timeout_s + HTTP_LEASE_MARGIN_S);
 }
 
 /*
@@ -401,8 +343,8 @@ static bool
 any_api_steps(void)
 {
 	tasker_run_plan(tasker_keep_plan(&api_steps_plan,
-			 "SELECT EXISTS (SELECT 1 FROM @extschema@.tasker_named_tasks_named_steps"
-			 "                WHERE handler_function IS NULL)",
+			 "SELECT EXISTS (SELECT 1 FROM @extschema@.tasker_named_tasks_named_steps l"
+			 "                WHERE " TASKER_STEP_KIND_SQL("l") " = 'http')",
 			 0, NULL),
 		NULL, NULL, SPI_OK_SELECT);
 	return DatumGetBool(col(0, 1));
@@ -423,7 +365,7 @@ claim_ready(int nfree)
 	int			ncand;
 	bool		full = false;
 
-	ncand = tasker_claim_ready_steps("http", 0, Min(nfree * 4, 1000), InvalidOid, &steps);
+	ncand = tasker_claim_ready_steps("http", 0, Min(nfree * 4, 1000), InvalidOid, NULL, &steps);
 	tasks = palloc(sizeof(int64) * Max(ncand, 1));
 	for (i = 0; i < ncand && !full; i++)
 	{

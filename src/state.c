@@ -71,7 +71,8 @@ static const int task_next[TASKER_NUM_STATES] = {
 static const int step_next[TASKER_NUM_STATES] = {
 	[TASKER_PENDING] = S(TASKER_IN_PROGRESS) | S(TASKER_ERROR) |
 	S(TASKER_CANCELLED) | S(TASKER_RESOLVED_MANUALLY),
-	[TASKER_IN_PROGRESS] = S(TASKER_COMPLETE) | S(TASKER_ERROR) | S(TASKER_CANCELLED),
+	[TASKER_IN_PROGRESS] = S(TASKER_COMPLETE) | S(TASKER_ERROR) | S(TASKER_CANCELLED) |
+	S(TASKER_PENDING),			/* a leased step given back by its worker */
 	[TASKER_COMPLETE] = 0,
 	[TASKER_ERROR] = S(TASKER_PENDING) | S(TASKER_RESOLVED_MANUALLY),
 	[TASKER_CANCELLED] = S(TASKER_RESOLVED_MANUALLY),
@@ -458,7 +459,7 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 
 /*
  * The batch's steps, as a relation m (step_id, task_id, from_error,
- * results, ord) over the arrays $1 to $4, and the clearing of their
+ * results, lease, ord) over the arrays $1 to $5, and the clearing of their
  * previous most_recent transition rows (last: step id, sort_key).  The
  * aggregate reads all of prev before the first new row is inserted, so
  * no new most_recent row meets an old one not yet cleared in the partial
@@ -466,8 +467,9 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
  */
 #define BATCH_STEPS_SQL \
 	"WITH m AS (" \
-	"  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::boolean[], $4::jsonb[])" \
-	"         WITH ORDINALITY AS m(step_id, task_id, from_error, results, ord))," \
+	"  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::boolean[], $4::jsonb[]," \
+	"                       $5::integer[])" \
+	"         WITH ORDINALITY AS m(step_id, task_id, from_error, results, lease, ord))," \
 	"prev AS (" \
 	"  UPDATE @extschema@.tasker_workflow_step_transitions x" \
 	"     SET most_recent = false, updated_at = now()" \
@@ -501,7 +503,7 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 	" ORDER BY tr.ord, tr.k"
 
 /*
- * batch_arrays: the four arrays of BATCH_STEPS_SQL for n moves.
+ * batch_arrays: the five arrays of BATCH_STEPS_SQL for n moves.
  */
 static void
 batch_arrays(const StepMove *moves, int n, Datum *values, char *nulls)
@@ -510,6 +512,7 @@ batch_arrays(const StepMove *moves, int n, Datum *values, char *nulls)
 	Datum	   *tasks = palloc(sizeof(Datum) * n);
 	Datum	   *errs = palloc(sizeof(Datum) * n);
 	Datum	   *results = palloc(sizeof(Datum) * n);
+	Datum	   *leases = palloc(sizeof(Datum) * n);
 	bool	   *rnulls = palloc(sizeof(bool) * n);
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
@@ -522,13 +525,15 @@ batch_arrays(const StepMove *moves, int n, Datum *values, char *nulls)
 		errs[i] = BoolGetDatum(moves[i].from_error);
 		results[i] = moves[i].results ? JsonbPGetDatum(moves[i].results) : (Datum) 0;
 		rnulls[i] = moves[i].results == NULL;
+		leases[i] = Int32GetDatum(moves[i].lease_seconds);
 	}
 	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[1] = PointerGetDatum(construct_array(tasks, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[2] = PointerGetDatum(construct_array(errs, n, BOOLOID, 1, true, TYPALIGN_CHAR));
 	values[3] = PointerGetDatum(construct_md_array(results, rnulls, 1, dims, lbs,
 												   JSONBOID, -1, false, TYPALIGN_INT));
-	memset(nulls, ' ', 4);
+	values[4] = PointerGetDatum(construct_array(leases, n, INT4OID, 4, true, TYPALIGN_INT));
+	memset(nulls, ' ', 5);
 }
 
 /*
@@ -569,16 +574,18 @@ announce_batch(uint64 expected)
 
 /*
  * tasker_start_steps: move a batch of claimed steps to in_progress and
- * count their attempts, in one statement: a step in error goes through
+ * count their attempts (each under its lease, if it has one), in one
+ * statement: a step in error goes through
  * pending first (reason retry_backoff_elapsed), as tasker_transition
  * would move it.  The steps are locked by the caller's claim and ready.
  */
 void
 tasker_start_steps(const StepMove *moves, int n)
 {
-	Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID, JSONBARRAYOID};
-	Datum		values[4];
-	char		nulls[4];
+	Oid			argtypes[5] = {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID, JSONBARRAYOID,
+	INT4ARRAYOID};
+	Datum		values[5];
+	char		nulls[5];
 	uint64		expected = n;
 	int			i;
 
@@ -594,7 +601,11 @@ tasker_start_steps(const StepMove *moves, int n)
 			 "  UPDATE @extschema@.tasker_workflow_steps s"
 			 "     SET current_state = 'in_progress', updated_at = now(), in_process = true,"
 			 "         processed = false, next_attempt_at = NULL,"
-			 "         attempts = s.attempts + 1, last_attempted_at = clock_timestamp()"
+			 "         attempts = s.attempts + 1, last_attempted_at = clock_timestamp(),"
+			 "         lease_expires_at = CASE WHEN m.lease > 0"
+			 "             THEN clock_timestamp() + m.lease * interval '1 second' END,"
+			 "         claim_token = CASE WHEN m.lease > 0 THEN gen_random_uuid()"
+			 "             ELSE s.claim_token END"
 			 "    FROM m"
 			 "   WHERE s.workflow_step_id = m.step_id AND s.unfinished_parents = 0"
 			 "     AND s.current_state = CASE WHEN m.from_error THEN 'error' ELSE 'pending' END"
@@ -615,7 +626,7 @@ tasker_start_steps(const StepMove *moves, int n)
 			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
 			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id),"
 			 BATCH_INSERT_AND_EVENTS_SQL,
-			 4, argtypes),
+			 5, argtypes),
 		values, nulls, SPI_OK_SELECT);
 	announce_batch(expected);
 	SPI_finish();
@@ -630,9 +641,10 @@ tasker_start_steps(const StepMove *moves, int n)
 void
 tasker_complete_steps(const StepMove *moves, int n)
 {
-	Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID, JSONBARRAYOID};
-	Datum		values[4];
-	char		nulls[4];
+	Oid			argtypes[5] = {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID, JSONBARRAYOID,
+	INT4ARRAYOID};
+	Datum		values[5];
+	char		nulls[5];
 
 	if (n == 0)
 		return;
@@ -664,7 +676,7 @@ tasker_complete_steps(const StepMove *moves, int n)
 			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
 			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id),"
 			 BATCH_INSERT_AND_EVENTS_SQL,
-			 4, argtypes),
+			 5, argtypes),
 		values, nulls, SPI_OK_SELECT);
 	announce_batch(n);
 	SPI_finish();

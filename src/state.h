@@ -22,7 +22,7 @@ typedef enum TaskerState
 								 * resolved_manually */
 	TASKER_IN_PROGRESS,			/* next states: task: complete, error,
 								 * cancelled, pending; step: complete, error,
-								 * cancelled */
+								 * cancelled, pending (released) */
 	TASKER_COMPLETE,			/* next states: none (final) */
 	TASKER_ERROR,				/* next states: pending, resolved_manually;
 								 * task: cancelled */
@@ -54,6 +54,7 @@ typedef struct StepMove
 	int64		task_id;
 	bool		from_error;		/* start: the step is in error (a retry) */
 	Jsonb	   *results;		/* complete: the results to store */
+	int			lease_seconds;	/* start: > 0 for a lease that long */
 } StepMove;
 
 extern void tasker_start_steps(const StepMove *moves, int n);

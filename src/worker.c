@@ -8,10 +8,12 @@
  * executor owns a slot in shared memory (pid, latch, counters), and the
  * launcher starts a dynamic worker for every empty slot, again after the
  * executor exits or crashes, once tasker.database_name exists (until then
- * the slots show waiting_for_database).  Executors connect to it, wait
+ * the slots show waiting_for_database).  The slots themselves, and the
+ * latches other backends set to wake the executors, are shmem.c's; this
+ * file only runs the loops that use them.  Executors connect to it, wait
  * until the extension exists there at the library's version (an older
  * schema waits for ALTER EXTENSION tasker UPDATE), and then loop: claim and run a
- * batch of ready steps in one transaction (scheduler.c), then sleep on
+ * batch of ready steps in one transaction (step.c, handler_sql.c), then sleep on
  * their latch until a commit wakes them (events.c) or tasker.poll_interval
  * passes.
  *
@@ -23,6 +25,10 @@
  * DATABASE and ALTER DATABASE wait for.  An executor also exits when a
  * command needs its database to itself (it sees the command's lock on the
  * database); its successor's connection waits until the command ends.
+ *
+ * This file is the top of tasker's worker side: it calls the step
+ * lifecycle (step.c), the handler kinds (handler.c), the slots (shmem.c)
+ * and the shared worker helpers (bgw.c); nothing calls back up into it.
  *
  * IDENTIFICATION
  *		src/worker.c
@@ -38,7 +44,6 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
-#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -48,11 +53,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lock.h"
-#include "storage/lwlock.h"
 #include "storage/proc.h"
-#include "storage/shmem.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -61,57 +62,22 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "bgw.h"
+#include "compat.h"
 #include "guc.h"
-#include "handler_http.h"
-#include "scheduler.h"
+#include "handler.h"
+#include "shmem.h"
+#include "step.h"
 #include "spi_util.h"
 #include "worker.h"
 
-#define TASKER_MAX_SLOTS 64
 /* Longest an executor sleeps between two looks at its database's lock. */
 #define TASKER_DB_PROBE_MS 1000
 
-typedef struct TaskerShared
-{
-	slock_t		mutex;
-	pid_t		launcher_pid;
-	int			nslots;
-	TaskerWorkerSlot slots[TASKER_MAX_SLOTS];
-} TaskerShared;
-
-static TaskerShared *tasker_shared = NULL;
 static int	my_slot = -1;
 
 PGDLLEXPORT void tasker_launcher_main(Datum arg);
 PGDLLEXPORT void tasker_executor_main(Datum arg);
-
-/*
- * tasker_worker_shmem_size: the bytes of the worker slots (shmem.c
- * reserves them).
- */
-Size
-tasker_worker_shmem_size(void)
-{
-	return MAXALIGN(sizeof(TaskerShared));
-}
-
-/*
- * tasker_worker_shmem_init: create or attach to the worker slots; called
- * by shmem.c with AddinShmemInitLock held.
- */
-void
-tasker_worker_shmem_init(void)
-{
-	bool		found;
-
-	tasker_shared = ShmemInitStruct("tasker", sizeof(TaskerShared), &found);
-	if (!found)
-	{
-		memset(tasker_shared, 0, sizeof(TaskerShared));
-		SpinLockInit(&tasker_shared->mutex);
-		tasker_shared->nslots = Min(tasker_max_workers, TASKER_MAX_SLOTS);
-	}
-}
 
 /*
  * tasker_worker_register: called from _PG_init while preloading: register
@@ -125,75 +91,6 @@ tasker_worker_register(void)
 	tasker_describe_bgworker(&worker, "tasker_launcher_main", "tasker launcher",
 							 "tasker launcher", 1);
 	RegisterBackgroundWorker(&worker);
-}
-
-/*
- * tasker_describe_bgworker: fill in one of tasker's background workers:
- * shared memory and a database connection, started once recovery is
- * finished, running function of this library, restarted restart_time
- * seconds after it exits (or never: BGW_NEVER_RESTART).
- */
-void
-tasker_describe_bgworker(BackgroundWorker *worker, const char *function,
-						 const char *name, const char *type, int restart_time)
-{
-	memset(worker, 0, sizeof(*worker));
-	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker->bgw_restart_time = restart_time;
-	snprintf(worker->bgw_library_name, BGW_MAXLEN, "tasker");
-	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
-	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
-	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
-}
-
-/*
- * tasker_workers_present: whether this server runs the tasker workers
- * (the library was preloaded and the shared state exists).
- */
-bool
-tasker_workers_present(void)
-{
-	return tasker_shared != NULL && tasker_shared->nslots > 0;
-}
-
-/*
- * tasker_wake_workers: set the latch of every running executor.
- */
-void
-tasker_wake_workers(void)
-{
-	int			i;
-
-	if (tasker_shared == NULL)
-		return;
-	for (i = 0; i < tasker_shared->nslots; i++)
-	{
-		Latch	   *latch = tasker_shared->slots[i].latch;
-
-		if (latch != NULL)
-			SetLatch(latch);
-	}
-}
-
-/*
- * tasker_worker_slots: copy the slots for tasker_worker_status(); returns
- * the number copied (0 without the workers).
- */
-int
-tasker_worker_slots(TaskerWorkerSlot *out, int max, pid_t *launcher_pid)
-{
-	int			n;
-
-	*launcher_pid = 0;
-	if (tasker_shared == NULL)
-		return 0;
-	SpinLockAcquire(&tasker_shared->mutex);
-	n = Min(max, tasker_shared->nslots);
-	memcpy(out, tasker_shared->slots, n * sizeof(TaskerWorkerSlot));
-	*launcher_pid = tasker_shared->launcher_pid;
-	SpinLockRelease(&tasker_shared->mutex);
-	return n;
 }
 
 /*
@@ -216,33 +113,7 @@ start_executor(int i)
 				 errmsg("could not start tasker worker %d", i),
 				 errhint("Raise max_worker_processes above tasker.max_workers plus the other workers of the server.")));
 	else
-	{
-		SpinLockAcquire(&tasker_shared->mutex);
-		tasker_shared->slots[i].started_at = GetCurrentTimestamp();
-		SpinLockRelease(&tasker_shared->mutex);
-	}
-}
-
-/*
- * slot_needs_worker: a slot is empty when no live process owns it and no
- * start was requested in the last few seconds.
- */
-static bool
-slot_needs_worker(int i)
-{
-	TaskerWorkerSlot *slot = &tasker_shared->slots[i];
-	bool		needs;
-
-	SpinLockAcquire(&tasker_shared->mutex);
-	if (slot->pid != 0 && kill(slot->pid, 0) != 0)
-	{
-		slot->pid = 0;
-		slot->latch = NULL;
-	}
-	needs = slot->pid == 0 &&
-		TimestampDifferenceExceeds(slot->started_at, GetCurrentTimestamp(), 5000);
-	SpinLockRelease(&tasker_shared->mutex);
-	return needs;
+		tasker_slot_started(i);
 }
 
 /*
@@ -271,8 +142,6 @@ database_exists(void)
 static void
 wait_for_database(bool *logged)
 {
-	int			i;
-
 	if (!*logged)
 		ereport(LOG,
 				(errmsg("tasker workers wait for database \"%s\" to be created",
@@ -281,11 +150,7 @@ wait_for_database(bool *logged)
 				 errhint("CREATE DATABASE %s and CREATE EXTENSION tasker in it, or set tasker.database_name and reload.",
 						 quote_identifier(tasker_database_name))));
 	*logged = true;
-	SpinLockAcquire(&tasker_shared->mutex);
-	for (i = 0; i < tasker_shared->nslots; i++)
-		if (tasker_shared->slots[i].pid == 0)
-			tasker_shared->slots[i].state = TASKER_WORKER_WAITING_FOR_DATABASE;
-	SpinLockRelease(&tasker_shared->mutex);
+	tasker_slots_wait_for_database();
 }
 
 /*
@@ -304,11 +169,7 @@ tasker_launcher_main(Datum arg)
 	/* Connected to no database: only so it shows in pg_stat_activity. */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
-	SpinLockAcquire(&tasker_shared->mutex);
-	tasker_shared->launcher_pid = MyProcPid;
-	for (i = 0; i < tasker_shared->nslots; i++)
-		tasker_shared->slots[i].started_at = 0;
-	SpinLockRelease(&tasker_shared->mutex);
+	tasker_launcher_attach();
 
 	while (!ShutdownRequestPending)
 	{
@@ -322,8 +183,8 @@ tasker_launcher_main(Datum arg)
 		else
 		{
 			logged = false;
-			for (i = 0; i < tasker_shared->nslots; i++)
-				if (slot_needs_worker(i))
+			for (i = 0; i < tasker_slot_count(); i++)
+				if (tasker_slot_needs_worker(i))
 					start_executor(i);
 		}
 
@@ -342,39 +203,7 @@ tasker_launcher_main(Datum arg)
 static void
 release_slot(int code, Datum arg)
 {
-	SpinLockAcquire(&tasker_shared->mutex);
-	if (my_slot >= 0 && tasker_shared->slots[my_slot].pid == MyProcPid)
-	{
-		tasker_shared->slots[my_slot].pid = 0;
-		tasker_shared->slots[my_slot].latch = NULL;
-		tasker_shared->slots[my_slot].state = TASKER_WORKER_STOPPED;
-	}
-	SpinLockRelease(&tasker_shared->mutex);
-	if (tasker_shared->launcher_pid != 0)
-		kill(tasker_shared->launcher_pid, SIGUSR1);
-}
-
-/*
- * claim_slot: take slot i unless another live process holds it.
- */
-static bool
-claim_slot(int i)
-{
-	TaskerWorkerSlot *slot = &tasker_shared->slots[i];
-	bool		ok;
-
-	SpinLockAcquire(&tasker_shared->mutex);
-	ok = (slot->pid == 0 || slot->pid == MyProcPid || kill(slot->pid, 0) != 0);
-	if (ok)
-	{
-		slot->pid = MyProcPid;
-		slot->latch = MyLatch;
-		slot->state = TASKER_WORKER_STARTING;
-		slot->steps_run = 0;
-		slot->last_activity = GetCurrentTimestamp();
-	}
-	SpinLockRelease(&tasker_shared->mutex);
-	return ok;
+	tasker_release_slot(my_slot);
 }
 
 /*
@@ -383,12 +212,7 @@ claim_slot(int i)
 static void
 set_slot_state(TaskerWorkerState state, int steps)
 {
-	SpinLockAcquire(&tasker_shared->mutex);
-	tasker_shared->slots[my_slot].state = state;
-	tasker_shared->slots[my_slot].steps_run += steps;
-	if (steps > 0 || state == TASKER_WORKER_RUNNING)
-		tasker_shared->slots[my_slot].last_activity = GetCurrentTimestamp();
-	SpinLockRelease(&tasker_shared->mutex);
+	tasker_set_slot_state(my_slot, state, steps);
 }
 
 /*
@@ -463,23 +287,104 @@ extension_state(void)
 }
 
 /*
- * tasker_database_wanted: whether a command needs this database to itself: DROP
- * DATABASE, ALTER DATABASE ... SET TABLESPACE or RENAME, CREATE DATABASE
- * ... TEMPLATE.  Each takes (or queues for) a lock on the database object
- * that conflicts with the RowExclusiveLock a new session takes to connect,
- * then waits a few seconds for the sessions already connected to leave.
- * We ask for that lock without waiting, and at once let it go.
+ * shutdown_kinds: the executor is asked to stop: let each handler kind
+ * settle what it has in flight (the HTTP kind records its requests as
+ * failed attempts, retried later).
  */
-bool
-tasker_database_wanted(void)
+static void
+shutdown_kinds(void)
 {
-	LOCKTAG		tag;
+	const TaskerHandlerKind *const *k;
 
-	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
-	if (LockAcquire(&tag, RowExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-		return true;
-	LockRelease(&tag, RowExclusiveLock, true);
-	return false;
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->shutdown != NULL)
+			(*k)->shutdown();
+}
+
+/*
+ * leased_turns: one turn of each leased kind (record what finished, claim
+ * more when claim_new); returns the steps moved.
+ */
+static int
+leased_turns(bool claim_new)
+{
+	const TaskerHandlerKind *const *k;
+	int			n = 0;
+
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->turn != NULL)
+			n += (*k)->turn(claim_new);
+	return n;
+}
+
+/*
+ * wait_once: one wait on the latch, postmaster death and the sockets the
+ * kinds add, up to timeout_ms (shortened to the kinds' timers).  Returns
+ * true when the wait should end: the latch was set or a kind has
+ * outcomes to record.
+ */
+static bool
+wait_once(long timeout_ms)
+{
+	const TaskerHandlerKind *const *k;
+	WaitEventSet *set;
+	WaitEvent  *events;
+	int			nevents = 2;
+	int			n;
+	int			i;
+	bool		latch = false;
+	bool		progress = false;
+
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+	{
+		if ((*k)->nwait_events != NULL)
+			nevents += (*k)->nwait_events();
+		if ((*k)->bound_wait != NULL)
+			timeout_ms = (*k)->bound_wait(timeout_ms);
+	}
+	set = tasker_create_wait_event_set(nevents);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->add_wait_events != NULL)
+			(*k)->add_wait_events(set);
+	events = palloc(sizeof(WaitEvent) * nevents);
+	n = WaitEventSetWait(set, Max(timeout_ms, 0), events, nevents, PG_WAIT_EXTENSION);
+	FreeWaitEventSet(set);
+	for (i = 0; i < n; i++)
+	{
+		const TaskerHandlerKind *kind = (const TaskerHandlerKind *) events[i].user_data;
+
+		if (events[i].events & WL_LATCH_SET)
+			latch = true;
+		else if (kind != NULL && kind->wait_event_fired != NULL)
+			kind->wait_event_fired(&events[i]);
+	}
+	pfree(events);
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->after_wait != NULL)
+			progress |= (*k)->after_wait(latch);
+	return latch || progress;
+}
+
+/*
+ * executor_wait: the executor's sleep, which it owns: until its latch is
+ * set, a kind has outcomes to record, a signal asks for attention, or
+ * timeout_ms passes.
+ */
+static void
+executor_wait(long timeout_ms)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	for (;;)
+	{
+		long		left = (long) ((end - GetCurrentTimestamp()) / 1000);
+
+		if (wait_once(left) || ProcDiePending || ConfigReloadPending ||
+			GetCurrentTimestamp() >= end)
+			break;
+	}
 }
 
 /*
@@ -496,25 +401,33 @@ step_aside(void)
 					my_slot, tasker_database_name),
 			 errdetail("DROP DATABASE, ALTER DATABASE and CREATE DATABASE ... TEMPLATE wait for every session of the database to leave."),
 			 errhint("A new worker connects when the command ends.")));
-	tasker_http_shutdown();
+	shutdown_kinds();
 	proc_exit(0);
 }
 
 /*
- * wake_other_workers: set the latch of every other worker.
+ * wake_other_workers: set the latch of every other executor.
  */
 static void
 wake_other_workers(void)
 {
-	int			i;
+	tasker_wake_other_workers(my_slot);
+}
 
-	for (i = 0; i < tasker_shared->nslots; i++)
-	{
-		Latch	   *latch = tasker_shared->slots[i].latch;
+/*
+ * run_in_transaction_kinds: claim, run and record up to batch_size ready
+ * steps of each in-transaction kind, in the current transaction.
+ */
+static int
+run_in_transaction_kinds(void)
+{
+	const TaskerHandlerKind *const *k;
+	int			n = 0;
 
-		if (i != my_slot && latch != NULL)
-			SetLatch(latch);
-	}
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+		if ((*k)->run_ready != NULL)
+			n += (*k)->run_ready(0, tasker_batch_size, InvalidOid);
+	return n;
 }
 
 /*
@@ -534,7 +447,7 @@ run_one_batch(long *sleep_ms)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "tasker: running steps");
-	n = tasker_run_ready_steps(0, tasker_batch_size, InvalidOid);
+	n = run_in_transaction_kinds();
 	*sleep_ms = tasker_poll_interval;
 	if (n == 0)
 	{
@@ -573,7 +486,7 @@ tasker_executor_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
-	if (my_slot < 0 || my_slot >= tasker_shared->nslots || !claim_slot(my_slot))
+	if (!tasker_claim_slot(my_slot))
 		proc_exit(0);
 	before_shmem_exit(release_slot, (Datum) 0);
 
@@ -595,7 +508,7 @@ tasker_executor_main(Datum arg)
 
 		/* Asked to stop: settle the HTTP requests in flight first. */
 		if (ProcDiePending)
-			tasker_http_shutdown();
+			shutdown_kinds();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -613,8 +526,8 @@ tasker_executor_main(Datum arg)
 			set_slot_state(TASKER_WORKER_RUNNING, 0);
 			ran = run_one_batch(&sleep_ms);
 		}
-		/* HTTP steps: record what finished, claim more when ready. */
-		ran += tasker_http_run(ready);
+		/* Leased kinds: record what finished, claim more when ready. */
+		ran += leased_turns(ready);
 		set_slot_state(state, ran);
 
 		/*
@@ -624,10 +537,10 @@ tasker_executor_main(Datum arg)
 		if (ran > 0)
 			continue;
 		/*
-		 * The latch wait, also watching the sockets of HTTP requests; short
-		 * enough to see in time a command that needs the database.
+		 * The wait, also watching the kinds' sockets; short enough to see
+		 * in time a command that needs the database.
 		 */
-		tasker_http_wait(Min(sleep_ms, TASKER_DB_PROBE_MS));
+		executor_wait(Min(sleep_ms, TASKER_DB_PROBE_MS));
 		ResetLatch(MyLatch);
 	}
 }

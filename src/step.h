@@ -1,19 +1,23 @@
 /*-------------------------------------------------------------------------
  *
- * scheduler.h
- *		Claiming and running ready steps; settling tasks.
+ * step.h
+ *		The step lifecycle, shared by every handler kind: readiness, the
+ *		claim, attempts, outcomes, leases and task finalization.
  *
  * IDENTIFICATION
- *		src/scheduler.h
+ *		src/step.h
  *
  *-------------------------------------------------------------------------
  */
-#ifndef TASKER_SCHEDULER_H
-#define TASKER_SCHEDULER_H
+#ifndef TASKER_STEP_H
+#define TASKER_STEP_H
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 #include "handler.h"
+#include "state.h"
 
 /*
  * Readiness, defined once: a step (aliased s) that may be claimed once
@@ -41,7 +45,8 @@ typedef struct ClaimedStep
 } ClaimedStep;
 
 extern int	tasker_claim_ready_steps(const char *kind, int64 task_id, int limit,
-									 Oid run_as, ClaimedStep **out);
+									 Oid run_as, const char *queue,
+									 ClaimedStep **out);
 extern bool tasker_read_step(int64 step_id, ClaimedStep *out, char **kind);
 
 /*
@@ -67,15 +72,34 @@ extern bool tasker_read_step(int64 step_id, ClaimedStep *out, char **kind);
 	" AND pg_catalog.pg_try_advisory_xact_lock_shared(1952539499," \
 	"       (t.task_id & 2147483647)::integer)"
 
-extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
 extern void tasker_finalize_task(int64 task_id);
 extern void tasker_finalize_tasks(int64 *ids, int n);
 extern void tasker_lock_tasks(int64 *ids, int n);
 extern int	tasker_start_ready_tasks(int64 task_id, int limit);
 extern long tasker_ms_until_next_step(void);
+extern void tasker_start_attempts(ClaimedStep *steps, int n, int lease_seconds);
+extern bool tasker_accept_results(ClaimedStep *c, StepOutcome *o);
+extern void tasker_record_successes(ClaimedStep *const *steps,
+									StepOutcome *const *outcomes, int n);
 extern void tasker_record_success(ClaimedStep *c, StepOutcome *o);
 extern void tasker_record_failure(ClaimedStep *c, StepOutcome *o);
+extern void tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o,
+										 const char *reason);
 extern char *tasker_failure_metadata(const char *reason, const StepOutcome *o,
 									 int attempt, bool final);
 
-#endif							/* TASKER_SCHEDULER_H */
+extern void tasker_step_state(int64 step_id, TaskerState *step, TaskerState *task);
+extern bool tasker_step_still_ours(ClaimedStep *c);
+extern int	tasker_claim_expired_leases(const char *kind, int limit, ClaimedStep **out);
+extern void tasker_quarantine_step(ClaimedStep *c, ErrorData *edata);
+extern void tasker_stop_retries(int64 task_id);
+extern long tasker_ms_until_next_queue_step(const char *queue);
+extern TimestampTz tasker_extend_step_lease(int64 step_id, int seconds);
+extern void tasker_release_attempt(int64 step_id);
+extern int	tasker_reclaim_expired(const char *kind, int limit, const char *message,
+								   const char *detail);
+extern void tasker_restart_step(int64 step_id, const char *metadata_json);
+extern bool tasker_resolve_step_by_hand(int64 step_id, Jsonb *results,
+										const char *metadata_json);
+
+#endif							/* TASKER_STEP_H */

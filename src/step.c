@@ -1,28 +1,32 @@
 /*-------------------------------------------------------------------------
  *
- * scheduler.c
- *		Claiming ready steps, running them, recording outcomes, retries
- *		and task finalization.
+ * step.c
+ *		The step lifecycle, for every handler kind: claim, attempt start
+ *		(in the claiming transaction, or under a lease), outcomes
+ *		(complete, retry with backoff or a requested delay, permanent
+ *		failure, quarantine), lease reclaim, and task finalization.
  *
- * tasker_run_ready_steps() works inside the caller's transaction (a worker
- * batch, or tasker_run_task in a user session).  It claims up to a limit of
- * ready steps of started tasks with FOR NO KEY UPDATE SKIP LOCKED through the
- * partial ready-steps index, so concurrent callers never take the same
- * step; runs each step's handler in a subtransaction; records the outcome
- * with the state machine; and finally settles each task, locking the task
- * rows in task_id order: complete when every step is complete or
- * resolved, error when no step can make progress any more.  The claim
- * locks each task row (SKIP LOCKED) before its step rows, the one lock
- * order of every transaction that moves steps (see control.c): a batch
- * holds the task rows of its steps while their handlers run, so an
- * operator's control waits for the batch instead of deadlocking with it,
- * and two batches never work on one task at once.  Because the claim, the
- * handler's effects and the outcome commit
- * together, a crash at any point re-runs a step at most in a transaction
- * that never commits.
+ * Nothing else in tasker moves a step through its run: the handler kinds
+ * (handler_sql.c, the HTTP kind in http_steps.c) only claim, run their
+ * handler and hand the outcome back here.  Readiness is defined once
+ * (TASKER_READY_STEP_SQL in step.h), and the claim query once
+ * (tasker_claim_ready_steps), shared by every kind.  Attempts start and
+ * complete set based, one statement for a whole batch
+ * (tasker_start_attempts, tasker_record_successes, over state.c's
+ * tasker_start_steps and tasker_complete_steps); failures are rarer and
+ * go one step at a time through tasker_transition.
+ *
+ * A claim locks each step's task row (SKIP LOCKED) before the step row,
+ * the one lock order of every transaction that moves steps (see
+ * control.c): a batch holds the task rows of its steps while their
+ * handlers run, so an operator's control waits for the batch instead of
+ * deadlocking with it, and two batches never work on one task at once.
+ * The claim also starts the pending tasks of the steps it took.  Tasks are
+ * settled in task_id order: complete when every step is complete or
+ * resolved, error when no step can make progress any more.
  *
  * IDENTIFICATION
- *		src/scheduler.c
+ *		src/step.c
  *
  *-------------------------------------------------------------------------
  */
@@ -44,16 +48,17 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "events.h"
 #include "spi_util.h"
 #include "guc.h"
 #include "handler.h"
-#include "scheduler.h"
+#include "step.h"
 #include "security.h"
 #include "state.h"
 
 /*
  * The claim's SQL, for every handler kind (readiness itself is
- * TASKER_READY_STEP_SQL, in scheduler.h).  TASKER_ENVELOPE_SQL builds the
+ * TASKER_READY_STEP_SQL, in step.h).  TASKER_ENVELOPE_SQL builds the
  * step envelope handlers receive, and TASKER_CLAIMED_DETAILS_SQL is the
  * FROM clause it needs, over the step ids of a CTE named claimed.
  */
@@ -82,11 +87,8 @@
 	" JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id" \
 	" WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))" \
 	" ORDER BY s.next_attempt_at, s.task_id"
-
-static void run_step_guarded(ClaimedStep *c);
 static int	transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json);
-static void quarantine_step(ClaimedStep *c, ErrorData *edata);
-static bool run_steps_together(ClaimedStep *steps, int n);
+static void settle_tasks(int64 *ids, int n);
 
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_ids_plan;
@@ -94,12 +96,7 @@ static SPIPlanPtr claim_one_plan;
 static SPIPlanPtr read_step_plan;
 static SPIPlanPtr step_state_plan;
 static SPIPlanPtr quarantine_state_plan;
-
-/* tasker_nested_changes() when the running batch claimed its steps. */
-static uint64 batch_changes = 0;
 static SPIPlanPtr start_plan;
-static SPIPlanPtr attempt_plan;
-static SPIPlanPtr success_plan;
 static SPIPlanPtr failure_plan;
 static SPIPlanPtr retry_plan;
 static SPIPlanPtr lock_task_plan;
@@ -109,8 +106,15 @@ static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
 static SPIPlanPtr lock_tasks_plan;
 static SPIPlanPtr stop_retries_plan;
+static SPIPlanPtr reset_step_plan;
+static SPIPlanPtr set_results_plan;
 static SPIPlanPtr orphans_plan;
 static SPIPlanPtr pending_tasks_plan;
+static SPIPlanPtr ours_plan;
+static SPIPlanPtr expired_plan;
+static SPIPlanPtr queue_due_plan;
+static SPIPlanPtr extend_plan;
+static SPIPlanPtr release_plan;
 
 /*
  * col: binary value of column n of row i of the last result.
@@ -200,6 +204,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"     AND " TASKER_READY_STEP_SQL \
 	"     AND s.next_attempt_at <= $3" \
 	"     AND ($2 = 0 OR s.task_id = $2)" \
+	"     AND ($6 = '' OR s.queue = $6)" \
 	"   ORDER BY s.next_attempt_at, s.task_id" \
 	"   LIMIT $1" \
 	"   FOR NO KEY UPDATE OF s SKIP LOCKED)"
@@ -211,12 +216,12 @@ copy_claimed(uint64 i, ClaimedStep *c)
 static int
 claim_together(Datum *values, ClaimedStep **out)
 {
-	Oid			argtypes[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID};
+	Oid			argtypes[6] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID, TEXTOID};
 	ClaimedStep *steps;
 	uint64		i;
 
 	tasker_run_plan(tasker_keep_plan(&claim_plan,
-			 CLAIM_CTE_SQL CLAIMED_STEP_SQL, 5, argtypes),
+			 CLAIM_CTE_SQL CLAIMED_STEP_SQL, 6, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -254,7 +259,7 @@ claim_together_call(void *arg)
 static int
 claim_one_by_one(Datum *values, ClaimedStep **out)
 {
-	Oid			argtypes[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID};
+	Oid			argtypes[6] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID, TEXTOID};
 	Oid			one_type[1] = {INT8ARRAYOID};
 	ClaimedStep *steps;
 	int64	   *ids;
@@ -264,7 +269,7 @@ claim_one_by_one(Datum *values, ClaimedStep **out)
 	bool		isnull;
 
 	tasker_run_plan(tasker_keep_plan(&claim_ids_plan,
-			 CLAIM_CTE_SQL "SELECT workflow_step_id, task_id FROM claimed", 5, argtypes),
+			 CLAIM_CTE_SQL "SELECT workflow_step_id, task_id FROM claimed", 6, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	ids = palloc(sizeof(int64) * Max(n, 1));
@@ -302,7 +307,7 @@ claim_one_by_one(Datum *values, ClaimedStep **out)
 				gone.message = "the step's template or task row is missing";
 				edata = &gone;
 			}
-			quarantine_step(&steps[i], edata);
+			tasker_quarantine_step(&steps[i], edata);
 		}
 	}
 	*out = steps;
@@ -341,8 +346,9 @@ start_claimed_tasks(ClaimedStep *steps, int n)
 
 /*
  * tasker_claim_ready_steps: lock up to limit ready steps of a handler kind
- * ("sql", "http"; of one task when task_id is not 0; of tasks whose
- * template owner run_as has the privileges of, when it is valid) and copy
+ * ("sql", "http", "worker"; of one task when task_id is not 0; of tasks
+ * whose template owner run_as has the privileges of, when it is valid; of
+ * one queue, when queue is not NULL) and copy
  * what running them needs, envelopes included.  One row that cannot be
  * read never stops the claim of the others: it comes back quarantined,
  * with skip set, for its task to be settled.  Returns the number of
@@ -350,11 +356,11 @@ start_claimed_tasks(ClaimedStep *steps, int n)
  */
 int
 tasker_claim_ready_steps(const char *kind, int64 task_id, int limit, Oid run_as,
-						 ClaimedStep **out)
+						 const char *queue, ClaimedStep **out)
 {
-	Datum		values[5] = {Int32GetDatum(limit), Int64GetDatum(task_id),
+	Datum		values[6] = {Int32GetDatum(limit), Int64GetDatum(task_id),
 		TimestampTzGetDatum(GetCurrentTimestamp()), ObjectIdGetDatum(run_as),
-	CStringGetTextDatum(kind)};
+	CStringGetTextDatum(kind), CStringGetTextDatum(queue ? queue : "")};
 	ClaimArgs	args = {values, out, 0};
 
 	if (tasker_try(claim_together_call, &args) != NULL)
@@ -414,13 +420,16 @@ void
 tasker_finalize_tasks(int64 *ids, int n)
 {
 	int			i;
+	int			m = 0;
 
+	if (n == 0)
+		return;
 	qsort(ids, n, sizeof(int64), cmp_int64);
 	for (i = 0; i < n; i++)
 		if (i == 0 || ids[i] != ids[i - 1])
-			tasker_finalize_task(ids[i]);
+			ids[m++] = ids[i];
+	settle_tasks(ids, m);
 }
-
 /*
  * tasker_lock_tasks: lock the given task rows (ids may repeat) in task_id
  * order, waiting for them, before a transaction locks steps of those tasks
@@ -507,10 +516,35 @@ settle_orphans(Datum *values)
 }
 
 /*
+ * per_kind_sql: head, then one copy of part per handler kind (%s replaced
+ * by the kind's name as a literal; the ready index leads with the kind,
+ * so each part is one index range), joined by sep, then tail.
+ */
+static char *
+per_kind_sql(const char *head, const char *part, const char *sep, const char *tail)
+{
+	StringInfoData buf;
+	const TaskerHandlerKind *const *k;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, head);
+	for (k = tasker_handler_kinds; *k != NULL; k++)
+	{
+		if (k != tasker_handler_kinds)
+			appendStringInfoString(&buf, sep);
+		appendStringInfo(&buf, part, quote_literal_cstr((*k)->name));
+	}
+	appendStringInfoString(&buf, tail);
+	return buf.data;
+}
+
+/*
  * tasker_start_ready_tasks: move pending tasks that have a ready step (of
- * task_id only, when it is not 0) to in_progress; returns how many.  The
- * workers call this in a short transaction of its own before each batch.  Cancelled tasks
- * whose steps are still ready (their batch died) are settled here too.
+ * task_id only, when it is not 0) to in_progress; returns how many.  A
+ * claim starts the tasks of the steps it takes; this starts them ahead of
+ * it (tasker_run_task, tasker_run_steps), and settles the cancelled tasks
+ * whose steps are still ready (their batch died): an idle worker calls it
+ * for that.
  */
 int
 tasker_start_ready_tasks(int64 task_id, int limit)
@@ -519,38 +553,32 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 	Datum		values[3] = {Int64GetDatum(task_id), Int32GetDatum(limit),
 	TimestampTzGetDatum(GetCurrentTimestamp())};
 	int			n;
+	char	   *start_sql = NULL;
 
 	SPI_connect();
 
 	/*
-	 * The next ready steps that no batch holds, in the order the batches
+	 * The next ready steps of each kind that no batch holds, in the order the batches
 	 * claim them; their pending tasks are the ones to start.  A task row
 	 * someone else holds (an operator cancelling it) is left for later.
 	 */
-	tasker_run_plan(tasker_keep_plan(&start_plan,
-			 "WITH next_sql AS ("
-			 "  SELECT s.task_id FROM @extschema@.tasker_workflow_steps s"
-			 "   WHERE s.handler_kind = 'sql'"
-			 "     AND " TASKER_READY_STEP_SQL
-			 "     AND s.next_attempt_at <= $3"
-			 "     AND ($1 = 0 OR s.task_id = $1)"
-			 "   ORDER BY s.next_attempt_at, s.task_id LIMIT $2"
-			 "   FOR NO KEY UPDATE SKIP LOCKED),"
-			 "next_http AS ("
-			 "  SELECT s.task_id FROM @extschema@.tasker_workflow_steps s"
-			 "   WHERE s.handler_kind = 'http'"
-			 "     AND " TASKER_READY_STEP_SQL
-			 "     AND s.next_attempt_at <= $3"
-			 "     AND ($1 = 0 OR s.task_id = $1)"
-			 "   ORDER BY s.next_attempt_at, s.task_id LIMIT $2"
-			 "   FOR NO KEY UPDATE SKIP LOCKED)"
+	if (start_plan == NULL)
+		start_sql = per_kind_sql(
 			 "SELECT t.task_id FROM @extschema@.tasker_tasks t"
-			 " WHERE t.task_id = ANY (ARRAY(SELECT task_id FROM next_sql"
-			 "                             UNION SELECT task_id FROM next_http))"
+			 " WHERE t.task_id = ANY (ARRAY(",
+			 "(SELECT task_id FROM (SELECT s.task_id FROM @extschema@.tasker_workflow_steps s"
+			 "   WHERE s.handler_kind = %s"
+			 "     AND " TASKER_READY_STEP_SQL
+			 "     AND s.next_attempt_at <= $3"
+			 "     AND ($1 = 0 OR s.task_id = $1)"
+			 "   ORDER BY s.next_attempt_at, s.task_id LIMIT $2"
+			 "   FOR NO KEY UPDATE SKIP LOCKED) k)",
+			 " UNION ",
+			 "))"
 			 "   AND t.current_state = 'pending'"
 			 " ORDER BY t.task_id"
-			 " FOR NO KEY UPDATE OF t SKIP LOCKED",
-			 3, argtypes),
+			 " FOR NO KEY UPDATE OF t SKIP LOCKED");
+	tasker_run_plan(tasker_keep_plan(&start_plan, start_sql, 3, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	n = transition_result(TASKER_ENTITY_TASK, TASKER_IN_PROGRESS,
 						  "{\"reason\": \"ready_steps_available\"}");
@@ -576,15 +604,18 @@ backoff_ms(int attempts)
 }
 
 /*
- * too_large_results: a handler returned results over
- * tasker.max_results_size: the attempt fails for good (the same results
- * would come back on every retry), and the results are not stored.
+ * tasker_accept_results: whether a handler's results may be stored.
+ * Results over tasker.max_results_size fail the attempt for good instead
+ * (the same results would come back on every retry), and are not stored:
+ * the failure is recorded here and false returned.
  */
-static void
-too_large_results(ClaimedStep *c, StepOutcome *o)
+bool
+tasker_accept_results(ClaimedStep *c, StepOutcome *o)
 {
 	StepOutcome failure;
 
+	if (o->results == NULL || VARSIZE(o->results) <= (Size) tasker_max_results_size * 1024)
+		return true;
 	memset(&failure, 0, sizeof(failure));
 	failure.message = psprintf("step results are too large: %zu bytes",
 							   (Size) VARSIZE(o->results));
@@ -594,34 +625,133 @@ too_large_results(ClaimedStep *c, StepOutcome *o)
 	failure.permanent = true;
 	failure.retry_after = -1;
 	tasker_record_failure(c, &failure);
+	return false;
 }
 
 /*
- * tasker_record_success: store the results and complete the step.  Runs
- * in the caller's transaction and SPI connection; the step is locked and
- * in_progress.  Also used by handler_http.c.
+ * tasker_start_attempts: count an attempt of each claimed step (those not
+ * skipped) and move it to in_progress, in one statement; with
+ * lease_seconds > 0, under a lease that long (a leased kind's steps run
+ * outside the claiming transaction, and tasker_claim_expired_leases takes
+ * back the steps whose lease ran out).  Runs in the caller's transaction.
+ */
+void
+tasker_start_attempts(ClaimedStep *steps, int n, int lease_seconds)
+{
+	StepMove   *moves = palloc0(sizeof(StepMove) * Max(n, 1));
+	int			nmoves = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (steps[i].skip)
+			continue;
+		moves[nmoves].step_id = steps[i].step_id;
+		moves[nmoves].task_id = steps[i].task_id;
+		moves[nmoves].from_error = steps[i].from_error;
+		moves[nmoves].lease_seconds = lease_seconds;
+		nmoves++;
+	}
+	tasker_start_steps(moves, nmoves);
+}
+
+/*
+ * tasker_record_successes: store the results of n in_progress steps and
+ * complete them, in one statement (their children released, one event
+ * each).  The results must have been accepted (tasker_accept_results).
+ * Runs in the caller's transaction; the steps are locked.
+ */
+void
+tasker_record_successes(ClaimedStep *const *steps, StepOutcome *const *outcomes, int n)
+{
+	StepMove   *moves = palloc0(sizeof(StepMove) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		moves[i].step_id = steps[i]->step_id;
+		moves[i].task_id = steps[i]->task_id;
+		moves[i].results = outcomes[i]->results;
+	}
+	tasker_complete_steps(moves, n);
+	/* Children may be ready now, for any kind, external workers too. */
+	if (n > 0)
+		tasker_wake_workers_at_commit();
+}
+
+/*
+ * tasker_record_success: store the results and complete one step (or
+ * fail it, when its results are too large).  Runs in the caller's
+ * transaction and SPI connection; the step is locked and in_progress.
  */
 void
 tasker_record_success(ClaimedStep *c, StepOutcome *o)
 {
-	Oid			argtypes[2] = {INT8OID, JSONBOID};
-	Datum		values[2];
+	if (tasker_accept_results(c, o))
+		tasker_record_successes(&c, &o, 1);
+}
 
-	if (o->results && VARSIZE(o->results) > (Size) tasker_max_results_size * 1024)
-	{
-		too_large_results(c, o);
-		return;
-	}
-	values[0] = Int64GetDatum(c->step_id);
-	values[1] = o->results ? JsonbPGetDatum(o->results)
-		: DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-	tasker_run_plan(tasker_keep_plan(&success_plan,
-			 "UPDATE @extschema@.tasker_workflow_steps SET results = $2,"
-			 "       backoff_request_seconds = NULL"
-			 " WHERE workflow_step_id = $1",
+/*
+ * tasker_step_still_ours: lock a step and tell whether it is still
+ * in_progress at the attempt the caller started (not cancelled, not
+ * reclaimed after its lease ran out): only then is an outcome of a
+ * leased kind recorded.
+ */
+bool
+tasker_step_still_ours(ClaimedStep *c)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(c->step_id), Int32GetDatum(c->attempts + 1)};
+
+	tasker_run_plan(tasker_keep_plan(&ours_plan,
+			 "SELECT 1 FROM @extschema@.tasker_workflow_steps"
+			 " WHERE workflow_step_id = $1 AND current_state = 'in_progress'"
+			 "   AND attempts = $2"
+			 " FOR NO KEY UPDATE",
 			 2, argtypes),
-		values, NULL, SPI_OK_UPDATE);
-	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_COMPLETE, NULL);
+		values, NULL, SPI_OK_SELECT);
+	return SPI_processed == 1;
+}
+
+/*
+ * tasker_claim_expired_leases: lock up to limit in_progress steps of a
+ * handler kind whose lease ran out (their worker died or stalled), each with its task row
+ * first (SKIP LOCKED), oldest lease first.  The caller records each as a
+ * failed attempt (tasker_record_failure), so it retries under the normal
+ * rules.  Returns the number in *out; attempts there is the count before
+ * the expired attempt, as for a claim.
+ */
+int
+tasker_claim_expired_leases(const char *kind, int limit, ClaimedStep **out)
+{
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(limit), CStringGetTextDatum(kind)};
+	ClaimedStep *steps;
+	uint64		i;
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&expired_plan,
+			 "SELECT s.workflow_step_id, s.task_id, s.retryable, s.retry_limit, s.attempts"
+			 "  FROM @extschema@.tasker_workflow_steps s"
+			 " CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL
+			 "       FOR NO KEY UPDATE OF t SKIP LOCKED) lt"
+			 " WHERE s.lease_expires_at < clock_timestamp() AND s.current_state = 'in_progress'"
+			 "   AND s.handler_kind = $2"
+			 " ORDER BY s.lease_expires_at LIMIT $1"
+			 " FOR NO KEY UPDATE OF s SKIP LOCKED",
+			 2, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		steps[i].step_id = DatumGetInt64(col(i, 1, &isnull));
+		steps[i].task_id = DatumGetInt64(col(i, 2, &isnull));
+		steps[i].retryable = DatumGetBool(col(i, 3, &isnull));
+		steps[i].retry_limit = DatumGetInt32(col(i, 4, &isnull));
+		steps[i].attempts = DatumGetInt32(col(i, 5, &isnull)) - 1;
+	}
+	*out = steps;
+	return (int) SPI_processed;
 }
 
 /* Longest text of an error kept in a transition's metadata, in bytes. */
@@ -683,6 +813,17 @@ tasker_failure_metadata(const char *reason, const StepOutcome *o,
 void
 tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 {
+	tasker_record_failure_reason(c, o, "attempt_failed");
+}
+
+/*
+ * tasker_record_failure_reason: tasker_record_failure with the reason its
+ * transition's metadata gives (attempt_failed; lease_expired for a
+ * reclaimed lease).
+ */
+void
+tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o, const char *reason)
+{
 	Oid			fail_types[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, JSONBOID};
 	Oid			retry_types[3] = {INT8OID, INT8OID, BOOLOID};
 	Datum		values[7];
@@ -710,7 +851,7 @@ tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 							  7, fail_types),
 						   values, nulls, SPI_OK_UPDATE);
 	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
-					  tasker_failure_metadata("attempt_failed", o, attempts, !retry));
+					  tasker_failure_metadata(reason, o, attempts, !retry));
 
 	if (retry)
 		delay_ms = (o->retry_after >= 0)
@@ -731,10 +872,10 @@ tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 }
 
 /*
- * step_state: the current state of a step and of its task.
+ * tasker_step_state: the current state of a step and of its task.
  */
-static void
-step_state(int64 step_id, TaskerState *step, TaskerState *task)
+void
+tasker_step_state(int64 step_id, TaskerState *step, TaskerState *task)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(step_id)};
@@ -750,70 +891,6 @@ step_state(int64 step_id, TaskerState *step, TaskerState *task)
 		tasker_report_missing(TASKER_ENTITY_STEP, step_id);
 	*step = tasker_state_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	*task = tasker_state_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-}
-
-/*
- * still_runnable: after a handler of this batch used a control (cancelled
- * a task, resolved a step), whether a claimed step is still one to run.
- */
-static bool
-still_runnable(ClaimedStep *c)
-{
-	TaskerState step;
-	TaskerState task;
-
-	step_state(c->step_id, &step, &task);
-	return (step == TASKER_PENDING || step == TASKER_ERROR) && task == TASKER_IN_PROGRESS;
-}
-
-/*
- * still_running: after the step's own handler used a control, whether the
- * step is still in_progress, so that its outcome is to be recorded.  A
- * handler that cancelled its own step or task has decided the outcome.
- */
-static bool
-still_running(ClaimedStep *c)
-{
-	TaskerState step;
-	TaskerState task;
-
-	step_state(c->step_id, &step, &task);
-	return step == TASKER_IN_PROGRESS;
-}
-
-/*
- * run_step: one attempt of one claimed step, recorded.  Controls used by
- * handlers (counted by tasker_nested_changes) are looked for only when
- * there were some, so the common path reads no state.
- */
-static void
-run_step(ClaimedStep *c)
-{
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(c->step_id)};
-	StepOutcome outcome;
-	uint64		changes = tasker_nested_changes();
-
-	if (c->skip || (changes != batch_changes && !still_runnable(c)))
-		return;
-	if (c->from_error)
-		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_PENDING,
-						  "{\"reason\": \"retry_backoff_elapsed\"}");
-	tasker_run_plan(tasker_keep_plan(&attempt_plan,
-			 "UPDATE @extschema@.tasker_workflow_steps"
-			 "   SET attempts = attempts + 1, last_attempted_at = clock_timestamp()"
-			 " WHERE workflow_step_id = $1",
-			 1, argtypes),
-		values, NULL, SPI_OK_UPDATE);
-	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_IN_PROGRESS, NULL);
-
-	tasker_run_sql_handler(&c->call, &outcome);
-	if (tasker_nested_changes() != changes && !still_running(c))
-		return;
-	if (outcome.ok)
-		tasker_record_success(c, &outcome);
-	else
-		tasker_record_failure(c, &outcome);
 }
 
 /*
@@ -836,12 +913,66 @@ cancel_leftovers(int64 task_id)
 		values, NULL, SPI_OK_SELECT);
 	(void) transition_result(TASKER_ENTITY_STEP, TASKER_CANCELLED,
 							 "{\"reason\": \"task_cancelled\"}");
+	tasker_stop_retries(task_id);
+}
+
+/*
+ * tasker_stop_retries: the steps of a task in error are retried no more
+ * (its task was cancelled).
+ */
+void
+tasker_stop_retries(int64 task_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(task_id)};
+
 	tasker_run_plan(tasker_keep_plan(&stop_retries_plan,
 			 "UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = NULL"
 			 " WHERE task_id = $1 AND current_state = 'error'"
 			 "   AND next_attempt_at IS NOT NULL",
 			 1, argtypes),
 		values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * tasker_restart_step: a step in error starts over (tasker_retry_task):
+ * attempts back to 0, retryable as its template says, and pending again.
+ */
+void
+tasker_restart_step(int64 step_id, const char *metadata_json)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+
+	tasker_run_plan(tasker_keep_plan(&reset_step_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps s"
+			 "   SET attempts = 0, backoff_request_seconds = NULL,"
+			 "       retryable = l.default_retryable"
+			 "  FROM @extschema@.tasker_tasks t, @extschema@.tasker_named_tasks_named_steps l"
+			 " WHERE s.workflow_step_id = $1 AND t.task_id = s.task_id"
+			 "   AND l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id",
+			 1, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+	tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_PENDING, metadata_json);
+}
+
+/*
+ * tasker_resolve_step_by_hand: settle a step by hand with the given
+ * results (resolved_manually); false when it already was.
+ */
+bool
+tasker_resolve_step_by_hand(int64 step_id, Jsonb *results, const char *metadata_json)
+{
+	Oid			argtypes[2] = {INT8OID, JSONBOID};
+	Datum		values[2] = {Int64GetDatum(step_id), JsonbPGetDatum(results)};
+
+	if (!tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_RESOLVED_MANUALLY, metadata_json))
+		return false;
+	tasker_run_plan(tasker_keep_plan(&set_results_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps SET results = $2"
+			 " WHERE workflow_step_id = $1", 2, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+	return true;
 }
 
 /*
@@ -858,7 +989,7 @@ quarantine_row(ClaimedStep *c, const char *message)
 	TaskerState step;
 	TaskerState task;
 
-	step_state(c->step_id, &step, &task);
+	tasker_step_state(c->step_id, &step, &task);
 	if (step != TASKER_PENDING && step != TASKER_IN_PROGRESS && step != TASKER_ERROR)
 		return;
 	tasker_run_plan(tasker_keep_plan(&quarantine_plan,
@@ -920,14 +1051,14 @@ park_step(ClaimedStep *c)
 }
 
 /*
- * quarantine_step: after tasker itself failed to run or record a step (not
+ * tasker_quarantine_step: after tasker itself failed to run or record a step (not
  * the handler: its errors are data), fail the step for good so that it
  * cannot stop its worker again at every claim.  Never fails for the
  * step's state: quarantine_row runs in a subtransaction, and park_step
  * takes over if it fails.
  */
-static void
-quarantine_step(ClaimedStep *c, ErrorData *edata)
+void
+tasker_quarantine_step(ClaimedStep *c, ErrorData *edata)
 {
 	QuarantineArgs args = {c, edata->message};
 
@@ -937,149 +1068,6 @@ quarantine_step(ClaimedStep *c, ErrorData *edata)
 			 errhint("Inspect the step, then tasker_retry_task or tasker_resolve_step.")));
 	if (tasker_try(quarantine_row_call, &args) != NULL)
 		park_step(c);
-}
-
-/*
- * run_step_call: run_step for tasker_try.
- */
-static void
-run_step_call(void *arg)
-{
-	run_step((ClaimedStep *) arg);
-}
-
-/* A batch's steps, for run_steps_call. */
-typedef struct StepsArgs
-{
-	ClaimedStep *steps;
-	int			n;
-} StepsArgs;
-
-/*
- * settle_unrun: a claimed step that a handler earlier in the batch took
- * out of the run (a control cancelled its task or moved it): a step the
- * batch already moved to in_progress follows its cancelled task.
- */
-static void
-settle_unrun(ClaimedStep *c)
-{
-	TaskerState step;
-	TaskerState task;
-
-	step_state(c->step_id, &step, &task);
-	if (step == TASKER_IN_PROGRESS && task == TASKER_CANCELLED)
-		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_CANCELLED,
-						  "{\"reason\": \"task_cancelled\"}");
-}
-
-/*
- * run_started_step: run the handler of a step the batch started (it is
- * in_progress); returns true when it succeeded with results to store,
- * which the caller records with the batch's.  Failures are recorded here,
- * one at a time.
- */
-static bool
-run_started_step(ClaimedStep *c, StepOutcome *outcome)
-{
-	uint64		changes = tasker_nested_changes();
-	TaskerState step;
-	TaskerState task;
-
-	if (changes != batch_changes)
-	{
-		step_state(c->step_id, &step, &task);
-		if (step != TASKER_IN_PROGRESS || task != TASKER_IN_PROGRESS)
-		{
-			settle_unrun(c);
-			return false;
-		}
-	}
-	tasker_run_sql_handler(&c->call, outcome);
-	if (tasker_nested_changes() != changes && !still_running(c))
-		return false;
-	if (outcome->ok && outcome->results &&
-		VARSIZE(outcome->results) > (Size) tasker_max_results_size * 1024)
-	{
-		too_large_results(c, outcome);
-		return false;
-	}
-	if (outcome->ok)
-		return true;
-	tasker_record_failure(c, outcome);
-	return false;
-}
-
-/*
- * run_steps_call: run a whole batch, set based: one statement starts
- * every step, the handlers run one after the other, and one statement
- * completes every step that succeeded (failures are rarer, and recorded
- * one at a time).  For tasker_try.
- */
-static void
-run_steps_call(void *arg)
-{
-	StepsArgs  *a = (StepsArgs *) arg;
-	StepMove   *moves = palloc0(sizeof(StepMove) * a->n);
-	StepMove   *done = palloc0(sizeof(StepMove) * a->n);
-	int			nmoves = 0;
-	int			ndone = 0;
-	int			i;
-
-	for (i = 0; i < a->n; i++)
-	{
-		if (a->steps[i].skip)
-			continue;
-		moves[nmoves].step_id = a->steps[i].step_id;
-		moves[nmoves].task_id = a->steps[i].task_id;
-		moves[nmoves].from_error = a->steps[i].from_error;
-		nmoves++;
-	}
-	tasker_start_steps(moves, nmoves);
-	for (i = 0; i < a->n; i++)
-	{
-		StepOutcome outcome;
-
-		if (a->steps[i].skip || !run_started_step(&a->steps[i], &outcome))
-			continue;
-		done[ndone].step_id = a->steps[i].step_id;
-		done[ndone].task_id = a->steps[i].task_id;
-		done[ndone].results = outcome.results;
-		ndone++;
-	}
-	tasker_complete_steps(done, ndone);
-}
-
-/*
- * run_step_guarded: run_step in a subtransaction.  An error there is
- * tasker's own (a handler that cancelled its own step, a broken catalog
- * row): the step's work is rolled back and the step quarantined.  A
- * serialization failure or deadlock only drops the step from this batch;
- * it is claimed again later.
- */
-static void
-run_step_guarded(ClaimedStep *c)
-{
-	ErrorData  *edata = tasker_try(run_step_call, c);
-
-	if (edata != NULL && ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_TRANSACTION_ROLLBACK)
-		quarantine_step(c, edata);
-}
-
-/*
- * run_steps_together: run the claimed steps in one subtransaction.  This is
- * the common case, and it keeps the transaction to one subtransaction ID
- * for tasker's own bookkeeping (plus one per handler that writes), well
- * below the 64 a backend can track before every snapshot in the server
- * must consult pg_subtrans.  If anything in it fails (not a handler: their
- * errors are caught inside), all of it rolls back and the caller runs the
- * steps again one subtransaction each, to isolate the step at fault.
- */
-static bool
-run_steps_together(ClaimedStep *steps, int n)
-{
-	StepsArgs	args = {steps, n};
-
-	return tasker_try(run_steps_call, &args) == NULL;
 }
 
 /*
@@ -1093,16 +1081,17 @@ tasker_ms_until_next_step(void)
 	bool		isnull;
 	Datum		d;
 	long		ms;
+	char	   *due_sql = NULL;
 
 	SPI_connect();
-	tasker_run_plan(tasker_keep_plan(&next_due_plan,
-			 "SELECT GREATEST(0, ceil(extract(epoch FROM LEAST("
-			 "         (SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
-			 "           WHERE s.handler_kind = 'sql' AND " TASKER_READY_STEP_SQL "),"
-			 "         (SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
-			 "           WHERE s.handler_kind = 'http' AND " TASKER_READY_STEP_SQL "))"
-			 "       - clock_timestamp()) * 1000))::bigint",
-			 0, NULL),
+	if (next_due_plan == NULL)
+		due_sql = per_kind_sql(
+			 "SELECT GREATEST(0, ceil(extract(epoch FROM LEAST(",
+			 "(SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
+			 "  WHERE s.handler_kind = %s AND " TASKER_READY_STEP_SQL ")",
+			 ", ",
+			 ") - clock_timestamp()) * 1000))::bigint");
+	tasker_run_plan(tasker_keep_plan(&next_due_plan, due_sql, 0, NULL),
 		NULL, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	ms = isnull ? -1 : (long) DatumGetInt64(d);
@@ -1111,45 +1100,14 @@ tasker_ms_until_next_step(void)
 }
 
 /*
- * tasker_finalize_task: settle a task after its steps moved: complete when
- * every step is complete or resolved_manually, error when no step is
- * running or can still run.  Locks the task row first, so of two
- * transactions finishing a task's last steps the later one sees both.
+ * settle: what a task's state and step counts call for: cancel the
+ * leftovers of a cancelled task, complete a task whose steps are all
+ * complete or resolved, fail one where none can make progress.  The task
+ * row is locked.
  */
-void
-tasker_finalize_task(int64 task_id)
+static void
+settle(int64 task_id, const char *state, int64 total, int64 done, int64 live)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(task_id)};
-	bool		isnull;
-	char	   *state;
-	int64		total;
-	int64		done;
-	int64		live;
-
-	SPI_connect();
-	tasker_run_plan(tasker_keep_plan(&lock_task_plan,
-			 "SELECT current_state::text FROM @extschema@.tasker_tasks WHERE task_id = $1 FOR NO KEY UPDATE",
-			 1, argtypes),
-		values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-	{
-		SPI_finish();
-		return;
-	}
-	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	tasker_run_plan(tasker_keep_plan(&counts_plan,
-			 "SELECT count(*),"
-			 "       count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually')),"
-			 "       count(*) FILTER (WHERE s.current_state = 'in_progress'"
-			 "           OR (" TASKER_READY_STEP_SQL "))"
-			 "  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = $1",
-			 1, argtypes),
-		values, NULL, SPI_OK_SELECT);
-	total = DatumGetInt64(col(0, 1, &isnull));
-	done = DatumGetInt64(col(0, 2, &isnull));
-	live = DatumGetInt64(col(0, 3, &isnull));
-
 	if (strcmp(state, "cancelled") == 0)
 		cancel_leftovers(task_id);
 	else if (strcmp(state, "pending") == 0 || strcmp(state, "in_progress") == 0)
@@ -1164,38 +1122,179 @@ tasker_finalize_task(int64 task_id)
 			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_ERROR,
 							  "{\"reason\": \"steps_in_error_state\"}");
 	}
+}
+
+/* One task's row as settle_tasks reads it. */
+typedef struct TaskCounts
+{
+	int64		task_id;
+	char	   *state;
+	int64		total;
+	int64		done;
+	int64		live;
+} TaskCounts;
+
+/*
+ * settle_tasks: settle the tasks of sorted, distinct ids: lock their rows
+ * in task_id order, read their states and step counts in one statement,
+ * and settle each that calls for it.  Complete when every step is
+ * complete or resolved_manually, error when no step is running or can
+ * still run.  The lock comes first, so of two transactions finishing a
+ * task's last steps the later one sees both.
+ */
+static void
+settle_tasks(int64 *ids, int n)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	Datum		values[1];
+	TaskCounts *rows;
+	uint64		nrows;
+	uint64		i;
+	bool		isnull;
+
+	for (i = 0; i < (uint64) n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	SPI_connect();
+	tasker_run_plan(tasker_keep_plan(&lock_task_plan,
+			 "SELECT task_id FROM @extschema@.tasker_tasks WHERE task_id = ANY ($1)"
+			 " ORDER BY task_id FOR NO KEY UPDATE",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	tasker_run_plan(tasker_keep_plan(&counts_plan,
+			 "SELECT t.task_id, t.current_state::text, c.total, c.done, c.live"
+			 "  FROM @extschema@.tasker_tasks t"
+			 " CROSS JOIN LATERAL (SELECT count(*) AS total,"
+			 "       count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually')) AS done,"
+			 "       count(*) FILTER (WHERE s.current_state = 'in_progress'"
+			 "           OR (" TASKER_READY_STEP_SQL ")) AS live"
+			 "  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = t.task_id) c"
+			 " WHERE t.task_id = ANY ($1)"
+			 " ORDER BY t.task_id",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	nrows = SPI_processed;
+	rows = palloc(sizeof(TaskCounts) * Max(nrows, 1));
+	for (i = 0; i < nrows; i++)
+	{
+		rows[i].task_id = DatumGetInt64(col(i, 1, &isnull));
+		rows[i].state = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		rows[i].total = DatumGetInt64(col(i, 3, &isnull));
+		rows[i].done = DatumGetInt64(col(i, 4, &isnull));
+		rows[i].live = DatumGetInt64(col(i, 5, &isnull));
+	}
+	for (i = 0; i < nrows; i++)
+		settle(rows[i].task_id, rows[i].state, rows[i].total, rows[i].done, rows[i].live);
 	SPI_finish();
 }
 
 /*
- * tasker_run_ready_steps: claim, run and record up to limit ready steps
- * (of task_id only, when it is not 0; of tasks whose template owner
- * run_as has the privileges of, when it is valid), then settle their
- * tasks.  Runs in the caller's transaction; refused inside a handler.
- * Returns the number of steps claimed.
+ * tasker_finalize_task: settle one task after its steps moved.
+ */
+void
+tasker_finalize_task(int64 task_id)
+{
+	settle_tasks(&task_id, 1);
+}
+
+/*
+ * tasker_ms_until_next_queue_step: milliseconds until the earliest
+ * scheduled worker step of a queue is due (0 if one is due now), or -1
+ * when none is scheduled.
+ */
+long
+tasker_ms_until_next_queue_step(const char *queue)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(queue)};
+	bool		isnull;
+	Datum		d;
+
+	tasker_run_plan(tasker_keep_plan(&queue_due_plan,
+			 "SELECT GREATEST(0, ceil(extract(epoch FROM"
+			 "         (SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
+			 "           WHERE s.handler_kind = 'worker' AND s.queue = $1"
+			 "             AND " TASKER_READY_STEP_SQL ")"
+			 "       - clock_timestamp()) * 1000))::bigint",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	d = col(0, 1, &isnull);
+	return isnull ? -1 : (long) DatumGetInt64(d);
+}
+
+/*
+ * tasker_extend_step_lease: the lease of an in_progress step runs until
+ * now + seconds; returns the new expiry.
+ */
+TimestampTz
+tasker_extend_step_lease(int64 step_id, int seconds)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(step_id), Int32GetDatum(seconds)};
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&extend_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps"
+			 "   SET lease_expires_at = clock_timestamp() + $2 * interval '1 second'"
+			 " WHERE workflow_step_id = $1 AND current_state = 'in_progress'"
+			 " RETURNING lease_expires_at",
+			 2, argtypes),
+		values, NULL, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 0)
+		elog(ERROR, "step " INT64_FORMAT " is not in progress", step_id);
+	return DatumGetTimestampTz(col(0, 1, &isnull));
+}
+
+/*
+ * tasker_release_attempt: an in_progress step given back by its worker:
+ * its attempt is not counted, and it is ready again at once.
+ */
+void
+tasker_release_attempt(int64 step_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+
+	tasker_run_plan(tasker_keep_plan(&release_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps"
+			 "   SET attempts = GREATEST(attempts - 1, 0)"
+			 " WHERE workflow_step_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+	tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_PENDING,
+					  "{\"reason\": \"released\"}");
+}
+
+/*
+ * tasker_reclaim_expired: record the in_progress steps of a kind whose
+ * lease ran out (their worker died or stalled) as failed attempts, so
+ * they retry under the normal rules, and settle their tasks.  Their claim
+ * tokens stay, but the claims are no longer current.  Returns how many.
  */
 int
-tasker_run_ready_steps(int64 task_id, int limit, Oid run_as)
+tasker_reclaim_expired(const char *kind, int limit, const char *message,
+					   const char *detail)
 {
 	ClaimedStep *steps;
-	int64	   *task_ids;
-	int			n;
+	int64	   *tasks;
+	int			n = tasker_claim_expired_leases(kind, limit, &steps);
 	int			i;
 
-	tasker_refuse_in_handler(task_id != 0 ? "tasker_run_task" : "tasker_run_steps");
-	SPI_connect();
-	n = tasker_claim_ready_steps("sql", task_id, limit, run_as, &steps);
-	batch_changes = tasker_nested_changes();
-	if (n > 0)
+	tasks = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
 	{
-		if (!run_steps_together(steps, n))
-			for (i = 0; i < n; i++)
-				run_step_guarded(&steps[i]);
-		task_ids = palloc(sizeof(int64) * n);
-		for (i = 0; i < n; i++)
-			task_ids[i] = steps[i].task_id;
-		tasker_finalize_tasks(task_ids, n);
+		StepOutcome o;
+
+		memset(&o, 0, sizeof(o));
+		o.message = pstrdup(message);
+		o.detail = pstrdup(detail);
+		o.sqlstate = pstrdup("TK003");
+		o.retry_after = -1;
+		tasker_record_failure_reason(&steps[i], &o, "lease_expired");
+		tasks[i] = steps[i].task_id;
 	}
-	SPI_finish();
+	tasker_finalize_tasks(tasks, n);
 	return n;
 }
