@@ -228,6 +228,17 @@ UPDATE tasker_workflow_steps SET lease_expires_at = now() + interval '1 minute'
 UPDATE tasker_workflow_steps SET results = '{"error": {"message": "card declined"}}'
  WHERE workflow_step_id = pg_temp.step('a3', 'charge');
 SELECT check_name, status FROM tasker_health();
+-- A ready step of the worker kind waits for external workers, not for
+-- tasker's executors: it does not make the workers check fail.
+SELECT tasker_register_template($y$
+name: obs_external
+step_templates:
+  - name: render
+    handler_config: {type: worker, queue: renders}
+$y$) > 0 AS registered;
+SELECT tasker_create_task('obs_external') IS NOT NULL AS created;
+SELECT check_name, status, detail->'ready_steps' AS ready_steps FROM tasker_health()
+ WHERE check_name IN ('workers', 'caught_up', 'oldest_ready_step', 'overall');
 -- More than half of the last hour's tasks failed: task_error_rate degrades.
 UPDATE tasker_task_transitions x SET to_state = 'error'
   FROM obs_t o WHERE o.task_id = x.task_id AND o.label IN ('a1', 'a2') AND x.to_state = 'complete';

@@ -866,10 +866,12 @@ COMMENT ON FUNCTION @extschema@.tasker_slowest_tasks(timestamptz, integer, text,
  * needs an operator; failing: work cannot run (a standby, no worker
  * serving this database while steps are ready, workers waiting for
  * ALTER EXTENSION UPDATE).  A check that is not ok says what to do in
- * detail->>'action'.  Ready steps are those the workers would claim now
- * (the ready index's predicate, due, of a pending or in_progress task),
- * counted up to 10,000; the oldest is found per handler kind through the
- * ready index.  Every check reads an index or a small set.
+ * detail->>'action'.  Ready steps are those the executors would claim now
+ * (the ready index's predicate, due, of a pending or in_progress task, of
+ * a kind the executors run: external workers run the worker kind's),
+ * counted up to 10,000; the oldest ready step, of any kind, is found per
+ * handler kind through the ready index.  Every check reads an index or a
+ * small set.
  */
 CREATE FUNCTION @extschema@.tasker_health()
 RETURNS TABLE (check_name text, status text, detail jsonb)
@@ -899,11 +901,13 @@ oldest AS (
             ORDER BY s.next_attempt_at LIMIT 1) o
      ORDER BY o.next_attempt_at, o.workflow_step_id LIMIT 1),
 ready AS (
+    -- steps the executors run (external workers run the worker kind's)
     SELECT count(*) AS n
       FROM (SELECT 1 FROM @extschema@.tasker_workflow_steps s
               JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id
              WHERE s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0
                AND s.next_attempt_at IS NOT NULL AND s.next_attempt_at <= now()
+               AND s.handler_kind <> 'worker'
                AND t.current_state IN ('pending', 'in_progress')
              LIMIT 10000) r),
 ws AS (SELECT * FROM @extschema@.tasker_worker_status()),
@@ -1012,7 +1016,7 @@ checks(ord, check_name, status, detail) AS (
            jsonb_strip_nulls(jsonb_build_object(
                'steps', l.n, 'oldest_expiry', l.oldest, 'step_ids', to_jsonb(l.ids),
                'action', CASE WHEN l.n > 0
-                              THEN 'HTTP steps whose lease expired are still in_progress: the workers reclaim them; if they stay, no worker serves this database (see the workers check).' END))
+                              THEN 'Leased steps (HTTP, or run by external workers) are still in_progress after their lease expired: the executors reclaim them; if they stay, no executor serves this database (see the workers check).' END))
       FROM leases l
     UNION ALL
     SELECT 8, 'quarantined_steps', CASE WHEN q.n = 0 THEN 'ok' ELSE 'degraded' END,
