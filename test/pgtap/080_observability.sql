@@ -1,4 +1,4 @@
--- 060_observability: the contracts of the observability functions (issue
+-- 080_observability: the contracts of the observability functions (issue
 -- 12): signatures and columns (the Ruby analytics names first), SECURITY
 -- DEFINER with a pinned search_path, comments, who may execute what, the
 -- indexes behind the time windows, the guide's defaults, and an SQLSTATE

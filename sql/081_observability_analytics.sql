@@ -1,4 +1,4 @@
--- 061_observability_analytics: analytics, health and the task summary on
+-- 081_observability_analytics: analytics, health and the task summary on
 -- fixed data.  It all runs in one transaction that first deletes the tasks
 -- of the earlier files and is rolled back at the end; now() is the start of
 -- that transaction, so times set relative to it give exact figures.  No

@@ -1,4 +1,4 @@
-# 070_observability.pl: the observability functions (issue 12) with real
+# 080_observability.pl: the observability functions (issue 12) with real
 # workers and a large history:
 # - tasker_health() is ok while the workers serve the database, and failing
 #   while they are paused (tasker.enabled off) and a step is ready;

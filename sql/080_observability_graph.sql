@@ -1,4 +1,4 @@
--- 060_observability_graph: diagrams (Mermaid and DOT), bottlenecks and the
+-- 080_observability_graph: diagrams (Mermaid and DOT), bottlenecks and the
 -- critical path of the Ruby engine's five workflow shapes
 -- (test/fixtures/shapes.sql), with steps moved through the state machine,
 -- run in this session, or failed for real.  Transition times are set to
