@@ -58,12 +58,13 @@ REGRESS = \
 	041_http_preview \
 	042_stuck_tasks \
 	050_controls_by_name \
+	060_worker_protocol \
 	080_observability_graph \
 	081_observability_analytics
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).
-ISOLATION = claims control_cancel_step control_cancel_retry control_resolve_run
+ISOLATION = claims control_cancel_step control_cancel_retry control_resolve_run worker_claims
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CONFIG ?= pg_config
