@@ -55,9 +55,9 @@ ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%tasker_claim_steps(''q1''%' AND state = 'active'"),
 	'the claim is waiting');
 sleep 0.5;
-my $created_at = $node->safe_psql('postgres', q{
+my $created_at = (split /\n/, $node->safe_psql('postgres', q{
 	SELECT tasker_create_task('one', '{}');
-	SELECT extract(epoch FROM clock_timestamp())::numeric(20,3)});
+	SELECT extract(epoch FROM clock_timestamp())::numeric(20,3)}))[-1];
 my $out = $waiter->query_safe('');
 $out =~ /(\d+\.\d+)\|t/ or diag "claim output: $out";
 my $woke = $1 // 0;
