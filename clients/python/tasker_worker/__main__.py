@@ -6,7 +6,8 @@
 # and/or defines register(worker), which the runner calls with the Worker.
 # A run that registers no handler at all is refused (exit 2), so a typo in
 # a module name cannot become a worker that fails every step.  The process
-# exits 0 after a graceful stop (SIGTERM, SIGINT), 2 on bad arguments.
+# exits 0 after a graceful stop (SIGTERM, SIGINT), 2 on bad arguments
+# (including a connection string libpq cannot parse).
 # Options map one to one onto Worker's arguments.
 
 import argparse
@@ -14,6 +15,9 @@ import importlib
 import logging
 import os
 import sys
+
+import psycopg
+from psycopg import conninfo
 
 from . import Worker, default_registry
 
@@ -47,6 +51,11 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(threadName)s: %(message)s")
+    try:
+        conninfo.conninfo_to_dict(args.dsn)
+    except psycopg.ProgrammingError as exc:
+        print("tasker_worker: bad --dsn: %s" % exc, file=sys.stderr)
+        return 2
     try:
         worker = Worker(args.dsn, args.queue, concurrency=args.concurrency,
                         worker_id=args.worker_id, lease=args.lease, claim_wait=args.claim_wait,

@@ -257,7 +257,7 @@ class Worker:
         (None when it had to be closed)."""
         if db.is_broken(conn, exc):
             if not backoff.delay:
-                log.warning("claimer lost its connection (%s); reconnecting", _first_line(exc))
+                log.warning("claimer has no connection (%s); reconnecting", _first_line(exc))
             if conn is not None:
                 conn.close()
             conn = None
@@ -344,7 +344,7 @@ class Worker:
                     log.error("reporting failed: %s", exc)
                 else:
                     if not backoff.delay:
-                        log.warning("reporter lost its connection (%s); reconnecting",
+                        log.warning("reporter has no connection (%s); reconnecting",
                                     _first_line(exc))
                     if conn is not None:
                         conn.close()
