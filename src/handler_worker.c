@@ -50,6 +50,7 @@
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -166,6 +167,7 @@ claim_batch(const char *queue, const char *worker_id, int max, int lease_s,
 	int			i;
 	uint64		r;
 	bool		isnull;
+	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
 	n = tasker_claim_ready_steps("worker", 0, max, InvalidOid, queue, &steps);
@@ -180,7 +182,8 @@ claim_batch(const char *queue, const char *worker_id, int max, int lease_s,
 	}
 	tasker_start_attempts(steps, n, lease_s);
 	tasker_finalize_tasks(skipped, nskipped);
-	rows = palloc0(sizeof(ClaimRow) * Max(nids, 1));
+	/* The rows outlive SPI_finish: they are made in the caller's context. */
+	rows = MemoryContextAllocZero(caller, sizeof(ClaimRow) * Max(nids, 1));
 	if (nids > 0)
 	{
 		values[0] = tasker_int8_array(ids, nids);
@@ -199,15 +202,19 @@ claim_batch(const char *queue, const char *worker_id, int max, int lease_s,
 			int64		id = DatumGetInt64(col(r, 1, &isnull));
 			Jsonb	   *extra = DatumGetJsonbP(col(r, 4, &isnull));
 
+			MemoryContext spi;
+
 			for (i = 0; i < n; i++)
 				if (steps[i].step_id == id)
 					break;
+			spi = MemoryContextSwitchTo(caller);
 			rows[r].step_id = id;
 			rows[r].token = datumCopy(col(r, 2, &isnull), false, UUID_LEN);
 			rows[r].lease_expires_at = DatumGetTimestampTz(col(r, 3, &isnull));
-			rows[r].envelope = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
-											  JsonbPGetDatum(steps[i].call.envelope),
-											  JsonbPGetDatum(extra)));
+			rows[r].envelope = DatumGetJsonbPCopy(DirectFunctionCall2(jsonb_concat,
+												  JsonbPGetDatum(steps[i].call.envelope),
+												  JsonbPGetDatum(extra)));
+			MemoryContextSwitchTo(spi);
 		}
 		nids = (int) SPI_processed;
 	}
