@@ -9,12 +9,15 @@ OBJS = \
 	src/events.o \
 	src/notify.o \
 	src/shmem.o \
+	src/bgw.o \
 	src/semver.o \
 	src/spi_util.o \
 	src/security.o \
 	src/task.o \
 	src/dag.o \
+	src/claim_wait.o \
 	src/handler.o \
+	src/handler_worker.o \
 	src/handler_sql.o \
 	src/http_limits.o \
 	src/http_request.o \
@@ -27,6 +30,7 @@ OBJS = \
 	src/control.o \
 	src/worker.o \
 	src/jsonschema.o \
+	src/yaml_reader.o \
 	src/template.o \
 	src/template_check.o \
 	src/template_store.o \

@@ -453,3 +453,100 @@ FROM PUBLIC;
 
 COMMENT ON FUNCTION tasker_run_steps(integer) IS
     'Claim and run ready steps of any task in this transaction, batch after batch as a worker runs them, until nothing is ready or max_steps ran; returns the number run';
+
+/* ---- issue 9: external workers (src/handler_worker.c) ---- */
+
+/*
+ * A third handler kind, worker: steps run by processes outside the
+ * database, in any language, through a claim protocol in SQL.  Their
+ * steps carry the queue they are claimed from and the token of their
+ * current claim.
+ */
+ALTER TABLE tasker_workflow_steps
+    DROP CONSTRAINT tasker_workflow_steps_handler_kind_check,
+    ADD CONSTRAINT tasker_workflow_steps_handler_kind_check
+        CHECK (handler_kind IN ('sql', 'http', 'worker')),
+    ADD COLUMN queue text,
+    ADD COLUMN claim_token uuid,
+    ADD COLUMN claimed_by text;
+COMMENT ON COLUMN tasker_workflow_steps.handler_kind IS
+    'sql (an SQL function run in the claiming transaction), http (a request run by the worker outside any transaction) or worker (run by an external worker through tasker_claim_steps)';
+COMMENT ON COLUMN tasker_workflow_steps.queue IS
+    'For a worker step: the queue external workers claim it from';
+COMMENT ON COLUMN tasker_workflow_steps.claim_token IS
+    'For a leased step: the token of its latest claim; an outcome is recorded only with the current one';
+COMMENT ON COLUMN tasker_workflow_steps.claimed_by IS
+    'For a worker step: the worker_id that made its latest claim';
+
+/* A class served by external workers: mapped to a queue, not a function. */
+ALTER TABLE tasker_handler_registry
+    ALTER COLUMN function DROP NOT NULL,
+    ADD COLUMN queue text,
+    ADD CONSTRAINT handler_registry_one_target
+        CHECK ((function IS NULL) <> (queue IS NULL)),
+    ADD CONSTRAINT handler_registry_queue_not_empty CHECK (queue <> '');
+COMMENT ON COLUMN tasker_handler_registry.queue IS
+    'The queue whose external workers run steps of this class (function is then NULL)';
+
+CREATE FUNCTION tasker_register_handler(handler_class text, queue text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'tasker_register_handler_queue_sql'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION tasker_register_handler(text, text) IS
+    'Have the steps of a handler class run by the external workers of a queue, replacing an earlier mapping of the class';
+REVOKE EXECUTE ON FUNCTION tasker_register_handler(text, text) FROM PUBLIC;
+
+CREATE FUNCTION tasker_claim_steps(queue text, worker_id text, max_steps integer DEFAULT 10,
+                                   lease interval DEFAULT '5 minutes',
+                                   wait interval DEFAULT '0')
+RETURNS TABLE (step_id bigint, claim_token uuid, lease_expires_at timestamptz, envelope jsonb)
+AS 'MODULE_PATHNAME', 'tasker_claim_steps_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_claim_steps(text, text, integer, interval, interval) IS
+    'Claim up to max_steps ready steps of a queue for an external worker, each under a lease; with wait, block until one is ready or wait passes';
+
+CREATE FUNCTION tasker_complete_step(step_id bigint, claim_token uuid, results jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_complete_step_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_complete_step(bigint, uuid, jsonb) IS
+    'Record the results of a claimed step: true when recorded, false when this claim was recorded already; SQLSTATE TK003 when the claim is no longer current';
+
+CREATE FUNCTION tasker_fail_step(step_id bigint, claim_token uuid, error jsonb,
+                                 retryable boolean DEFAULT true,
+                                 retry_after interval DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_fail_step_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_fail_step(bigint, uuid, jsonb, boolean, interval) IS
+    'Record a failed attempt of a claimed step (retried under the step''s policy unless retryable is false; after retry_after when given): true when recorded, false when this claim was recorded already; SQLSTATE TK003 when the claim is no longer current';
+
+CREATE FUNCTION tasker_complete_steps(completions jsonb)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'tasker_complete_steps_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_complete_steps(jsonb) IS
+    'Record the results of many claimed steps at once: a JSON array of {step_id, claim_token, results}; returns how many were recorded (an element whose claim is no longer current, or was recorded already, is skipped)';
+
+CREATE FUNCTION tasker_extend_lease(step_id bigint, claim_token uuid, lease interval)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'tasker_extend_lease_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_extend_lease(bigint, uuid, interval) IS
+    'Extend the lease of a claimed step to now + lease (a heartbeat); returns the new expiry; SQLSTATE TK003 when the claim is no longer current';
+
+CREATE FUNCTION tasker_release_step(step_id bigint, claim_token uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_release_step_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_release_step(bigint, uuid) IS
+    'Give a claimed step back without counting its attempt (a worker shutting down): it is ready again at once; false when the claim is no longer current';
+
+REVOKE EXECUTE ON FUNCTION
+    tasker_claim_steps(text, text, integer, interval, interval),
+    tasker_complete_step(bigint, uuid, jsonb),
+    tasker_fail_step(bigint, uuid, jsonb, boolean, interval),
+    tasker_complete_steps(jsonb),
+    tasker_extend_lease(bigint, uuid, interval),
+    tasker_release_step(bigint, uuid)
+FROM PUBLIC;

@@ -29,13 +29,15 @@
 #include "events.h"
 #include "handler.h"
 #include "handler_http.h"
+#include "handler_registry.h"
+#include "http_limits.h"
 #include "jsonschema.h"
 #include "step.h"
 #include "security.h"
+#include "shmem.h"
 #include "state.h"
 #include "task.h"
 #include "template.h"
-#include "worker.h"
 
 PG_FUNCTION_INFO_V1(tasker_transition_task_sql);
 PG_FUNCTION_INFO_V1(tasker_transition_step_sql);
@@ -59,6 +61,7 @@ PG_FUNCTION_INFO_V1(tasker_register_template_sql);
 PG_FUNCTION_INFO_V1(tasker_register_template_file_sql);
 PG_FUNCTION_INFO_V1(tasker_register_templates_sql);
 PG_FUNCTION_INFO_V1(tasker_register_handler_sql);
+PG_FUNCTION_INFO_V1(tasker_register_handler_queue_sql);
 PG_FUNCTION_INFO_V1(tasker_http_stats_sql);
 PG_FUNCTION_INFO_V1(tasker_publish_event_sql);
 PG_FUNCTION_INFO_V1(tasker_http_preview_sql);
@@ -500,13 +503,13 @@ Datum
 tasker_worker_status_sql(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TaskerWorkerSlot slots[64];
+	TaskerWorkerSlot slots[TASKER_MAX_SLOTS];
 	pid_t		launcher;
 	int			n;
 	int			i;
 
 	InitMaterializedSRF(fcinfo, 0);
-	n = tasker_worker_slots(slots, 64, &launcher);
+	n = tasker_worker_slots(slots, TASKER_MAX_SLOTS, &launcher);
 	if (!tasker_workers_present())
 		PG_RETURN_NULL();
 	for (i = -1; i < n; i++)
@@ -709,6 +712,18 @@ tasker_register_handler_sql(PG_FUNCTION_ARGS)
 }
 
 /*
+ * tasker_register_handler(handler_class text, queue text): the class's
+ * steps run on the external workers of the queue.
+ */
+Datum
+tasker_register_handler_queue_sql(PG_FUNCTION_ARGS)
+{
+	AS_OWNER(tasker_register_handler_queue(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+										   text_to_cstring(PG_GETARG_TEXT_PP(1))));
+	PG_RETURN_VOID();
+}
+
+/*
  * tasker_http_stats(): HTTP requests by outcome since the server started.
  */
 Datum
@@ -805,6 +820,7 @@ tasker_publish_event_sql(PG_FUNCTION_ARGS)
 				 errhint("Pass the name of a declared custom event and a JSON object.")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	payload = PG_GETARG_JSONB_P(1);
-	AS_OWNER(tasker_publish_custom_event(name, payload, task_id, step_id));
+	AS_OWNER(tasker_publish_custom_event(name, payload, task_id, step_id,
+										 tasker_running_step()));
 	PG_RETURN_VOID();
 }

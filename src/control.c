@@ -52,10 +52,11 @@
 #include "control.h"
 #include "events.h"
 #include "guc.h"
+#include "handler.h"
 #include "step.h"
 #include "security.h"
 #include "state.h"
-#include "worker.h"
+#include "shmem.h"
 
 static SPIPlanPtr task_state_plan;
 static SPIPlanPtr step_task_plan;
@@ -243,9 +244,9 @@ tasker_cancel_task(int64 task_id, const char *reason)
 	if (changed)
 	{
 		exec(&pending_steps_plan,
-			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
+			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps s"
 			 " WHERE task_id = $1 AND (current_state = 'pending'"
-			 "       OR (current_state = 'in_progress' AND handler_kind = 'http'))"
+			 "       OR (current_state = 'in_progress' AND " TASKER_LEASED_STEP_SQL("s") "))"
 			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 task_id, SPI_OK_SELECT);
 		ids = ids_of_result(&n);

@@ -9,7 +9,12 @@
  * never of one that rolled back.  Payloads are
  * compact JSON carrying identifiers and states only, never a task's context
  * or a step's results, so they stay far below the 8000-byte limit of
- * NOTIFY.
+ * NOTIFY.  A transaction that makes work for the workers asks here for
+ * them to be woken when it commits (tasker_wake_workers_at_commit).
+ *
+ * This file builds the payloads and hands each to notify.c, which owns
+ * how events leave (the ring, the relay, the channel); the wake-up sets
+ * the latches of the worker slots in shmem.c.  Neither calls back here.
  *
  * IDENTIFICATION
  *		src/events.c
@@ -31,12 +36,12 @@
 #include "utils/jsonfuncs.h"
 #include "utils/timestamp.h"
 
+#include "claim_wait.h"
 #include "events.h"
-#include "handler.h"
 #include "security.h"
 #include "spi_util.h"
 #include "notify.h"
-#include "worker.h"
+#include "shmem.h"
 
 static bool wake_pending = false;
 static bool wake_callback_registered = false;
@@ -158,7 +163,10 @@ wake_at_commit(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_pending)
+			{
 				tasker_wake_workers();
+				tasker_claim_waiters_wake();
+			}
 			wake_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
@@ -178,7 +186,7 @@ wake_at_commit(XactEvent event, void *arg)
 void
 tasker_wake_workers_at_commit(void)
 {
-	if (!tasker_workers_present())
+	if (!tasker_workers_present() && !tasker_claim_wait_available())
 		return;
 	if (!wake_callback_registered)
 	{
@@ -292,14 +300,15 @@ custom_event_message(const char *name, const EventSubject *subject, Jsonb *paylo
 
 /*
  * tasker_publish_custom_event: send a custom event a template declares,
- * about a task or a step (0, 0: the step whose handler is running, if
- * any), when the transaction commits, in order with the built-in events.
- * Naming a task or step needs the right to control it (security.c).
- * Runs as the extension's owner, for the caller.
+ * about a task or a step (0, 0: the running_step, the step whose handler
+ * is running, if any, which the caller looks up), when the transaction
+ * commits, in order with the built-in events.  Naming a task or step
+ * needs the right to control it (security.c).  Runs as the extension's
+ * owner, for the caller.
  */
 void
 tasker_publish_custom_event(const char *name, Jsonb *payload, int64 task_id,
-							int64 step_id)
+							int64 step_id, int64 running_step)
 {
 	EventSubject subject;
 	bool		named = (task_id != 0 || step_id != 0);
@@ -316,7 +325,7 @@ tasker_publish_custom_event(const char *name, Jsonb *payload, int64 task_id,
 						   JsonbToCString(NULL, &payload->root, VARSIZE(payload))),
 				 errhint("Pass the payload as '{\"key\": \"value\"}'.")));
 	if (!named)
-		step_id = tasker_running_step();
+		step_id = running_step;
 	if ((task_id != 0 || step_id != 0) && !find_subject(task_id, step_id, &subject))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -15,8 +15,6 @@
 
 #include "datatype/timestamp.h"
 
-#define TASKER_EVENTS_CHANNEL "tasker_events"
-
 extern const char *tasker_event_name(bool is_step, const char *from_state,
 									 const char *to_state);
 extern void tasker_notify_transition(int64 step_id, int64 task_id,
@@ -33,6 +31,7 @@ extern void tasker_wake_workers_at_commit(void);
 #include "utils/jsonb.h"
 
 extern void tasker_publish_custom_event(const char *name, Jsonb *payload,
-										int64 task_id, int64 step_id);
+										int64 task_id, int64 step_id,
+										int64 running_step);
 
 #endif							/* TASKER_EVENTS_H */

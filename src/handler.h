@@ -62,6 +62,18 @@ typedef struct StepCall
 	int			nretry;
 } StepCall;
 
+/*
+ * The handler kind of a step, from its template row (alias l of
+ * tasker_named_tasks_named_steps), defined once: a worker step's
+ * handler_config says so; a step with no function is an api step.
+ */
+#define TASKER_STEP_KIND_SQL(l) \
+	"CASE WHEN " l ".handler_config->>'type' = 'worker' THEN 'worker'" \
+	" WHEN " l ".handler_function IS NULL THEN 'http' ELSE 'sql' END"
+
+/* The steps (alias s) of a leased kind: every kind but sql. */
+#define TASKER_LEASED_STEP_SQL(s) s ".handler_kind <> 'sql'"
+
 /* A handler kind: how the executor runs its steps. */
 typedef struct TaskerHandlerKind
 {
@@ -99,7 +111,9 @@ typedef struct TaskerHandlerKind
 
 extern const TaskerHandlerKind tasker_sql_kind;
 extern const TaskerHandlerKind tasker_http_kind;
-extern const TaskerHandlerKind *const tasker_handler_kinds[];
+extern const TaskerHandlerKind tasker_worker_kind;
+extern const TaskerHandlerKind *tasker_handler_kinds[];
+extern void tasker_register_handler_kind(const TaskerHandlerKind *kind);
 
 extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
 extern void tasker_run_sql_handler(const StepCall *call, StepOutcome *out);

@@ -2,11 +2,13 @@
  *
  * handler_http.h
  *		HTTP steps: asynchronous requests driven from the executor loop,
- *		the rules of an api handler_config, and the preview of a request.
+ *		and the preview of a request.
  *
  * The files of the HTTP kind (handler_http.c and the http_*.c it is split
  * into, see http_internal.h) are the only ones that include curl; the
- * rest of tasker reaches them through this header.
+ * rest of tasker reaches them through this header, http_limits.h (shared
+ * state and counters) and http_request.h (the rules of an api
+ * handler_config).
  *
  * IDENTIFICATION
  *		src/handler_http.h
@@ -20,21 +22,9 @@
 
 #include "utils/jsonb.h"
 
-struct TNode;
-
 /* handler_http.c: the executor's turn, wait and stop */
 extern int	tasker_http_run(bool claim_new);
 extern void tasker_http_shutdown(void);
-
-/* http_limits.c: shared state, installed while preloading */
-extern Size tasker_http_shmem_size(void);
-extern void tasker_http_shmem_init(void);
-extern int	tasker_http_stats(const char **names, uint64 *counts, int max);
-
-/* http_request.c: an api step's handler_config, at registration */
-extern const struct TNode *tasker_http_check_config(const char *template_name,
-													const char *subject,
-													const struct TNode *config);
 
 /* http_preview.c: what a step would send now */
 extern Jsonb *tasker_http_preview(int64 step_id);

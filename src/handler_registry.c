@@ -17,8 +17,10 @@
  * Only that role, its members and superusers may remap it, and a template
  * may bind to it only when its registering role is the owner or a member
  * of it, or the owner is a superuser (template_store.c), so no role can
- * squat a class name another role's template will use.  The function a class maps to must be one the registering role
- * may execute, in a schema it may use.  Every such decision is made for
+ * squat a class name another role's template will use.  The function a
+ * class maps to must be one the registering role may execute, in a schema
+ * it may use (the rules are security.c's: tasker_handler_signature_problem
+ * and tasker_handler_access_problem).  Every such decision is made for
  * tasker_caller(), the role that called tasker.
  *
  * Every function here runs in the caller's transaction; those that read or
@@ -46,81 +48,17 @@
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
-#include "compat.h"
+#include "handler_registry.h"
 #include "security.h"
 #include "spi_util.h"
-#include "template.h"
 
 static SPIPlanPtr registry_lookup_plan;
 static SPIPlanPtr registry_owner_plan;
 static SPIPlanPtr registry_insert_plan;
 static SPIPlanPtr registry_update_plan;
-
-/*
- * tasker_handler_signature_problem: NULL when a function can be a step
- * handler, that is (jsonb) RETURNS jsonb, not a set, not a procedure or
- * aggregate; else a sentence fragment saying what is wrong ("it takes
- * integer"), or "it does not exist".
- */
-char *
-tasker_handler_signature_problem(Oid fn)
-{
-	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
-	Form_pg_proc proc;
-	char	   *problem = NULL;
-
-	if (!HeapTupleIsValid(tuple))
-		return pstrdup("it does not exist");
-	proc = (Form_pg_proc) GETSTRUCT(tuple);
-	if (proc->prokind != PROKIND_FUNCTION)
-		problem = pstrdup(proc->prokind == PROKIND_PROCEDURE ?
-						  "it is a procedure" : "it is an aggregate or window function");
-	else if (proc->pronargs == 0)
-		problem = pstrdup("it takes no argument");
-	else if (proc->pronargs > 1)
-		problem = psprintf("it takes %d arguments", (int) proc->pronargs);
-	else if (proc->proargtypes.values[0] != JSONBOID)
-		problem = psprintf("it takes %s",
-						   format_type_be(proc->proargtypes.values[0]));
-	else if (proc->proretset)
-		problem = pstrdup("it returns a set");
-	else if (proc->prorettype != JSONBOID)
-		problem = psprintf("it returns %s", format_type_be(proc->prorettype));
-	ReleaseSysCache(tuple);
-	return problem;
-}
-
-/*
- * tasker_role_name: a role's name, or "(dropped role OID)" for a role that
- * no longer exists, for messages.
- */
-const char *
-tasker_role_name(Oid role)
-{
-	const char *name = GetUserNameFromId(role, true);
-
-	return name ? name : psprintf("(dropped role %u)", role);
-}
-
-/*
- * tasker_handler_access_problem: NULL when a role may call a function as a
- * step handler, that is, has USAGE on its schema and EXECUTE on it; else a
- * sentence fragment saying which privilege it lacks.
- */
-char *
-tasker_handler_access_problem(Oid fn, Oid role)
-{
-	Oid			nsp = get_func_namespace(fn);
-
-	if (OidIsValid(nsp) &&
-		tasker_namespace_aclcheck(nsp, role, ACL_USAGE) != ACLCHECK_OK)
-		return psprintf("role \"%s\" has no USAGE privilege on schema \"%s\"",
-						tasker_role_name(role), get_namespace_name(nsp));
-	if (tasker_proc_aclcheck(fn, role, ACL_EXECUTE) != ACLCHECK_OK)
-		return psprintf("role \"%s\" has no EXECUTE privilege on function %s",
-						tasker_role_name(role), format_procedure(fn));
-	return NULL;
-}
+static SPIPlanPtr queue_lookup_plan;
+static SPIPlanPtr queue_insert_plan;
+static SPIPlanPtr queue_update_plan;
 
 /*
  * registry_lookup: the function registered for a handler class and, in
@@ -308,7 +246,67 @@ tasker_register_handler(const char *handler_class, Oid fn)
 		check_registry_owner(handler_class);
 		(void) tasker_run_plan(tasker_keep_plan(&registry_update_plan,
 												"UPDATE @extschema@.tasker_handler_registry"
-												"   SET function = $2::regprocedure, updated_at = now()"
+												"   SET function = $2::regprocedure, queue = NULL, updated_at = now()"
+												" WHERE handler_class = $1",
+												2, argtypes),
+							   values, NULL, SPI_OK_UPDATE);
+	}
+	SPI_finish();
+}
+
+/*
+ * tasker_handler_queue: the queue a handler class is registered for (its
+ * steps run on external workers), or NULL.  SPI must be connected.
+ */
+char *
+tasker_handler_queue(const char *handler_class)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(handler_class)};
+
+	if (tasker_run_plan(tasker_keep_plan(&queue_lookup_plan,
+										 "SELECT queue FROM @extschema@.tasker_handler_registry"
+										 " WHERE handler_class = $1 AND queue IS NOT NULL",
+										 1, argtypes),
+						values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * tasker_register_handler_queue: have the steps of a handler class run by
+ * the external workers of a queue.  Ownership as for
+ * tasker_register_handler.  Connects to SPI itself.
+ */
+void
+tasker_register_handler_queue(const char *handler_class, const char *queue)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, OIDOID};
+	Datum		values[3];
+
+	if (handler_class[0] == '\0' || queue[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("handler class and queue must not be empty"),
+				 errdetail("A handler class is the name templates give in handler_class; a queue is the name external workers claim from."),
+				 errhint("Pass names such as 'ProcessPaymentHandler' and 'payments'.")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	values[0] = CStringGetTextDatum(handler_class);
+	values[1] = CStringGetTextDatum(queue);
+	values[2] = ObjectIdGetDatum(tasker_caller());
+	if (tasker_run_plan(tasker_keep_plan(&queue_insert_plan,
+										 "INSERT INTO @extschema@.tasker_handler_registry"
+										 " (handler_class, queue, registered_by)"
+										 " VALUES ($1, $2, $3::regrole)"
+										 " ON CONFLICT (handler_class) DO NOTHING",
+										 3, argtypes),
+						values, NULL, SPI_OK_INSERT) == 0)
+	{
+		check_registry_owner(handler_class);
+		(void) tasker_run_plan(tasker_keep_plan(&queue_update_plan,
+												"UPDATE @extschema@.tasker_handler_registry"
+												"   SET function = NULL, queue = $2, updated_at = now()"
 												" WHERE handler_class = $1",
 												2, argtypes),
 							   values, NULL, SPI_OK_UPDATE);

@@ -470,7 +470,7 @@ tasker_run_ready_steps(int64 task_id, int limit, Oid run_as)
 
 	tasker_refuse_in_handler(task_id != 0 ? "tasker_run_task" : "tasker_run_steps");
 	SPI_connect();
-	n = tasker_claim_ready_steps("sql", task_id, limit, run_as, &steps);
+	n = tasker_claim_ready_steps("sql", task_id, limit, run_as, NULL, &steps);
 	batch_changes = tasker_nested_changes();
 	if (n > 0)
 	{

@@ -19,7 +19,10 @@
  * http_multi calls http_request (to check a redirect's destination) and
  * http_limits; http_preview calls http_request; nothing calls back into a
  * file that calls it.  Only these files include <curl/curl.h>.  Not for
- * use outside them: the rest of tasker sees handler_http.h.
+ * use outside them: the rest of tasker sees handler_http.h (the
+ * executor's entry points, the preview), http_limits.h (the shared state,
+ * for shmem.c, and its counters) and http_request.h (the rules of an api
+ * handler_config, for template_check.c).
  *
  * IDENTIFICATION
  *		src/http_internal.h

@@ -34,7 +34,6 @@
 #include "storage/spin.h"
 
 #include "guc.h"
-#include "handler_http.h"
 #include "http_limits.h"
 
 /* Distinct hosts in flight at once, over all workers. */

@@ -27,6 +27,11 @@ typedef enum HttpOutcome
 	HTTP_OUT_NONE				/* not counted: the worker stopped */
 } HttpOutcome;
 
+/* shmem.c reserves and attaches the state; api.c reads the counters */
+extern Size tasker_http_shmem_size(void);
+extern void tasker_http_shmem_init(void);
+extern int	tasker_http_stats(const char **names, uint64 *counts, int max);
+
 extern bool http_limits_attached(void);
 extern void http_count_outcome(HttpOutcome kind);
 extern bool http_reserve_slot(uint32 host_hash, bool *full);

@@ -41,9 +41,9 @@
 #include "utils/memutils.h"
 
 #include "guc.h"
-#include "handler_http.h"
 #include "http_internal.h"
-#include "template.h"
+#include "http_request.h"
+#include "yaml_reader.h"
 
 /* The methods an api step may use, as they are sent. */
 static const char *const http_methods[] = {

@@ -48,8 +48,8 @@
 #include "http_internal.h"
 #include "step.h"
 #include "spi_util.h"
+#include "shmem.h"
 #include "state.h"
-#include "worker.h"
 
 /* Seconds a lease outlives the request's own timeout. */
 #define HTTP_LEASE_MARGIN_S		10
@@ -259,7 +259,7 @@ reclaim_expired(int64 **tasks, int *ntasks)
 	ClaimedStep *steps;
 	int			count = 0;
 
-	n = tasker_claim_expired_leases(HTTP_RECLAIM_BATCH, &steps);
+	n = tasker_claim_expired_leases("http", HTTP_RECLAIM_BATCH, &steps);
 	*tasks = palloc(sizeof(int64) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
@@ -343,8 +343,8 @@ static bool
 any_api_steps(void)
 {
 	tasker_run_plan(tasker_keep_plan(&api_steps_plan,
-			 "SELECT EXISTS (SELECT 1 FROM @extschema@.tasker_named_tasks_named_steps"
-			 "                WHERE handler_function IS NULL)",
+			 "SELECT EXISTS (SELECT 1 FROM @extschema@.tasker_named_tasks_named_steps l"
+			 "                WHERE " TASKER_STEP_KIND_SQL("l") " = 'http')",
 			 0, NULL),
 		NULL, NULL, SPI_OK_SELECT);
 	return DatumGetBool(col(0, 1));
@@ -365,7 +365,7 @@ claim_ready(int nfree)
 	int			ncand;
 	bool		full = false;
 
-	ncand = tasker_claim_ready_steps("http", 0, Min(nfree * 4, 1000), InvalidOid, &steps);
+	ncand = tasker_claim_ready_steps("http", 0, Min(nfree * 4, 1000), InvalidOid, NULL, &steps);
 	tasks = palloc(sizeof(int64) * Max(ncand, 1));
 	for (i = 0; i < ncand && !full; i++)
 	{

@@ -20,7 +20,8 @@
  *
  * Without the workers, in another database than tasker.database_name, or
  * when the ring is full at pre-commit, a transaction notifies directly,
- * as before.  Events in the ring when the server stops (or crashes) are
+ * as before.  The payloads are events.c's; this file only carries them,
+ * and calls no tasker module but guc.c and bgw.c.  Events in the ring when the server stops (or crashes) are
  * lost, as notifications are: NOTIFY is not a durable channel.
  *
  * IDENTIFICATION
@@ -47,10 +48,9 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "events.h"
+#include "bgw.h"
 #include "guc.h"
 #include "notify.h"
-#include "worker.h"
 
 /* Bytes of events the ring holds. */
 #define RING_SIZE (4 * 1024 * 1024)

@@ -14,6 +14,9 @@
 
 #include "postgres.h"
 
+/* The channel every tasker event is sent on. */
+#define TASKER_EVENTS_CHANNEL "tasker_events"
+
 /* The named LWLock tranche of the ring (one lock). */
 #define TASKER_NOTIFY_TRANCHE "tasker_notify"
 

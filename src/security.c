@@ -19,12 +19,18 @@
  * database or role configures rather than the caller's.  Before each call
  * the stored handler is checked again against the catalog (signature,
  * owner, privileges): no row of tasker's tables is trusted to name a
- * callable function.  A background worker also drops the session-level
+ * callable function.  The rules of what a handler function may be and who
+ * may call it (tasker_handler_signature_problem,
+ * tasker_handler_access_problem) are defined here, and registration
+ * (handler_registry.c, template_store.c) asks them too.  A background worker also drops the session-level
  * advisory locks and prepared statements a handler left.
  *
  * A handler may call the controls (they take effect; tasker_nested_changes
  * tells the batch to look again) but not tasker_run_task or
  * tasker_run_steps: nesting a run inside a step is refused.
+ *
+ * This module calls only spi_util.c below it; the template and handler
+ * registry files call it, never the other way round.
  *
  * IDENTIFICATION
  *		src/security.c
@@ -54,7 +60,6 @@
 #include "compat.h"
 #include "security.h"
 #include "spi_util.h"
-#include "template.h"
 
 /* The role whose call tasker is serving; InvalidOid outside any. */
 static Oid	current_caller = InvalidOid;
@@ -293,6 +298,72 @@ refuse_handler(Oid function, const char *why)
 			 errmsg("step handler %s cannot be called", format_procedure(function)),
 			 errdetail("%s", why),
 			 errhint("Register the template again with a function (step jsonb) RETURNS jsonb that its owner may execute.")));
+}
+
+/*
+ * tasker_handler_signature_problem: NULL when a function can be a step
+ * handler, that is (jsonb) RETURNS jsonb, not a set, not a procedure or
+ * aggregate; else a sentence fragment saying what is wrong ("it takes
+ * integer"), or "it does not exist".
+ */
+char *
+tasker_handler_signature_problem(Oid fn)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Form_pg_proc proc;
+	char	   *problem = NULL;
+
+	if (!HeapTupleIsValid(tuple))
+		return pstrdup("it does not exist");
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	if (proc->prokind != PROKIND_FUNCTION)
+		problem = pstrdup(proc->prokind == PROKIND_PROCEDURE ?
+						  "it is a procedure" : "it is an aggregate or window function");
+	else if (proc->pronargs == 0)
+		problem = pstrdup("it takes no argument");
+	else if (proc->pronargs > 1)
+		problem = psprintf("it takes %d arguments", (int) proc->pronargs);
+	else if (proc->proargtypes.values[0] != JSONBOID)
+		problem = psprintf("it takes %s",
+						   format_type_be(proc->proargtypes.values[0]));
+	else if (proc->proretset)
+		problem = pstrdup("it returns a set");
+	else if (proc->prorettype != JSONBOID)
+		problem = psprintf("it returns %s", format_type_be(proc->prorettype));
+	ReleaseSysCache(tuple);
+	return problem;
+}
+
+/*
+ * tasker_role_name: a role's name, or "(dropped role OID)" for a role that
+ * no longer exists, for messages.
+ */
+const char *
+tasker_role_name(Oid role)
+{
+	const char *name = GetUserNameFromId(role, true);
+
+	return name ? name : psprintf("(dropped role %u)", role);
+}
+
+/*
+ * tasker_handler_access_problem: NULL when a role may call a function as a
+ * step handler, that is, has USAGE on its schema and EXECUTE on it; else a
+ * sentence fragment saying which privilege it lacks.
+ */
+char *
+tasker_handler_access_problem(Oid fn, Oid role)
+{
+	Oid			nsp = get_func_namespace(fn);
+
+	if (OidIsValid(nsp) &&
+		tasker_namespace_aclcheck(nsp, role, ACL_USAGE) != ACLCHECK_OK)
+		return psprintf("role \"%s\" has no USAGE privilege on schema \"%s\"",
+						tasker_role_name(role), get_namespace_name(nsp));
+	if (tasker_proc_aclcheck(fn, role, ACL_EXECUTE) != ACLCHECK_OK)
+		return psprintf("role \"%s\" has no EXECUTE privilege on function %s",
+						tasker_role_name(role), format_procedure(fn));
+	return NULL;
 }
 
 /*

@@ -44,6 +44,9 @@ extern void tasker_refuse_in_handler(const char *function);
 
 extern uint64 tasker_nested_changes(void);
 extern void tasker_note_change(void);
+extern const char *tasker_role_name(Oid role);
+extern char *tasker_handler_signature_problem(Oid fn);
+extern char *tasker_handler_access_problem(Oid fn, Oid role);
 extern void tasker_check_handler(Oid function, Oid owner);
 extern void tasker_handler_enter(TaskerHandlerScope *scope, Oid owner);
 extern void tasker_handler_leave(TaskerHandlerScope *scope);

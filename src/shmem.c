@@ -1,18 +1,32 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.c
- *		The one home of tasker's shared memory: one request/startup pair
- *		for every part.
+ *		The one home of tasker's shared memory: the worker slots and their
+ *		latches, the counters, and one request/startup pair for every part.
  *
- * tasker keeps three parts in shared memory, each defined and used by the
- * module that owns its rules: the worker slots and latches (worker.c),
- * the HTTP concurrency slots and request counters (http_limits.c), and the
- * event relay's ring (notify.c).  This file reserves them all, and their
- * lock, in one shmem_request_hook, and creates or attaches them all in one
+ * The struct here holds the executors' slots (pid, latch, state, steps
+ * run; the launcher's pid) and the counters of tasks and step attempts.
+ * Three more parts live with the module that owns their rules: the HTTP
+ * concurrency slots and request counters (http_limits.c), the event
+ * relay's ring (notify.c), and the latches of sessions waiting for work in
+ * tasker_claim_steps (claim_wait.c).  This file reserves all of them, and
+ * the ring's lock, in one shmem_request_hook, and creates or attaches them
+ * in one
  * shmem_startup_hook; nothing else installs a hook.  The hooks are
  * installed only while the library is preloaded: without the preload
- * there is no shared state, and every part says so (tasker_workers_present
- * and its kin).  Nothing here runs in a transaction.
+ * there is no shared state, every reader here says so
+ * (tasker_workers_present) and every writer does nothing.
+ *
+ * A spinlock guards the slots; a slot's latch is set without it.  The
+ * counters are atomics, and count what committed: a backend keeps its
+ * counts per subtransaction level until its transaction ends, adds them
+ * at commit and forgets them on abort (a batch that rolls back left no
+ * attempt; a task whose creation rolled back was never created).  Counts
+ * made outside a transaction are added at once.
+ *
+ * This module calls nothing above it: the worker loops (worker.c), the
+ * commit-time wake-up (events.c) and the SQL functions (api.c, control.c)
+ * call here.
  *
  * IDENTIFICATION
  *		src/shmem.c
@@ -21,18 +35,79 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
+#include "access/xact.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
 
-#include "handler_http.h"
+#include "claim_wait.h"
+#include "guc.h"
+#include "http_limits.h"
 #include "notify.h"
 #include "shmem.h"
-#include "worker.h"
+
+/* The counters, flat: the task counts, then the attempts by kind. */
+#define NUM_COUNTS \
+	(TASKER_NUM_TASK_COUNTS + TASKER_NUM_STEP_KINDS * TASKER_NUM_ATTEMPT_OUTCOMES)
+
+typedef struct TaskerShmem
+{
+	slock_t		mutex;
+	pid_t		launcher_pid;
+	int			nslots;
+	TaskerWorkerSlot slots[TASKER_MAX_SLOTS];
+	pg_atomic_uint64 counts[NUM_COUNTS];
+} TaskerShmem;
+
+static TaskerShmem *tasker_shmem = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/*
+ * This backend's counts not yet committed: NUM_COUNTS per transaction
+ * nest level (index 0 unused), in TopMemoryContext.
+ */
+static uint64 *pending_counts = NULL;
+static int	pending_levels = 0;
+static bool counts_callbacks = false;
+
+/*
+ * slots_shmem_size: the bytes of the slots and counters.
+ */
+static Size
+slots_shmem_size(void)
+{
+	return MAXALIGN(sizeof(TaskerShmem));
+}
+
+/*
+ * slots_shmem_init: create or attach to the slots and counters.
+ */
+static void
+slots_shmem_init(void)
+{
+	bool		found;
+	int			i;
+
+	tasker_shmem = ShmemInitStruct("tasker", sizeof(TaskerShmem), &found);
+	if (!found)
+	{
+		memset(tasker_shmem, 0, sizeof(TaskerShmem));
+		SpinLockInit(&tasker_shmem->mutex);
+		tasker_shmem->nslots = Min(tasker_max_workers, TASKER_MAX_SLOTS);
+		for (i = 0; i < NUM_COUNTS; i++)
+			pg_atomic_init_u64(&tasker_shmem->counts[i], 0);
+	}
+}
 
 /*
  * shmem_request: reserve every part, and the relay ring's lock.
@@ -42,9 +117,10 @@ shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(add_size(tasker_worker_shmem_size(),
-											 tasker_http_shmem_size()),
-									tasker_notify_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(add_size(slots_shmem_size(),
+													  tasker_http_shmem_size()),
+											 tasker_notify_shmem_size()),
+									tasker_claim_wait_shmem_size()));
 	RequestNamedLWLockTranche(TASKER_NOTIFY_TRANCHE, 1);
 }
 
@@ -57,9 +133,10 @@ shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	tasker_worker_shmem_init();
+	slots_shmem_init();
 	tasker_http_shmem_init();
 	tasker_notify_shmem_init();
+	tasker_claim_wait_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -73,4 +150,352 @@ tasker_shmem_register(void)
 	shmem_request_hook = shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = shmem_startup;
+}
+
+/*
+ * tasker_workers_present: whether this server runs the tasker workers
+ * (the library was preloaded and the shared state exists).
+ */
+bool
+tasker_workers_present(void)
+{
+	return tasker_shmem != NULL && tasker_shmem->nslots > 0;
+}
+
+/*
+ * tasker_wake_workers: set the latch of every running executor.  A no-op
+ * without the workers.
+ */
+void
+tasker_wake_workers(void)
+{
+	int			i;
+
+	if (tasker_shmem == NULL)
+		return;
+	for (i = 0; i < tasker_shmem->nslots; i++)
+	{
+		Latch	   *latch = tasker_shmem->slots[i].latch;
+
+		if (latch != NULL)
+			SetLatch(latch);
+	}
+}
+
+/*
+ * tasker_worker_slots: copy the slots for tasker_worker_status(); returns
+ * the number copied (0 without the workers).
+ */
+int
+tasker_worker_slots(TaskerWorkerSlot *out, int max, pid_t *launcher_pid)
+{
+	int			n;
+
+	*launcher_pid = 0;
+	if (tasker_shmem == NULL)
+		return 0;
+	SpinLockAcquire(&tasker_shmem->mutex);
+	n = Min(max, tasker_shmem->nslots);
+	memcpy(out, tasker_shmem->slots, n * sizeof(TaskerWorkerSlot));
+	*launcher_pid = tasker_shmem->launcher_pid;
+	SpinLockRelease(&tasker_shmem->mutex);
+	return n;
+}
+
+/*
+ * tasker_slot_count: the number of executor slots (0 without the
+ * workers).
+ */
+int
+tasker_slot_count(void)
+{
+	return tasker_shmem == NULL ? 0 : tasker_shmem->nslots;
+}
+
+/*
+ * tasker_launcher_attach: the launcher starts: record its pid, and let it
+ * start an executor for every empty slot at once.
+ */
+void
+tasker_launcher_attach(void)
+{
+	int			i;
+
+	SpinLockAcquire(&tasker_shmem->mutex);
+	tasker_shmem->launcher_pid = MyProcPid;
+	for (i = 0; i < tasker_shmem->nslots; i++)
+		tasker_shmem->slots[i].started_at = 0;
+	SpinLockRelease(&tasker_shmem->mutex);
+}
+
+/*
+ * tasker_slot_needs_worker: a slot is empty when no live process owns it
+ * and no start was requested in the last few seconds.  A slot whose
+ * process died is cleared on the way.
+ */
+bool
+tasker_slot_needs_worker(int i)
+{
+	TaskerWorkerSlot *slot = &tasker_shmem->slots[i];
+	bool		needs;
+
+	SpinLockAcquire(&tasker_shmem->mutex);
+	if (slot->pid != 0 && kill(slot->pid, 0) != 0)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+	}
+	needs = slot->pid == 0 &&
+		TimestampDifferenceExceeds(slot->started_at, GetCurrentTimestamp(), 5000);
+	SpinLockRelease(&tasker_shmem->mutex);
+	return needs;
+}
+
+/*
+ * tasker_slot_started: the launcher asked the postmaster for slot i's
+ * executor just now.
+ */
+void
+tasker_slot_started(int i)
+{
+	SpinLockAcquire(&tasker_shmem->mutex);
+	tasker_shmem->slots[i].started_at = GetCurrentTimestamp();
+	SpinLockRelease(&tasker_shmem->mutex);
+}
+
+/*
+ * tasker_slots_wait_for_database: show every empty slot as
+ * waiting_for_database.
+ */
+void
+tasker_slots_wait_for_database(void)
+{
+	int			i;
+
+	SpinLockAcquire(&tasker_shmem->mutex);
+	for (i = 0; i < tasker_shmem->nslots; i++)
+		if (tasker_shmem->slots[i].pid == 0)
+			tasker_shmem->slots[i].state = TASKER_WORKER_WAITING_FOR_DATABASE;
+	SpinLockRelease(&tasker_shmem->mutex);
+}
+
+/*
+ * tasker_claim_slot: take slot i for this process unless it is out of
+ * range or another live process holds it.
+ */
+bool
+tasker_claim_slot(int i)
+{
+	TaskerWorkerSlot *slot;
+	bool		ok;
+
+	if (tasker_shmem == NULL || i < 0 || i >= tasker_shmem->nslots)
+		return false;
+	slot = &tasker_shmem->slots[i];
+	SpinLockAcquire(&tasker_shmem->mutex);
+	ok = (slot->pid == 0 || slot->pid == MyProcPid || kill(slot->pid, 0) != 0);
+	if (ok)
+	{
+		slot->pid = MyProcPid;
+		slot->latch = MyLatch;
+		slot->state = TASKER_WORKER_STARTING;
+		slot->steps_run = 0;
+		slot->last_activity = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&tasker_shmem->mutex);
+	return ok;
+}
+
+/*
+ * tasker_release_slot: on exit, give slot i back (if this process holds
+ * it) and tell the launcher, so that it can start another executor.
+ */
+void
+tasker_release_slot(int i)
+{
+	pid_t		launcher;
+
+	SpinLockAcquire(&tasker_shmem->mutex);
+	if (i >= 0 && i < tasker_shmem->nslots &&
+		tasker_shmem->slots[i].pid == MyProcPid)
+	{
+		tasker_shmem->slots[i].pid = 0;
+		tasker_shmem->slots[i].latch = NULL;
+		tasker_shmem->slots[i].state = TASKER_WORKER_STOPPED;
+	}
+	launcher = tasker_shmem->launcher_pid;
+	SpinLockRelease(&tasker_shmem->mutex);
+	if (launcher != 0)
+		kill(launcher, SIGUSR1);
+}
+
+/*
+ * tasker_set_slot_state: publish what the executor of slot i is doing,
+ * and the steps it ran since it last said.
+ */
+void
+tasker_set_slot_state(int i, TaskerWorkerState state, int steps)
+{
+	TaskerWorkerSlot *slot = &tasker_shmem->slots[i];
+
+	SpinLockAcquire(&tasker_shmem->mutex);
+	slot->state = state;
+	slot->steps_run += steps;
+	if (steps > 0 || state == TASKER_WORKER_RUNNING)
+		slot->last_activity = GetCurrentTimestamp();
+	SpinLockRelease(&tasker_shmem->mutex);
+}
+
+/*
+ * tasker_wake_other_workers: set the latch of every executor but the one
+ * of slot i.
+ */
+void
+tasker_wake_other_workers(int i)
+{
+	int			j;
+
+	for (j = 0; j < tasker_shmem->nslots; j++)
+	{
+		Latch	   *latch = tasker_shmem->slots[j].latch;
+
+		if (j != i && latch != NULL)
+			SetLatch(latch);
+	}
+}
+
+/*
+ * counts_at_xact: at commit, add the transaction's counts to the shared
+ * counters; at its end however it ends, forget them (a prepared
+ * transaction's counts are not counted).
+ */
+static void
+counts_at_xact(XactEvent event, void *arg)
+{
+	int			level;
+	int			i;
+
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_PARALLEL_COMMIT &&
+		event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT &&
+		event != XACT_EVENT_PREPARE)
+		return;
+	for (level = 1; level < pending_levels; level++)
+		for (i = 0; i < NUM_COUNTS; i++)
+		{
+			uint64	   *n = &pending_counts[level * NUM_COUNTS + i];
+
+			if (*n != 0 && (event == XACT_EVENT_COMMIT ||
+							event == XACT_EVENT_PARALLEL_COMMIT))
+				pg_atomic_fetch_add_u64(&tasker_shmem->counts[i], *n);
+			*n = 0;
+		}
+}
+
+/*
+ * counts_at_subxact: a subtransaction that commits hands its counts to its
+ * parent; one that rolls back forgets them.
+ */
+static void
+counts_at_subxact(SubXactEvent event, SubTransactionId mySubid,
+				  SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			i;
+
+	if (level >= pending_levels ||
+		(event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB))
+		return;
+	for (i = 0; i < NUM_COUNTS; i++)
+	{
+		uint64	   *n = &pending_counts[level * NUM_COUNTS + i];
+
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			pending_counts[(level - 1) * NUM_COUNTS + i] += *n;
+		*n = 0;
+	}
+}
+
+/*
+ * add_count: add n to counter i when the current transaction commits (at
+ * once outside a transaction).  A no-op without shared memory.
+ */
+static void
+add_count(int i, uint64 n)
+{
+	int			level;
+
+	if (tasker_shmem == NULL || n == 0)
+		return;
+	if (!IsTransactionState())
+	{
+		pg_atomic_fetch_add_u64(&tasker_shmem->counts[i], n);
+		return;
+	}
+	if (!counts_callbacks)
+	{
+		RegisterXactCallback(counts_at_xact, NULL);
+		RegisterSubXactCallback(counts_at_subxact, NULL);
+		counts_callbacks = true;
+	}
+	level = GetCurrentTransactionNestLevel();
+	if (level >= pending_levels)
+	{
+		int			levels = Max(level + 1, 2 * pending_levels);
+
+		pending_counts = pending_counts == NULL ?
+			MemoryContextAllocZero(TopMemoryContext,
+								   levels * NUM_COUNTS * sizeof(uint64)) :
+			repalloc(pending_counts, levels * NUM_COUNTS * sizeof(uint64));
+		memset(pending_counts + pending_levels * NUM_COUNTS, 0,
+			   (levels - pending_levels) * NUM_COUNTS * sizeof(uint64));
+		pending_levels = levels;
+	}
+	pending_counts[level * NUM_COUNTS + i] += n;
+}
+
+/*
+ * tasker_count_tasks: count n tasks created, completed, failed or
+ * cancelled by the current transaction.
+ */
+void
+tasker_count_tasks(TaskerTaskCount what, uint64 n)
+{
+	Assert(what < TASKER_NUM_TASK_COUNTS);
+	add_count(what, n);
+}
+
+/*
+ * tasker_count_attempts: count n step attempts of a kind that ended so in
+ * the current transaction.
+ */
+void
+tasker_count_attempts(TaskerStepKind kind, TaskerAttemptOutcome outcome,
+					  uint64 n)
+{
+	Assert(kind < TASKER_NUM_STEP_KINDS);
+	Assert(outcome < TASKER_NUM_ATTEMPT_OUTCOMES);
+	add_count(TASKER_NUM_TASK_COUNTS + kind * TASKER_NUM_ATTEMPT_OUTCOMES + outcome, n);
+}
+
+/*
+ * tasker_read_counts: copy the counters (what committed so far, since
+ * the server started); false, and zeros, without shared memory.
+ */
+bool
+tasker_read_counts(TaskerCounts *out)
+{
+	int			k;
+	int			o;
+
+	memset(out, 0, sizeof(*out));
+	if (tasker_shmem == NULL)
+		return false;
+	for (k = 0; k < TASKER_NUM_TASK_COUNTS; k++)
+		out->tasks[k] = pg_atomic_read_u64(&tasker_shmem->counts[k]);
+	for (k = 0; k < TASKER_NUM_STEP_KINDS; k++)
+		for (o = 0; o < TASKER_NUM_ATTEMPT_OUTCOMES; o++)
+			out->attempts[k][o] =
+				pg_atomic_read_u64(&tasker_shmem->counts[TASKER_NUM_TASK_COUNTS +
+														 k * TASKER_NUM_ATTEMPT_OUTCOMES + o]);
+	return true;
 }

@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.h
- *		The one home of tasker's shared memory.
+ *		The one home of tasker's shared memory: the worker slots and their
+ *		latches, the counters, and the request/startup pair that reserves
+ *		and attaches every part.
  *
  * IDENTIFICATION
  *		src/shmem.h
@@ -13,6 +15,95 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+
+/* The most executors tasker.max_workers can ask for. */
+#define TASKER_MAX_SLOTS 64
+
+typedef enum TaskerWorkerState
+{
+	TASKER_WORKER_STOPPED = 0,
+	TASKER_WORKER_STARTING,
+	TASKER_WORKER_WAITING,		/* for the extension to be created */
+	TASKER_WORKER_IDLE,
+	TASKER_WORKER_RUNNING,
+	TASKER_WORKER_PAUSED,		/* tasker.enabled = off */
+	TASKER_WORKER_WAITING_FOR_DATABASE, /* tasker.database_name is missing */
+	TASKER_WORKER_WAITING_FOR_UPDATE	/* the extension is at another version */
+} TaskerWorkerState;
+
+/* One executor's slot, as tasker_worker_slots copies it out. */
+typedef struct TaskerWorkerSlot
+{
+	pid_t		pid;
+	Latch	   *latch;
+	TaskerWorkerState state;
+	uint64		steps_run;
+	TimestampTz last_activity;
+	TimestampTz started_at;		/* when the launcher last asked for it */
+} TaskerWorkerSlot;
+
+/* What the task counters count. */
+typedef enum TaskerTaskCount
+{
+	TASKER_TASKS_CREATED = 0,
+	TASKER_TASKS_COMPLETED,		/* transitions to complete */
+	TASKER_TASKS_FAILED,		/* transitions to error */
+	TASKER_TASKS_CANCELLED,		/* transitions to cancelled */
+	TASKER_NUM_TASK_COUNTS
+} TaskerTaskCount;
+
+/* The handler kinds step attempts are counted by. */
+typedef enum TaskerStepKind
+{
+	TASKER_STEP_SQL = 0,
+	TASKER_STEP_HTTP,
+	TASKER_NUM_STEP_KINDS
+} TaskerStepKind;
+
+/* How a step attempt ended, as counted. */
+typedef enum TaskerAttemptOutcome
+{
+	TASKER_ATTEMPT_COMPLETE = 0,
+	TASKER_ATTEMPT_RETRY,		/* failed, a retry is scheduled */
+	TASKER_ATTEMPT_FAILED,		/* failed for good (permanent, or no retry
+								 * left) */
+	TASKER_NUM_ATTEMPT_OUTCOMES
+} TaskerAttemptOutcome;
+
+/* A copy of the counters (tasker_read_counts). */
+typedef struct TaskerCounts
+{
+	uint64		tasks[TASKER_NUM_TASK_COUNTS];
+	uint64		attempts[TASKER_NUM_STEP_KINDS][TASKER_NUM_ATTEMPT_OUTCOMES];
+} TaskerCounts;
+
 extern void tasker_shmem_register(void);
+
+/* Every backend */
+extern bool tasker_workers_present(void);
+extern void tasker_wake_workers(void);
+extern int	tasker_worker_slots(TaskerWorkerSlot *out, int max,
+								pid_t *launcher_pid);
+
+/* The launcher */
+extern int	tasker_slot_count(void);
+extern void tasker_launcher_attach(void);
+extern bool tasker_slot_needs_worker(int i);
+extern void tasker_slot_started(int i);
+extern void tasker_slots_wait_for_database(void);
+
+/* An executor, about its own slot */
+extern bool tasker_claim_slot(int i);
+extern void tasker_release_slot(int i);
+extern void tasker_set_slot_state(int i, TaskerWorkerState state, int steps);
+extern void tasker_wake_other_workers(int i);
+
+/* The counters */
+extern void tasker_count_tasks(TaskerTaskCount what, uint64 n);
+extern void tasker_count_attempts(TaskerStepKind kind,
+								  TaskerAttemptOutcome outcome, uint64 n);
+extern bool tasker_read_counts(TaskerCounts *out);
 
 #endif							/* TASKER_SHMEM_H */

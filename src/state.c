@@ -71,7 +71,8 @@ static const int task_next[TASKER_NUM_STATES] = {
 static const int step_next[TASKER_NUM_STATES] = {
 	[TASKER_PENDING] = S(TASKER_IN_PROGRESS) | S(TASKER_ERROR) |
 	S(TASKER_CANCELLED) | S(TASKER_RESOLVED_MANUALLY),
-	[TASKER_IN_PROGRESS] = S(TASKER_COMPLETE) | S(TASKER_ERROR) | S(TASKER_CANCELLED),
+	[TASKER_IN_PROGRESS] = S(TASKER_COMPLETE) | S(TASKER_ERROR) | S(TASKER_CANCELLED) |
+	S(TASKER_PENDING),			/* a leased step given back by its worker */
 	[TASKER_COMPLETE] = 0,
 	[TASKER_ERROR] = S(TASKER_PENDING) | S(TASKER_RESOLVED_MANUALLY),
 	[TASKER_CANCELLED] = S(TASKER_RESOLVED_MANUALLY),
@@ -602,7 +603,9 @@ tasker_start_steps(const StepMove *moves, int n)
 			 "         processed = false, next_attempt_at = NULL,"
 			 "         attempts = s.attempts + 1, last_attempted_at = clock_timestamp(),"
 			 "         lease_expires_at = CASE WHEN m.lease > 0"
-			 "             THEN clock_timestamp() + m.lease * interval '1 second' END"
+			 "             THEN clock_timestamp() + m.lease * interval '1 second' END,"
+			 "         claim_token = CASE WHEN m.lease > 0 THEN gen_random_uuid()"
+			 "             ELSE s.claim_token END"
 			 "    FROM m"
 			 "   WHERE s.workflow_step_id = m.step_id AND s.unfinished_parents = 0"
 			 "     AND s.current_state = CASE WHEN m.from_error THEN 'error' ELSE 'pending' END"

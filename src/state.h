@@ -22,7 +22,7 @@ typedef enum TaskerState
 								 * resolved_manually */
 	TASKER_IN_PROGRESS,			/* next states: task: complete, error,
 								 * cancelled, pending; step: complete, error,
-								 * cancelled */
+								 * cancelled, pending (released) */
 	TASKER_COMPLETE,			/* next states: none (final) */
 	TASKER_ERROR,				/* next states: pending, resolved_manually;
 								 * task: cancelled */

@@ -48,6 +48,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "events.h"
 #include "spi_util.h"
 #include "guc.h"
 #include "handler.h"
@@ -111,6 +112,9 @@ static SPIPlanPtr orphans_plan;
 static SPIPlanPtr pending_tasks_plan;
 static SPIPlanPtr ours_plan;
 static SPIPlanPtr expired_plan;
+static SPIPlanPtr queue_due_plan;
+static SPIPlanPtr extend_plan;
+static SPIPlanPtr release_plan;
 
 /*
  * col: binary value of column n of row i of the last result.
@@ -200,6 +204,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"     AND " TASKER_READY_STEP_SQL \
 	"     AND s.next_attempt_at <= $3" \
 	"     AND ($2 = 0 OR s.task_id = $2)" \
+	"     AND ($6 = '' OR s.queue = $6)" \
 	"   ORDER BY s.next_attempt_at, s.task_id" \
 	"   LIMIT $1" \
 	"   FOR NO KEY UPDATE OF s SKIP LOCKED)"
@@ -211,12 +216,12 @@ copy_claimed(uint64 i, ClaimedStep *c)
 static int
 claim_together(Datum *values, ClaimedStep **out)
 {
-	Oid			argtypes[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID};
+	Oid			argtypes[6] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID, TEXTOID};
 	ClaimedStep *steps;
 	uint64		i;
 
 	tasker_run_plan(tasker_keep_plan(&claim_plan,
-			 CLAIM_CTE_SQL CLAIMED_STEP_SQL, 5, argtypes),
+			 CLAIM_CTE_SQL CLAIMED_STEP_SQL, 6, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -254,7 +259,7 @@ claim_together_call(void *arg)
 static int
 claim_one_by_one(Datum *values, ClaimedStep **out)
 {
-	Oid			argtypes[5] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID};
+	Oid			argtypes[6] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID, TEXTOID};
 	Oid			one_type[1] = {INT8ARRAYOID};
 	ClaimedStep *steps;
 	int64	   *ids;
@@ -264,7 +269,7 @@ claim_one_by_one(Datum *values, ClaimedStep **out)
 	bool		isnull;
 
 	tasker_run_plan(tasker_keep_plan(&claim_ids_plan,
-			 CLAIM_CTE_SQL "SELECT workflow_step_id, task_id FROM claimed", 5, argtypes),
+			 CLAIM_CTE_SQL "SELECT workflow_step_id, task_id FROM claimed", 6, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	ids = palloc(sizeof(int64) * Max(n, 1));
@@ -341,8 +346,9 @@ start_claimed_tasks(ClaimedStep *steps, int n)
 
 /*
  * tasker_claim_ready_steps: lock up to limit ready steps of a handler kind
- * ("sql", "http"; of one task when task_id is not 0; of tasks whose
- * template owner run_as has the privileges of, when it is valid) and copy
+ * ("sql", "http", "worker"; of one task when task_id is not 0; of tasks
+ * whose template owner run_as has the privileges of, when it is valid; of
+ * one queue, when queue is not NULL) and copy
  * what running them needs, envelopes included.  One row that cannot be
  * read never stops the claim of the others: it comes back quarantined,
  * with skip set, for its task to be settled.  Returns the number of
@@ -350,11 +356,11 @@ start_claimed_tasks(ClaimedStep *steps, int n)
  */
 int
 tasker_claim_ready_steps(const char *kind, int64 task_id, int limit, Oid run_as,
-						 ClaimedStep **out)
+						 const char *queue, ClaimedStep **out)
 {
-	Datum		values[5] = {Int32GetDatum(limit), Int64GetDatum(task_id),
+	Datum		values[6] = {Int32GetDatum(limit), Int64GetDatum(task_id),
 		TimestampTzGetDatum(GetCurrentTimestamp()), ObjectIdGetDatum(run_as),
-	CStringGetTextDatum(kind)};
+	CStringGetTextDatum(kind), CStringGetTextDatum(queue ? queue : "")};
 	ClaimArgs	args = {values, out, 0};
 
 	if (tasker_try(claim_together_call, &args) != NULL)
@@ -668,6 +674,9 @@ tasker_record_successes(ClaimedStep *const *steps, StepOutcome *const *outcomes,
 		moves[i].results = outcomes[i]->results;
 	}
 	tasker_complete_steps(moves, n);
+	/* Children may be ready now, for any kind, external workers too. */
+	if (n > 0)
+		tasker_wake_workers_at_commit();
 }
 
 /*
@@ -705,18 +714,18 @@ tasker_step_still_ours(ClaimedStep *c)
 }
 
 /*
- * tasker_claim_expired_leases: lock up to limit in_progress steps whose
- * lease ran out (their worker died or stalled), each with its task row
+ * tasker_claim_expired_leases: lock up to limit in_progress steps of a
+ * handler kind whose lease ran out (their worker died or stalled), each with its task row
  * first (SKIP LOCKED), oldest lease first.  The caller records each as a
  * failed attempt (tasker_record_failure), so it retries under the normal
  * rules.  Returns the number in *out; attempts there is the count before
  * the expired attempt, as for a claim.
  */
 int
-tasker_claim_expired_leases(int limit, ClaimedStep **out)
+tasker_claim_expired_leases(const char *kind, int limit, ClaimedStep **out)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(limit)};
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(limit), CStringGetTextDatum(kind)};
 	ClaimedStep *steps;
 	uint64		i;
 	bool		isnull;
@@ -727,9 +736,10 @@ tasker_claim_expired_leases(int limit, ClaimedStep **out)
 			 " CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL
 			 "       FOR NO KEY UPDATE OF t SKIP LOCKED) lt"
 			 " WHERE s.lease_expires_at < clock_timestamp() AND s.current_state = 'in_progress'"
+			 "   AND s.handler_kind = $2"
 			 " ORDER BY s.lease_expires_at LIMIT $1"
 			 " FOR NO KEY UPDATE OF s SKIP LOCKED",
-			 1, argtypes),
+			 2, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -803,6 +813,17 @@ tasker_failure_metadata(const char *reason, const StepOutcome *o,
 void
 tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 {
+	tasker_record_failure_reason(c, o, "attempt_failed");
+}
+
+/*
+ * tasker_record_failure_reason: tasker_record_failure with the reason its
+ * transition's metadata gives (attempt_failed; lease_expired for a
+ * reclaimed lease).
+ */
+void
+tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o, const char *reason)
+{
 	Oid			fail_types[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, JSONBOID};
 	Oid			retry_types[3] = {INT8OID, INT8OID, BOOLOID};
 	Datum		values[7];
@@ -830,7 +851,7 @@ tasker_record_failure(ClaimedStep *c, StepOutcome *o)
 							  7, fail_types),
 						   values, nulls, SPI_OK_UPDATE);
 	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
-					  tasker_failure_metadata("attempt_failed", o, attempts, !retry));
+					  tasker_failure_metadata(reason, o, attempts, !retry));
 
 	if (retry)
 		delay_ms = (o->retry_after >= 0)
@@ -1176,4 +1197,104 @@ void
 tasker_finalize_task(int64 task_id)
 {
 	settle_tasks(&task_id, 1);
+}
+
+/*
+ * tasker_ms_until_next_queue_step: milliseconds until the earliest
+ * scheduled worker step of a queue is due (0 if one is due now), or -1
+ * when none is scheduled.
+ */
+long
+tasker_ms_until_next_queue_step(const char *queue)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(queue)};
+	bool		isnull;
+	Datum		d;
+
+	tasker_run_plan(tasker_keep_plan(&queue_due_plan,
+			 "SELECT GREATEST(0, ceil(extract(epoch FROM"
+			 "         (SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
+			 "           WHERE s.handler_kind = 'worker' AND s.queue = $1"
+			 "             AND " TASKER_READY_STEP_SQL ")"
+			 "       - clock_timestamp()) * 1000))::bigint",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	d = col(0, 1, &isnull);
+	return isnull ? -1 : (long) DatumGetInt64(d);
+}
+
+/*
+ * tasker_extend_step_lease: the lease of an in_progress step runs until
+ * now + seconds; returns the new expiry.
+ */
+TimestampTz
+tasker_extend_step_lease(int64 step_id, int seconds)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(step_id), Int32GetDatum(seconds)};
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&extend_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps"
+			 "   SET lease_expires_at = clock_timestamp() + $2 * interval '1 second'"
+			 " WHERE workflow_step_id = $1 AND current_state = 'in_progress'"
+			 " RETURNING lease_expires_at",
+			 2, argtypes),
+		values, NULL, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 0)
+		elog(ERROR, "step " INT64_FORMAT " is not in progress", step_id);
+	return DatumGetTimestampTz(col(0, 1, &isnull));
+}
+
+/*
+ * tasker_release_attempt: an in_progress step given back by its worker:
+ * its attempt is not counted, and it is ready again at once.
+ */
+void
+tasker_release_attempt(int64 step_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+
+	tasker_run_plan(tasker_keep_plan(&release_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps"
+			 "   SET attempts = GREATEST(attempts - 1, 0)"
+			 " WHERE workflow_step_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+	tasker_transition(TASKER_ENTITY_STEP, step_id, TASKER_PENDING,
+					  "{\"reason\": \"released\"}");
+}
+
+/*
+ * tasker_reclaim_expired: record the in_progress steps of a kind whose
+ * lease ran out (their worker died or stalled) as failed attempts, so
+ * they retry under the normal rules, and settle their tasks.  Their claim
+ * tokens stay, but the claims are no longer current.  Returns how many.
+ */
+int
+tasker_reclaim_expired(const char *kind, int limit, const char *message,
+					   const char *detail)
+{
+	ClaimedStep *steps;
+	int64	   *tasks;
+	int			n = tasker_claim_expired_leases(kind, limit, &steps);
+	int			i;
+
+	tasks = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		StepOutcome o;
+
+		memset(&o, 0, sizeof(o));
+		o.message = pstrdup(message);
+		o.detail = pstrdup(detail);
+		o.sqlstate = pstrdup("TK003");
+		o.retry_after = -1;
+		tasker_record_failure_reason(&steps[i], &o, "lease_expired");
+		tasks[i] = steps[i].task_id;
+	}
+	tasker_finalize_tasks(tasks, n);
+	return n;
 }

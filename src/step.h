@@ -14,6 +14,8 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 #include "handler.h"
 #include "state.h"
 
@@ -43,7 +45,8 @@ typedef struct ClaimedStep
 } ClaimedStep;
 
 extern int	tasker_claim_ready_steps(const char *kind, int64 task_id, int limit,
-									 Oid run_as, ClaimedStep **out);
+									 Oid run_as, const char *queue,
+									 ClaimedStep **out);
 extern bool tasker_read_step(int64 step_id, ClaimedStep *out, char **kind);
 
 /*
@@ -80,14 +83,21 @@ extern void tasker_record_successes(ClaimedStep *const *steps,
 									StepOutcome *const *outcomes, int n);
 extern void tasker_record_success(ClaimedStep *c, StepOutcome *o);
 extern void tasker_record_failure(ClaimedStep *c, StepOutcome *o);
+extern void tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o,
+										 const char *reason);
 extern char *tasker_failure_metadata(const char *reason, const StepOutcome *o,
 									 int attempt, bool final);
 
 extern void tasker_step_state(int64 step_id, TaskerState *step, TaskerState *task);
 extern bool tasker_step_still_ours(ClaimedStep *c);
-extern int	tasker_claim_expired_leases(int limit, ClaimedStep **out);
+extern int	tasker_claim_expired_leases(const char *kind, int limit, ClaimedStep **out);
 extern void tasker_quarantine_step(ClaimedStep *c, ErrorData *edata);
 extern void tasker_stop_retries(int64 task_id);
+extern long tasker_ms_until_next_queue_step(const char *queue);
+extern TimestampTz tasker_extend_step_lease(int64 step_id, int seconds);
+extern void tasker_release_attempt(int64 step_id);
+extern int	tasker_reclaim_expired(const char *kind, int limit, const char *message,
+								   const char *detail);
 extern void tasker_restart_step(int64 step_id, const char *metadata_json);
 extern bool tasker_resolve_step_by_hand(int64 step_id, Jsonb *results,
 										const char *metadata_json);

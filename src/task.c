@@ -46,6 +46,8 @@
 #include "semver.h"
 #include "state.h"
 #include "guc.h"
+#include "handler.h"
+#include "shmem.h"
 #include "step.h"
 #include "task.h"
 
@@ -355,10 +357,12 @@ insert_steps(int64 task_id, int32 named_task_id)
 	tasker_keep_plan(&insert_steps_plan,
 			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
 			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
-			  "   next_attempt_at, results, handler_kind)"
+			  "   next_attempt_at, results, handler_kind, queue)"
 			  " SELECT $1, l.named_step_id, l.default_retryable, l.default_retry_limit,"
 			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on), now(), NULL,"
-			  "        CASE WHEN l.handler_function IS NULL THEN 'http' ELSE 'sql' END"
+			  "        " TASKER_STEP_KIND_SQL("l") ","
+			  "        CASE WHEN l.handler_config->>'type' = 'worker'"
+			  "             THEN l.handler_config->>'queue' END"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
 			  " RETURNING named_step_id, workflow_step_id",
@@ -640,6 +644,7 @@ tasker_create_task_internal(const TaskRequest *req)
 	if (created)
 	{
 		insert_steps_and_edges(task_id, tmpl.named_task_id);
+		tasker_count_tasks(TASKER_TASKS_CREATED, 1);
 		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
 								 NULL, "pending", 0, GetCurrentTimestamp(),
 								 NULL);

@@ -11,7 +11,9 @@
  * without a usable url, and step graphs that are not acyclic or that
  * mention unknown steps.  Every error points at a line and column.  The
  * checks need no catalog access; handler resolution happens later, in
- * template_store.c.
+ * template_store.c.  This file reads nodes through yaml_reader.c and asks
+ * http_request.c about an api step's handler_config; only template.c
+ * calls it.
  *
  * IDENTIFICATION
  *		src/template_check.c
@@ -30,10 +32,11 @@
 #include "utils/json.h"
 #include "utils/varlena.h"
 
-#include "handler_http.h"
+#include "http_request.h"
 #include "jsonschema.h"
 #include "semver.h"
-#include "template.h"
+#include "template_check.h"
+#include "yaml_reader.h"
 
 /* The keys a mapping may have, and what to call such a mapping. */
 typedef struct KeySet
@@ -474,12 +477,16 @@ check_step_handler(const Ctx *c, const TNode *node, StepTemplate *s)
 	type = tnode_get(config, "type");
 	s->is_api = (type != NULL && type->kind == TNODE_SCALAR &&
 				 pg_strcasecmp(type->value, "api") == 0);
+	s->is_worker = (type != NULL && type->kind == TNODE_SCALAR &&
+					pg_strcasecmp(type->value, "worker") == 0);
 	if (s->is_api)
 		config = tasker_http_check_config(c->t->name, c->subject, config);
+	else if (s->is_worker)
+		s->queue = get_string(c, config, "queue", TEMPLATE_NAME_MAX, true);
 	else if (s->handler_class == NULL)
 		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
-					   "Name a registered handler class, or an SQL function taking and returning jsonb, in handler_class; or set handler_config.type to api.",
-					   "%s has no \"handler_class\" key and is not an api step.",
+					   "Name a registered handler class, or an SQL function taking and returning jsonb, in handler_class; or set handler_config.type to api or worker.",
+					   "%s has no \"handler_class\" key and is neither an api nor a worker step.",
 					   c->subject);
 	initStringInfo(&buf);
 	if (config != NULL)
@@ -620,12 +627,13 @@ check_sqlstates(const Ctx *c, const TNode *node, StepTemplate *s)
 
 	s->permanent_sqlstates = sqlstate_list(c, node, "permanent_sqlstates");
 	s->retry_sqlstates = sqlstate_list(c, node, "retry_sqlstates");
-	if (s->is_api && (s->permanent_sqlstates != NIL || s->retry_sqlstates != NIL))
+	if ((s->is_api || s->is_worker) &&
+		(s->permanent_sqlstates != NIL || s->retry_sqlstates != NIL))
 		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE,
 					   tnode_get(node, s->permanent_sqlstates != NIL ?
 								 "permanent_sqlstates" : "retry_sqlstates"),
-					   "HTTP steps retry by status code (docs/http.md); remove the key.",
-					   "%s is an api step, which raises no SQLSTATE.", c->subject);
+					   "HTTP steps retry by status code (docs/http.md) and external workers say whether a failure is retryable (docs/workers.md); remove the key.",
+					   "%s is an api or worker step, which raises no SQLSTATE.", c->subject);
 	foreach(lc, s->retry_sqlstates)
 	{
 		ListCell   *pc;
@@ -669,7 +677,7 @@ check_step(TaskTemplate *t, const TNode *node, int index, StepTemplate *s)
 	s->default_retry_limit = get_int(&c, node, "default_retry_limit", 0, 3);
 	s->skippable = get_bool(&c, node, "skippable", false);
 	s->timeout_seconds = get_timeout(&c, node, "timeout_seconds", c.subject);
-	if (!s->is_api && s->timeout_seconds == 0)
+	if (!s->is_api && !s->is_worker && s->timeout_seconds == 0)
 		s->timeout_seconds = sql_config_timeout(&c, node);
 	s->dependent_system = get_string(&c, node, "dependent_system",
 									 TEMPLATE_SYSTEM_MAX, true);

@@ -24,7 +24,9 @@
  * Both run inside the caller's SPI connection and transaction, after every
  * check of template_check.c has passed, so an error here (a handler that
  * does not resolve, a duplicate) still leaves nothing behind.  Every value
- * travels as a parameter of a kept plan.
+ * travels as a parameter of a kept plan.  This file resolves through
+ * handler_registry.c and decides through security.c; only template.c
+ * calls it.
  *
  * IDENTIFICATION
  *		src/template_store.c
@@ -39,12 +41,17 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/regproc.h"
 
+#include "compat.h"
+#include "handler_registry.h"
 #include "security.h"
 #include "spi_util.h"
-#include "compat.h"
-#include "template.h"
+#include "template_store.h"
+#include "yaml_reader.h"
 
 #define TASK_NARGS	12
 
@@ -173,9 +180,34 @@ resolve_step_handler(TaskTemplate *t, StepTemplate *s)
 }
 
 /*
+ * set_worker_config: a step run by external workers: its queue (the one
+ * its handler_config names, or its class is registered for, or else the
+ * template's namespace) written into its handler_config as
+ * {"type": "worker", "queue": ...}, which is what task creation reads.
+ */
+static void
+set_worker_config(TaskTemplate *t, StepTemplate *s)
+{
+	StringInfoData extra;
+	Datum		merged;
+
+	if (s->queue == NULL)
+		s->queue = t->namespace_name ? t->namespace_name : "default";
+	initStringInfo(&extra);
+	appendStringInfoString(&extra, "{\"type\": \"worker\", \"queue\": ");
+	escape_json(&extra, s->queue);
+	appendStringInfoChar(&extra, '}');
+	merged = DirectFunctionCall2(jsonb_concat,
+								 DirectFunctionCall1(jsonb_in, CStringGetDatum(s->handler_config_json)),
+								 DirectFunctionCall1(jsonb_in, CStringGetDatum(extra.data)));
+	s->handler_config_json = JsonbToCString(NULL, &DatumGetJsonbP(merged)->root,
+											VARSIZE(DatumGetJsonbP(merged)));
+}
+
+/*
  * template_resolve_handlers: resolve the handler function of every step
- * but api steps, whose handler_class is only a label.  SPI must be
- * connected.
+ * but api and worker steps, whose handler_class is only a label (a worker
+ * step's class may be registered for a queue).  SPI must be connected.
  */
 void
 template_resolve_handlers(TaskTemplate *t)
@@ -186,7 +218,13 @@ template_resolve_handlers(TaskTemplate *t)
 	{
 		StepTemplate *s = &t->steps[i];
 
-		s->handler_function = s->is_api ? InvalidOid : resolve_step_handler(t, s);
+		if (!s->is_api && !s->is_worker && s->handler_class != NULL &&
+			(s->queue = tasker_handler_queue(s->handler_class)) != NULL)
+			s->is_worker = true;
+		if (s->is_worker)
+			set_worker_config(t, s);
+		s->handler_function = (s->is_api || s->is_worker) ? InvalidOid
+			: resolve_step_handler(t, s);
 	}
 }
 

@@ -8,7 +8,9 @@
  * executor owns a slot in shared memory (pid, latch, counters), and the
  * launcher starts a dynamic worker for every empty slot, again after the
  * executor exits or crashes, once tasker.database_name exists (until then
- * the slots show waiting_for_database).  Executors connect to it, wait
+ * the slots show waiting_for_database).  The slots themselves, and the
+ * latches other backends set to wake the executors, are shmem.c's; this
+ * file only runs the loops that use them.  Executors connect to it, wait
  * until the extension exists there at the library's version (an older
  * schema waits for ALTER EXTENSION tasker UPDATE), and then loop: claim and run a
  * batch of ready steps in one transaction (step.c, handler_sql.c), then sleep on
@@ -24,6 +26,10 @@
  * command needs its database to itself (it sees the command's lock on the
  * database); its successor's connection waits until the command ends.
  *
+ * This file is the top of tasker's worker side: it calls the step
+ * lifecycle (step.c), the handler kinds (handler.c), the slots (shmem.c)
+ * and the shared worker helpers (bgw.c); nothing calls back up into it.
+ *
  * IDENTIFICATION
  *		src/worker.c
  *
@@ -38,7 +44,6 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
-#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -48,11 +53,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lock.h"
-#include "storage/lwlock.h"
 #include "storage/proc.h"
-#include "storage/shmem.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -61,58 +62,22 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "bgw.h"
 #include "compat.h"
 #include "guc.h"
 #include "handler.h"
+#include "shmem.h"
 #include "step.h"
 #include "spi_util.h"
 #include "worker.h"
 
-#define TASKER_MAX_SLOTS 64
 /* Longest an executor sleeps between two looks at its database's lock. */
 #define TASKER_DB_PROBE_MS 1000
 
-typedef struct TaskerShared
-{
-	slock_t		mutex;
-	pid_t		launcher_pid;
-	int			nslots;
-	TaskerWorkerSlot slots[TASKER_MAX_SLOTS];
-} TaskerShared;
-
-static TaskerShared *tasker_shared = NULL;
 static int	my_slot = -1;
 
 PGDLLEXPORT void tasker_launcher_main(Datum arg);
 PGDLLEXPORT void tasker_executor_main(Datum arg);
-
-/*
- * tasker_worker_shmem_size: the bytes of the worker slots (shmem.c
- * reserves them).
- */
-Size
-tasker_worker_shmem_size(void)
-{
-	return MAXALIGN(sizeof(TaskerShared));
-}
-
-/*
- * tasker_worker_shmem_init: create or attach to the worker slots; called
- * by shmem.c with AddinShmemInitLock held.
- */
-void
-tasker_worker_shmem_init(void)
-{
-	bool		found;
-
-	tasker_shared = ShmemInitStruct("tasker", sizeof(TaskerShared), &found);
-	if (!found)
-	{
-		memset(tasker_shared, 0, sizeof(TaskerShared));
-		SpinLockInit(&tasker_shared->mutex);
-		tasker_shared->nslots = Min(tasker_max_workers, TASKER_MAX_SLOTS);
-	}
-}
 
 /*
  * tasker_worker_register: called from _PG_init while preloading: register
@@ -126,75 +91,6 @@ tasker_worker_register(void)
 	tasker_describe_bgworker(&worker, "tasker_launcher_main", "tasker launcher",
 							 "tasker launcher", 1);
 	RegisterBackgroundWorker(&worker);
-}
-
-/*
- * tasker_describe_bgworker: fill in one of tasker's background workers:
- * shared memory and a database connection, started once recovery is
- * finished, running function of this library, restarted restart_time
- * seconds after it exits (or never: BGW_NEVER_RESTART).
- */
-void
-tasker_describe_bgworker(BackgroundWorker *worker, const char *function,
-						 const char *name, const char *type, int restart_time)
-{
-	memset(worker, 0, sizeof(*worker));
-	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker->bgw_restart_time = restart_time;
-	snprintf(worker->bgw_library_name, BGW_MAXLEN, "tasker");
-	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
-	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
-	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
-}
-
-/*
- * tasker_workers_present: whether this server runs the tasker workers
- * (the library was preloaded and the shared state exists).
- */
-bool
-tasker_workers_present(void)
-{
-	return tasker_shared != NULL && tasker_shared->nslots > 0;
-}
-
-/*
- * tasker_wake_workers: set the latch of every running executor.
- */
-void
-tasker_wake_workers(void)
-{
-	int			i;
-
-	if (tasker_shared == NULL)
-		return;
-	for (i = 0; i < tasker_shared->nslots; i++)
-	{
-		Latch	   *latch = tasker_shared->slots[i].latch;
-
-		if (latch != NULL)
-			SetLatch(latch);
-	}
-}
-
-/*
- * tasker_worker_slots: copy the slots for tasker_worker_status(); returns
- * the number copied (0 without the workers).
- */
-int
-tasker_worker_slots(TaskerWorkerSlot *out, int max, pid_t *launcher_pid)
-{
-	int			n;
-
-	*launcher_pid = 0;
-	if (tasker_shared == NULL)
-		return 0;
-	SpinLockAcquire(&tasker_shared->mutex);
-	n = Min(max, tasker_shared->nslots);
-	memcpy(out, tasker_shared->slots, n * sizeof(TaskerWorkerSlot));
-	*launcher_pid = tasker_shared->launcher_pid;
-	SpinLockRelease(&tasker_shared->mutex);
-	return n;
 }
 
 /*
@@ -217,33 +113,7 @@ start_executor(int i)
 				 errmsg("could not start tasker worker %d", i),
 				 errhint("Raise max_worker_processes above tasker.max_workers plus the other workers of the server.")));
 	else
-	{
-		SpinLockAcquire(&tasker_shared->mutex);
-		tasker_shared->slots[i].started_at = GetCurrentTimestamp();
-		SpinLockRelease(&tasker_shared->mutex);
-	}
-}
-
-/*
- * slot_needs_worker: a slot is empty when no live process owns it and no
- * start was requested in the last few seconds.
- */
-static bool
-slot_needs_worker(int i)
-{
-	TaskerWorkerSlot *slot = &tasker_shared->slots[i];
-	bool		needs;
-
-	SpinLockAcquire(&tasker_shared->mutex);
-	if (slot->pid != 0 && kill(slot->pid, 0) != 0)
-	{
-		slot->pid = 0;
-		slot->latch = NULL;
-	}
-	needs = slot->pid == 0 &&
-		TimestampDifferenceExceeds(slot->started_at, GetCurrentTimestamp(), 5000);
-	SpinLockRelease(&tasker_shared->mutex);
-	return needs;
+		tasker_slot_started(i);
 }
 
 /*
@@ -272,8 +142,6 @@ database_exists(void)
 static void
 wait_for_database(bool *logged)
 {
-	int			i;
-
 	if (!*logged)
 		ereport(LOG,
 				(errmsg("tasker workers wait for database \"%s\" to be created",
@@ -282,11 +150,7 @@ wait_for_database(bool *logged)
 				 errhint("CREATE DATABASE %s and CREATE EXTENSION tasker in it, or set tasker.database_name and reload.",
 						 quote_identifier(tasker_database_name))));
 	*logged = true;
-	SpinLockAcquire(&tasker_shared->mutex);
-	for (i = 0; i < tasker_shared->nslots; i++)
-		if (tasker_shared->slots[i].pid == 0)
-			tasker_shared->slots[i].state = TASKER_WORKER_WAITING_FOR_DATABASE;
-	SpinLockRelease(&tasker_shared->mutex);
+	tasker_slots_wait_for_database();
 }
 
 /*
@@ -305,11 +169,7 @@ tasker_launcher_main(Datum arg)
 	/* Connected to no database: only so it shows in pg_stat_activity. */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
-	SpinLockAcquire(&tasker_shared->mutex);
-	tasker_shared->launcher_pid = MyProcPid;
-	for (i = 0; i < tasker_shared->nslots; i++)
-		tasker_shared->slots[i].started_at = 0;
-	SpinLockRelease(&tasker_shared->mutex);
+	tasker_launcher_attach();
 
 	while (!ShutdownRequestPending)
 	{
@@ -323,8 +183,8 @@ tasker_launcher_main(Datum arg)
 		else
 		{
 			logged = false;
-			for (i = 0; i < tasker_shared->nslots; i++)
-				if (slot_needs_worker(i))
+			for (i = 0; i < tasker_slot_count(); i++)
+				if (tasker_slot_needs_worker(i))
 					start_executor(i);
 		}
 
@@ -343,39 +203,7 @@ tasker_launcher_main(Datum arg)
 static void
 release_slot(int code, Datum arg)
 {
-	SpinLockAcquire(&tasker_shared->mutex);
-	if (my_slot >= 0 && tasker_shared->slots[my_slot].pid == MyProcPid)
-	{
-		tasker_shared->slots[my_slot].pid = 0;
-		tasker_shared->slots[my_slot].latch = NULL;
-		tasker_shared->slots[my_slot].state = TASKER_WORKER_STOPPED;
-	}
-	SpinLockRelease(&tasker_shared->mutex);
-	if (tasker_shared->launcher_pid != 0)
-		kill(tasker_shared->launcher_pid, SIGUSR1);
-}
-
-/*
- * claim_slot: take slot i unless another live process holds it.
- */
-static bool
-claim_slot(int i)
-{
-	TaskerWorkerSlot *slot = &tasker_shared->slots[i];
-	bool		ok;
-
-	SpinLockAcquire(&tasker_shared->mutex);
-	ok = (slot->pid == 0 || slot->pid == MyProcPid || kill(slot->pid, 0) != 0);
-	if (ok)
-	{
-		slot->pid = MyProcPid;
-		slot->latch = MyLatch;
-		slot->state = TASKER_WORKER_STARTING;
-		slot->steps_run = 0;
-		slot->last_activity = GetCurrentTimestamp();
-	}
-	SpinLockRelease(&tasker_shared->mutex);
-	return ok;
+	tasker_release_slot(my_slot);
 }
 
 /*
@@ -384,12 +212,7 @@ claim_slot(int i)
 static void
 set_slot_state(TaskerWorkerState state, int steps)
 {
-	SpinLockAcquire(&tasker_shared->mutex);
-	tasker_shared->slots[my_slot].state = state;
-	tasker_shared->slots[my_slot].steps_run += steps;
-	if (steps > 0 || state == TASKER_WORKER_RUNNING)
-		tasker_shared->slots[my_slot].last_activity = GetCurrentTimestamp();
-	SpinLockRelease(&tasker_shared->mutex);
+	tasker_set_slot_state(my_slot, state, steps);
 }
 
 /*
@@ -461,26 +284,6 @@ extension_state(void)
 				 errhint("Run ALTER EXTENSION tasker UPDATE in that database.")));
 	logged = !ready;
 	return ready ? TASKER_WORKER_IDLE : TASKER_WORKER_WAITING_FOR_UPDATE;
-}
-
-/*
- * tasker_database_wanted: whether a command needs this database to itself: DROP
- * DATABASE, ALTER DATABASE ... SET TABLESPACE or RENAME, CREATE DATABASE
- * ... TEMPLATE.  Each takes (or queues for) a lock on the database object
- * that conflicts with the RowExclusiveLock a new session takes to connect,
- * then waits a few seconds for the sessions already connected to leave.
- * We ask for that lock without waiting, and at once let it go.
- */
-bool
-tasker_database_wanted(void)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
-	if (LockAcquire(&tag, RowExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-		return true;
-	LockRelease(&tag, RowExclusiveLock, true);
-	return false;
 }
 
 /*
@@ -603,20 +406,12 @@ step_aside(void)
 }
 
 /*
- * wake_other_workers: set the latch of every other worker.
+ * wake_other_workers: set the latch of every other executor.
  */
 static void
 wake_other_workers(void)
 {
-	int			i;
-
-	for (i = 0; i < tasker_shared->nslots; i++)
-	{
-		Latch	   *latch = tasker_shared->slots[i].latch;
-
-		if (i != my_slot && latch != NULL)
-			SetLatch(latch);
-	}
+	tasker_wake_other_workers(my_slot);
 }
 
 /*
@@ -691,7 +486,7 @@ tasker_executor_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
-	if (my_slot < 0 || my_slot >= tasker_shared->nslots || !claim_slot(my_slot))
+	if (!tasker_claim_slot(my_slot))
 		proc_exit(0);
 	before_shmem_exit(release_slot, (Datum) 0);
 
