@@ -60,14 +60,15 @@ sub start_worker
 END { for my $w (@all_workers) { eval { $w->{h}->kill_kill if $w->{h}->pumpable }; } }
 
 # stop_worker(w, signal): signal it and wait for it to exit; returns its
-# exit status and the seconds it took.
+# exit status (or "signal N") and the seconds it took.
 sub stop_worker
 {
 	my ($w, $sig) = @_;
 	my $t0 = time;
 	$w->{h}->signal($sig // 'TERM');
 	eval { $w->{h}->finish };
-	return ($w->{h}->result, time - $t0);
+	my $status = $w->{h}->full_result(0) // -1;
+	return (($status & 127) ? 'signal ' . ($status & 127) : $status >> 8, time - $t0);
 }
 
 sub worker_log
@@ -209,8 +210,9 @@ cmp_ok($gap, '>=', 3, "retry_after: 3 was honoured: the next attempt began ${gap
 is(wait_task($tf, 30), 'error', 'a PermanentError puts the task in error');
 is(step($tf, 'refuse', "s.current_state || ' ' || s.attempts"), 'error 1',
 	'the step is not retried although its retry limit is 5');
-is(step($tf, 'refuse', "s.results->>'message' || ' ' || (s.results->>'class') || ' ' || (s.results->>'error_code')"),
-	'card declined Tasker::PermanentError DECLINED', 'the message, class and error_code are stored');
+is(step($tf, 'refuse', "concat_ws(' ', s.results #>> '{error,message}', s.results #>> '{error,class}',
+                                    s.results #>> '{error,error_code}', s.results #>> '{error,sqlstate}')"),
+	'card declined Tasker::PermanentError DECLINED TK001', 'its message, class and error_code are stored');
 
 # ---- heartbeats: a handler that outlives its lease keeps it -------------
 

@@ -97,7 +97,7 @@ module TaskerWorker
         fail: "SELECT #{s}tasker_fail_step($1::bigint, $2::uuid, $3::jsonb, $4::boolean, $5::interval)",
         extend: "SELECT #{s}tasker_extend_lease($1::bigint, $2::uuid, $3::interval)",
         release: "SELECT #{s}tasker_release_step($1::bigint, $2::uuid)",
-        publish: "SELECT #{s}tasker_publish_event($1::text, $2::jsonb)"
+        publish: "SELECT #{s}tasker_publish_event($1::text, $2::jsonb, $3::bigint, $4::bigint)"
       }
     end
 
@@ -259,7 +259,8 @@ module TaskerWorker
       conn = nil
       Thread.current[:tasker_event_publisher] = lambda do |name, payload|
         conn ||= connection("events-#{Thread.current.name}")
-        conn.exec(:publish, [name, JSON.generate(payload)])
+        task_id, step_id = Thread.current[:tasker_step]
+        conn.exec(:publish, [name, JSON.generate(payload), task_id, step_id])
       end
       while (claim = @jobs.pop)
         next unless start(claim)
@@ -299,6 +300,7 @@ module TaskerWorker
     def run_handler(claim)
       envelope = Tasker::IndifferentHash.parse(claim.envelope)
       task, sequence, step = Tasker::StepSequence.from_envelope(envelope)
+      Thread.current[:tasker_step] = [task.task_id, step.workflow_step_id]
       handler = instantiate(handler_class(step.handler_class), step.handler_config)
       handler.handle(task, sequence, step)
       Outcome.new(claim: claim, kind: :complete, results: JSON.generate(step.results))
@@ -310,7 +312,7 @@ module TaskerWorker
 
     def failure(claim, error)
       body = { 'message' => error.message.to_s, 'class' => error.class.name,
-               'backtrace' => Array(error.backtrace).first(20) }
+               'backtrace' => Array(error.backtrace).first(10) }
       body['error_code'] = error.error_code if error.respond_to?(:error_code) && error.error_code
       body['context'] = error.context if error.respond_to?(:context) && !error.context.to_h.empty?
       retry_after = error.is_a?(Tasker::RetryableError) ? error.retry_after : nil
