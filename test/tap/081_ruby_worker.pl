@@ -317,4 +317,10 @@ for my $w ($orders, $rb)
 unlike(join('', map { worker_log($_) } @all_workers), qr/ERROR/,
 	'no worker logged an error');
 
+# On failure, show what the workers said.
+if (!Test::More->builder->is_passing)
+{
+	diag("--- $_->{log}\n" . worker_log($_)) for @all_workers;
+}
+
 done_testing();

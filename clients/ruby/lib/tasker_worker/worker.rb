@@ -85,6 +85,7 @@ module TaskerWorker
       @give_up_at = nil
       @signal_r, @signal_w = IO.pipe
       @stats = Hash.new(0)
+      @timings = {}
     end
 
     # The protocol's statements, schema-qualified when schema is given.
@@ -119,6 +120,7 @@ module TaskerWorker
       wait_for_signal
       shutdown
       @logger.info("worker #{@worker_id}: stopped (#{format_stats})")
+      @logger.debug("worker #{@worker_id}: calls: #{format_timings}")
       !@failed
     end
 
@@ -156,6 +158,24 @@ module TaskerWorker
 
     def format_stats
       %w[claimed completed failed released lost].map { |k| "#{@stats[k]} #{k}" }.join(', ')
+    end
+
+    # "name: calls, mean ms" of the timed protocol calls.
+    def format_timings
+      @timings.sort.map { |k, (n, t)| format('%s %d x %.2f ms', k, n, n.zero? ? 0 : t * 1000 / n) }.join(', ')
+    end
+
+    # Run the block, adding its duration to the timing of key.
+    def timed(key)
+      t0 = mono
+      yield
+    ensure
+      dt = mono - t0
+      @mutex.synchronize do
+        entry = (@timings[key] ||= [0, 0.0])
+        entry[0] += 1
+        entry[1] += dt
+      end
     end
 
     # A thread that logs and stops the worker if its body raises.
@@ -227,7 +247,7 @@ module TaskerWorker
 
     def claim_batch(conn, room)
       before = mono
-      rows = conn.exec(:claim, [@queue, @worker_id, room, interval(@lease), interval(@wait)])
+      rows = timed('claim') { conn.exec(:claim, [@queue, @worker_id, room, interval(@lease), interval(@wait)]) }
       accept(rows, before + @lease)
     rescue PG::QueryCanceled
       nil
@@ -379,7 +399,7 @@ module TaskerWorker
       return complete_one(conn, done.first) if done.size == 1
 
       json = "[#{done.map { |o| completion_json(o) }.join(',')}]"
-      n = conn.exec(:complete_many, [json]).getvalue(0, 0).to_i
+      n = timed('complete_many') { conn.exec(:complete_many, [json]).getvalue(0, 0).to_i }
       count('completed', n)
       # Fewer recorded than sent: learn which leases were lost.
       done.each { |o| complete_one(conn, o) } if n < done.size
