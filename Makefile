@@ -57,7 +57,8 @@ REGRESS = \
 	040_failures \
 	041_http_preview \
 	042_stuck_tasks \
-	050_controls_by_name
+	050_controls_by_name \
+	060_worker_protocol
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).

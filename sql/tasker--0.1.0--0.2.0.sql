@@ -488,12 +488,16 @@ ALTER TABLE tasker_handler_registry
 COMMENT ON COLUMN tasker_handler_registry.queue IS
     'The queue whose external workers run steps of this class (function is then NULL)';
 
+/*
+ * A string literal reaches this overload before the regprocedure one, so
+ * a second argument with a parenthesis still names a function.
+ */
 CREATE FUNCTION tasker_register_handler(handler_class text, queue text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'tasker_register_handler_queue_sql'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION tasker_register_handler(text, text) IS
-    'Have the steps of a handler class run by the external workers of a queue, replacing an earlier mapping of the class';
+    'Have the steps of a handler class run by the external workers of a queue (or, when the second argument has a parenthesis, by that SQL function), replacing an earlier mapping of the class';
 REVOKE EXECUTE ON FUNCTION tasker_register_handler(text, text) FROM PUBLIC;
 
 CREATE FUNCTION tasker_claim_steps(queue text, worker_id text, max_steps integer DEFAULT 10,

@@ -705,21 +705,37 @@ Datum
 tasker_register_handler_sql(PG_FUNCTION_ARGS)
 {
 	require_arg(fcinfo, 0, "handler_class", "Pass the class name templates use in handler_class.");
-	require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)'.");
+	require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)', or the queue of the external workers that run the class.");
 	AS_OWNER(tasker_register_handler(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 									 PG_GETARG_OID(1)));
 	PG_RETURN_VOID();
 }
 
 /*
- * tasker_register_handler(handler_class text, queue text): the class's
- * steps run on the external workers of the queue.
+ * tasker_register_handler(handler_class text, target text): the text
+ * overload.  A target with a parenthesis names a function, as the
+ * regprocedure overload's argument does (a string literal reaches this
+ * overload first); any other target is a queue whose external workers
+ * run the class's steps.
  */
 Datum
 tasker_register_handler_queue_sql(PG_FUNCTION_ARGS)
 {
-	AS_OWNER(tasker_register_handler_queue(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-										   text_to_cstring(PG_GETARG_TEXT_PP(1))));
+	char	   *target;
+
+	require_arg(fcinfo, 0, "handler_class", "Pass the class name templates use in handler_class.");
+	require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)', or the queue of the external workers that run the class.");
+	target = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strchr(target, '(') != NULL)
+	{
+		Oid			fn = DatumGetObjectId(DirectFunctionCall1(regprocedurein,
+															  CStringGetDatum(target)));
+
+		AS_OWNER(tasker_register_handler(text_to_cstring(PG_GETARG_TEXT_PP(0)), fn));
+	}
+	else
+		AS_OWNER(tasker_register_handler_queue(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+											   target));
 	PG_RETURN_VOID();
 }
 

@@ -284,12 +284,18 @@ tasker_register_handler_queue(const char *handler_class, const char *queue)
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, OIDOID};
 	Datum		values[3];
 
-	if (handler_class[0] == '\0' || queue[0] == '\0')
+	if (handler_class[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("handler class and queue must not be empty"),
-				 errdetail("A handler class is the name templates give in handler_class; a queue is the name external workers claim from."),
-				 errhint("Pass names such as 'ProcessPaymentHandler' and 'payments'.")));
+				 errmsg("handler class must not be empty"),
+				 errdetail("A handler class is the name templates give in handler_class."),
+				 errhint("Pass a name such as 'OrderProcess::StepHandler::FetchOrderHandler'.")));
+	if (queue[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("queue must not be empty"),
+				 errdetail("A queue is the name external workers claim steps from."),
+				 errhint("Pass a name such as 'payments', or a function such as 'myschema.fetch_order(jsonb)'.")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
 	values[0] = CStringGetTextDatum(handler_class);

@@ -608,7 +608,7 @@ complete_many(int64 *ids, Datum *tokens, Jsonb **results, int n)
 		task_ids[r] = DatumGetInt64(col(r, 1, &isnull));
 	tasker_lock_tasks(task_ids, (int) ntasks);
 	tasker_run_plan(tasker_keep_plan(&current_claims_plan,
-			 "SELECT DISTINCT ON (s.workflow_step_id) s.workflow_step_id, s.task_id,"
+			 "SELECT s.workflow_step_id, s.task_id,"
 			 "       s.attempts, s.retryable, s.retry_limit, u.i"
 			 "  FROM unnest($1::bigint[], $2::uuid[]) WITH ORDINALITY AS u(id, token, i)"
 			 "  JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = u.id"
@@ -672,6 +672,30 @@ element_field(JsonbContainer *elem, const char *key, int index, bool required)
 }
 
 /*
+ * first_of_each: keep the first completion of each step id, in order;
+ * returns how many are left.
+ */
+static int
+first_of_each(int64 *ids, Datum *tokens, Jsonb **results, int n)
+{
+	int			kept = 0;
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i++)
+	{
+		for (j = 0; j < kept && ids[j] != ids[i]; j++)
+			;
+		if (j < kept)
+			continue;
+		ids[kept] = ids[i];
+		tokens[kept] = tokens[i];
+		results[kept++] = results[i];
+	}
+	return kept;
+}
+
+/*
  * tasker_complete_steps(completions jsonb) RETURNS integer
  */
 Datum
@@ -732,6 +756,7 @@ tasker_complete_steps_sql(PG_FUNCTION_ARGS)
 																 token->val.string.len)));
 		results[i] = (res == NULL || res->type == jbvNull) ? NULL : JsonbValueToJsonb(res);
 	}
+	n = first_of_each(ids, tokens, results, n);
 	if (n == 0)
 		PG_RETURN_INT32(0);
 	tasker_api_enter(&scope);
