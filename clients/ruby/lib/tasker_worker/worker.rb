@@ -9,8 +9,10 @@
 # Rules (the protocol is docs/workers.md; this client's guide is
 # clients/ruby/README.md):
 # - Threads, each with its own connection: one claimer (long-polls with
-#   wait, claims no more than the free room: threads + prefetch minus the
-#   claims it holds), N handler threads (also used for custom events), one
+#   wait; claims no more than the free room, threads + prefetch minus the
+#   claims queued or running, and waits until that room is worth a call:
+#   prefetch steps, or any once no claimed step waits for a thread), N
+#   handler threads (also used for custom events), one
 #   recorder (batches successes into tasker_complete_steps, falls back to
 #   tasker_complete_step one by one when fewer were recorded than sent, to
 #   learn which leases were lost; failures go one by one through
@@ -76,7 +78,9 @@ module TaskerWorker
       validate!
       @mutex = Mutex.new
       @room = ConditionVariable.new
+      @tick = ConditionVariable.new
       @claims = {}
+      @held = { queued: 0, running: 0 }
       @jobs = Queue.new
       @outcomes = Queue.new
       @classes = {}
@@ -225,20 +229,31 @@ module TaskerWorker
       conn&.close
     end
 
+    # Move a claim to another state, keeping the counts of queued and
+    # running claims (the caller holds the mutex).
+    def move(claim, state)
+      @held[claim.state] -= 1 if @held.key?(claim.state)
+      @held[state] += 1 if @held.key?(state)
+      claim.state = state
+    end
+
     def stopping?
       @mutex.synchronize { @stopping }
     end
 
-    # Wait until fewer claims are queued or running than threads +
-    # prefetch; returns how many may be claimed (0 when stopping).
+    # Wait until there is room for a worthwhile claim: fewer steps queued
+    # or running than threads + prefetch by at least prefetch (capped at
+    # max_claim), or by any amount once no step waits for a thread.  Returns
+    # how many to claim (0 when stopping).
     def wait_for_room
+      want = [[@prefetch, 1].max, @max_claim].min
       @mutex.synchronize do
         loop do
           return 0 if @stopping
 
-          held = @claims.count { |_, c| c.state == :queued || c.state == :running }
-          room = @threads + @prefetch - held
-          return [room, @max_claim].min if room.positive?
+          queued = @held[:queued]
+          room = @threads + @prefetch - queued - @held[:running]
+          return [room, @max_claim].min if room >= want || (room.positive? && queued.zero?)
 
           @room.wait(@mutex, 1.0)
         end
@@ -263,6 +278,7 @@ module TaskerWorker
                           lease_deadline: deadline, lost: false)
         @mutex.synchronize do
           @claims[claim.step_id] = claim
+          @held[:queued] += 1
           @stats['claimed'] += 1
         end
         @jobs << claim
@@ -297,7 +313,7 @@ module TaskerWorker
       @mutex.synchronize do
         return false if @stopping || claim.state != :queued
 
-        claim.state = :running
+        move(claim, :running)
         true
       end
     end
@@ -309,7 +325,7 @@ module TaskerWorker
         @mutex.synchronize do
           next if claim.state != :running
 
-          claim.state = :done
+          move(claim, :done)
           @outcomes << outcome
           @room.signal
         end
@@ -460,7 +476,7 @@ module TaskerWorker
       conn = connection('heartbeat')
       period = [@lease / 3.0, 0.1].max
       until @mutex.synchronize { @finished }
-        @mutex.synchronize { @room.wait(@mutex, [period / 2, 1.0].min) }
+        @mutex.synchronize { @tick.wait(@mutex, [period / 2, 1.0].min) unless @finished }
         due = @mutex.synchronize do
           @claims.values.select { |c| !c.lost && c.lease_deadline - mono < @lease - period }
         end
@@ -479,7 +495,12 @@ module TaskerWorker
         @logger.error("step #{claim.step_id}: heartbeat failed: #{e.message.strip}")
         return
       end
-      @mutex.synchronize { @claims.delete(claim.step_id) if claim.state == :queued }
+      @mutex.synchronize do
+        if claim.state == :queued
+          move(claim, :lost)
+          @claims.delete(claim.step_id)
+        end
+      end
       lease_lost(claim, e)
     end
 
@@ -501,7 +522,10 @@ module TaskerWorker
       @handlers.each { |t| t.kill if t.alive? }
       @outcomes << :stop
       @recorder.join([@give_up_at - mono, 0.1].max)
-      @mutex.synchronize { @finished = true; @room.broadcast }
+      @mutex.synchronize do
+        @finished = true
+        @tick.broadcast
+      end
       @heartbeat.join(5)
       control.close
     end
@@ -520,7 +544,7 @@ module TaskerWorker
     def take(state)
       @mutex.synchronize do
         @claims.values.select { |c| c.state == state }.each do |c|
-          c.state = :released
+          move(c, :released)
           c.lost = true
           @claims.delete(c.step_id)
         end
