@@ -62,7 +62,7 @@ REGRESS = \
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).
-ISOLATION = claims control_cancel_step control_cancel_retry control_resolve_run
+ISOLATION = claims control_cancel_step control_cancel_retry control_resolve_run worker_claims
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CONFIG ?= pg_config

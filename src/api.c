@@ -625,21 +625,6 @@ tasker_json_schema_assert_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * require_arg: raise a clear error when argument n, called name, is null.
- */
-static void
-require_arg(FunctionCallInfo fcinfo, int n, const char *name,
-			const char *hint)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument \"%s\" must not be null", name),
-				 errdetail("The function was called with a null %s.", name),
-				 errhint("%s", hint)));
-}
-
-/*
  * tasker_register_template(yaml text, replace boolean): named_task_id
  */
 Datum
@@ -648,8 +633,8 @@ tasker_register_template_sql(PG_FUNCTION_ARGS)
 	text	   *yaml;
 	int32		id;
 
-	require_arg(fcinfo, 0, "yaml", "Pass the YAML or JSON text of a template.");
-	require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
+	tasker_require_arg(fcinfo, 0, "yaml", "Pass the YAML or JSON text of a template.");
+	tasker_require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
 	yaml = PG_GETARG_TEXT_PP(0);
 	AS_OWNER(id = tasker_register_template_text(VARDATA_ANY(yaml),
 												VARSIZE_ANY_EXHDR(yaml),
@@ -665,8 +650,8 @@ tasker_register_template_file_sql(PG_FUNCTION_ARGS)
 {
 	int32		id;
 
-	require_arg(fcinfo, 0, "path", "Pass the path of a template file on the server.");
-	require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
+	tasker_require_arg(fcinfo, 0, "path", "Pass the path of a template file on the server.");
+	tasker_require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
 	AS_OWNER(id = tasker_register_template_path(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 												PG_GETARG_BOOL(1)));
 	PG_RETURN_INT32(id);
@@ -685,8 +670,8 @@ tasker_register_templates_sql(PG_FUNCTION_ARGS)
 	int			n;
 	int			i;
 
-	require_arg(fcinfo, 0, "yaml", "Pass the YAML text of one or more templates, separated by --- lines.");
-	require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
+	tasker_require_arg(fcinfo, 0, "yaml", "Pass the YAML text of one or more templates, separated by --- lines.");
+	tasker_require_arg(fcinfo, 1, "replace", "Pass replace => true or false.");
 	yaml = PG_GETARG_TEXT_PP(0);
 	AS_OWNER(ids = tasker_register_templates_text(VARDATA_ANY(yaml),
 												  VARSIZE_ANY_EXHDR(yaml),
@@ -704,8 +689,8 @@ tasker_register_templates_sql(PG_FUNCTION_ARGS)
 Datum
 tasker_register_handler_sql(PG_FUNCTION_ARGS)
 {
-	require_arg(fcinfo, 0, "handler_class", "Pass the class name templates use in handler_class.");
-	require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)', or the queue of the external workers that run the class.");
+	tasker_require_arg(fcinfo, 0, "handler_class", "Pass the class name templates use in handler_class.");
+	tasker_require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)', or the queue of the external workers that run the class.");
 	AS_OWNER(tasker_register_handler(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 									 PG_GETARG_OID(1)));
 	PG_RETURN_VOID();
@@ -723,8 +708,8 @@ tasker_register_handler_queue_sql(PG_FUNCTION_ARGS)
 {
 	char	   *target;
 
-	require_arg(fcinfo, 0, "handler_class", "Pass the class name templates use in handler_class.");
-	require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)', or the queue of the external workers that run the class.");
+	tasker_require_arg(fcinfo, 0, "handler_class", "Pass the class name templates use in handler_class.");
+	tasker_require_arg(fcinfo, 1, "function", "Pass a function such as 'myschema.fetch_order(jsonb)', or the queue of the external workers that run the class.");
 	target = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (strchr(target, '(') != NULL)
 	{

@@ -211,6 +211,58 @@ check_handler_function(Oid fn)
 }
 
 /*
+ * register_class: insert the registry row of a handler class with its
+ * target (a function, or a queue when is_queue), owned by the caller; or
+ * remap a class the caller may change.  Connects to SPI itself.
+ */
+static void
+register_class(const char *handler_class, Datum target, bool is_queue)
+{
+	Oid			argtypes[3] = {TEXTOID, is_queue ? TEXTOID : OIDOID, OIDOID};
+	Datum		values[3] = {CStringGetTextDatum(handler_class), target,
+	ObjectIdGetDatum(tasker_caller())};
+	SPIPlanPtr	insert;
+	SPIPlanPtr	update;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "could not connect to SPI");
+	if (is_queue)
+	{
+		insert = tasker_keep_plan(&queue_insert_plan,
+								  "INSERT INTO @extschema@.tasker_handler_registry"
+								  " (handler_class, queue, registered_by)"
+								  " VALUES ($1, $2, $3::regrole)"
+								  " ON CONFLICT (handler_class) DO NOTHING",
+								  3, argtypes);
+		update = tasker_keep_plan(&queue_update_plan,
+								  "UPDATE @extschema@.tasker_handler_registry"
+								  "   SET function = NULL, queue = $2, updated_at = now()"
+								  " WHERE handler_class = $1",
+								  2, argtypes);
+	}
+	else
+	{
+		insert = tasker_keep_plan(&registry_insert_plan,
+								  "INSERT INTO @extschema@.tasker_handler_registry"
+								  " (handler_class, function, registered_by)"
+								  " VALUES ($1, $2::regprocedure, $3::regrole)"
+								  " ON CONFLICT (handler_class) DO NOTHING",
+								  3, argtypes);
+		update = tasker_keep_plan(&registry_update_plan,
+								  "UPDATE @extschema@.tasker_handler_registry"
+								  "   SET function = $2::regprocedure, queue = NULL, updated_at = now()"
+								  " WHERE handler_class = $1",
+								  2, argtypes);
+	}
+	if (tasker_run_plan(insert, values, NULL, SPI_OK_INSERT) == 0)
+	{
+		check_registry_owner(handler_class);
+		(void) tasker_run_plan(update, values, NULL, SPI_OK_UPDATE);
+	}
+	SPI_finish();
+}
+
+/*
  * tasker_register_handler: map a handler class to a step handler function.
  * A new class belongs to the caller; remapping a registered class needs
  * the privileges of the role that registered it, which stays its owner.
@@ -219,8 +271,6 @@ check_handler_function(Oid fn)
 void
 tasker_register_handler(const char *handler_class, Oid fn)
 {
-	Oid			argtypes[3] = {TEXTOID, OIDOID, OIDOID};
-	Datum		values[3];
 
 	if (handler_class[0] == '\0')
 		ereport(ERROR,
@@ -230,28 +280,7 @@ tasker_register_handler(const char *handler_class, Oid fn)
 				 errhint("Pass a name such as 'OrderProcess::StepHandler::FetchOrderHandler'.")));
 	check_handler_function(fn);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
-	values[0] = CStringGetTextDatum(handler_class);
-	values[1] = ObjectIdGetDatum(fn);
-	values[2] = ObjectIdGetDatum(tasker_caller());
-	if (tasker_run_plan(tasker_keep_plan(&registry_insert_plan,
-										 "INSERT INTO @extschema@.tasker_handler_registry"
-										 " (handler_class, function, registered_by)"
-										 " VALUES ($1, $2::regprocedure, $3::regrole)"
-										 " ON CONFLICT (handler_class) DO NOTHING",
-										 3, argtypes),
-						values, NULL, SPI_OK_INSERT) == 0)
-	{
-		check_registry_owner(handler_class);
-		(void) tasker_run_plan(tasker_keep_plan(&registry_update_plan,
-												"UPDATE @extschema@.tasker_handler_registry"
-												"   SET function = $2::regprocedure, queue = NULL, updated_at = now()"
-												" WHERE handler_class = $1",
-												2, argtypes),
-							   values, NULL, SPI_OK_UPDATE);
-	}
-	SPI_finish();
+	register_class(handler_class, ObjectIdGetDatum(fn), false);
 }
 
 /*
@@ -264,6 +293,8 @@ tasker_handler_queue(const char *handler_class)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(handler_class)};
 
+	if (!tasker_has_column("tasker_handler_registry", "queue"))
+		return NULL;
 	if (tasker_run_plan(tasker_keep_plan(&queue_lookup_plan,
 										 "SELECT queue FROM @extschema@.tasker_handler_registry"
 										 " WHERE handler_class = $1 AND queue IS NOT NULL",
@@ -281,8 +312,6 @@ tasker_handler_queue(const char *handler_class)
 void
 tasker_register_handler_queue(const char *handler_class, const char *queue)
 {
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, OIDOID};
-	Datum		values[3];
 
 	if (handler_class[0] == '\0')
 		ereport(ERROR,
@@ -296,26 +325,5 @@ tasker_register_handler_queue(const char *handler_class, const char *queue)
 				 errmsg("queue must not be empty"),
 				 errdetail("A queue is the name external workers claim steps from."),
 				 errhint("Pass a name such as 'payments', or a function such as 'myschema.fetch_order(jsonb)'.")));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
-	values[0] = CStringGetTextDatum(handler_class);
-	values[1] = CStringGetTextDatum(queue);
-	values[2] = ObjectIdGetDatum(tasker_caller());
-	if (tasker_run_plan(tasker_keep_plan(&queue_insert_plan,
-										 "INSERT INTO @extschema@.tasker_handler_registry"
-										 " (handler_class, queue, registered_by)"
-										 " VALUES ($1, $2, $3::regrole)"
-										 " ON CONFLICT (handler_class) DO NOTHING",
-										 3, argtypes),
-						values, NULL, SPI_OK_INSERT) == 0)
-	{
-		check_registry_owner(handler_class);
-		(void) tasker_run_plan(tasker_keep_plan(&queue_update_plan,
-												"UPDATE @extschema@.tasker_handler_registry"
-												"   SET function = NULL, queue = $2, updated_at = now()"
-												" WHERE handler_class = $1",
-												2, argtypes),
-							   values, NULL, SPI_OK_UPDATE);
-	}
-	SPI_finish();
+	register_class(handler_class, CStringGetTextDatum(queue), true);
 }

@@ -106,20 +106,6 @@ typedef struct ClaimRow
 } ClaimRow;
 
 /*
- * require_arg: raise a clear error when argument n, called name, is null.
- */
-static void
-require_arg(FunctionCallInfo fcinfo, int n, const char *name, const char *hint)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument \"%s\" must not be null", name),
-				 errdetail("The function was called with a null %s.", name),
-				 errhint("%s", hint)));
-}
-
-/*
  * interval_ms: an interval as milliseconds (months as 30 days).
  */
 static int64
@@ -156,21 +142,6 @@ static Datum
 col(uint64 i, int n, bool *isnull)
 {
 	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
-}
-
-/*
- * int8_array: a bigint[] of n ids.
- */
-static Datum
-int8_array(const int64 *ids, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
-										   TYPALIGN_DOUBLE));
 }
 
 /*
@@ -212,7 +183,7 @@ claim_batch(const char *queue, const char *worker_id, int max, int lease_s,
 	rows = palloc0(sizeof(ClaimRow) * Max(nids, 1));
 	if (nids > 0)
 	{
-		values[0] = int8_array(ids, nids);
+		values[0] = tasker_int8_array(ids, nids);
 		values[1] = CStringGetTextDatum(worker_id);
 		tasker_run_plan(tasker_keep_plan(&claimed_plan,
 				 "UPDATE @extschema@.tasker_workflow_steps s SET claimed_by = $2"
@@ -293,11 +264,11 @@ tasker_claim_steps_sql(PG_FUNCTION_ARGS)
 	int			i;
 	volatile int slot = -1;
 
-	require_arg(fcinfo, 0, "queue", "Pass the queue this worker serves.");
-	require_arg(fcinfo, 1, "worker_id", "Pass a name for this worker, such as its host and pid.");
-	require_arg(fcinfo, 2, "max_steps", "Pass how many steps this worker can take at once.");
-	require_arg(fcinfo, 3, "lease", "Pass a lease such as '5 minutes'.");
-	require_arg(fcinfo, 4, "wait", "Pass '0' not to wait, or how long to wait for work.");
+	tasker_require_arg(fcinfo, 0, "queue", "Pass the queue this worker serves.");
+	tasker_require_arg(fcinfo, 1, "worker_id", "Pass a name for this worker, such as its host and pid.");
+	tasker_require_arg(fcinfo, 2, "max_steps", "Pass how many steps this worker can take at once.");
+	tasker_require_arg(fcinfo, 3, "lease", "Pass a lease such as '5 minutes'.");
+	tasker_require_arg(fcinfo, 4, "wait", "Pass '0' not to wait, or how long to wait for work.");
 	queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	worker_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	max = PG_GETARG_INT32(2);
@@ -497,8 +468,8 @@ tasker_complete_step_sql(PG_FUNCTION_ARGS)
 	bool		done;
 	TaskerApiScope scope;
 
-	require_arg(fcinfo, 0, "step_id", "Pass the step_id the claim returned.");
-	require_arg(fcinfo, 1, "claim_token", "Pass the claim_token the claim returned.");
+	tasker_require_arg(fcinfo, 0, "step_id", "Pass the step_id the claim returned.");
+	tasker_require_arg(fcinfo, 1, "claim_token", "Pass the claim_token the claim returned.");
 	memset(&o, 0, sizeof(o));
 	o.ok = true;
 	o.retry_after = -1;
@@ -541,10 +512,10 @@ tasker_fail_step_sql(PG_FUNCTION_ARGS)
 	bool		done;
 	TaskerApiScope scope;
 
-	require_arg(fcinfo, 0, "step_id", "Pass the step_id the claim returned.");
-	require_arg(fcinfo, 1, "claim_token", "Pass the claim_token the claim returned.");
-	require_arg(fcinfo, 2, "error", "Pass an object such as {\"message\": \"...\"}.");
-	require_arg(fcinfo, 3, "retryable", "Pass true to retry under the step's policy, false to fail it for good.");
+	tasker_require_arg(fcinfo, 0, "step_id", "Pass the step_id the claim returned.");
+	tasker_require_arg(fcinfo, 1, "claim_token", "Pass the claim_token the claim returned.");
+	tasker_require_arg(fcinfo, 2, "error", "Pass an object such as {\"message\": \"...\"}.");
+	tasker_require_arg(fcinfo, 3, "retryable", "Pass true to retry under the step's policy, false to fail it for good.");
 	error = PG_GETARG_JSONB_P(2);
 	if (!JB_ROOT_IS_OBJECT(error))
 		ereport(ERROR,
@@ -595,7 +566,7 @@ complete_many(int64 *ids, Datum *tokens, Jsonb **results, int n)
 	bool		isnull;
 
 	SPI_connect();
-	values[0] = int8_array(ids, n);
+	values[0] = tasker_int8_array(ids, n);
 	values[1] = PointerGetDatum(construct_array(tokens, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	tasker_run_plan(tasker_keep_plan(&tasks_of_plan,
 			 "SELECT DISTINCT task_id FROM @extschema@.tasker_workflow_steps"
@@ -710,7 +681,7 @@ tasker_complete_steps_sql(PG_FUNCTION_ARGS)
 	int			recorded;
 	TaskerApiScope scope;
 
-	require_arg(fcinfo, 0, "completions", "Pass a JSON array of {step_id, claim_token, results}.");
+	tasker_require_arg(fcinfo, 0, "completions", "Pass a JSON array of {step_id, claim_token, results}.");
 	arr = PG_GETARG_JSONB_P(0);
 	if (!JB_ROOT_IS_ARRAY(arr) || JB_ROOT_IS_SCALAR(arr))
 		ereport(ERROR,
@@ -776,9 +747,9 @@ tasker_extend_lease_sql(PG_FUNCTION_ARGS)
 	TimestampTz until = 0;
 	TaskerApiScope scope;
 
-	require_arg(fcinfo, 0, "step_id", "Pass the step_id the claim returned.");
-	require_arg(fcinfo, 1, "claim_token", "Pass the claim_token the claim returned.");
-	require_arg(fcinfo, 2, "lease", "Pass a lease such as '5 minutes'.");
+	tasker_require_arg(fcinfo, 0, "step_id", "Pass the step_id the claim returned.");
+	tasker_require_arg(fcinfo, 1, "claim_token", "Pass the claim_token the claim returned.");
+	tasker_require_arg(fcinfo, 2, "lease", "Pass a lease such as '5 minutes'.");
 	lease_s = lease_seconds(PG_GETARG_INTERVAL_P(2));
 	tasker_api_enter(&scope);
 	SPI_connect();
@@ -800,8 +771,8 @@ tasker_release_step_sql(PG_FUNCTION_ARGS)
 	bool		current;
 	TaskerApiScope scope;
 
-	require_arg(fcinfo, 0, "step_id", "Pass the step_id the claim returned.");
-	require_arg(fcinfo, 1, "claim_token", "Pass the claim_token the claim returned.");
+	tasker_require_arg(fcinfo, 0, "step_id", "Pass the step_id the claim returned.");
+	tasker_require_arg(fcinfo, 1, "claim_token", "Pass the claim_token the claim returned.");
 	tasker_api_enter(&scope);
 	SPI_connect();
 	current = check_claim(PG_GETARG_INT64(0), PG_GETARG_DATUM(1), &c) == CLAIM_CURRENT;

@@ -463,3 +463,19 @@ tasker_clear_session_leftovers(void)
 	LockReleaseSession(USER_LOCKMETHOD);
 	DropAllPreparedStatements();
 }
+
+/*
+ * tasker_require_arg: raise a clear error when argument n of an SQL
+ * function, called name, is null.
+ */
+void
+tasker_require_arg(FunctionCallInfo fcinfo, int n, const char *name,
+				   const char *hint)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument \"%s\" must not be null", name),
+				 errdetail("The function was called with a null %s.", name),
+				 errhint("%s", hint)));
+}

@@ -13,6 +13,8 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
+
 /* What tasker_api_enter changed, for tasker_api_leave to undo. */
 typedef struct TaskerApiScope
 {
@@ -35,6 +37,8 @@ typedef struct TaskerHandlerScope
 extern Oid	tasker_caller(void);
 extern void tasker_api_enter(TaskerApiScope *scope);
 extern void tasker_api_leave(TaskerApiScope *scope);
+extern void tasker_require_arg(FunctionCallInfo fcinfo, int n, const char *name,
+							   const char *hint);
 extern int	tasker_use_caller_search_path(void);
 extern void tasker_restore_search_path(int nest);
 extern void tasker_require_task_control(int64 task_id, const char *action);

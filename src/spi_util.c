@@ -25,11 +25,13 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_type.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "catalog/namespace.h"
 #include "jit/jit.h"
@@ -346,4 +348,37 @@ tasker_try_plan(SPIPlanPtr plan, Datum *values, int expected)
 	PlanCall	call = {plan, values, expected};
 
 	return tasker_try(run_plan_call, &call);
+}
+
+/*
+ * tasker_int8_array: a bigint[] datum of n ids, for a statement's array
+ * parameter.
+ */
+Datum
+tasker_int8_array(const int64 *ids, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
+/*
+ * tasker_has_column: whether tasker's table has a column: false on the
+ * schema of an older version of the extension, not yet updated, which
+ * this library still serves for registration and task creation.
+ */
+bool
+tasker_has_column(const char *table, const char *column)
+{
+	Oid			nsp;
+	Oid			owner;
+	Oid			rel;
+
+	tasker_extension(&nsp, &owner);
+	rel = get_relname_relid(table, nsp);
+	return OidIsValid(rel) && get_attnum(rel, column) != InvalidAttrNumber;
 }

@@ -28,6 +28,9 @@ extern SPIPlanPtr tasker_keep_plan(SPIPlanPtr *slot, const char *sql,
 extern uint64 tasker_run_plan(SPIPlanPtr plan, Datum *values,
 							  const char *nulls, int expected);
 
+extern Datum tasker_int8_array(const int64 *ids, int n);
+extern bool tasker_has_column(const char *table, const char *column);
+
 extern bool tasker_error_is_data(void);
 extern ErrorData *tasker_try(void (*fn) (void *), void *arg);
 extern ErrorData *tasker_try_plan(SPIPlanPtr plan, Datum *values, int expected);

@@ -323,17 +323,16 @@ static void
 start_claimed_tasks(ClaimedStep *steps, int n)
 {
 	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum	   *elems;
+	int64	   *ids;
 	Datum		values[1];
 	int			i;
 
 	if (n == 0)
 		return;
-	elems = palloc(sizeof(Datum) * n);
+	ids = palloc(sizeof(int64) * n);
 	for (i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(steps[i].task_id);
-	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8,
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		ids[i] = steps[i].task_id;
+	values[0] = tasker_int8_array(ids, n);
 	tasker_run_plan(tasker_keep_plan(&pending_tasks_plan,
 			 "SELECT task_id FROM @extschema@.tasker_tasks"
 			 " WHERE task_id = ANY ($1) AND current_state = 'pending'"
@@ -440,17 +439,11 @@ void
 tasker_lock_tasks(int64 *ids, int n)
 {
 	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum	   *elems;
 	Datum		values[1];
-	int			i;
 
 	if (n == 0)
 		return;
-	elems = palloc(sizeof(Datum) * n);
-	for (i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8,
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[0] = tasker_int8_array(ids, n);
 	SPI_connect();
 	tasker_run_plan(tasker_keep_plan(&lock_tasks_plan,
 			 "SELECT task_id FROM @extschema@.tasker_tasks"
@@ -1146,17 +1139,12 @@ static void
 settle_tasks(int64 *ids, int n)
 {
 	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum	   *elems = palloc(sizeof(Datum) * n);
-	Datum		values[1];
+	Datum		values[1] = {tasker_int8_array(ids, n)};
 	TaskCounts *rows;
 	uint64		nrows;
 	uint64		i;
 	bool		isnull;
 
-	for (i = 0; i < (uint64) n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, 8,
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	SPI_connect();
 	tasker_run_plan(tasker_keep_plan(&lock_task_plan,
 			 "SELECT task_id FROM @extschema@.tasker_tasks WHERE task_id = ANY ($1)"

@@ -57,6 +57,7 @@ static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr existing_task_plan;
 static SPIPlanPtr legacy_task_plan;
 static SPIPlanPtr insert_steps_plan;
+static SPIPlanPtr insert_steps_010_plan;
 static SPIPlanPtr insert_edges_plan;
 static SPIPlanPtr template_steps_plan;
 static SPIPlanPtr bypass_plan;
@@ -353,8 +354,23 @@ insert_steps(int64 task_id, int32 named_task_id)
 	uint64		i;
 	bool		isnull;
 	bool		found;
+	SPIPlanPtr	plan;
 
-	tasker_keep_plan(&insert_steps_plan,
+	/* The 0.1.0 schema, not yet updated, has no queue column. */
+	if (!tasker_has_column("tasker_workflow_steps", "queue"))
+		plan = tasker_keep_plan(&insert_steps_010_plan,
+			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
+			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
+			  "   next_attempt_at, results, handler_kind)"
+			  " SELECT $1, l.named_step_id, l.default_retryable, l.default_retry_limit,"
+			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on), now(), NULL,"
+			  "        CASE WHEN l.handler_function IS NULL THEN 'http' ELSE 'sql' END"
+			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
+			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
+			  " RETURNING named_step_id, workflow_step_id",
+			  2, argtypes);
+	else
+		plan = tasker_keep_plan(&insert_steps_plan,
 			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
 			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
 			  "   next_attempt_at, results, handler_kind, queue)"
@@ -367,7 +383,7 @@ insert_steps(int64 task_id, int32 named_task_id)
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
 			  " RETURNING named_step_id, workflow_step_id",
 			  2, argtypes);
-	n = tasker_run_plan(insert_steps_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+	n = tasker_run_plan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
 
 	ctl.keysize = sizeof(int32);
 	ctl.entrysize = sizeof(StepById);

@@ -23,7 +23,9 @@ CREATE TEMP TABLE states (s text, n int);
 INSERT INTO states VALUES ('pending', 1), ('in_progress', 2), ('complete', 3),
     ('error', 4), ('cancelled', 5), ('resolved_manually', 6);
 
--- The allowed pairs, written out here independently of the C table.
+-- The allowed pairs, written out here independently of the C table: the
+-- Ruby engine's, plus step in_progress -> pending, a leased step given
+-- back by its external worker (tasker_release_step, issue 9).
 CREATE TEMP TABLE allowed (entity text, f text, t text);
 INSERT INTO allowed VALUES
     ('task', 'pending', 'in_progress'), ('task', 'pending', 'cancelled'),
@@ -35,7 +37,8 @@ INSERT INTO allowed VALUES
     ('step', 'pending', 'in_progress'), ('step', 'pending', 'error'),
     ('step', 'pending', 'cancelled'), ('step', 'pending', 'resolved_manually'),
     ('step', 'in_progress', 'complete'), ('step', 'in_progress', 'error'),
-    ('step', 'in_progress', 'cancelled'), ('step', 'error', 'pending'),
+    ('step', 'in_progress', 'cancelled'), ('step', 'in_progress', 'pending'),
+    ('step', 'error', 'pending'),
     ('step', 'error', 'resolved_manually'), ('step', 'cancelled', 'resolved_manually');
 
 SELECT set_eq($$SELECT from_state, to_state FROM tasker_allowed_transitions('task')$$,
@@ -43,7 +46,7 @@ SELECT set_eq($$SELECT from_state, to_state FROM tasker_allowed_transitions('tas
               'the task machine allows exactly the Ruby transitions');
 SELECT set_eq($$SELECT from_state, to_state FROM tasker_allowed_transitions('step')$$,
               $$SELECT f, t FROM allowed WHERE entity = 'step'$$,
-              'the step machine allows exactly the Ruby transitions');
+              'the step machine allows exactly the Ruby transitions and the release');
 
 -- 36 task pairs and 36 step pairs.
 SELECT CASE
