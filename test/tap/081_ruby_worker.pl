@@ -214,6 +214,35 @@ is(step($tf, 'refuse', "concat_ws(' ', s.results #>> '{error,message}', s.result
                                     s.results #>> '{error,error_code}', s.results #>> '{error,sqlstate}')"),
 	'card declined Tasker::PermanentError DECLINED TK001', 'its message, class and error_code are stored');
 
+# ---- least privilege: a role with EXECUTE on the protocol only ---------
+
+sql(q{CREATE ROLE rb_least LOGIN;
+	GRANT EXECUTE ON FUNCTION
+	    tasker_claim_steps(text, text, integer, interval, interval),
+	    tasker_complete_step(bigint, uuid, jsonb), tasker_complete_steps(jsonb),
+	    tasker_fail_step(bigint, uuid, jsonb, boolean, interval),
+	    tasker_extend_lease(bigint, uuid, interval), tasker_release_step(bigint, uuid),
+	    tasker_publish_event(text, jsonb)
+	  TO rb_least});
+sql(q{SELECT tasker_register_template($y$
+name: rb_announce
+custom_events:
+  - {name: rb.announced, description: A Ruby step announced itself}
+step_templates:
+  - {name: announce, handler_class: AnnounceHandler, handler_config: {type: worker, queue: rbleast}}
+  - {name: then, handler_class: FlakyHandler, depends_on_step: announce, default_retry_limit: 3,
+     handler_config: {type: worker, queue: rbleast}}
+$y$)});
+my $least = start_worker('rbleast', $fixtures, '--dsn', $node->connstr('postgres') . ' user=rb_least');
+my $ta = create('rb_announce', '{}');
+is(wait_task($ta, 60), 'complete',
+	'a worker whose role may only EXECUTE the protocol runs a task (queue named by handler_config)');
+is(step($ta, 'announce', "s.claimed_by || ' ' || (s.results->>'announced')"), "$least->{id} true",
+	'it published its custom event');
+like(worker_log($least), qr/custom events are sent without their task and step: permission denied/,
+	'naming the task was refused, and the worker said it sends events without it');
+is((stop_worker($least))[0], 0, 'the least-privileged worker exits 0');
+
 # ---- heartbeats: a handler that outlives its lease keeps it -------------
 
 my $hb = start_worker('rbslow', $fixtures, '--threads', '1', '--lease', '2');

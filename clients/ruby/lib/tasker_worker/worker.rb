@@ -102,7 +102,8 @@ module TaskerWorker
         fail: "SELECT #{s}tasker_fail_step($1::bigint, $2::uuid, $3::jsonb, $4::boolean, $5::interval)",
         extend: "SELECT #{s}tasker_extend_lease($1::bigint, $2::uuid, $3::interval)",
         release: "SELECT #{s}tasker_release_step($1::bigint, $2::uuid)",
-        publish: "SELECT #{s}tasker_publish_event($1::text, $2::jsonb, $3::bigint, $4::bigint)"
+        publish: "SELECT #{s}tasker_publish_event($1::text, $2::jsonb, $3::bigint, $4::bigint)",
+        publish_anonymous: "SELECT #{s}tasker_publish_event($1::text, $2::jsonb)"
       }
     end
 
@@ -295,8 +296,7 @@ module TaskerWorker
       conn = nil
       Thread.current[:tasker_event_publisher] = lambda do |name, payload|
         conn ||= connection("events-#{Thread.current.name}")
-        task_id, step_id = Thread.current[:tasker_step]
-        conn.exec(:publish, [name, JSON.generate(payload), task_id, step_id])
+        publish(conn, name, JSON.generate(payload), *Thread.current[:tasker_step])
       end
       while (claim = @jobs.pop)
         next unless start(claim)
@@ -305,6 +305,21 @@ module TaskerWorker
       end
     ensure
       conn&.close
+    end
+
+    # Send a custom event about the running step; a role that may not name
+    # the task (it does not own the template: 42501) sends it about no task
+    # from then on, with a warning once.
+    def publish(conn, name, payload, task_id, step_id)
+      unless @anonymous_events
+        begin
+          return conn.exec(:publish, [name, payload, task_id, step_id])
+        rescue PG::InsufficientPrivilege => e
+          @anonymous_events = true
+          @logger.warn("custom events are sent without their task and step: #{e.message.strip.lines.first.strip}")
+        end
+      end
+      conn.exec(:publish_anonymous, [name, payload])
     end
 
     # Mark a queued claim running; false when stopping (it stays queued
