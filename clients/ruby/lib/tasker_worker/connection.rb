@@ -77,6 +77,15 @@ module TaskerWorker
       @conn = nil
     end
 
+    # The primary message of a PG::Error (without "ERROR:  " and the
+    # context lines), or its first line.
+    def self.message(error)
+      primary = error.respond_to?(:result) && error.result&.error_field(PG::Result::PG_DIAG_MESSAGE_PRIMARY)
+      primary || error.message.to_s.strip.lines.first.to_s.strip
+    rescue PG::Error
+      error.message.to_s.strip
+    end
+
     # The SQLSTATE of a PG::Error, or nil.
     def self.sqlstate(error)
       error.respond_to?(:result) && error.result&.error_field(PG::Result::PG_DIAG_SQLSTATE)
@@ -132,7 +141,7 @@ module TaskerWorker
     def log_lost(error)
       return if @lost_logged
 
-      @logger.warn("#{@name}: connection lost (#{error.message.strip.lines.first&.strip}); reconnecting")
+      @logger.warn("#{@name}: connection lost (#{self.class.message(error)}); reconnecting")
       @lost_logged = true
     end
   end

@@ -144,7 +144,7 @@ module TaskerWorker
     def check_connection
       PG.connect(@dsn).close
     rescue PG::Error => e
-      raise Tasker::ConfigurationError, "cannot connect: #{e.message.strip}"
+      raise Tasker::ConfigurationError, "cannot connect: #{Connection.message(e)}"
     end
 
     def connection(name)
@@ -268,7 +268,7 @@ module TaskerWorker
     rescue PG::QueryCanceled
       nil
     rescue PG::Error => e
-      @logger.error("claim failed: #{e.message.strip}")
+      @logger.error("claim failed: #{Connection.message(e)}")
       sleep_unless_stopping(1.0)
     end
 
@@ -316,7 +316,7 @@ module TaskerWorker
           return conn.exec(:publish, [name, payload, task_id, step_id])
         rescue PG::InsufficientPrivilege => e
           @anonymous_events = true
-          @logger.warn("custom events are sent without their task and step: #{e.message.strip.lines.first.strip}")
+          @logger.warn("custom events are sent without their task and step: #{Connection.message(e)}")
         end
       end
       conn.exec(:publish_anonymous, [name, payload])
@@ -362,7 +362,8 @@ module TaskerWorker
     end
 
     def failure(claim, error)
-      body = { 'message' => error.message.to_s, 'class' => error.class.name,
+      message = error.is_a?(PG::Error) ? Connection.message(error) : error.message.to_s
+      body = { 'message' => message, 'class' => error.class.name,
                'backtrace' => Array(error.backtrace).first(10) }
       body['error_code'] = error.error_code if error.respond_to?(:error_code) && error.error_code
       body['context'] = error.context if error.respond_to?(:context) && !error.context.to_h.empty?
@@ -435,7 +436,7 @@ module TaskerWorker
       # Fewer recorded than sent: learn which leases were lost.
       done.each { |o| complete_one(conn, o) } if n < done.size
     rescue PG::Error => e
-      @logger.warn("tasker_complete_steps failed (#{e.message.strip}); recording one by one")
+      @logger.warn("tasker_complete_steps failed (#{Connection.message(e)}); recording one by one")
       done.each { |o| complete_one(conn, o) }
     end
 
@@ -451,9 +452,9 @@ module TaskerWorker
     rescue PG::Error => e
       return lease_lost(c, e) if Connection.sqlstate(e) == 'TK003'
 
-      @logger.error("step #{c.step_id}: recording its results failed: #{e.message.strip}")
+      @logger.error("step #{c.step_id}: recording its results failed: #{Connection.message(e)}")
       record_failure(conn, Outcome.new(claim: c, kind: :fail, retryable: true,
-                                       error: JSON.generate('message' => "recording results failed: #{e.message.strip}")))
+                                       error: JSON.generate('message' => "recording results failed: #{Connection.message(e)}")))
     end
 
     def record_failure(conn, outcome)
@@ -464,7 +465,7 @@ module TaskerWorker
     rescue PG::Error => e
       return lease_lost(c, e) if Connection.sqlstate(e) == 'TK003'
 
-      @logger.error("step #{c.step_id}: recording its failure failed: #{e.message.strip}")
+      @logger.error("step #{c.step_id}: recording its failure failed: #{Connection.message(e)}")
     end
 
     def lease_lost(claim, error)
@@ -507,7 +508,7 @@ module TaskerWorker
       @mutex.synchronize { claim.lease_deadline = before + @lease }
     rescue PG::Error => e
       unless Connection.sqlstate(e) == 'TK003'
-        @logger.error("step #{claim.step_id}: heartbeat failed: #{e.message.strip}")
+        @logger.error("step #{claim.step_id}: heartbeat failed: #{Connection.message(e)}")
         return
       end
       @mutex.synchronize do
@@ -571,7 +572,7 @@ module TaskerWorker
         conn.exec(:release, [c.step_id, c.token])
         count('released')
       rescue PG::Error, Gone => e
-        @logger.warn("step #{c.step_id}: release failed: #{e.message.strip}")
+        @logger.warn("step #{c.step_id}: release failed: #{Connection.message(e)}")
       end
     end
 
