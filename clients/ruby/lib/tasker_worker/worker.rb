@@ -135,10 +135,10 @@ module TaskerWorker
       raise Tasker::ConfigurationError, 'queue must not be empty' if @queue.to_s.empty?
       raise Tasker::ConfigurationError, 'threads must be at least 1' if @threads < 1
       raise Tasker::ConfigurationError, 'prefetch must not be negative' if @prefetch.negative?
-      raise Tasker::ConfigurationError, 'lease must be at least 1 second' if @lease < 1
-      raise Tasker::ConfigurationError, 'wait must not be negative' if @wait.negative?
+      raise Tasker::ConfigurationError, 'lease must be between 1 second and 1 day' unless @lease.between?(1, 86_400)
+      raise Tasker::ConfigurationError, 'wait must be between 0 and 3600 seconds' unless @wait.between?(0, 3600)
       raise Tasker::ConfigurationError, 'grace must not be negative' if @grace.negative?
-      raise Tasker::ConfigurationError, 'batch must be at least 1' if @batch < 1
+      raise Tasker::ConfigurationError, 'batch must be between 1 and 1000' unless @batch.between?(1, 1000)
     end
 
     def check_connection
