@@ -209,7 +209,8 @@ module TaskerWorker
     # Block until a signal (or a dead thread) asks to stop.
     def wait_for_signal
       IO.select([@signal_r])
-      @signal_r.read_nonblock(64, exception: false)
+      got = @signal_r.read_nonblock(64, exception: false)
+      @forced = got.is_a?(String) && got.size > 1
     end
 
     # True once a second stop request arrived.
@@ -569,8 +570,7 @@ module TaskerWorker
 
     def release(conn, claims)
       claims.each do |c|
-        conn.exec(:release, [c.step_id, c.token])
-        count('released')
+        count('released') if conn.exec(:release, [c.step_id, c.token]).getvalue(0, 0) == 't'
       rescue PG::Error, Gone => e
         @logger.warn("step #{c.step_id}: release failed: #{Connection.message(e)}")
       end
