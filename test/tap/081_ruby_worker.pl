@@ -222,7 +222,7 @@ sql(q{CREATE ROLE rb_least LOGIN;
 	    tasker_complete_step(bigint, uuid, jsonb), tasker_complete_steps(jsonb),
 	    tasker_fail_step(bigint, uuid, jsonb, boolean, interval),
 	    tasker_extend_lease(bigint, uuid, interval), tasker_release_step(bigint, uuid),
-	    tasker_publish_event(text, jsonb)
+	    tasker_publish_event(text, jsonb), tasker_publish_event(text, jsonb, bigint, bigint)
 	  TO rb_least});
 sql(q{SELECT tasker_register_template($y$
 name: rb_announce
@@ -239,7 +239,7 @@ is(wait_task($ta, 60), 'complete',
 	'a worker whose role may only EXECUTE the protocol runs a task (queue named by handler_config)');
 is(step($ta, 'announce', "s.claimed_by || ' ' || (s.results->>'announced')"), "$least->{id} true",
 	'it published its custom event');
-like(worker_log($least), qr/custom events are sent without their task and step: permission denied/,
+like(worker_log($least), qr/custom events are sent without their task and step: permission denied to publish an event about task $ta/,
 	'naming the task was refused, and the worker said it sends events without it');
 is((stop_worker($least))[0], 0, 'the least-privileged worker exits 0');
 
