@@ -58,7 +58,9 @@ REGRESS = \
 	041_http_preview \
 	042_stuck_tasks \
 	050_controls_by_name \
-	060_worker_protocol
+	060_worker_protocol \
+	080_observability_graph \
+	081_observability_analytics
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).

@@ -5,7 +5,9 @@
  * The install script of 0.2.0 is tasker--0.1.0.sql followed by this file
  * (see the Makefile), so everything here must work both on a fresh 0.1.0
  * schema and on one that has run for months.  Sections, in order:
- * security (issue 15 A), bad input and resource bounds (issue 15 B).
+ * security (issue 15 A), bad input and resource bounds (issue 15 B),
+ * ..., and observability (issue 12: analytics, health, task summary,
+ * diagrams, bottlenecks) at the end.
  */
 
 /* ---- issue 15 A1/A2/A6: users call functions, never write tables ---- */
@@ -554,3 +556,1284 @@ REVOKE EXECUTE ON FUNCTION
     tasker_extend_lease(bigint, uuid, interval),
     tasker_release_step(bigint, uuid)
 FROM PUBLIC;
+
+/* ---- issue 12: observability ---- */
+
+/*
+ * Analytics read time windows of history ("what finished in the last
+ * hour") from the transition tables and the tasks.  created_at follows the
+ * order rows are inserted in (clock_timestamp() at insert), so a BRIN index
+ * of a few pages narrows a window to the recent blocks whatever the size of
+ * the history, and it costs the engine's inserts almost nothing (an
+ * insert at most widens the summary of the last block range, where a
+ * B-tree would add an entry for every transition the workers write).
+ * (Old rows that an update moved to a new block widen a block range by the
+ * age of the row, which for transitions is a step's lifetime.)  The
+ * partial index on steps in error finds quarantined and failed steps
+ * without reading the finished ones; state changes are never HOT updates
+ * (the ready index's predicate reads current_state), so it adds an index
+ * entry only to rows that are in error.
+ */
+CREATE INDEX tasker_step_transitions_created_at_idx
+    ON tasker_workflow_step_transitions USING brin (created_at);
+CREATE INDEX tasker_task_transitions_created_at_idx
+    ON tasker_task_transitions USING brin (created_at);
+CREATE INDEX tasker_tasks_created_at_idx
+    ON tasker_tasks USING brin (created_at);
+CREATE INDEX tasker_workflow_steps_error_idx
+    ON tasker_workflow_steps (task_id) WHERE current_state = 'error';
+
+/*
+ * tasker_check_window: the argument checks of the slowest_* functions.
+ * Internal (not granted); the readers call it as the owner.
+ */
+CREATE FUNCTION @extschema@.tasker_check_window(since timestamptz, limit_count integer)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'The analysis window runs from since to now().',
+                  HINT = 'Pass a time, such as now() - interval ''24 hours'', or leave the argument out for the last day.';
+    END IF;
+    IF limit_count IS NULL OR limit_count < 1 THEN
+        RAISE EXCEPTION 'limit_count must be a positive number'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The limit given is %s.', COALESCE(limit_count::text, 'NULL')),
+                  HINT = 'Pass how many rows to return, such as 10.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_check_window(timestamptz, integer) IS
+    'Internal: raise for a NULL window start or a limit below 1 (the argument checks of tasker_slowest_steps and tasker_slowest_tasks)';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_check_window(timestamptz, integer) FROM PUBLIC;
+
+/*
+ * The Ruby get_system_health_counts_v01, with its defects fixed: counts by
+ * the state columns (a task or step without a transition row is pending,
+ * not missing), resolved_manually and cancelled counted too, and the retry
+ * columns read next_attempt_at (the engine's own record of whether a retry
+ * will come).  One pass over tasks and one over steps.
+ */
+CREATE FUNCTION @extschema@.tasker_system_health(
+    OUT total_tasks bigint, OUT pending_tasks bigint, OUT in_progress_tasks bigint,
+    OUT complete_tasks bigint, OUT error_tasks bigint, OUT cancelled_tasks bigint,
+    OUT total_steps bigint, OUT pending_steps bigint, OUT in_progress_steps bigint,
+    OUT complete_steps bigint, OUT error_steps bigint,
+    OUT retryable_error_steps bigint, OUT exhausted_retry_steps bigint,
+    OUT in_backoff_steps bigint, OUT active_connections bigint,
+    OUT max_connections bigint, OUT resolved_manually_tasks bigint,
+    OUT cancelled_steps bigint, OUT resolved_manually_steps bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.total, t.pending, t.in_progress, t.complete, t.error, t.cancelled,
+           s.total, s.pending, s.in_progress, s.complete, s.error,
+           s.retrying, s.exhausted, s.backoff,
+           (SELECT count(*) FROM pg_catalog.pg_stat_activity a
+             WHERE a.datname = current_database() AND a.state = 'active'),
+           current_setting('max_connections')::bigint,
+           t.resolved, s.cancelled, s.resolved
+      FROM (SELECT count(*) AS total,
+                   count(*) FILTER (WHERE x.current_state = 'pending') AS pending,
+                   count(*) FILTER (WHERE x.current_state = 'in_progress') AS in_progress,
+                   count(*) FILTER (WHERE x.current_state = 'complete') AS complete,
+                   count(*) FILTER (WHERE x.current_state = 'error') AS error,
+                   count(*) FILTER (WHERE x.current_state = 'cancelled') AS cancelled,
+                   count(*) FILTER (WHERE x.current_state = 'resolved_manually') AS resolved
+              FROM @extschema@.tasker_tasks x) t,
+           (SELECT count(*) AS total,
+                   count(*) FILTER (WHERE x.current_state = 'pending') AS pending,
+                   count(*) FILTER (WHERE x.current_state = 'in_progress') AS in_progress,
+                   count(*) FILTER (WHERE x.current_state = 'complete') AS complete,
+                   count(*) FILTER (WHERE x.current_state = 'error') AS error,
+                   count(*) FILTER (WHERE x.current_state = 'error'
+                                      AND x.next_attempt_at IS NOT NULL) AS retrying,
+                   count(*) FILTER (WHERE x.current_state = 'error'
+                                      AND x.next_attempt_at IS NULL) AS exhausted,
+                   count(*) FILTER (WHERE x.current_state = 'error'
+                                      AND x.next_attempt_at > now()) AS backoff,
+                   count(*) FILTER (WHERE x.current_state = 'cancelled') AS cancelled,
+                   count(*) FILTER (WHERE x.current_state = 'resolved_manually') AS resolved
+              FROM @extschema@.tasker_workflow_steps x) s
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_system_health() IS
+    'Tasks and steps by state, steps in error by whether a retry will come, and connection use (the Ruby get_system_health_counts_v01, counting by the state columns)';
+
+/*
+ * The Ruby get_analytics_metrics_v01 over the window [since, now()], with
+ * its defects fixed: counts of tasks by their outcome in the window (not
+ * "tasks with a complete step"), the health score the Ruby documentation
+ * gives (1 - errors / throughput) over the same window rather than a fixed
+ * hour, durations of tasks from creation to completion and of steps as
+ * the run of the attempt that completed them (not from the step's creation,
+ * which counted the wait for its parents), and percentiles.  Every figure
+ * reads the window through the created_at indexes.
+ */
+CREATE FUNCTION @extschema@.tasker_analytics_metrics(
+    since timestamptz DEFAULT now() - interval '1 hour')
+RETURNS TABLE (active_tasks_count bigint, total_namespaces_count bigint,
+               unique_task_types_count bigint, system_health_score numeric,
+               task_throughput bigint, completion_count bigint, error_count bigint,
+               completion_rate numeric, error_rate numeric,
+               avg_task_duration numeric, avg_step_duration numeric,
+               step_throughput bigint, analysis_period_start timestamptz,
+               calculated_at timestamptz, tasks_created bigint,
+               p50_task_duration numeric, p95_task_duration numeric,
+               p99_task_duration numeric, p50_step_duration numeric,
+               p95_step_duration numeric, p99_step_duration numeric,
+               step_error_count bigint, step_error_rate numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF since IS NULL THEN
+        RAISE EXCEPTION 'since must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'The analysis window runs from since to now().',
+                  HINT = 'Pass a time, such as now() - interval ''1 hour'', or leave the argument out for the last hour.';
+    END IF;
+    RETURN QUERY
+    WITH task_done AS (
+        -- each task's last outcome in the window
+        SELECT DISTINCT ON (x.task_id) x.to_state::text AS outcome,
+               extract(epoch FROM x.created_at - t.created_at) AS seconds
+          FROM @extschema@.tasker_task_transitions x
+          JOIN @extschema@.tasker_tasks t ON t.task_id = x.task_id
+         WHERE x.to_state IN ('complete', 'error')
+           AND x.created_at >= since AND x.created_at <= now()
+         ORDER BY x.task_id, x.sort_key DESC),
+    step_done AS (
+        -- each attempt that ended in the window, with its run time
+        SELECT x.to_state::text AS outcome,
+               extract(epoch FROM x.created_at - r.started_at) AS seconds
+          FROM @extschema@.tasker_workflow_step_transitions x
+          LEFT JOIN LATERAL (
+                SELECT p.created_at AS started_at
+                  FROM @extschema@.tasker_workflow_step_transitions p
+                 WHERE p.workflow_step_id = x.workflow_step_id
+                   AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
+                 ORDER BY p.sort_key DESC LIMIT 1) r ON true
+         WHERE x.to_state IN ('complete', 'error')
+           AND x.created_at >= since AND x.created_at <= now()),
+    tasks AS (
+        SELECT count(*) AS finished,
+               count(*) FILTER (WHERE d.outcome = 'complete') AS completed,
+               count(*) FILTER (WHERE d.outcome = 'error') AS failed,
+               avg(d.seconds) FILTER (WHERE d.outcome = 'complete') AS mean,
+               percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY d.seconds)
+                   FILTER (WHERE d.outcome = 'complete') AS pct
+          FROM task_done d),
+    steps AS (
+        SELECT count(*) FILTER (WHERE d.outcome = 'complete') AS completed,
+               count(*) FILTER (WHERE d.outcome = 'error') AS failed,
+               avg(d.seconds) FILTER (WHERE d.outcome = 'complete') AS mean,
+               percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY d.seconds)
+                   FILTER (WHERE d.outcome = 'complete' AND d.seconds IS NOT NULL) AS pct
+          FROM step_done d),
+    used AS (
+        -- templates that have tasks, found through the tasks' template index
+        SELECT nt.task_namespace_id, nt.name
+          FROM @extschema@.tasker_named_tasks nt
+         WHERE EXISTS (SELECT 1 FROM @extschema@.tasker_tasks t
+                        WHERE t.named_task_id = nt.named_task_id))
+    SELECT (SELECT count(*) FROM @extschema@.tasker_tasks t
+             WHERE t.current_state IN ('pending', 'in_progress')),
+           (SELECT count(DISTINCT u.task_namespace_id) FROM used u),
+           (SELECT count(*) FROM (SELECT DISTINCT u.task_namespace_id, u.name FROM used u) d),
+           CASE WHEN tk.finished = 0 THEN 1.000
+                ELSE round(1 - tk.failed::numeric / tk.finished, 3) END,
+           tk.finished, tk.completed, tk.failed,
+           CASE WHEN tk.finished = 0 THEN 0.00
+                ELSE round(100 * tk.completed::numeric / tk.finished, 2) END,
+           CASE WHEN tk.finished = 0 THEN 0.00
+                ELSE round(100 * tk.failed::numeric / tk.finished, 2) END,
+           round(tk.mean, 3), round(st.mean, 3), st.completed,
+           since, now(),
+           (SELECT count(*) FROM @extschema@.tasker_tasks t
+             WHERE t.created_at >= since AND t.created_at <= now()),
+           round(tk.pct[1]::numeric, 3), round(tk.pct[2]::numeric, 3), round(tk.pct[3]::numeric, 3),
+           round(st.pct[1]::numeric, 3), round(st.pct[2]::numeric, 3), round(st.pct[3]::numeric, 3),
+           st.failed,
+           CASE WHEN st.completed + st.failed = 0 THEN 0.00
+                ELSE round(100 * st.failed::numeric / (st.completed + st.failed), 2) END
+      FROM tasks tk, steps st;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_analytics_metrics(timestamptz) IS
+    'Throughput, completion and error rates, mean and p50/p95/p99 durations of tasks and steps, and a health score over the window from since to now() (the Ruby get_analytics_metrics_v01, fixed)';
+
+/*
+ * The Ruby get_slowest_steps_v01: the steps that completed in the window,
+ * slowest first.  A step's duration is the run of the attempt that
+ * completed it (Ruby measured from the step's creation, so the last steps
+ * of every chain came first).
+ */
+CREATE FUNCTION @extschema@.tasker_slowest_steps(
+    since timestamptz DEFAULT now() - interval '24 hours',
+    limit_count integer DEFAULT 10, namespace_filter text DEFAULT NULL,
+    task_name_filter text DEFAULT NULL, version_filter text DEFAULT NULL)
+RETURNS TABLE (workflow_step_id bigint, task_id bigint, step_name text,
+               task_name text, namespace_name text, version text,
+               duration_seconds numeric, attempts integer,
+               created_at timestamptz, completed_at timestamptz,
+               retryable boolean, step_status text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM @extschema@.tasker_check_window(since, limit_count);
+    RETURN QUERY
+    SELECT s.workflow_step_id, s.task_id, n.name::text, nt.name::text, ns.name::text,
+           nt.version::text,
+           round(extract(epoch FROM x.created_at - r.started_at), 3),
+           s.attempts, s.created_at, x.created_at, s.retryable, s.current_state::text
+      FROM @extschema@.tasker_workflow_step_transitions x
+     CROSS JOIN LATERAL (
+           SELECT p.created_at AS started_at
+             FROM @extschema@.tasker_workflow_step_transitions p
+            WHERE p.workflow_step_id = x.workflow_step_id
+              AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
+            ORDER BY p.sort_key DESC LIMIT 1) r
+      JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = x.workflow_step_id
+      JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
+      JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id
+      JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
+      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+     WHERE x.to_state = 'complete'
+       AND x.created_at >= since AND x.created_at <= now()
+       AND (namespace_filter IS NULL OR ns.name = namespace_filter)
+       AND (task_name_filter IS NULL OR nt.name = task_name_filter)
+       AND (version_filter IS NULL OR nt.version = version_filter)
+     ORDER BY 7 DESC, 1
+     LIMIT limit_count;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_slowest_steps(timestamptz, integer, text, text, text) IS
+    'The steps that completed since a time, slowest first, by the run time of the attempt that completed them, optionally filtered by namespace, task name and version (the Ruby get_slowest_steps_v01)';
+
+/*
+ * The Ruby get_slowest_tasks_v01: the tasks whose last outcome in the
+ * window is complete or error, slowest first, from creation to that
+ * outcome (Ruby took a step's transition and only tasks created in the
+ * window).  task_status says which outcome.
+ */
+CREATE FUNCTION @extschema@.tasker_slowest_tasks(
+    since timestamptz DEFAULT now() - interval '24 hours',
+    limit_count integer DEFAULT 10, namespace_filter text DEFAULT NULL,
+    task_name_filter text DEFAULT NULL, version_filter text DEFAULT NULL)
+RETURNS TABLE (task_id bigint, task_name text, namespace_name text, version text,
+               duration_seconds numeric, step_count bigint, completed_steps bigint,
+               error_steps bigint, created_at timestamptz, completed_at timestamptz,
+               initiator text, source_system text, task_status text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM @extschema@.tasker_check_window(since, limit_count);
+    RETURN QUERY
+    WITH done AS (
+        SELECT DISTINCT ON (x.task_id) x.task_id, x.to_state::text AS outcome,
+               x.created_at AS finished_at
+          FROM @extschema@.tasker_task_transitions x
+         WHERE x.to_state IN ('complete', 'error')
+           AND x.created_at >= since AND x.created_at <= now()
+         ORDER BY x.task_id, x.sort_key DESC)
+    SELECT t.task_id, nt.name::text, ns.name::text, nt.version::text,
+           round(extract(epoch FROM d.finished_at - t.created_at), 3),
+           c.total, c.done, c.failed, t.created_at, d.finished_at,
+           t.initiator::text, t.source_system::text, d.outcome
+      FROM done d
+      JOIN @extschema@.tasker_tasks t ON t.task_id = d.task_id
+      JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
+      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS total,
+                  count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually')) AS done,
+                  count(*) FILTER (WHERE s.current_state = 'error') AS failed
+             FROM @extschema@.tasker_workflow_steps s
+            WHERE s.task_id = t.task_id) c
+     WHERE (namespace_filter IS NULL OR ns.name = namespace_filter)
+       AND (task_name_filter IS NULL OR nt.name = task_name_filter)
+       AND (version_filter IS NULL OR nt.version = version_filter)
+     ORDER BY 5 DESC, 1
+     LIMIT limit_count;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_slowest_tasks(timestamptz, integer, text, text, text) IS
+    'The tasks that completed or failed since a time, slowest first, from creation to that outcome, optionally filtered by namespace, task name and version (the Ruby get_slowest_tasks_v01)';
+
+/*
+ * tasker_health: one row per check, then "overall", for probes and
+ * dashboards.  ok: nothing to do; degraded: tasker runs but something
+ * needs an operator; failing: work cannot run (a standby, no worker
+ * serving this database while steps are ready, workers waiting for
+ * ALTER EXTENSION UPDATE).  A check that is not ok says what to do in
+ * detail->>'action'.  Ready steps are those the executors would claim now
+ * (the ready index's predicate, due, of a pending or in_progress task, of
+ * a kind the executors run: external workers run the worker kind's),
+ * counted up to 10,000; the oldest ready step, of any kind, is found per
+ * handler kind through the ready index.  Every check reads an index or a
+ * small set.
+ */
+CREATE FUNCTION @extschema@.tasker_health()
+RETURNS TABLE (check_name text, status text, detail jsonb)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+WITH RECURSIVE
+kinds(kind) AS (
+    SELECT min(s.handler_kind) FROM @extschema@.tasker_workflow_steps s
+     WHERE s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0
+       AND s.next_attempt_at IS NOT NULL
+    UNION ALL
+    SELECT (SELECT min(s.handler_kind) FROM @extschema@.tasker_workflow_steps s
+             WHERE s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0
+               AND s.next_attempt_at IS NOT NULL AND s.handler_kind > k.kind)
+      FROM kinds k WHERE k.kind IS NOT NULL),
+oldest AS (
+    SELECT o.workflow_step_id, o.task_id, o.next_attempt_at
+      FROM kinds k
+     CROSS JOIN LATERAL (
+           SELECT s.workflow_step_id, s.task_id, s.next_attempt_at
+             FROM @extschema@.tasker_workflow_steps s
+             JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id
+            WHERE s.handler_kind = k.kind
+              AND s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0
+              AND s.next_attempt_at IS NOT NULL AND s.next_attempt_at <= now()
+              AND t.current_state IN ('pending', 'in_progress')
+            ORDER BY s.next_attempt_at LIMIT 1) o
+     ORDER BY o.next_attempt_at, o.workflow_step_id LIMIT 1),
+ready AS (
+    -- steps the executors run (external workers run the worker kind's)
+    SELECT count(*) AS n
+      FROM (SELECT 1 FROM @extschema@.tasker_workflow_steps s
+              JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id
+             WHERE s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0
+               AND s.next_attempt_at IS NOT NULL AND s.next_attempt_at <= now()
+               AND s.handler_kind <> 'worker'
+               AND t.current_state IN ('pending', 'in_progress')
+             LIMIT 10000) r),
+ws AS (SELECT * FROM @extschema@.tasker_worker_status()),
+w AS (
+    SELECT count(*) AS nrows,
+           count(*) FILTER (WHERE ws.role = 'worker') AS executors,
+           count(*) FILTER (WHERE ws.role = 'worker' AND ws.state IN ('idle', 'running')) AS active,
+           count(*) FILTER (WHERE ws.role = 'worker' AND ws.state = 'waiting_for_update') AS waiting_update,
+           COALESCE((SELECT jsonb_object_agg(x.state, x.n)
+                       FROM (SELECT ws.state, count(*) AS n FROM ws
+                              WHERE ws.role = 'worker' GROUP BY ws.state) x), '{}') AS states,
+           COALESCE(current_setting('tasker.database_name', true), 'postgres') AS dbname,
+           COALESCE(current_setting('tasker.enabled', true), 'on')::boolean AS enabled,
+           COALESCE(current_setting('tasker.batch_size', true), '50')::bigint AS batch_size
+      FROM ws),
+v AS (
+    SELECT (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'tasker') AS installed,
+           (SELECT a.default_version FROM pg_catalog.pg_available_extensions a
+             WHERE a.name = 'tasker') AS available),
+env AS (
+    SELECT w.*, v.*, ready.n AS ready_steps,
+           w.executors > 0 AND w.dbname = current_database() AS serving
+      FROM w, v, ready),
+m AS (SELECT * FROM @extschema@.tasker_analytics_metrics(now() - interval '1 hour')),
+leases AS (
+    SELECT count(*) AS n, min(s.lease_expires_at) AS oldest,
+           (array_agg(s.workflow_step_id ORDER BY s.lease_expires_at, s.workflow_step_id))[1:10] AS ids
+      FROM @extschema@.tasker_workflow_steps s
+     WHERE s.lease_expires_at < now() AND s.current_state = 'in_progress'),
+quarantined AS (
+    SELECT count(*) AS n,
+           (array_agg(s.workflow_step_id ORDER BY s.workflow_step_id))[1:10] AS ids
+      FROM @extschema@.tasker_workflow_steps s
+     WHERE s.current_state = 'error'
+       AND s.results->'error'->>'message' LIKE 'tasker could not run the step:%'),
+conn AS (
+    SELECT (SELECT count(*) FROM pg_catalog.pg_stat_activity a
+             WHERE a.backend_type = 'client backend') AS n,
+           current_setting('max_connections')::bigint AS max),
+checks(ord, check_name, status, detail) AS (
+    SELECT 1, 'live', 'ok', jsonb_build_object('database', current_database())
+    UNION ALL
+    SELECT 2, 'ready', CASE WHEN pg_is_in_recovery() THEN 'failing' ELSE 'ok' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'in_recovery', pg_is_in_recovery(),
+               'action', CASE WHEN pg_is_in_recovery()
+                              THEN 'This server is a standby: tasks are created and run on the primary.' END))
+    UNION ALL
+    SELECT 3, 'extension_version',
+           CASE WHEN env.serving AND env.waiting_update > 0 THEN 'failing'
+                WHEN env.installed IS DISTINCT FROM env.available THEN 'degraded'
+                ELSE 'ok' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'installed', env.installed, 'available', env.available,
+               'workers_waiting_for_update', env.waiting_update,
+               'action', CASE WHEN env.serving AND env.waiting_update > 0
+                              THEN 'The workers loaded a library of another version than the extension here: run ALTER EXTENSION tasker UPDATE in this database (restart the server first if the library is the older one).'
+                              WHEN env.installed IS DISTINCT FROM env.available
+                              THEN format('The installed files are at version %s: restart the server if tasker is preloaded (so that the workers load the new library), then run ALTER EXTENSION tasker UPDATE.', env.available) END))
+      FROM env
+    UNION ALL
+    SELECT 4, 'workers', x.status,
+           jsonb_strip_nulls(jsonb_build_object(
+               'preloaded', env.nrows > 0, 'database_name', env.dbname,
+               'serves_this_database', env.serving, 'enabled', env.enabled,
+               'executors', env.executors, 'active', env.active, 'states', env.states,
+               'ready_steps', env.ready_steps,
+               'action', CASE WHEN x.status = 'ok' THEN NULL
+                              WHEN env.nrows = 0
+                              THEN 'No tasker worker runs on this server: add tasker to shared_preload_libraries and restart, or run steps with tasker_run_steps (for example from pg_cron).'
+                              WHEN NOT env.serving
+                              THEN format('The workers serve database %s (tasker.database_name), not this one: run steps here with tasker_run_steps, or set tasker.database_name to %s and restart.', env.dbname, current_database())
+                              WHEN env.waiting_update > 0
+                              THEN 'The workers wait for ALTER EXTENSION tasker UPDATE in this database.'
+                              WHEN NOT env.enabled
+                              THEN 'tasker.enabled is off: ALTER SYSTEM SET tasker.enabled = on; SELECT pg_reload_conf();'
+                              ELSE 'No executor is running: see tasker_worker_status() and the server log.' END))
+      FROM env
+     CROSS JOIN LATERAL (
+           SELECT CASE WHEN env.serving AND env.waiting_update > 0 THEN 'failing'
+                       WHEN env.serving AND env.enabled AND env.active > 0 THEN 'ok'
+                       WHEN env.ready_steps > 0 THEN 'failing'
+                       ELSE 'degraded' END AS status) x
+    UNION ALL
+    SELECT 5, 'caught_up', CASE WHEN env.ready_steps <= x.capacity THEN 'ok' ELSE 'degraded' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'ready_steps', env.ready_steps, 'capacity', x.capacity,
+               'action', CASE WHEN env.ready_steps > x.capacity
+                              THEN 'More steps are ready than one round of batches takes: see the workers check, or raise tasker.max_workers or tasker.batch_size.' END))
+      FROM env
+     CROSS JOIN LATERAL (
+           SELECT CASE WHEN env.serving AND env.enabled THEN env.active * env.batch_size
+                       ELSE 0 END AS capacity) x
+    UNION ALL
+    SELECT 6, 'oldest_ready_step',
+           CASE WHEN o.next_attempt_at IS NULL OR o.next_attempt_at > now() - interval '1 minute'
+                THEN 'ok' ELSE 'degraded' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'step_id', o.workflow_step_id, 'task_id', o.task_id, 'due_at', o.next_attempt_at,
+               'age_seconds', round(extract(epoch FROM now() - o.next_attempt_at), 3),
+               'action', CASE WHEN o.next_attempt_at <= now() - interval '1 minute'
+                              THEN 'A ready step has waited for more than a minute: the workers are behind, or none serves this database (see the workers check).' END))
+      FROM (SELECT 1) one LEFT JOIN oldest o ON true
+    UNION ALL
+    SELECT 7, 'stuck_leases', CASE WHEN l.n = 0 THEN 'ok' ELSE 'degraded' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'steps', l.n, 'oldest_expiry', l.oldest, 'step_ids', to_jsonb(l.ids),
+               'action', CASE WHEN l.n > 0
+                              THEN 'Leased steps (HTTP, or run by external workers) are still in_progress after their lease expired: the executors reclaim them; if they stay, no executor serves this database (see the workers check).' END))
+      FROM leases l
+    UNION ALL
+    SELECT 8, 'quarantined_steps', CASE WHEN q.n = 0 THEN 'ok' ELSE 'degraded' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'steps', q.n, 'step_ids', to_jsonb(q.ids),
+               'action', CASE WHEN q.n > 0
+                              THEN 'tasker could not run these steps (results.error.message and the server log say why): fix the cause, then tasker_retry_task or tasker_resolve_step.' END))
+      FROM quarantined q
+    UNION ALL
+    SELECT 9, 'connections', CASE WHEN c.n > 0.9 * c.max THEN 'degraded' ELSE 'ok' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'connections', c.n, 'max_connections', c.max,
+               'action', CASE WHEN c.n > 0.9 * c.max
+                              THEN 'More than 90 % of max_connections are in use.' END))
+      FROM conn c
+    UNION ALL
+    SELECT 10, 'task_error_rate', CASE WHEN m.error_rate > 50 THEN 'degraded' ELSE 'ok' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'window', '1 hour', 'finished', m.task_throughput, 'failed', m.error_count,
+               'error_rate', m.error_rate,
+               'action', CASE WHEN m.error_rate > 50
+                              THEN 'More than half of the tasks that finished in the last hour failed: see tasker_slowest_tasks and the failed steps'' errors.' END))
+      FROM m
+    UNION ALL
+    SELECT 11, 'step_error_rate', CASE WHEN m.step_error_rate > 50 THEN 'degraded' ELSE 'ok' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'window', '1 hour', 'attempts', m.step_throughput + m.step_error_count,
+               'failed', m.step_error_count, 'error_rate', m.step_error_rate,
+               'action', CASE WHEN m.step_error_rate > 50
+                              THEN 'More than half of the step attempts that ended in the last hour failed: each attempt''s error is in its transition''s metadata.' END))
+      FROM m)
+SELECT c.check_name, c.status, c.detail
+  FROM (SELECT ord, check_name, status, detail FROM checks
+        UNION ALL
+        SELECT 12, 'overall',
+               CASE WHEN bool_or(status = 'failing') THEN 'failing'
+                    WHEN bool_or(status = 'degraded') THEN 'degraded'
+                    ELSE 'ok' END,
+               jsonb_build_object(
+                   'failing', COALESCE(jsonb_agg(check_name ORDER BY ord) FILTER (WHERE status = 'failing'), '[]'),
+                   'degraded', COALESCE(jsonb_agg(check_name ORDER BY ord) FILTER (WHERE status = 'degraded'), '[]'))
+          FROM checks) c
+ ORDER BY c.ord
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_health() IS
+    'Health checks (live, ready, extension_version, workers, caught_up, oldest_ready_step, stuck_leases, quarantined_steps, connections, task_error_rate, step_error_rate) and overall: ok, degraded or failing, each with its detail and, when not ok, the action to take';
+
+/*
+ * tasker_require_task: raise for a NULL or unknown task id, with the
+ * message, detail and hint of the C API (src/state.c).  Internal (not
+ * granted); the readers call it as the owner.
+ */
+CREATE FUNCTION @extschema@.tasker_require_task(task_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF task_id IS NULL THEN
+        RAISE EXCEPTION 'task_id must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'The function reads one task, named by its id.',
+                  HINT = 'Pass the id tasker_create_task returned.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.tasker_tasks t WHERE t.task_id = $1) THEN
+        RAISE EXCEPTION 'task % does not exist', task_id
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'No row of tasker_tasks has that id.',
+                  HINT = 'Look it up in tasker_tasks.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_require_task(bigint) IS
+    'Internal: raise 22004 for a NULL task id and 42704 for an unknown one (the argument check of the task readers)';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_require_task(bigint) FROM PUBLIC;
+
+/*
+ * tasker_task_summary: everything about one task in one jsonb value: the
+ * task (with its execution context and its transitions), each step (state,
+ * attempts, timings from its transitions, results or error, parents) and
+ * the edges.  It shows the task's context and its steps' results, which
+ * the tables' SELECT privilege guards: EXECUTE is not granted to PUBLIC.
+ */
+CREATE FUNCTION @extschema@.tasker_task_summary(task_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    summary jsonb;
+BEGIN
+    PERFORM @extschema@.tasker_require_task(task_id);
+    WITH steps AS (
+        SELECT s.*, n.name::text AS name, tr.first_started_at, tr.last_started_at,
+               tr.last_transition_at
+          FROM @extschema@.tasker_workflow_steps s
+          JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
+          LEFT JOIN LATERAL (
+                SELECT min(x.created_at) FILTER (WHERE x.to_state = 'in_progress') AS first_started_at,
+                       max(x.created_at) FILTER (WHERE x.to_state = 'in_progress') AS last_started_at,
+                       max(x.created_at) AS last_transition_at
+                  FROM @extschema@.tasker_workflow_step_transitions x
+                 WHERE x.workflow_step_id = s.workflow_step_id) tr ON true
+         WHERE s.task_id = $1),
+    edges AS (
+        SELECT e.from_step_id, e.to_step_id, p.name AS parent, c.name AS child
+          FROM @extschema@.tasker_workflow_step_edges e
+          JOIN steps p ON p.workflow_step_id = e.from_step_id
+          JOIN steps c ON c.workflow_step_id = e.to_step_id
+         WHERE e.task_id = $1)
+    SELECT jsonb_build_object(
+               'task_id', t.task_id, 'name', nt.name, 'namespace', ns.name,
+               'version', nt.version, 'owner', pg_catalog.pg_get_userbyid(nt.owner),
+               'state', t.current_state, 'complete', t.complete,
+               'context', t.context, 'tags', t.tags, 'bypass_steps', t.bypass_steps,
+               'initiator', t.initiator, 'source_system', t.source_system, 'reason', t.reason,
+               'requested_at', t.requested_at, 'created_at', t.created_at,
+               'started_at', (SELECT min(x.created_at) FROM @extschema@.tasker_task_transitions x
+                               WHERE x.task_id = t.task_id AND x.to_state = 'in_progress'),
+               'completed_at', t.completed_at,
+               'execution', (SELECT to_jsonb(c) - 'task_id' - 'named_task_id' - 'status'
+                               FROM @extschema@.tasker_task_execution_context(t.task_id) c),
+               'transitions', COALESCE((
+                    SELECT jsonb_agg(jsonb_build_object(
+                               'from_state', x.from_state, 'to_state', x.to_state,
+                               'at', x.created_at, 'metadata', x.metadata) ORDER BY x.sort_key)
+                      FROM @extschema@.tasker_task_transitions x
+                     WHERE x.task_id = t.task_id), '[]'),
+               'steps', COALESCE((
+                    SELECT jsonb_agg(jsonb_build_object(
+                               'step_id', s.workflow_step_id, 'name', s.name,
+                               'state', s.current_state, 'attempts', s.attempts,
+                               'retry_limit', s.retry_limit, 'retryable', s.retryable,
+                               'handler_kind', s.handler_kind,
+                               'parents', COALESCE((SELECT jsonb_agg(e.parent ORDER BY e.parent COLLATE "C")
+                                                      FROM edges e
+                                                     WHERE e.to_step_id = s.workflow_step_id), '[]'),
+                               'created_at', s.created_at,
+                               'started_at', s.first_started_at,
+                               'last_attempted_at', s.last_attempted_at,
+                               'finished_at', CASE WHEN s.current_state IN ('complete', 'resolved_manually',
+                                                                            'error', 'cancelled')
+                                                   THEN s.last_transition_at END,
+                               'run_seconds', CASE WHEN s.current_state = 'complete'
+                                                   THEN round(extract(epoch FROM s.last_transition_at
+                                                                      - s.last_started_at), 3) END,
+                               'next_attempt_at', s.next_attempt_at,
+                               'results', CASE WHEN s.current_state IN ('complete', 'resolved_manually')
+                                               THEN s.results END,
+                               'error', CASE WHEN s.current_state = 'error'
+                                             THEN s.results->'error' END)
+                           ORDER BY s.workflow_step_id)
+                      FROM steps s), '[]'),
+               'edges', COALESCE((SELECT jsonb_agg(jsonb_build_object('from', e.parent, 'to', e.child)
+                                                   ORDER BY e.parent COLLATE "C", e.child COLLATE "C")
+                                    FROM edges e), '[]'))
+      INTO summary
+      FROM @extschema@.tasker_tasks t
+      JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
+      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+     WHERE t.task_id = $1;
+    RETURN summary;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_task_summary(bigint) IS
+    'One task as jsonb: the task (context, execution context, transitions), each step (state, attempts, timings, results or error, parents) and the edges; raises 42704 for an unknown id';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_task_summary(bigint) FROM PUBLIC;
+
+/*
+ * tasker_render_diagram: a graph as Mermaid flowchart or Graphviz DOT
+ * text.  nodes is an array of {"key", "label": [lines], "class"}, edges an
+ * array of {"from", "to"} keys, styles an array of {"class", "fill",
+ * "stroke", "color"}; the output follows the order of the arrays, so it is
+ * as deterministic as they are.  Node ids are s1, s2, ... by position, and
+ * labels are escaped for each format (no user text can break the syntax).
+ * The two diagram functions build their graphs and call it.
+ */
+CREATE FUNCTION @extschema@.tasker_render_diagram(title text, nodes jsonb, edges jsonb,
+                                                  styles jsonb DEFAULT '[]',
+                                                  format text DEFAULT 'mermaid')
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fmt text := lower(btrim(format));
+    out text;
+BEGIN
+    IF format IS NULL THEN
+        RAISE EXCEPTION 'diagram format must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'The format names the text to produce.',
+                  HINT = 'Use one of: mermaid, dot.';
+    END IF;
+    IF fmt NOT IN ('mermaid', 'dot') THEN
+        RAISE EXCEPTION 'unknown diagram format "%"', format
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'tasker draws Mermaid flowcharts and Graphviz DOT graphs.',
+                  HINT = 'Use one of: mermaid, dot.';
+    END IF;
+    IF jsonb_typeof(nodes) IS DISTINCT FROM 'array' OR jsonb_typeof(edges) IS DISTINCT FROM 'array'
+       OR jsonb_typeof(styles) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'nodes, edges and styles must be JSON arrays'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Their types are %s, %s and %s.', COALESCE(jsonb_typeof(nodes), 'NULL'),
+                                  COALESCE(jsonb_typeof(edges), 'NULL'), COALESCE(jsonb_typeof(styles), 'NULL')),
+                  HINT = 'Pass nodes as [{"key": "a", "label": ["a"]}], edges as [{"from": "a", "to": "b"}] and styles as [] or [{"class": ..., "fill": ..., "stroke": ..., "color": ...}].';
+    END IF;
+    WITH n AS (
+        SELECT x.node->>'key' AS key, 's' || x.i AS id, x.node->>'class' AS class, x.i,
+               ARRAY(SELECT regexp_replace(l.line, '[[:cntrl:]]', ' ', 'g')
+                       FROM jsonb_array_elements_text(
+                                CASE jsonb_typeof(x.node->'label') WHEN 'array' THEN x.node->'label'
+                                     ELSE jsonb_build_array(COALESCE(x.node->>'label', x.node->>'key')) END)
+                            WITH ORDINALITY AS l(line, k)
+                      ORDER BY l.k) AS lines
+          FROM jsonb_array_elements(nodes) WITH ORDINALITY AS x(node, i)),
+    e AS (
+        SELECT f.id AS from_id, t.id AS to_id, x.i
+          FROM jsonb_array_elements(edges) WITH ORDINALITY AS x(edge, i)
+          JOIN n f ON f.key = x.edge->>'from'
+          JOIN n t ON t.key = x.edge->>'to'),
+    st AS (
+        SELECT x.style->>'class' AS class, x.style->>'fill' AS fill,
+               x.style->>'stroke' AS stroke, x.style->>'color' AS color, x.i
+          FROM jsonb_array_elements(styles) WITH ORDINALITY AS x(style, i)),
+    clean AS (SELECT regexp_replace(COALESCE(title, ''), '[[:cntrl:]]', ' ', 'g') AS title)
+    SELECT CASE fmt
+           WHEN 'mermaid' THEN concat_ws(E'\n',
+               '---',
+               'title: "' || replace(replace(clean.title, '\', '\\'), '"', '\"') || '"',
+               '---',
+               'flowchart TD',
+               (SELECT string_agg('    ' || n.id || '["'
+                                  || array_to_string(ARRAY(
+                                         SELECT replace(replace(replace(replace(replace(line,
+                                                    '#', '#35;'), '&', '#amp;'), '"', '#quot;'),
+                                                    '<', '#lt;'), '>', '#gt;')
+                                           FROM unnest(n.lines) WITH ORDINALITY AS u(line, k)
+                                          ORDER BY u.k), '<br/>')
+                                  || '"]' || COALESCE(':::' || n.class, ''), E'\n' ORDER BY n.i)
+                  FROM n),
+               (SELECT string_agg('    ' || e.from_id || ' --> ' || e.to_id, E'\n' ORDER BY e.i) FROM e),
+               (SELECT string_agg(pg_catalog.format('    classDef %s fill:%s,stroke:%s,color:%s',
+                                                    st.class, st.fill, st.stroke, st.color),
+                                  E'\n' ORDER BY st.i)
+                  FROM st))
+           ELSE concat_ws(E'\n',
+               'digraph tasker {',
+               '    graph [label="' || replace(replace(clean.title, '\', '\\'), '"', '\"')
+                   || '", labelloc=t, fontname="Helvetica"];',
+               '    node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica"];',
+               (SELECT string_agg('    ' || n.id || ' [label="'
+                                  || array_to_string(ARRAY(
+                                         SELECT replace(replace(line, '\', '\\'), '"', '\"')
+                                           FROM unnest(n.lines) WITH ORDINALITY AS u(line, k)
+                                          ORDER BY u.k), '\n')
+                                  || '"'
+                                  || CASE WHEN st.class IS NOT NULL
+                                          THEN pg_catalog.format(', fillcolor="%s", color="%s", fontcolor="%s"',
+                                                                 st.fill, st.stroke, st.color)
+                                          ELSE '' END
+                                  || '];', E'\n' ORDER BY n.i)
+                  FROM n LEFT JOIN st ON st.class = n.class),
+               (SELECT string_agg('    ' || e.from_id || ' -> ' || e.to_id || ';', E'\n' ORDER BY e.i) FROM e),
+               '}')
+           END || E'\n'
+      INTO out
+      FROM clean;
+    RETURN out;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_render_diagram(text, jsonb, jsonb, jsonb, text) IS
+    'Draw a graph given as JSON (nodes with labels and classes, edges, class styles) as a Mermaid flowchart or Graphviz DOT text; the task and template diagrams use it';
+
+/*
+ * tasker_state_styles: the colour of each state in the task diagrams, in
+ * state order.  Internal.
+ */
+CREATE FUNCTION @extschema@.tasker_state_styles()
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '[{"class": "pending", "fill": "#f5f5f5", "stroke": "#9e9e9e", "color": "#212121"},
+             {"class": "in_progress", "fill": "#e3f2fd", "stroke": "#1e88e5", "color": "#0d47a1"},
+             {"class": "complete", "fill": "#e8f5e9", "stroke": "#43a047", "color": "#1b5e20"},
+             {"class": "error", "fill": "#ffebee", "stroke": "#e53935", "color": "#b71c1c"},
+             {"class": "cancelled", "fill": "#eceff1", "stroke": "#546e7a", "color": "#37474f"},
+             {"class": "resolved_manually", "fill": "#fff8e1", "stroke": "#f9a825", "color": "#5d4037"}]'::jsonb
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_state_styles() IS
+    'Internal: the fill, stroke and text colours of each state in tasker_task_diagram';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_state_styles() FROM PUBLIC;
+
+/*
+ * tasker_task_diagram: the live task, each step with its name, state and
+ * attempts, coloured by state; steps in name order, edges in (parent,
+ * child) name order.
+ */
+CREATE FUNCTION @extschema@.tasker_task_diagram(task_id bigint, format text DEFAULT 'mermaid')
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    title text;
+    nodes jsonb;
+    edges jsonb;
+BEGIN
+    PERFORM @extschema@.tasker_require_task(task_id);
+    SELECT pg_catalog.format('%s %s (%s): %s', nt.name, nt.version, ns.name, t.current_state)
+      INTO title
+      FROM @extschema@.tasker_tasks t
+      JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
+      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+     WHERE t.task_id = $1;
+    SELECT COALESCE(jsonb_agg(jsonb_build_object(
+               'key', s.workflow_step_id::text,
+               'label', jsonb_build_array(n.name,
+                            pg_catalog.format('%s, %s/%s attempts', s.current_state, s.attempts,
+                                              GREATEST(s.retry_limit, 1))),
+               'class', s.current_state) ORDER BY n.name COLLATE "C", s.workflow_step_id), '[]')
+      INTO nodes
+      FROM @extschema@.tasker_workflow_steps s
+      JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
+     WHERE s.task_id = $1;
+    SELECT COALESCE(jsonb_agg(jsonb_build_object('from', e.from_step_id::text, 'to', e.to_step_id::text)
+                              ORDER BY pn.name COLLATE "C", cn.name COLLATE "C"), '[]')
+      INTO edges
+      FROM @extschema@.tasker_workflow_step_edges e
+      JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id
+      JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = p.named_step_id
+      JOIN @extschema@.tasker_workflow_steps c ON c.workflow_step_id = e.to_step_id
+      JOIN @extschema@.tasker_named_steps cn ON cn.named_step_id = c.named_step_id
+     WHERE e.task_id = $1;
+    RETURN @extschema@.tasker_render_diagram(title, nodes, edges,
+                                             @extschema@.tasker_state_styles(), format);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_task_diagram(bigint, text) IS
+    'The live task as a Mermaid flowchart (format ''mermaid'', the default) or Graphviz DOT (''dot''): each step with its name, state and attempts, coloured by state';
+
+/*
+ * tasker_template_for: the named_task_id of a template, where a NULL
+ * version picks the one tasker_create_task would: releases over
+ * pre-releases, then the highest semantic version (pre-release identifiers
+ * are compared as text here, by the semver rules in C).  Raises as
+ * tasker_create_task does for an unknown name or version.  Internal.
+ */
+CREATE FUNCTION @extschema@.tasker_template_for(task_name text, namespace text, version text)
+RETURNS integer
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found integer;
+    listed text;
+BEGIN
+    IF task_name IS NULL OR namespace IS NULL THEN
+        RAISE EXCEPTION 'task_name and namespace must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'A template is named by its namespace, name and version.',
+                  HINT = 'Pass the name and namespace of a registered template (SELECT namespace, name, version FROM tasker_templates).';
+    END IF;
+    SELECT nt.named_task_id INTO found
+      FROM @extschema@.tasker_named_tasks nt
+      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+      CROSS JOIN LATERAL (
+            SELECT regexp_match(nt.version, '^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?') AS v) p
+     WHERE ns.name = $2 AND nt.name = $1
+       AND ($3 IS NULL OR nt.version = $3)
+     ORDER BY p.v[4] IS NULL DESC, p.v[1]::numeric DESC, p.v[2]::numeric DESC,
+              p.v[3]::numeric DESC, p.v[4] DESC, nt.named_task_id DESC
+     LIMIT 1;
+    IF found IS NOT NULL THEN
+        RETURN found;
+    END IF;
+    SELECT string_agg(nt.version, ', ' ORDER BY nt.named_task_id) INTO listed
+      FROM @extschema@.tasker_named_tasks nt
+      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+     WHERE ns.name = $2 AND nt.name = $1;
+    IF listed IS NOT NULL THEN
+        RAISE EXCEPTION 'task template "%.%" has no version "%"', namespace, task_name, version
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = pg_catalog.format('Registered versions: %s.', listed),
+                  HINT = 'Pass one of the registered versions, or NULL for the highest.';
+    END IF;
+    SELECT string_agg(DISTINCT nt.name, ', ' ORDER BY nt.name) INTO listed
+      FROM @extschema@.tasker_named_tasks nt
+      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+     WHERE ns.name = $2;
+    RAISE EXCEPTION 'task template "%" does not exist in namespace "%"', task_name, namespace
+        USING ERRCODE = 'undefined_object',
+              DETAIL = CASE WHEN listed IS NULL
+                            THEN pg_catalog.format('Namespace "%s" has no templates.', namespace)
+                            ELSE pg_catalog.format('Templates in namespace "%s": %s.', namespace, listed) END,
+              HINT = 'Register the template with tasker_register_template first.';
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_template_for(text, text, text) IS
+    'Internal: the named_task_id of a template by namespace, name and version (NULL: the version tasker_create_task would pick), or the error tasker_create_task raises';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_template_for(text, text, text) FROM PUBLIC;
+
+/*
+ * tasker_template_diagram: a registered template's steps and
+ * dependencies, each step with its handler, coloured by handler kind.
+ */
+CREATE FUNCTION @extschema@.tasker_template_diagram(task_name text, namespace text DEFAULT 'default',
+                                                    version text DEFAULT NULL,
+                                                    format text DEFAULT 'mermaid')
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tmpl_id integer := @extschema@.tasker_template_for(task_name, namespace, version);
+    title text;
+    nodes jsonb;
+    edges jsonb;
+BEGIN
+    SELECT pg_catalog.format('%s %s (%s): template', nt.name, nt.version, ns.name)
+      INTO title
+      FROM @extschema@.tasker_named_tasks nt
+      JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+     WHERE nt.named_task_id = tmpl_id;
+    WITH st AS (
+        SELECT n.name::text AS name, x.depends_on,
+               CASE lower(x.handler_config->>'type') WHEN 'api' THEN 'api'
+                    WHEN 'worker' THEN 'worker' ELSE 'sql' END AS kind,
+               x.handler_class, x.handler_function, x.handler_config
+          FROM @extschema@.tasker_named_tasks_named_steps x
+          JOIN @extschema@.tasker_named_steps n ON n.named_step_id = x.named_step_id
+         WHERE x.named_task_id = tmpl_id)
+    SELECT COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                         'key', st.name,
+                         'label', jsonb_build_array(st.name,
+                                      CASE st.kind
+                                           WHEN 'api' THEN 'api ' || upper(COALESCE(st.handler_config->>'method', 'GET'))
+                                           WHEN 'worker' THEN 'worker ' || COALESCE(st.handler_config->>'queue', st.handler_class, '')
+                                           ELSE COALESCE(st.handler_class, st.handler_function::text, '') END),
+                         'class', st.kind) ORDER BY st.name COLLATE "C")
+                       FROM st), '[]'),
+           COALESCE((SELECT jsonb_agg(jsonb_build_object('from', d.parent, 'to', st.name)
+                                      ORDER BY d.parent COLLATE "C", st.name COLLATE "C")
+                       FROM st CROSS JOIN LATERAL unnest(st.depends_on) AS d(parent)), '[]')
+      INTO nodes, edges;
+    RETURN @extschema@.tasker_render_diagram(title, nodes, edges,
+        '[{"class": "sql", "fill": "#e3f2fd", "stroke": "#1e88e5", "color": "#0d47a1"},
+          {"class": "api", "fill": "#f3e5f5", "stroke": "#8e24aa", "color": "#4a148c"},
+          {"class": "worker", "fill": "#e0f2f1", "stroke": "#00897b", "color": "#004d40"}]',
+        format);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_template_diagram(text, text, text, text) IS
+    'A registered template as a Mermaid flowchart (format ''mermaid'', the default) or Graphviz DOT (''dot''): each step with its handler, coloured by handler kind; version NULL picks the version tasker_create_task would';
+
+/*
+ * tasker_bottleneck_config: the settings of the bottleneck analysis, the
+ * Ruby engine's dependency_graph configuration with its defaults (Ruby
+ * developer guide, section 7), with the given overrides merged in.  An
+ * unknown group or key, a value that is not a non-negative number, or
+ * severity thresholds out of order raise 22023.
+ */
+CREATE FUNCTION @extschema@.tasker_bottleneck_config(config jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    defaults CONSTANT jsonb := '{
+        "impact_multipliers": {"downstream_weight": 5, "blocked_weight": 15, "path_length_weight": 10,
+                               "completed_penalty": 15, "blocked_penalty": 25, "error_penalty": 30,
+                               "retry_penalty": 10},
+        "severity_multipliers": {"error_state": 2.0, "exhausted_retry_bonus": 0.5, "dependency_issue": 1.2},
+        "penalty_constants": {"retry_instability": 3, "non_retryable": 10, "exhausted_retry": 20},
+        "severity_thresholds": {"critical": 100, "high": 50, "medium": 20},
+        "duration_estimates": {"base_step_seconds": 30, "error_penalty_seconds": 60,
+                               "retry_penalty_seconds": 30}}';
+    merged jsonb := defaults;
+    grp text;
+    settings jsonb;
+    key text;
+    val jsonb;
+BEGIN
+    IF config IS NULL THEN
+        RAISE EXCEPTION 'config must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'config holds the settings that differ from the defaults.',
+                  HINT = 'Pass ''{}'' for the defaults.';
+    END IF;
+    IF jsonb_typeof(config) <> 'object' THEN
+        RAISE EXCEPTION 'config must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('The config given is %s.', left(config::text, 100)),
+                  HINT = 'Write it as ''{"impact_multipliers": {"blocked_weight": 20}}''.';
+    END IF;
+    FOR grp, settings IN SELECT g.key, g.value FROM jsonb_each(config) g ORDER BY g.key LOOP
+        IF NOT defaults ? grp THEN
+            RAISE EXCEPTION 'unknown bottleneck setting group "%"', grp
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'The groups are impact_multipliers, severity_multipliers, penalty_constants, severity_thresholds and duration_estimates, as in the Ruby engine''s dependency_graph configuration.',
+                      HINT = 'Write settings by group, as ''{"impact_multipliers": {"blocked_weight": 20}}''.';
+        END IF;
+        IF jsonb_typeof(settings) <> 'object' THEN
+            RAISE EXCEPTION 'bottleneck setting group "%" must be a JSON object', grp
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = pg_catalog.format('The value given is %s.', left(settings::text, 100)),
+                      HINT = pg_catalog.format('Its keys are %s.',
+                                               (SELECT string_agg(k, ', ' ORDER BY k)
+                                                  FROM jsonb_object_keys(defaults->grp) k));
+        END IF;
+        FOR key, val IN SELECT s.key, s.value FROM jsonb_each(settings) s ORDER BY s.key LOOP
+            IF NOT defaults->grp ? key THEN
+                RAISE EXCEPTION 'unknown bottleneck setting "%.%"', grp, key
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = pg_catalog.format('The keys of %s are %s.', grp,
+                                                     (SELECT string_agg(k, ', ' ORDER BY k)
+                                                        FROM jsonb_object_keys(defaults->grp) k)),
+                          HINT = 'Leave out the settings that keep their default.';
+            END IF;
+            IF jsonb_typeof(val) <> 'number' OR val::text::numeric < 0 THEN
+                RAISE EXCEPTION 'bottleneck setting "%.%" must be a non-negative number', grp, key
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = pg_catalog.format('The value given is %s.', left(val::text, 100)),
+                          HINT = pg_catalog.format('The default is %s.', defaults->grp->key);
+            END IF;
+        END LOOP;
+        merged := jsonb_set(merged, ARRAY[grp], (defaults->grp) || settings);
+    END LOOP;
+    IF NOT ((merged #>> '{severity_thresholds,critical}')::numeric
+                >= (merged #>> '{severity_thresholds,high}')::numeric
+            AND (merged #>> '{severity_thresholds,high}')::numeric
+                >= (merged #>> '{severity_thresholds,medium}')::numeric) THEN
+        RAISE EXCEPTION 'severity thresholds must not decrease from critical to high to medium'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('The thresholds would be %s.', merged->'severity_thresholds'),
+                  HINT = 'A score at or above critical is Critical, at or above high is High, at or above medium is Medium.';
+    END IF;
+    RETURN merged;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_bottleneck_config(jsonb) IS
+    'The settings of tasker_task_bottlenecks and tasker_critical_path: the Ruby dependency_graph defaults with the given overrides (by group) merged in; raises 22023 for an unknown group or key or a bad value';
+
+/*
+ * tasker_task_graph: the runtime graph analysis of one task, per step, in
+ * one pass over its steps in reverse topological order (children before
+ * parents, by tasker_step_depths' levels), so its cost is linear in the
+ * task's steps and edges, plus the set of descendants of each step (a
+ * recursive union, at most steps x steps pairs).  It is what
+ * tasker_task_bottlenecks and tasker_critical_path read:
+ *   downstream_count     steps that depend on the step, directly or not
+ *   blocked_count        of those, the ones whose dependencies are not
+ *                        satisfied now
+ *   critical_path_length steps on the longest chain from the step to a leaf,
+ *                        the step included; next_step_id is the next step of
+ *                        that chain (ties: the lower name)
+ *   path_*               that chain's finished steps, steps waiting on a
+ *                        parent, steps in error or cancelled, and steps in
+ *                        error with a retry to come
+ *   duration_seconds     observed (first start to finish) for a finished
+ *                        step, else estimated from duration_estimates
+ *   longest_seconds      the largest total duration of a chain from the step
+ *                        to a leaf; longest_next_step_id is its next step
+ *                        (ties: more steps, then the lower name)
+ */
+CREATE FUNCTION @extschema@.tasker_task_graph(task_id bigint, config jsonb DEFAULT '{}')
+RETURNS TABLE (workflow_step_id bigint, step_name text, current_state text,
+               attempts integer, retry_limit integer, retryable boolean,
+               retry_scheduled boolean, dependencies_satisfied boolean,
+               dependency_level integer, is_root boolean,
+               downstream_count integer, blocked_count integer,
+               critical_path_length integer, next_step_id bigint,
+               path_completed integer, path_blocked integer, path_error integer,
+               path_retry integer, duration_seconds numeric, duration_source text,
+               longest_seconds numeric, longest_steps integer, longest_next_step_id bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    est jsonb := @extschema@.tasker_bottleneck_config(config)->'duration_estimates';
+    ids bigint[]; names text[]; states text[]; atts integer[]; lims integer[];
+    retr boolean[]; sched boolean[]; sat boolean[]; lvls integer[]; roots boolean[];
+    down integer[]; blk integer[]; durs numeric[]; srcs text[];
+    kids integer[]; firsts integer[]; counts integer[];
+    height integer[]; nxt integer[]; pc integer[]; pb integer[]; pe integer[]; pr integer[];
+    wl numeric[]; wsteps integer[]; wn integer[];
+    total integer; p integer; k integer; c integer; best integer; wbest integer;
+BEGIN
+    PERFORM @extschema@.tasker_require_task($1);
+    WITH RECURSIVE
+    depth AS (SELECT d.workflow_step_id AS id, COALESCE(d.dependency_level, 0) AS lvl
+                FROM @extschema@.tasker_step_depths($1) d),
+    st AS (
+        SELECT s.workflow_step_id AS id, n.name::text AS name, s.current_state::text AS state,
+               s.attempts, s.retry_limit, s.retryable,
+               s.current_state = 'error' AND s.next_attempt_at IS NOT NULL AS sched,
+               NOT EXISTS (SELECT 1 FROM @extschema@.tasker_workflow_step_edges e
+                             JOIN @extschema@.tasker_workflow_steps ps ON ps.workflow_step_id = e.from_step_id
+                            WHERE e.to_step_id = s.workflow_step_id
+                              AND ps.current_state NOT IN ('complete', 'resolved_manually')) AS sat,
+               NOT EXISTS (SELECT 1 FROM @extschema@.tasker_workflow_step_edges e
+                            WHERE e.to_step_id = s.workflow_step_id) AS root,
+               depth.lvl, tr.first_started_at, tr.finished_at
+          FROM @extschema@.tasker_workflow_steps s
+          JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
+          JOIN depth ON depth.id = s.workflow_step_id
+          LEFT JOIN LATERAL (
+                SELECT min(x.created_at) FILTER (WHERE x.to_state = 'in_progress') AS first_started_at,
+                       max(x.created_at) FILTER (WHERE x.most_recent) AS finished_at
+                  FROM @extschema@.tasker_workflow_step_transitions x
+                 WHERE x.workflow_step_id = s.workflow_step_id) tr ON true
+         WHERE s.task_id = $1),
+    ordered AS (
+        SELECT st.*, row_number() OVER (ORDER BY st.lvl DESC, st.name COLLATE "C", st.id)::integer AS pos
+          FROM st),
+    task_edges AS MATERIALIZED (
+        SELECT e.from_step_id, e.to_step_id
+          FROM @extschema@.tasker_workflow_step_edges e WHERE e.task_id = $1),
+    reach(anc, des) AS (
+        SELECT e.from_step_id, e.to_step_id FROM task_edges e
+        UNION
+        SELECT r.anc, e.to_step_id FROM reach r JOIN task_edges e ON e.from_step_id = r.des),
+    downstream AS (
+        SELECT r.anc AS id, count(*)::integer AS down,
+               count(*) FILTER (WHERE NOT d.sat)::integer AS blocked
+          FROM reach r JOIN st d ON d.id = r.des
+         GROUP BY r.anc),
+    edge_pos AS (
+        SELECT f.pos AS fpos, t.pos AS tpos
+          FROM task_edges e
+          JOIN ordered f ON f.id = e.from_step_id
+          JOIN ordered t ON t.id = e.to_step_id),
+    out_edges AS (
+        SELECT o.id, COALESCE(c.n, 0) AS n,
+               (sum(COALESCE(c.n, 0)) OVER (ORDER BY o.pos) - COALESCE(c.n, 0) + 1)::integer AS first_edge
+          FROM ordered o
+          LEFT JOIN (SELECT x.fpos, count(*)::integer AS n FROM edge_pos x GROUP BY x.fpos) c
+                 ON c.fpos = o.pos),
+    per_step AS (
+        SELECT o.*, COALESCE(ds.down, 0) AS down, COALESCE(ds.blocked, 0) AS blocked,
+               oe.first_edge, oe.n AS edge_count,
+               CASE WHEN o.state IN ('complete', 'resolved_manually') AND o.first_started_at IS NOT NULL
+                    THEN round(extract(epoch FROM o.finished_at - o.first_started_at), 3)
+                    WHEN o.state = 'resolved_manually' THEN 0.000
+                    ELSE round((est->>'base_step_seconds')::numeric
+                               + CASE WHEN o.state = 'error' THEN (est->>'error_penalty_seconds')::numeric ELSE 0 END
+                               + (est->>'retry_penalty_seconds')::numeric * GREATEST(o.attempts - 1, 0), 3) END AS dur,
+               CASE WHEN o.state IN ('complete', 'resolved_manually')
+                         AND (o.first_started_at IS NOT NULL OR o.state = 'resolved_manually')
+                    THEN 'observed' ELSE 'estimated' END AS src
+          FROM ordered o
+          JOIN out_edges oe ON oe.id = o.id
+          LEFT JOIN downstream ds ON ds.id = o.id)
+    SELECT array_agg(x.id ORDER BY x.pos), array_agg(x.name ORDER BY x.pos),
+           array_agg(x.state ORDER BY x.pos), array_agg(x.attempts ORDER BY x.pos),
+           array_agg(x.retry_limit ORDER BY x.pos), array_agg(x.retryable ORDER BY x.pos),
+           array_agg(x.sched ORDER BY x.pos), array_agg(x.sat ORDER BY x.pos),
+           array_agg(x.lvl ORDER BY x.pos), array_agg(x.root ORDER BY x.pos),
+           array_agg(x.down ORDER BY x.pos), array_agg(x.blocked ORDER BY x.pos),
+           array_agg(x.dur ORDER BY x.pos), array_agg(x.src ORDER BY x.pos),
+           array_agg(x.first_edge ORDER BY x.pos), array_agg(x.edge_count ORDER BY x.pos),
+           (SELECT array_agg(y.tpos ORDER BY y.fpos, y.tpos) FROM edge_pos y),
+           count(*)
+      INTO ids, names, states, atts, lims, retr, sched, sat, lvls, roots, down, blk, durs, srcs,
+           firsts, counts, kids, total
+      FROM per_step x;
+
+    -- Children come before their parents (a child's level is higher).
+    FOR p IN 1 .. total LOOP
+        best := NULL;
+        wbest := NULL;
+        FOR k IN firsts[p] .. firsts[p] + counts[p] - 1 LOOP
+            c := kids[k];
+            IF best IS NULL OR height[c] > height[best]
+               OR (height[c] = height[best] AND names[c] COLLATE "C" < names[best]) THEN
+                best := c;
+            END IF;
+            IF wbest IS NULL OR wl[c] > wl[wbest]
+               OR (wl[c] = wl[wbest] AND (wsteps[c] > wsteps[wbest]
+                   OR (wsteps[c] = wsteps[wbest] AND names[c] COLLATE "C" < names[wbest]))) THEN
+                wbest := c;
+            END IF;
+        END LOOP;
+        height[p] := 1 + COALESCE(height[best], 0);
+        nxt[p] := best;
+        pc[p] := (states[p] IN ('complete', 'resolved_manually'))::integer + COALESCE(pc[best], 0);
+        pb[p] := (NOT sat[p])::integer + COALESCE(pb[best], 0);
+        pe[p] := (states[p] IN ('error', 'cancelled'))::integer + COALESCE(pe[best], 0);
+        pr[p] := (sched[p])::integer + COALESCE(pr[best], 0);
+        wl[p] := durs[p] + COALESCE(wl[wbest], 0);
+        wsteps[p] := 1 + COALESCE(wsteps[wbest], 0);
+        wn[p] := wbest;
+    END LOOP;
+
+    RETURN QUERY
+    SELECT ids[i], names[i], states[i], atts[i], lims[i], retr[i], sched[i], sat[i], lvls[i],
+           roots[i], down[i], blk[i], height[i], ids[nxt[i]], pc[i], pb[i], pe[i], pr[i],
+           durs[i], srcs[i], wl[i], wsteps[i], ids[wn[i]]
+      FROM generate_series(1, total) AS i
+     ORDER BY lvls[i], names[i] COLLATE "C", ids[i];
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_task_graph(bigint, jsonb) IS
+    'Runtime graph analysis of one task, per step: downstream and blocked counts, the longest chain to a leaf (length, next step, its finished, waiting, failed and retrying steps), observed or estimated duration, and the longest duration to a leaf; what tasker_task_bottlenecks and tasker_critical_path read';
+
+/*
+ * tasker_task_bottlenecks: the Ruby engine's bottleneck scoring (developer
+ * guide, section 7) per step of a task, worst first:
+ *   base_score    = downstream_count * downstream_weight
+ *                 + blocked_count * blocked_weight
+ *   path_score    = critical_path_length * path_length_weight
+ *   penalty_score = blocked_penalty, error_penalty and retry_penalty for each
+ *                   step of the step's critical path that waits on a parent,
+ *                   is in error (or cancelled), or is in error with a retry
+ *                   to come, minus completed_penalty for each finished one
+ *                   (the guide calls it a penalty that reduces priority),
+ *                   plus the penalty constants of the step itself:
+ *                   retry_instability per retry (attempt after the first),
+ *                   exhausted_retry when it failed with no attempt left,
+ *                   non_retryable when it failed for good otherwise
+ *                   (a permanent error, a cancelled step or task)
+ *   impact_score  = round((base + path + penalty) * severity_multiplier),
+ *                   at least 0; severity_multiplier is error_state (plus
+ *                   exhausted_retry_bonus when exhausted) for a step in
+ *                   error or cancelled, dependency_issue for a pending step
+ *                   waiting on a parent, else 1
+ *   severity      = Critical, High, Medium or Low by severity_thresholds.
+ * A finished step (complete or resolved_manually) holds nothing up: score
+ * 0, severity None.
+ */
+CREATE FUNCTION @extschema@.tasker_task_bottlenecks(task_id bigint, config jsonb DEFAULT '{}')
+RETURNS TABLE (workflow_step_id bigint, step_name text, current_state text,
+               attempts integer, retry_limit integer, dependencies_satisfied boolean,
+               downstream_count integer, blocked_count integer, critical_path_length integer,
+               base_score numeric, path_score numeric, penalty_score numeric,
+               severity_multiplier numeric, impact_score integer, severity text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH cfg AS (
+        SELECT c->'impact_multipliers' AS im, c->'severity_multipliers' AS sm,
+               c->'penalty_constants' AS pk, c->'severity_thresholds' AS th
+          FROM @extschema@.tasker_bottleneck_config($2) AS c),
+    g AS (
+        SELECT g.*,
+               g.current_state IN ('complete', 'resolved_manually') AS finished,
+               g.current_state IN ('error', 'cancelled') AND NOT g.retry_scheduled AS failed,
+               g.current_state = 'error' AND NOT g.retry_scheduled
+                   AND g.attempts >= GREATEST(g.retry_limit, 1) AS exhausted
+          FROM @extschema@.tasker_task_graph($1, $2) g),
+    parts AS (
+        SELECT g.*,
+               g.downstream_count * (cfg.im->>'downstream_weight')::numeric
+                 + g.blocked_count * (cfg.im->>'blocked_weight')::numeric AS base,
+               g.critical_path_length * (cfg.im->>'path_length_weight')::numeric AS path,
+               g.path_blocked * (cfg.im->>'blocked_penalty')::numeric
+                 + g.path_error * (cfg.im->>'error_penalty')::numeric
+                 + g.path_retry * (cfg.im->>'retry_penalty')::numeric
+                 - g.path_completed * (cfg.im->>'completed_penalty')::numeric
+                 + GREATEST(g.attempts - 1, 0) * (cfg.pk->>'retry_instability')::numeric
+                 + CASE WHEN g.exhausted THEN (cfg.pk->>'exhausted_retry')::numeric
+                        WHEN g.failed THEN (cfg.pk->>'non_retryable')::numeric
+                        ELSE 0 END AS penalty,
+               CASE WHEN g.current_state IN ('error', 'cancelled')
+                    THEN (cfg.sm->>'error_state')::numeric
+                         + CASE WHEN g.exhausted THEN (cfg.sm->>'exhausted_retry_bonus')::numeric ELSE 0 END
+                    WHEN g.current_state = 'pending' AND NOT g.dependencies_satisfied
+                    THEN (cfg.sm->>'dependency_issue')::numeric
+                    ELSE 1 END AS multiplier
+          FROM g, cfg),
+    scored AS (
+        SELECT p.*,
+               CASE WHEN p.finished THEN 0
+                    ELSE round(GREATEST(0, (p.base + p.path + p.penalty) * p.multiplier))::integer END AS score
+          FROM parts p)
+    SELECT s.workflow_step_id, s.step_name, s.current_state, s.attempts, s.retry_limit,
+           s.dependencies_satisfied, s.downstream_count, s.blocked_count, s.critical_path_length,
+           s.base, s.path, s.penalty, round(s.multiplier, 2), s.score,
+           CASE WHEN s.finished THEN 'None'
+                WHEN s.score >= (cfg.th->>'critical')::numeric THEN 'Critical'
+                WHEN s.score >= (cfg.th->>'high')::numeric THEN 'High'
+                WHEN s.score >= (cfg.th->>'medium')::numeric THEN 'Medium'
+                ELSE 'Low' END
+      FROM scored s, cfg
+     ORDER BY s.score DESC, s.step_name COLLATE "C", s.workflow_step_id
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_task_bottlenecks(bigint, jsonb) IS
+    'Each step of a task scored as a bottleneck with the Ruby engine''s formula and defaults (overridable through config): downstream and blocked counts, critical-path length, the parts of the score, impact score and severity, worst first';
+
+/*
+ * tasker_critical_path: the chain of steps from a root to a leaf with the
+ * largest total duration (ties: more steps, then lower names), in order,
+ * each step with its duration (observed from its first start to its finish
+ * for a finished step, estimated from config's duration_estimates
+ * otherwise) and the running total.
+ */
+CREATE FUNCTION @extschema@.tasker_critical_path(task_id bigint, config jsonb DEFAULT '{}')
+RETURNS TABLE (path_position integer, workflow_step_id bigint, step_name text,
+               current_state text, attempts integer, duration_seconds numeric,
+               duration_source text, cumulative_seconds numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE
+    g AS (SELECT * FROM @extschema@.tasker_task_graph($1, $2)),
+    chain(pos, id, total) AS (
+        SELECT 1, s.workflow_step_id, s.duration_seconds
+          FROM (SELECT g.workflow_step_id, g.duration_seconds
+                  FROM g WHERE g.is_root
+                 ORDER BY g.longest_seconds DESC, g.longest_steps DESC,
+                          g.step_name COLLATE "C", g.workflow_step_id
+                 LIMIT 1) s
+        UNION ALL
+        SELECT c.pos + 1, nx.workflow_step_id, c.total + nx.duration_seconds
+          FROM chain c
+          JOIN g cur ON cur.workflow_step_id = c.id
+          JOIN g nx ON nx.workflow_step_id = cur.longest_next_step_id)
+    SELECT c.pos, g.workflow_step_id, g.step_name, g.current_state, g.attempts,
+           g.duration_seconds, g.duration_source, c.total
+      FROM chain c JOIN g ON g.workflow_step_id = c.id
+     ORDER BY c.pos
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_critical_path(bigint, jsonb) IS
+    'The longest chain of a task''s steps by duration, in order: each step''s duration (observed for a finished step, estimated from config''s duration_estimates otherwise) and the running total';

@@ -56,6 +56,7 @@ static SPIPlanPtr registry_lookup_plan;
 static SPIPlanPtr registry_owner_plan;
 static SPIPlanPtr registry_insert_plan;
 static SPIPlanPtr registry_update_plan;
+static SPIPlanPtr registry_update_010_plan;
 static SPIPlanPtr queue_lookup_plan;
 static SPIPlanPtr queue_insert_plan;
 static SPIPlanPtr queue_update_plan;
@@ -248,11 +249,18 @@ register_class(const char *handler_class, Datum target, bool is_queue)
 								  " VALUES ($1, $2::regprocedure, $3::regrole)"
 								  " ON CONFLICT (handler_class) DO NOTHING",
 								  3, argtypes);
-		update = tasker_keep_plan(&registry_update_plan,
-								  "UPDATE @extschema@.tasker_handler_registry"
-								  "   SET function = $2::regprocedure, queue = NULL, updated_at = now()"
-								  " WHERE handler_class = $1",
-								  2, argtypes);
+		/* The 0.1.0 schema, not yet updated, has no queue column. */
+		update = tasker_has_column("tasker_handler_registry", "queue")
+			? tasker_keep_plan(&registry_update_plan,
+							   "UPDATE @extschema@.tasker_handler_registry"
+							   "   SET function = $2::regprocedure, queue = NULL, updated_at = now()"
+							   " WHERE handler_class = $1",
+							   2, argtypes)
+			: tasker_keep_plan(&registry_update_010_plan,
+							   "UPDATE @extschema@.tasker_handler_registry"
+							   "   SET function = $2::regprocedure, updated_at = now()"
+							   " WHERE handler_class = $1",
+							   2, argtypes);
 	}
 	if (tasker_run_plan(insert, values, NULL, SPI_OK_INSERT) == 0)
 	{
