@@ -19,7 +19,7 @@ PG_MAJOR=15
 PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
 postgresql-$PG_MAJOR-cron libyaml-dev libcurl4-openssl-dev libipc-run-perl pkg-config
-make gcc python3 python3-psycopg libtap-parser-sourcehandler-pgtap-perl graphviz"
+make gcc python3 python3-psycopg libtap-parser-sourcehandler-pgtap-perl graphviz ruby ruby-pg"
 TASKER_PORT=${TASKER_PORT:-54329}
 
 as_pg() {
