@@ -137,15 +137,6 @@ lease_seconds(const Interval *iv)
 }
 
 /*
- * col: binary value of column n of row i of the last result.
- */
-static Datum
-col(uint64 i, int n, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
-}
-
-/*
  * claim_batch: claim up to max ready steps of a queue, start their
  * attempts under a lease of lease_s seconds, and copy out what
  * tasker_claim_steps returns.  Runs as the extension's owner, in the
@@ -199,8 +190,8 @@ claim_batch(const char *queue, const char *worker_id, int max, int lease_s,
 			values, NULL, SPI_OK_UPDATE_RETURNING);
 		for (r = 0; r < SPI_processed; r++)
 		{
-			int64		id = DatumGetInt64(col(r, 1, &isnull));
-			Jsonb	   *extra = DatumGetJsonbP(col(r, 4, &isnull));
+			int64		id = DatumGetInt64(tasker_col(r, 1, &isnull));
+			Jsonb	   *extra = DatumGetJsonbP(tasker_col(r, 4, &isnull));
 
 			MemoryContext spi;
 
@@ -209,8 +200,8 @@ claim_batch(const char *queue, const char *worker_id, int max, int lease_s,
 					break;
 			spi = MemoryContextSwitchTo(caller);
 			rows[r].step_id = id;
-			rows[r].token = datumCopy(col(r, 2, &isnull), false, UUID_LEN);
-			rows[r].lease_expires_at = DatumGetTimestampTz(col(r, 3, &isnull));
+			rows[r].token = datumCopy(tasker_col(r, 2, &isnull), false, UUID_LEN);
+			rows[r].lease_expires_at = DatumGetTimestampTz(tasker_col(r, 3, &isnull));
 			rows[r].envelope = DatumGetJsonbPCopy(DirectFunctionCall2(jsonb_concat,
 												  JsonbPGetDatum(steps[i].call.envelope),
 												  JsonbPGetDatum(extra)));
@@ -363,7 +354,7 @@ lock_task_of(int64 step_id)
 		values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		tasker_report_missing(TASKER_ENTITY_STEP, step_id);
-	task_id = DatumGetInt64(col(0, 1, &isnull));
+	task_id = DatumGetInt64(tasker_col(0, 1, &isnull));
 	tasker_lock_tasks(&task_id, 1);
 }
 
@@ -397,7 +388,7 @@ check_claim(int64 step_id, Datum token, ClaimedStep *c)
 		values, NULL, SPI_OK_SELECT);
 	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	same = DatumGetBool(col(0, 3, &isnull)) && !isnull;
+	same = DatumGetBool(tasker_col(0, 3, &isnull)) && !isnull;
 	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8);
 	if (strcmp(kind, "worker") != 0)
 		ereport(ERROR,
@@ -407,10 +398,10 @@ check_claim(int64 step_id, Datum token, ClaimedStep *c)
 				 errhint("Only steps claimed with tasker_claim_steps are recorded this way.")));
 	memset(c, 0, sizeof(*c));
 	c->step_id = step_id;
-	c->task_id = DatumGetInt64(col(0, 4, &isnull));
-	c->attempts = DatumGetInt32(col(0, 5, &isnull)) - 1;
-	c->retryable = DatumGetBool(col(0, 6, &isnull));
-	c->retry_limit = DatumGetInt32(col(0, 7, &isnull));
+	c->task_id = DatumGetInt64(tasker_col(0, 4, &isnull));
+	c->attempts = DatumGetInt32(tasker_col(0, 5, &isnull)) - 1;
+	c->retryable = DatumGetBool(tasker_col(0, 6, &isnull));
+	c->retry_limit = DatumGetInt32(tasker_col(0, 7, &isnull));
 	if (same && strcmp(state, "in_progress") == 0)
 		return CLAIM_CURRENT;
 	if (same && (strcmp(state, "complete") == 0 ||
@@ -583,7 +574,7 @@ complete_many(int64 *ids, Datum *tokens, Jsonb **results, int n)
 	ntasks = SPI_processed;
 	task_ids = palloc(sizeof(int64) * Max(ntasks, 1));
 	for (r = 0; r < ntasks; r++)
-		task_ids[r] = DatumGetInt64(col(r, 1, &isnull));
+		task_ids[r] = DatumGetInt64(tasker_col(r, 1, &isnull));
 	tasker_lock_tasks(task_ids, (int) ntasks);
 	tasker_run_plan(tasker_keep_plan(&current_claims_plan,
 			 "SELECT s.workflow_step_id, s.task_id,"
@@ -601,13 +592,13 @@ complete_many(int64 *ids, Datum *tokens, Jsonb **results, int n)
 	outs = palloc(sizeof(StepOutcome *) * Max(SPI_processed, 1));
 	for (r = 0; r < SPI_processed; r++)
 	{
-		int64		at = DatumGetInt64(col(r, 6, &isnull)) - 1;
+		int64		at = DatumGetInt64(tasker_col(r, 6, &isnull)) - 1;
 
-		steps[r].step_id = DatumGetInt64(col(r, 1, &isnull));
-		steps[r].task_id = DatumGetInt64(col(r, 2, &isnull));
-		steps[r].attempts = DatumGetInt32(col(r, 3, &isnull)) - 1;
-		steps[r].retryable = DatumGetBool(col(r, 4, &isnull));
-		steps[r].retry_limit = DatumGetInt32(col(r, 5, &isnull));
+		steps[r].step_id = DatumGetInt64(tasker_col(r, 1, &isnull));
+		steps[r].task_id = DatumGetInt64(tasker_col(r, 2, &isnull));
+		steps[r].attempts = DatumGetInt32(tasker_col(r, 3, &isnull)) - 1;
+		steps[r].retryable = DatumGetBool(tasker_col(r, 4, &isnull));
+		steps[r].retry_limit = DatumGetInt32(tasker_col(r, 5, &isnull));
 		outs[r] = palloc0(sizeof(StepOutcome));
 		outs[r]->ok = true;
 		outs[r]->retry_after = -1;

@@ -382,3 +382,12 @@ tasker_has_column(const char *table, const char *column)
 	rel = get_relname_relid(table, nsp);
 	return OidIsValid(rel) && get_attnum(rel, column) != InvalidAttrNumber;
 }
+
+/*
+ * tasker_col: binary value of column n of row i of the last SPI result.
+ */
+Datum
+tasker_col(uint64 i, int n, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
+}

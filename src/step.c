@@ -117,15 +117,6 @@ static SPIPlanPtr extend_plan;
 static SPIPlanPtr release_plan;
 
 /*
- * col: binary value of column n of row i of the last result.
- */
-static Datum
-col(uint64 i, int n, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
-}
-
-/*
  * text_array: the elements of a text[] datum as C strings (none when
  * null); *n is their number.
  */
@@ -156,20 +147,20 @@ copy_claimed(uint64 i, ClaimedStep *c)
 {
 	bool		isnull;
 
-	c->step_id = DatumGetInt64(col(i, 1, &isnull));
-	c->task_id = DatumGetInt64(col(i, 2, &isnull));
-	c->from_error = DatumGetBool(col(i, 3, &isnull));
-	c->retryable = DatumGetBool(col(i, 4, &isnull));
-	c->retry_limit = DatumGetInt32(col(i, 5, &isnull));
-	c->attempts = DatumGetInt32(col(i, 6, &isnull));
+	c->step_id = DatumGetInt64(tasker_col(i, 1, &isnull));
+	c->task_id = DatumGetInt64(tasker_col(i, 2, &isnull));
+	c->from_error = DatumGetBool(tasker_col(i, 3, &isnull));
+	c->retryable = DatumGetBool(tasker_col(i, 4, &isnull));
+	c->retry_limit = DatumGetInt32(tasker_col(i, 5, &isnull));
+	c->attempts = DatumGetInt32(tasker_col(i, 6, &isnull));
 	c->call.step_id = c->step_id;
-	c->call.function = DatumGetObjectId(col(i, 7, &isnull));
-	c->call.owner = DatumGetObjectId(col(i, 8, &isnull));
-	c->call.timeout_seconds = DatumGetInt32(col(i, 9, &isnull));
-	c->call.envelope = DatumGetJsonbPCopy(col(i, 10, &isnull));
-	c->call.permanent_sqlstates = text_array(col(i, 11, &isnull), isnull,
+	c->call.function = DatumGetObjectId(tasker_col(i, 7, &isnull));
+	c->call.owner = DatumGetObjectId(tasker_col(i, 8, &isnull));
+	c->call.timeout_seconds = DatumGetInt32(tasker_col(i, 9, &isnull));
+	c->call.envelope = DatumGetJsonbPCopy(tasker_col(i, 10, &isnull));
+	c->call.permanent_sqlstates = text_array(tasker_col(i, 11, &isnull), isnull,
 											 &c->call.npermanent);
-	c->call.retry_sqlstates = text_array(col(i, 12, &isnull), isnull,
+	c->call.retry_sqlstates = text_array(tasker_col(i, 12, &isnull), isnull,
 										 &c->call.nretry);
 }
 
@@ -276,8 +267,8 @@ claim_one_by_one(Datum *values, ClaimedStep **out)
 	tasks = palloc(sizeof(int64) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
-		ids[i] = DatumGetInt64(col(i, 1, &isnull));
-		tasks[i] = DatumGetInt64(col(i, 2, &isnull));
+		ids[i] = DatumGetInt64(tasker_col(i, 1, &isnull));
+		tasks[i] = DatumGetInt64(tasker_col(i, 2, &isnull));
 	}
 	steps = palloc0(sizeof(ClaimedStep) * Max(n, 1));
 	for (i = 0; i < n; i++)
@@ -394,7 +385,7 @@ tasker_read_step(int64 step_id, ClaimedStep *out, char **kind)
 	memset(out, 0, sizeof(*out));
 	copy_claimed(0, out);
 	/* handler_kind is the last column, after those of copy_claimed */
-	*kind = TextDatumGetCString(col(0, SPI_tuptable->tupdesc->natts, &isnull));
+	*kind = TextDatumGetCString(tasker_col(0, SPI_tuptable->tupdesc->natts, &isnull));
 	return true;
 }
 
@@ -466,7 +457,7 @@ transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json
 	bool		isnull;
 
 	for (i = 0; i < n; i++)
-		ids[i] = DatumGetInt64(col(i, 1, &isnull));
+		ids[i] = DatumGetInt64(tasker_col(i, 1, &isnull));
 	for (i = 0; i < n; i++)
 		tasker_transition(entity, ids[i], to, metadata_json);
 	return (int) n;
@@ -503,7 +494,7 @@ settle_orphans(Datum *values)
 	n = SPI_processed;
 	ids = palloc(sizeof(int64) * Max(n, 1));
 	for (i = 0; i < n; i++)
-		ids[i] = DatumGetInt64(col(i, 1, &isnull));
+		ids[i] = DatumGetInt64(tasker_col(i, 1, &isnull));
 	for (i = 0; i < n; i++)
 		tasker_finalize_task(ids[i]);
 }
@@ -737,11 +728,11 @@ tasker_claim_expired_leases(const char *kind, int limit, ClaimedStep **out)
 	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
-		steps[i].step_id = DatumGetInt64(col(i, 1, &isnull));
-		steps[i].task_id = DatumGetInt64(col(i, 2, &isnull));
-		steps[i].retryable = DatumGetBool(col(i, 3, &isnull));
-		steps[i].retry_limit = DatumGetInt32(col(i, 4, &isnull));
-		steps[i].attempts = DatumGetInt32(col(i, 5, &isnull)) - 1;
+		steps[i].step_id = DatumGetInt64(tasker_col(i, 1, &isnull));
+		steps[i].task_id = DatumGetInt64(tasker_col(i, 2, &isnull));
+		steps[i].retryable = DatumGetBool(tasker_col(i, 3, &isnull));
+		steps[i].retry_limit = DatumGetInt32(tasker_col(i, 4, &isnull));
+		steps[i].attempts = DatumGetInt32(tasker_col(i, 5, &isnull)) - 1;
 	}
 	*out = steps;
 	return (int) SPI_processed;
@@ -1167,11 +1158,11 @@ settle_tasks(int64 *ids, int n)
 	rows = palloc(sizeof(TaskCounts) * Max(nrows, 1));
 	for (i = 0; i < nrows; i++)
 	{
-		rows[i].task_id = DatumGetInt64(col(i, 1, &isnull));
+		rows[i].task_id = DatumGetInt64(tasker_col(i, 1, &isnull));
 		rows[i].state = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		rows[i].total = DatumGetInt64(col(i, 3, &isnull));
-		rows[i].done = DatumGetInt64(col(i, 4, &isnull));
-		rows[i].live = DatumGetInt64(col(i, 5, &isnull));
+		rows[i].total = DatumGetInt64(tasker_col(i, 3, &isnull));
+		rows[i].done = DatumGetInt64(tasker_col(i, 4, &isnull));
+		rows[i].live = DatumGetInt64(tasker_col(i, 5, &isnull));
 	}
 	for (i = 0; i < nrows; i++)
 		settle(rows[i].task_id, rows[i].state, rows[i].total, rows[i].done, rows[i].live);
@@ -1208,7 +1199,7 @@ tasker_ms_until_next_queue_step(const char *queue)
 			 "       - clock_timestamp()) * 1000))::bigint",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
-	d = col(0, 1, &isnull);
+	d = tasker_col(0, 1, &isnull);
 	return isnull ? -1 : (long) DatumGetInt64(d);
 }
 
@@ -1232,7 +1223,7 @@ tasker_extend_step_lease(int64 step_id, int seconds)
 		values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 0)
 		elog(ERROR, "step " INT64_FORMAT " is not in progress", step_id);
-	return DatumGetTimestampTz(col(0, 1, &isnull));
+	return DatumGetTimestampTz(tasker_col(0, 1, &isnull));
 }
 
 /*
