@@ -35,6 +35,11 @@ OBJS = \
 	src/template_check.o \
 	src/template_store.o \
 	src/handler_registry.o \
+	src/annotation.o \
+	src/backlog.o \
+	src/retention.o \
+	src/cron.o \
+	src/schedule.o \
 	src/api.o
 
 # Released install scripts are never edited.  Each later version's install
@@ -60,7 +65,10 @@ REGRESS = \
 	050_controls_by_name \
 	060_worker_protocol \
 	080_observability_graph \
-	081_observability_analytics
+	081_observability_analytics \
+	090_annotations \
+	091_purge \
+	092_schedules_without_cron
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).

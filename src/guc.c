@@ -17,6 +17,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "miscadmin.h"
 #include "utils/guc.h"
 
@@ -41,6 +43,9 @@ int			tasker_http_max_per_host = 16;
 int			tasker_http_default_timeout = 30;
 int			tasker_http_max_response_size = 1024;
 char	   *tasker_http_allowed_hosts = NULL;
+/* Operations (issue 11): retention, admission control */
+int			tasker_retention_period = 0;
+int			tasker_max_ready_backlog = 0;
 
 /*
  * tasker_define_gucs: define the settings and reserve the prefix.
@@ -108,6 +113,7 @@ tasker_define_gucs(void)
 							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
 	tasker_define_size_gucs();
 	tasker_define_http_gucs();
+	tasker_define_ops_gucs();
 	MarkGUCPrefixReserved("tasker");
 }
 
@@ -164,6 +170,27 @@ tasker_define_http_gucs(void)
 							   "Empty allows any host.  A request to another host fails for good.",
 							   &tasker_http_allowed_hosts, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+/*
+ * tasker_define_ops_gucs: the settings of running tasker for months:
+ * retention and admission control.  The workers and every backend that
+ * creates tasks read them, so they change with a reload (PGC_SIGHUP): no
+ * session may lift a limit for itself.
+ */
+void
+tasker_define_ops_gucs(void)
+{
+	DefineCustomIntVariable("tasker.retention_period",
+							"Age after which the background purge deletes finished tasks.",
+							"A task that is complete, cancelled or resolved_manually is deleted with all its rows once its last transition is this old.  0 turns the background purge off.",
+							&tasker_retention_period, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_ready_backlog",
+							"Most ready steps before tasker_create_task refuses new tasks.",
+							"Over the limit, creating a task fails with SQLSTATE 53400.  Measured by the executors about once a second; 0 turns admission control off.",
+							&tasker_max_ready_backlog, 0, 0, 100000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 }
 
 /*

@@ -26,10 +26,13 @@ extern int	tasker_http_max_per_host;
 extern int	tasker_http_default_timeout;	/* seconds */
 extern int	tasker_http_max_response_size;	/* kilobytes */
 extern char *tasker_http_allowed_hosts;
+extern int	tasker_retention_period;	/* seconds; 0: off */
+extern int	tasker_max_ready_backlog;	/* 0: off */
 
 extern void tasker_define_gucs(void);
 extern void tasker_define_size_gucs(void);
 extern void tasker_define_http_gucs(void);
+extern void tasker_define_ops_gucs(void);
 extern void tasker_check_size(const char *what, Size size, int limit_kb,
 							  const char *setting);
 

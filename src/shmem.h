@@ -106,4 +106,10 @@ extern void tasker_count_attempts(TaskerStepKind kind,
 								  TaskerAttemptOutcome outcome, uint64 n);
 extern bool tasker_read_counts(TaskerCounts *out);
 
+/* The ready backlog gauge (admission control, backlog.c) */
+extern void tasker_backlog_add_at_commit(uint64 n);
+extern bool tasker_backlog_sample_due(int interval_ms);
+extern void tasker_backlog_publish(Oid db, uint64 n, TimestampTz at);
+extern bool tasker_backlog_read(Oid db, uint64 *n, TimestampTz *measured_at);
+
 #endif							/* TASKER_SHMEM_H */

@@ -41,6 +41,7 @@
 #include "utils/jsonb.h"
 
 #include "spi_util.h"
+#include "backlog.h"
 #include "events.h"
 #include "jsonschema.h"
 #include "semver.h"
@@ -339,12 +340,13 @@ typedef struct StepById
 
 /*
  * insert_steps: one step per step template, in a single set-based
- * statement; returns a hash table from named_step_id to the new step's id.
+ * statement; returns a hash table from named_step_id to the new step's id,
+ * and in *roots the number of steps ready at once (no parent).
  * The statement reads the template's rows through their unique index, so
  * its cost is linear in the template's size whatever the plan.
  */
 static HTAB *
-insert_steps(int64 task_id, int32 named_task_id)
+insert_steps(int64 task_id, int32 named_task_id, int *roots)
 {
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(task_id), Int32GetDatum(named_task_id)};
@@ -367,7 +369,7 @@ insert_steps(int64 task_id, int32 named_task_id)
 			  "        CASE WHEN l.handler_function IS NULL THEN 'http' ELSE 'sql' END"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
-			  " RETURNING named_step_id, workflow_step_id",
+			  " RETURNING named_step_id, workflow_step_id, unfinished_parents = 0",
 			  2, argtypes);
 	else
 		plan = tasker_keep_plan(&insert_steps_plan,
@@ -381,7 +383,7 @@ insert_steps(int64 task_id, int32 named_task_id)
 			  "             THEN l.handler_config->>'queue' END"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
-			  " RETURNING named_step_id, workflow_step_id",
+			  " RETURNING named_step_id, workflow_step_id, unfinished_parents = 0",
 			  2, argtypes);
 	n = tasker_run_plan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
 
@@ -397,6 +399,8 @@ insert_steps(int64 task_id, int32 named_task_id)
 		StepById   *e = hash_search(by_id, &id, HASH_ENTER, &found);
 
 		e->workflow_step_id = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		if (DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)))
+			(*roots)++;
 	}
 	return by_id;
 }
@@ -565,15 +569,18 @@ insert_edges(int64 task_id, int32 named_task_id, HTAB *by_id)
 
 /*
  * insert_steps_and_edges: the steps and edges of a new task, in time
- * linear in the template's size.
+ * linear in the template's size; returns the number of steps ready at
+ * once.
  */
-static void
+static int
 insert_steps_and_edges(int64 task_id, int32 named_task_id)
 {
-	HTAB	   *by_id = insert_steps(task_id, named_task_id);
+	int			roots = 0;
+	HTAB	   *by_id = insert_steps(task_id, named_task_id, &roots);
 
 	insert_edges(task_id, named_task_id, by_id);
 	hash_destroy(by_id);
+	return roots;
 }
 
 /*
@@ -659,7 +666,9 @@ tasker_create_task_internal(const TaskRequest *req)
 	task_id = insert_task(req, tmpl.named_task_id, hash, &created);
 	if (created)
 	{
-		insert_steps_and_edges(task_id, tmpl.named_task_id);
+		/* Admission control: refuse new work over the ready backlog. */
+		tasker_admit_task();
+		tasker_backlog_add_at_commit(insert_steps_and_edges(task_id, tmpl.named_task_id));
 		tasker_count_tasks(TASKER_TASKS_CREATED, 1);
 		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
 								 NULL, "pending", 0, GetCurrentTimestamp(),
