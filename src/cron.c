@@ -80,8 +80,10 @@ cron_preloaded(void)
 }
 
 /*
- * cron_schema: the quoted schema of the pg_cron extension of this
- * database, or NULL when it is not installed here.
+ * cron_schema: the schema of pg_cron's objects, when the extension is
+ * installed in this database, else NULL.  pg_cron's install script
+ * creates its objects in the schema cron whatever the extension's own
+ * schema (pg_extension.extnamespace) is.
  */
 static char *
 cron_schema(void)
@@ -89,19 +91,16 @@ cron_schema(void)
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
-	HeapTuple	tuple;
-	Oid			nsp = InvalidOid;
+	bool		found;
 
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
 				F_NAMEEQ, CStringGetDatum("pg_cron"));
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		nsp = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	found = HeapTupleIsValid(systable_getnext(scan));
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return OidIsValid(nsp) ? (char *) quote_identifier(get_namespace_name(nsp)) : NULL;
+	return found ? "cron" : NULL;
 }
 
 /*
