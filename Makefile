@@ -40,6 +40,7 @@ OBJS = \
 	src/retention.o \
 	src/cron.o \
 	src/schedule.o \
+	src/priority.o \
 	src/api.o
 
 # Released install scripts are never edited.  Each later version's install

@@ -2129,3 +2129,106 @@ REVOKE EXECUTE ON FUNCTION
     @extschema@.tasker_resume_schedule(text),
     @extschema@.tasker_fire_schedule(text, timestamptz)
 FROM PUBLIC;
+
+/* ---- issue 11 item 3: priorities with aging ---- */
+
+/*
+ * A task's priority (higher runs first) is copied to its steps.  The
+ * claim orders ready steps by claim_key, which a trigger keeps equal to
+ * next_attempt_at moved earlier by priority * tasker.priority_aging
+ * seconds (src/priority.c): a step of priority p that became due at t
+ * ranks as a step of priority 0 due at t - p * aging, so it runs before
+ * lower priorities, and a waiting step gains one level of priority every
+ * tasker.priority_aging seconds, which keeps low priorities from starving.
+ * With aging off (0) each level counts as a year: strict priority.  The
+ * key is computed with the aging in effect when next_attempt_at or the
+ * priority was last written.
+ */
+ALTER TABLE tasker_tasks
+    ADD COLUMN priority integer NOT NULL DEFAULT 0
+        CONSTRAINT tasker_tasks_priority_range CHECK (priority BETWEEN -1000 AND 1000);
+COMMENT ON COLUMN tasker_tasks.priority IS
+    'The task''s priority, -1000 to 1000, higher first; its steps carry it';
+ALTER TABLE tasker_workflow_steps
+    ADD COLUMN priority integer NOT NULL DEFAULT 0,
+    ADD COLUMN claim_key timestamptz;
+COMMENT ON COLUMN tasker_workflow_steps.priority IS
+    'The priority of the step''s task when the step was created';
+COMMENT ON COLUMN tasker_workflow_steps.claim_key IS
+    'The order in which ready steps are claimed: next_attempt_at moved earlier by priority times tasker.priority_aging (kept by a trigger)';
+
+CREATE FUNCTION @extschema@.tasker_step_claim_key()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'tasker_step_claim_key'
+LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.tasker_step_claim_key() IS
+    'Internal: the trigger that keeps tasker_workflow_steps.claim_key';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_step_claim_key() FROM PUBLIC;
+CREATE TRIGGER tasker_step_claim_key
+    BEFORE INSERT OR UPDATE OF next_attempt_at, priority ON @extschema@.tasker_workflow_steps
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.tasker_step_claim_key();
+UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = next_attempt_at
+ WHERE next_attempt_at IS NOT NULL;
+
+/*
+ * The ready index keeps its predicate (readiness, defined once) and now
+ * orders by claim_key, so that the claim, which must never sort (it locks
+ * each step's task as it reads), reads it in order.  The queries that want
+ * the next due time (the executors' sleep) read a second partial index in
+ * next_attempt_at order; its predicate adds claim_key IS NOT NULL (always
+ * true of a ready step), which the claim does not state, so the claim can
+ * never pick it and sort.
+ */
+DROP INDEX @extschema@.tasker_workflow_steps_ready_idx;
+CREATE INDEX tasker_workflow_steps_ready_idx
+    ON @extschema@.tasker_workflow_steps (handler_kind, claim_key, task_id)
+    WHERE current_state IN ('pending', 'error') AND unfinished_parents = 0
+      AND next_attempt_at IS NOT NULL;
+CREATE INDEX tasker_workflow_steps_due_idx
+    ON @extschema@.tasker_workflow_steps (handler_kind, next_attempt_at)
+    WHERE current_state IN ('pending', 'error') AND unfinished_parents = 0
+      AND next_attempt_at IS NOT NULL AND claim_key IS NOT NULL;
+
+/*
+ * tasker_create_task gains priority.  A function's arguments cannot be
+ * added in place, so it is dropped and created again; the EXECUTE grants
+ * an operator gave on the 0.1.0 form are given again on the new one.
+ */
+SELECT pg_catalog.set_config('tasker_upgrade.create_task_grants', COALESCE((
+    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                               ELSE pg_catalog.quote_ident(a.grantee::regrole::text) END,
+               'grantable', a.is_grantable))::text
+      FROM pg_catalog.pg_proc p CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+     WHERE p.oid = '@extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text)'::regprocedure
+       AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE'), '[]'), true);
+DROP FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text);
+CREATE FUNCTION @extschema@.tasker_create_task(name text, context jsonb DEFAULT '{}',
+                                               namespace text DEFAULT 'default',
+                                               version text DEFAULT NULL,
+                                               initiator text DEFAULT 'unknown',
+                                               source_system text DEFAULT 'unknown',
+                                               reason text DEFAULT 'unknown',
+                                               tags text[] DEFAULT '{}',
+                                               bypass_steps text[] DEFAULT '{}',
+                                               requested_at timestamptz DEFAULT now(),
+                                               identity_key text DEFAULT NULL,
+                                               priority integer DEFAULT 0)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_create_task_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) IS
+    'Create a task from a registered template, with a priority (-1000 to 1000, higher first, default 0); returns its task_id (the existing one for a repeated identity_key)';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) FROM PUBLIC;
+DO $grants$
+DECLARE
+    g jsonb;
+BEGIN
+    FOR g IN SELECT pg_catalog.jsonb_array_elements(
+                 pg_catalog.current_setting('tasker_upgrade.create_task_grants')::jsonb) LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) TO %s%s',
+                                  g->>'grantee',
+                                  CASE WHEN (g->>'grantable')::boolean THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$grants$;

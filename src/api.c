@@ -281,7 +281,7 @@ interval_ms(FunctionCallInfo fcinfo, int n)
 /*
  * tasker_create_task(name, context, namespace, version, initiator,
  *                    source_system, reason, tags, bypass_steps,
- *                    requested_at, identity_key)
+ *                    requested_at, identity_key[, priority])
  */
 Datum
 tasker_create_task_sql(PG_FUNCTION_ARGS)
@@ -314,6 +314,16 @@ tasker_create_task_sql(PG_FUNCTION_ARGS)
 	req.bypass_steps_array = ArrayGetNItems(ARR_NDIM(bypass), ARR_DIMS(bypass)) > 0 ? bypass : NULL;
 	req.requested_at = PG_GETARG_TIMESTAMPTZ(9);
 	req.identity_key = arg_text(fcinfo, 10);
+	/* priority: 0.2.0's twelfth argument */
+	if (PG_NARGS() > 11)
+	{
+		if (PG_ARGISNULL(11))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("priority must not be NULL"),
+					 errhint("Omit it for the default priority, 0.")));
+		req.priority = PG_GETARG_INT32(11);
+	}
 	AS_OWNER(task_id = tasker_create_task_internal(&req));
 	PG_RETURN_INT64(task_id);
 }

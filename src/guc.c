@@ -46,6 +46,7 @@ char	   *tasker_http_allowed_hosts = NULL;
 /* Operations (issue 11): retention, admission control */
 int			tasker_retention_period = 0;
 int			tasker_max_ready_backlog = 0;
+int			tasker_priority_aging = 60;
 
 /*
  * tasker_define_gucs: define the settings and reserve the prefix.
@@ -174,7 +175,7 @@ tasker_define_http_gucs(void)
 
 /*
  * tasker_define_ops_gucs: the settings of running tasker for months:
- * retention and admission control.  The workers and every backend that
+ * retention, admission control and the aging of priorities.  The workers and every backend that
  * creates tasks read them, so they change with a reload (PGC_SIGHUP): no
  * session may lift a limit for itself.
  */
@@ -191,6 +192,11 @@ tasker_define_ops_gucs(void)
 							"Over the limit, creating a task fails with SQLSTATE 53400.  Measured by the executors about once a second; 0 turns admission control off.",
 							&tasker_max_ready_backlog, 0, 0, 100000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.priority_aging",
+							"Seconds of waiting that raise a ready step's priority by one.",
+							"A low-priority step overtakes newer work of higher priority once it has waited this long per level of difference.  0 makes priorities strict.",
+							&tasker_priority_aging, 60, 0, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 }
 
 /*

@@ -28,6 +28,7 @@ extern int	tasker_http_max_response_size;	/* kilobytes */
 extern char *tasker_http_allowed_hosts;
 extern int	tasker_retention_period;	/* seconds; 0: off */
 extern int	tasker_max_ready_backlog;	/* 0: off */
+extern int	tasker_priority_aging;	/* seconds; 0: strict priorities */
 
 extern void tasker_define_gucs(void);
 extern void tasker_define_size_gucs(void);

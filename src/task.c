@@ -48,6 +48,7 @@
 #include "state.h"
 #include "guc.h"
 #include "handler.h"
+#include "priority.h"
 #include "shmem.h"
 #include "step.h"
 #include "task.h"
@@ -62,6 +63,7 @@ static SPIPlanPtr insert_steps_010_plan;
 static SPIPlanPtr insert_edges_plan;
 static SPIPlanPtr template_steps_plan;
 static SPIPlanPtr bypass_plan;
+static SPIPlanPtr priority_plan;
 
 /* The template a request resolved to. */
 typedef struct ResolvedTemplate
@@ -346,10 +348,11 @@ typedef struct StepById
  * its cost is linear in the template's size whatever the plan.
  */
 static HTAB *
-insert_steps(int64 task_id, int32 named_task_id, int *roots)
+insert_steps(int64 task_id, int32 named_task_id, int32 priority, int *roots)
 {
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(task_id), Int32GetDatum(named_task_id)};
+	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		values[3] = {Int64GetDatum(task_id), Int32GetDatum(named_task_id),
+	Int32GetDatum(priority)};
 	HASHCTL		ctl;
 	HTAB	   *by_id;
 	uint64		n;
@@ -375,16 +378,16 @@ insert_steps(int64 task_id, int32 named_task_id, int *roots)
 		plan = tasker_keep_plan(&insert_steps_plan,
 			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
 			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
-			  "   next_attempt_at, results, handler_kind, queue)"
+			  "   next_attempt_at, results, handler_kind, queue, priority)"
 			  " SELECT $1, l.named_step_id, l.default_retryable, l.default_retry_limit,"
 			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on), now(), NULL,"
 			  "        " TASKER_STEP_KIND_SQL("l") ","
 			  "        CASE WHEN l.handler_config->>'type' = 'worker'"
-			  "             THEN l.handler_config->>'queue' END"
+			  "             THEN l.handler_config->>'queue' END, $3"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
 			  " RETURNING named_step_id, workflow_step_id, unfinished_parents = 0",
-			  2, argtypes);
+			  3, argtypes);
 	n = tasker_run_plan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
 
 	ctl.keysize = sizeof(int32);
@@ -573,10 +576,10 @@ insert_edges(int64 task_id, int32 named_task_id, HTAB *by_id)
  * once.
  */
 static int
-insert_steps_and_edges(int64 task_id, int32 named_task_id)
+insert_steps_and_edges(int64 task_id, int32 named_task_id, int32 priority)
 {
 	int			roots = 0;
-	HTAB	   *by_id = insert_steps(task_id, named_task_id, &roots);
+	HTAB	   *by_id = insert_steps(task_id, named_task_id, priority, &roots);
 
 	insert_edges(task_id, named_task_id, by_id);
 	hash_destroy(by_id);
@@ -625,6 +628,28 @@ bypass_steps(int64 task_id, const char *task_name, ArrayType *names)
 }
 
 /*
+ * set_priority: the new task's priority (its steps get it as they are
+ * inserted).  The 0.1.0 schema, not yet updated, has none.
+ */
+static void
+set_priority(int64 task_id, int32 priority)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(task_id), Int32GetDatum(priority)};
+
+	if (!tasker_has_column("tasker_tasks", "priority"))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("task priorities need the tasker extension at version %s", TASKER_EXTVERSION),
+				 errdetail("The extension in this database is older than the library."),
+				 errhint("Run ALTER EXTENSION tasker UPDATE.")));
+	tasker_run_plan(tasker_keep_plan(&priority_plan,
+			  "UPDATE @extschema@.tasker_tasks SET priority = $2 WHERE task_id = $1",
+			  2, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+}
+
+/*
  * tasker_create_task_internal: create a task from a request; returns its id.
  */
 int64
@@ -638,6 +663,7 @@ tasker_create_task_internal(const TaskRequest *req)
 
 	tasker_check_size("task context", VARSIZE(req->context),
 					  tasker_max_context_size, "tasker.max_context_size");
+	tasker_check_priority(req->priority);
 	if (!JB_ROOT_IS_OBJECT(req->context) || JB_ROOT_IS_SCALAR(req->context))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -668,7 +694,10 @@ tasker_create_task_internal(const TaskRequest *req)
 	{
 		/* Admission control: refuse new work over the ready backlog. */
 		tasker_admit_task();
-		tasker_backlog_add_at_commit(insert_steps_and_edges(task_id, tmpl.named_task_id));
+		if (req->priority != 0)
+			set_priority(task_id, req->priority);
+		tasker_backlog_add_at_commit(insert_steps_and_edges(task_id, tmpl.named_task_id,
+															req->priority));
 		tasker_count_tasks(TASKER_TASKS_CREATED, 1);
 		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
 								 NULL, "pending", 0, GetCurrentTimestamp(),
