@@ -16,6 +16,12 @@
  * starts pending with unfinished_parents set to its number of parents and
  * next_attempt_at set, so root steps are in the ready-steps index at once.
  *
+ * Two rules of issue 11 apply at creation: admission control (backlog.c)
+ * refuses a new task while the ready backlog is over
+ * tasker.max_ready_backlog, and adds the new task's ready steps to the
+ * gauge at commit; a task's priority (priority.c) is stored on the task
+ * and copied to its steps, whose claim_key a trigger derives from it.
+ *
  * identity_key makes creation idempotent: the task row is inserted with
  * ON CONFLICT DO NOTHING on identity_hash, so a second create with the same
  * key (even a concurrent one, which waits for the first to commit) returns
