@@ -83,15 +83,15 @@ sub template
 # ---------------------------------------------------------------------
 check('adm', 'SELECT tasker_register_template(' . template('work', 'h.note') . ')', '',
 	'registers a template');
+check('adm', "SELECT tasker_register_handler('Work::Note', 'h.note(jsonb)')", '',
+	'registers a handler class');
+check('adm', "SELECT tasker_register_handler('Remote::Work', 'remote')", '',
+	'maps a class to an external worker queue');
 check('adm', q{SELECT tasker_register_template($y$
 name: remote
 step_templates:
   - {name: r, handler_class: "Remote::Work"}
 $y$)}, '', 'registers a template with a worker step');
-check('adm', "SELECT tasker_register_handler('Work::Note', 'h.note(jsonb)')", '',
-	'registers a handler class');
-check('adm', "SELECT tasker_register_handler('Remote::Work', 'remote')", '',
-	'maps a class to an external worker queue');
 check('adm', "SELECT tasker_create_task('work')", '', 'creates tasks (operator level)');
 check('adm', 'SELECT count(*) FROM tasker_tasks', '', 'reads the tables (reader level)');
 check('adm', "SELECT * FROM tasker_claim_steps('remote', 'w1')", '42501',
