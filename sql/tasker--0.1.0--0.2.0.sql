@@ -1886,14 +1886,14 @@ GRANT USAGE ON SCHEMA @extschema@ TO tasker_reader, tasker_worker;
 CREATE TABLE @extschema@.tasker_namespace_grants (
     grantee     regrole NOT NULL,
     namespace   text NOT NULL CHECK (namespace <> ''),
-    level       text NOT NULL CHECK (level IN ('reader', 'operator', 'admin', 'worker')),
+    level       text NOT NULL CHECK (level IN ('reader', 'operator', 'admin')),
     granted_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (grantee, namespace, level)
 );
 CREATE INDEX tasker_namespace_grants_namespace_idx
     ON @extschema@.tasker_namespace_grants (namespace);
 COMMENT ON TABLE @extschema@.tasker_namespace_grants IS
-    'Under tasker.namespace_isolation: the namespaces each role may see (reader), control and create tasks in (operator), register templates in (admin) or claim steps of (worker)';
+    'Under tasker.namespace_isolation: the namespaces each role may see (reader), control and create tasks in (operator) or register templates in (admin)';
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.tasker_namespace_grants', '');
 
 CREATE FUNCTION @extschema@.tasker_grant_namespace(role regrole, namespace text, level text)
@@ -1906,11 +1906,11 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Call tasker_grant_namespace(''app''::regrole, ''billing'', ''operator'').';
     END IF;
-    IF level NOT IN ('reader', 'operator', 'admin', 'worker') THEN
-        RAISE EXCEPTION 'unknown level "%"', level
+    IF level NOT IN ('reader', 'operator', 'admin') THEN
+        RAISE EXCEPTION 'unknown namespace level "%"', level
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The levels are reader, operator, admin and worker.',
-                  HINT = 'reader sees the namespace, operator also creates and controls its tasks, admin also registers its templates, worker claims its steps.';
+                  DETAIL = 'The namespace levels are reader, operator and admin; external workers are kept apart by queue, not by namespace.',
+                  HINT = 'reader sees the namespace, operator also creates and controls its tasks, admin also registers its templates.';
     END IF;
     IF namespace = '' THEN
         RAISE EXCEPTION 'namespace must not be empty'
@@ -1924,7 +1924,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_grant_namespace(regrole, text, text) IS
-    'Under tasker.namespace_isolation, let a role (and its members) act at a level (reader, operator, admin, worker) in a namespace; false when it already could';
+    'Under tasker.namespace_isolation, let a role (and its members) act at a level (reader, operator, admin) in a namespace; false when it already could';
 
 CREATE FUNCTION @extschema@.tasker_revoke_namespace(role regrole, namespace text, level text DEFAULT NULL)
 RETURNS integer
@@ -2138,7 +2138,7 @@ BEGIN
                             JOIN @extschema@.tasker_task_namespaces ns
                               ON ns.task_namespace_id = nt.task_namespace_id
                             JOIN @extschema@.tasker_namespace_grants g
-                              ON g.namespace = ns.name::text AND g.level <> 'worker'
+                              ON g.namespace = ns.name::text
                            WHERE pg_catalog.pg_has_role(g.grantee::oid, 'USAGE')))$p$, r.rel);
         ELSE
             EXECUTE pg_catalog.format($p$

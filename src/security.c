@@ -99,7 +99,7 @@ static const struct
 	[TASKER_LEVEL_READER] = {"tasker_reader", "reader", "reader,operator,admin"},
 	[TASKER_LEVEL_OPERATOR] = {"tasker_operator", "operator", "operator,admin"},
 	[TASKER_LEVEL_ADMIN] = {"tasker_admin", "admin", "admin"},
-	[TASKER_LEVEL_WORKER] = {"tasker_worker", "worker", "worker"},
+	[TASKER_LEVEL_WORKER] = {"tasker_worker", "worker", ""},	/* no namespace grant */
 };
 
 /*

@@ -22,13 +22,12 @@ $node->safe_psql('postgres', q{
 	CREATE ROLE opa LOGIN IN ROLE tasker_operator;
 	CREATE ROLE rea LOGIN IN ROLE tasker_reader;
 	CREATE ROLE rea_member LOGIN IN ROLE rea;
-	CREATE ROLE wka LOGIN IN ROLE tasker_worker, tasker_reader;
+	CREATE ROLE wka LOGIN IN ROLE tasker_worker;
 	CREATE ROLE nob LOGIN IN ROLE tasker_reader;
 	SELECT tasker_grant_namespace('ann', 'a', 'admin');
 	SELECT tasker_grant_namespace('ben', 'b', 'admin');
 	SELECT tasker_grant_namespace('opa', 'a', 'operator');
 	SELECT tasker_grant_namespace('rea', 'a', 'reader');
-	SELECT tasker_grant_namespace('wka', 'a', 'worker');
 	CREATE FUNCTION public.ok(step jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"ok": true}'::jsonb $$;
 	CREATE FUNCTION public.fail(step jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT 1/0; SELECT '{}'::jsonb $$;
 });
@@ -116,8 +115,14 @@ for my $table (@tables)
 }
 is(as_role('rea_member', "SELECT count(*) FROM tasker_tasks WHERE task_id = $ta"), '1',
 	'a member of rea sees namespace a, through the grant to rea');
-is(as_role('wka', 'SELECT count(*) FROM tasker_tasks'), '0',
-	'a worker grant gives no sight of the tasks');
+is(sqlstate('postgres', "SELECT tasker_grant_namespace('wka', 'a', 'worker')"), '22023',
+	'there is no worker level per namespace (workers are kept apart by queue)');
+is(sqlstate('postgres', "SELECT tasker_grant_namespace('wka', '', 'reader')"), '22023',
+	'an empty namespace is refused');
+is(sqlstate('postgres', "SELECT tasker_grant_namespace(NULL, 'a', 'reader')"), '22004',
+	'so is a NULL role');
+is(sqlstate('ann', "SELECT tasker_grant_namespace('ann', 'b', 'admin')"), '42501',
+	'only the owner grants namespaces');
 is($node->safe_psql('postgres', "SELECT count(*) FROM tasker_tasks WHERE task_id IN ($ta, $tb)"), '2',
 	'a superuser sees both');
 
