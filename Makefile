@@ -77,6 +77,14 @@ ifdef TASKER_WERROR
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
 endif
 
+# test/run --sanitize builds with AddressSanitizer and UndefinedBehavior-
+# Sanitizer (TASKER_SANITIZE=1); the server then runs with the ASan runtime
+# preloaded.  Not for production: see README, "Development and tests".
+ifdef TASKER_SANITIZE
+PG_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
+SHLIB_LINK += -fsanitize=address,undefined
+endif
+
 EXTRA_CLEAN = results regression.diffs regression.out
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -56,9 +56,52 @@ tasker_install_packages() {
 
 # Build with warnings as errors and install into the PostgreSQL tree.
 tasker_build() {
-	echo "== building tasker"
-	make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 >/dev/null
+	echo "== building tasker${TASKER_SANITIZE:+ with -fsanitize=address,undefined}"
+	if [ -n "${TASKER_SANITIZE:-}" ]; then
+		# Objects built with other flags are not rebuilt by make: start clean.
+		make -C "$TASKER_ROOT" -s clean >/dev/null
+		make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 TASKER_SANITIZE=1 >/dev/null
+	else
+		make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 >/dev/null
+	fi
 	make -C "$TASKER_ROOT" -s install >/dev/null
+}
+
+# sanitize_start DIR: run every process started from here on with the ASan
+# runtime preloaded (the PostgreSQL binaries are not instrumented, so the
+# runtime must come first for the instrumented tasker.so to load), leak
+# detection off (PostgreSQL frees by memory context, at exit), and every
+# report written to a file in DIR.
+sanitize_start() {
+	local dir=$1
+	mkdir -p "$dir"
+	chmod 1777 "$dir"
+	export LD_PRELOAD
+	LD_PRELOAD=$(gcc -print-file-name=libasan.so)
+	export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:log_path=$dir/asan"
+	export UBSAN_OPTIONS="print_stacktrace=1:log_path=$dir/ubsan"
+}
+
+# sanitize_reports DIR: print the sanitizer reports in DIR and set
+# SANITIZER_REPORTS to their number.
+sanitize_reports() {
+	local dir=$1 f
+	SANITIZER_REPORTS=0
+	for f in "$dir"/asan.* "$dir"/ubsan.*; do
+		[ -f "$f" ] || continue
+		SANITIZER_REPORTS=$((SANITIZER_REPORTS + $(grep -cE 'ERROR: AddressSanitizer|runtime error:' "$f" || true)))
+		echo "-- $f"
+		head -40 "$f"
+	done
+}
+
+# sanitize_restore: put back the ordinary build: the installation is
+# shared, and an instrumented tasker.so cannot load without the runtime.
+sanitize_restore() {
+	unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS TASKER_SANITIZE
+	echo "== restoring the ordinary build"
+	make -C "$TASKER_ROOT" -s clean >/dev/null
+	tasker_build
 }
 
 tasker_setup() {
