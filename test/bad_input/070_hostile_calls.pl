@@ -232,7 +232,7 @@ my @specials = (
 	['tasker_fail_step', 'an unknown step', q{SELECT tasker_fail_step(987654321, gen_random_uuid(), '{}')}],
 	['tasker_complete_steps', 'a malformed batch', q{SELECT tasker_complete_steps('[{"step_id": "x"}]')}],
 	['tasker_complete_steps', 'not an array', q{SELECT tasker_complete_steps('{"step_id": 1}')}],
-	['tasker_transition_task', 'an illegal transition', q{SELECT tasker_transition_task(1, 'complete', '{}')}],
+	['tasker_transition_task', 'an illegal transition', q{SELECT tasker_transition_task(1, 'in_progress', '{}')}],
 	['tasker_transition_step', 'an unknown state', q{SELECT tasker_transition_step(1, 'exploded', '{}')}],
 	['tasker_resolve_step', 'a step of another task', q{SELECT tasker_resolve_step(2, 'nonexistent'::text, '{}'::jsonb)}],
 	['tasker_register_template', '10,000 steps', q{SELECT tasker_register_template('name: big' || chr(10) || 'step_templates:' || chr(10) ||
