@@ -67,18 +67,17 @@ tasker_build() {
 	make -C "$TASKER_ROOT" -s install >/dev/null
 }
 
-# sanitize_start DIR: run every process started from here on with the ASan
-# runtime preloaded (the PostgreSQL binaries are not instrumented, so the
-# runtime must come first for the instrumented tasker.so to load), leak
-# detection off (PostgreSQL frees by memory context, at exit), and every
-# report written to a file in DIR.
+# sanitize_start DIR: the sanitizers' settings for every process started
+# from here on: the ASan runtime comes with the instrumented tasker.so, not
+# first (Debian's postgres deadlocks in bindtextdomain at start with it
+# preloaded), so the link-order check is off; no leak detection
+# (PostgreSQL frees by memory context, and at exit); every report is
+# written to a file in DIR.
 sanitize_start() {
 	local dir=$1
 	mkdir -p "$dir"
 	chmod 1777 "$dir"
-	export LD_PRELOAD
-	LD_PRELOAD=$(gcc -print-file-name=libasan.so)
-	export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:log_path=$dir/asan"
+	export ASAN_OPTIONS="detect_leaks=0:verify_asan_link_order=0:log_path=$dir/asan"
 	export UBSAN_OPTIONS="print_stacktrace=1:log_path=$dir/ubsan"
 }
 
@@ -98,7 +97,7 @@ sanitize_reports() {
 # sanitize_restore: put back the ordinary build: the installation is
 # shared, and an instrumented tasker.so cannot load without the runtime.
 sanitize_restore() {
-	unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS TASKER_SANITIZE
+	unset ASAN_OPTIONS UBSAN_OPTIONS TASKER_SANITIZE
 	echo "== restoring the ordinary build"
 	make -C "$TASKER_ROOT" -s clean >/dev/null
 	tasker_build
