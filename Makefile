@@ -35,7 +35,8 @@ OBJS = \
 	src/template_check.o \
 	src/template_store.o \
 	src/handler_registry.o \
-	src/api.o
+	src/api.o \
+	src/sanitize.o
 
 # Released install scripts are never edited.  Each later version's install
 # script is built: the first release's script followed by every upgrade
@@ -85,7 +86,9 @@ endif
 # tests".
 ifdef TASKER_SANITIZE
 PG_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer --param asan-stack=0
+PG_CPPFLAGS += -DTASKER_SANITIZE_LOG='"$(TASKER_SANITIZE_LOG)"'
 SHLIB_LINK += -fsanitize=address,undefined
+TASKER_SANITIZE_LOG ?= /tmp/tasker-sanitizer
 endif
 
 EXTRA_CLEAN = results regression.diffs regression.out

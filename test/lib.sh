@@ -67,18 +67,16 @@ tasker_build() {
 	make -C "$TASKER_ROOT" -s install >/dev/null
 }
 
-# sanitize_start DIR: the sanitizers' settings for every process started
-# from here on: the ASan runtime comes with the instrumented tasker.so, not
-# first (Debian's postgres deadlocks in bindtextdomain at start with it
-# preloaded), so the link-order check is off; no leak detection
-# (PostgreSQL frees by memory context, and at exit); every report is
-# written to a file in DIR.
+# sanitize_start DIR: an empty DIR for the sanitizers' reports.  The
+# runtimes' options (reports under /tmp/tasker-sanitizer, the build's
+# TASKER_SANITIZE_LOG) are compiled into tasker.so (src/sanitize.c): a
+# backend cannot read them from its environment.  Run under the install
+# lock, so no other run writes there.
 sanitize_start() {
 	local dir=$1
+	rm -rf "$dir"
 	mkdir -p "$dir"
 	chmod 1777 "$dir"
-	export ASAN_OPTIONS="detect_leaks=0:verify_asan_link_order=0:log_path=$dir/asan"
-	export UBSAN_OPTIONS="print_stacktrace=1:log_path=$dir/ubsan"
 }
 
 # sanitize_reports DIR: print the sanitizer reports in DIR and set
@@ -97,7 +95,7 @@ sanitize_reports() {
 # sanitize_restore: put back the ordinary build: the installation is
 # shared, and an instrumented tasker.so cannot load without the runtime.
 sanitize_restore() {
-	unset ASAN_OPTIONS UBSAN_OPTIONS TASKER_SANITIZE
+	unset TASKER_SANITIZE
 	echo "== restoring the ordinary build"
 	make -C "$TASKER_ROOT" -s clean >/dev/null
 	tasker_build
