@@ -6,6 +6,8 @@ OBJS = \
 	src/tasker.o \
 	src/guc.o \
 	src/state.o \
+	src/flow_rules.o \
+	src/flow.o \
 	src/events.o \
 	src/notify.o \
 	src/shmem.o \

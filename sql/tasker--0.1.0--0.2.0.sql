@@ -1837,3 +1837,331 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_critical_path(bigint, jsonb) IS
     'The longest chain of a task''s steps by duration, in order: each step''s duration (observed for a finished step, estimated from config''s duration_estimates otherwise) and the running total';
+
+/* ---- issue 10: dynamic workflows (src/flow.c, src/template_flow.c) ---- */
+
+/*
+ * A new terminal step state, skipped: a decision's branch not taken, and
+ * every step reachable only through such branches.  It counts as
+ * finished (not failed) for readiness, the execution context and task
+ * finalization.
+ */
+ALTER DOMAIN tasker_state DROP CONSTRAINT tasker_state_valid;
+ALTER DOMAIN tasker_state ADD CONSTRAINT tasker_state_valid
+    CHECK (VALUE IN ('pending', 'in_progress', 'complete', 'error',
+                     'cancelled', 'resolved_manually', 'skipped'));
+
+/*
+ * A step template's dynamic rule: flow holds its type (map, decision,
+ * wait, subtask) and that type's keys, as registered; delay_seconds
+ * holds back the step after it is otherwise ready.
+ */
+ALTER TABLE tasker_named_tasks_named_steps
+    ADD COLUMN flow jsonb,
+    ADD COLUMN delay_seconds integer NOT NULL DEFAULT 0 CHECK (delay_seconds >= 0);
+COMMENT ON COLUMN tasker_named_tasks_named_steps.flow IS
+    'The step''s dynamic rule, or NULL for a plain step: {"type": "map"|"decision"|"wait"|"subtask", ...} with map_over, map_max_parallel, branches, signal, task, context_from';
+COMMENT ON COLUMN tasker_named_tasks_named_steps.delay_seconds IS
+    'Seconds the step waits after it is otherwise ready (delay_seconds in the YAML)';
+
+/*
+ * Steps: the lifecycle rule a step follows (step_type; NULL for a plain
+ * step), its delay, and map instances: one row per element of a map
+ * step's array, with the map step as map_parent_id and the element as
+ * map_item.  A map step counts its unfinished instances (map_open) and
+ * the next instance to release under map_max_parallel (map_next).
+ * Steps whose rule the executor applies itself (map, wait, subtask) have
+ * handler_kind flow; map instances have their handler's kind.
+ */
+ALTER TABLE tasker_workflow_steps
+    DROP CONSTRAINT tasker_workflow_steps_handler_kind_check,
+    ADD CONSTRAINT tasker_workflow_steps_handler_kind_check
+        CHECK (handler_kind IN ('sql', 'http', 'worker', 'flow')),
+    ADD COLUMN step_type text
+        CHECK (step_type IN ('map', 'decision', 'wait', 'subtask')),
+    ADD COLUMN delay_seconds integer NOT NULL DEFAULT 0 CHECK (delay_seconds >= 0),
+    ADD COLUMN map_parent_id bigint
+        REFERENCES tasker_workflow_steps (workflow_step_id) ON DELETE CASCADE,
+    ADD COLUMN map_index integer CHECK (map_index >= 0),
+    ADD COLUMN map_item jsonb,
+    ADD COLUMN map_open integer CHECK (map_open >= 0),
+    ADD COLUMN map_next integer CHECK (map_next >= 0),
+    ADD CONSTRAINT tasker_workflow_steps_map_instance
+        CHECK ((map_parent_id IS NULL) = (map_index IS NULL));
+ALTER TABLE tasker_workflow_steps DROP CONSTRAINT workflow_steps_task_named_step_unique;
+CREATE UNIQUE INDEX tasker_workflow_steps_task_named_step_idx
+    ON tasker_workflow_steps (task_id, named_step_id) WHERE map_parent_id IS NULL;
+CREATE UNIQUE INDEX tasker_workflow_steps_map_instance_idx
+    ON tasker_workflow_steps (map_parent_id, map_index) WHERE map_parent_id IS NOT NULL;
+COMMENT ON COLUMN tasker_workflow_steps.step_type IS
+    'The dynamic rule the step follows (map, decision, wait, subtask), or NULL for a plain step';
+COMMENT ON COLUMN tasker_workflow_steps.map_parent_id IS
+    'For a map instance: its map step';
+COMMENT ON COLUMN tasker_workflow_steps.map_item IS
+    'For a map instance: its element of the mapped array (the envelope''s item)';
+COMMENT ON COLUMN tasker_workflow_steps.map_open IS
+    'For a map step that fanned out: its instances not yet complete';
+COMMENT ON COLUMN tasker_workflow_steps.map_next IS
+    'For a map step that fanned out: the index of the next instance map_max_parallel releases';
+
+/* A subtask's child task names the step that created it. */
+ALTER TABLE tasker_tasks
+    ADD COLUMN parent_step_id bigint
+        REFERENCES tasker_workflow_steps (workflow_step_id) ON DELETE SET NULL;
+CREATE INDEX tasker_tasks_parent_step_idx ON tasker_tasks (parent_step_id)
+    WHERE parent_step_id IS NOT NULL;
+COMMENT ON COLUMN tasker_tasks.parent_step_id IS
+    'For a subtask''s child task: the subtask step of the parent task that created it';
+
+/* Signals that arrived before their wait step was reached. */
+CREATE TABLE tasker_signals (
+    task_id     bigint NOT NULL REFERENCES tasker_tasks (task_id) ON DELETE CASCADE,
+    signal      text NOT NULL,
+    payload     jsonb NOT NULL DEFAULT '{}',
+    received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (task_id, signal)
+);
+COMMENT ON TABLE tasker_signals IS
+    'Signals sent with tasker_signal before the task reached its wait step; used when it does';
+
+CREATE FUNCTION tasker_signal(task_id bigint, signal text, payload jsonb DEFAULT '{}')
+RETURNS boolean
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_signal_sql';
+COMMENT ON FUNCTION tasker_signal(bigint, text, jsonb) IS
+    'Complete the task''s wait step for this signal with the payload as its results (or keep the signal until the step is reached); false when the task has no such wait step or it already finished';
+REVOKE ALL ON FUNCTION tasker_signal(bigint, text, jsonb) FROM PUBLIC;
+
+/* skipped counts as finished wherever a step's finish is counted. */
+
+CREATE OR REPLACE FUNCTION tasker_check()
+RETURNS TABLE (task_id bigint, problem text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH counts AS (
+        SELECT s.task_id,
+               count(*) AS total,
+               count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually', 'skipped')) AS done,
+               count(*) FILTER (WHERE s.current_state = 'in_progress'
+                                   OR (s.current_state IN ('pending', 'error')
+                                       AND s.unfinished_parents = 0
+                                       AND s.next_attempt_at IS NOT NULL)) AS live,
+               count(*) FILTER (WHERE s.current_state IN ('pending', 'in_progress')
+                                   OR (s.current_state = 'error'
+                                       AND s.next_attempt_at IS NOT NULL)) AS unsettled
+          FROM @extschema@.tasker_workflow_steps s
+         GROUP BY s.task_id)
+    SELECT t.task_id, 'no way forward',
+           format('The task is %s, but none of its %s steps is running, ready or waiting for a retry (%s finished). Way out: tasker_resolve_step or tasker_cancel_step on the blocking steps, or tasker_cancel_task.',
+                  t.current_state, c.total, c.done)
+      FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
+     WHERE t.current_state IN ('pending', 'in_progress') AND c.live = 0 AND c.done < c.total
+    UNION ALL
+    SELECT t.task_id, 'finished but not complete',
+           format('Every step of the task finished, but the task is %s. Way out: any batch that touches the task settles it (tasker_run_task).',
+                  t.current_state)
+      FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
+     WHERE t.current_state IN ('pending', 'in_progress') AND c.done = c.total
+    UNION ALL
+    SELECT t.task_id, 'cancelled with unsettled steps',
+           format('The task is cancelled, but %s of its steps are pending, in progress or waiting for a retry. Way out: the next batch of any worker (or tasker_run_steps) cancels them.',
+                  c.unsettled)
+      FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
+     WHERE t.current_state = 'cancelled' AND c.unsettled > 0
+    UNION ALL
+    SELECT t.task_id, 'task state disagrees with its transitions',
+           format('current_state is %s; the most recent transition goes to %s.',
+                  t.current_state, COALESCE(tt.to_state::text, '(none: pending)'))
+      FROM @extschema@.tasker_tasks t
+      LEFT JOIN @extschema@.tasker_task_transitions tt
+             ON tt.task_id = t.task_id AND tt.most_recent
+     WHERE COALESCE(tt.to_state, 'pending') <> t.current_state
+    UNION ALL
+    SELECT s.task_id, 'step state disagrees with its transitions',
+           format('Step %s has current_state %s; its most recent transition goes to %s.',
+                  s.workflow_step_id, s.current_state,
+                  COALESCE(st.to_state::text, '(none: pending)'))
+      FROM @extschema@.tasker_workflow_steps s
+      LEFT JOIN @extschema@.tasker_workflow_step_transitions st
+             ON st.workflow_step_id = s.workflow_step_id AND st.most_recent
+     WHERE COALESCE(st.to_state, 'pending') <> s.current_state
+    UNION ALL
+    SELECT s.task_id, 'unfinished_parents disagrees with the edges',
+           format('Step %s counts %s unfinished parents; its edges give %s.',
+                  s.workflow_step_id, s.unfinished_parents, p.n)
+      FROM @extschema@.tasker_workflow_steps s
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS n
+             FROM @extschema@.tasker_workflow_step_edges e
+             JOIN @extschema@.tasker_workflow_steps ps ON ps.workflow_step_id = e.from_step_id
+            WHERE e.to_step_id = s.workflow_step_id
+              AND ps.current_state NOT IN ('complete', 'resolved_manually', 'skipped')) p
+     WHERE s.unfinished_parents <> p.n
+    ORDER BY 1, 2
+$$;
+CREATE OR REPLACE VIEW tasker_event_catalog AS
+SELECT e.name, e.category, e.description, e.payload_fields
+  FROM (VALUES
+    ('task.initialize_requested', 'task', 'A task was created (or went back to pending from in_progress)', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.start_requested', 'task', 'A task started: its first step was claimed', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.completed', 'task', 'Every step of a task is complete or resolved_manually', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.failed', 'task', 'A task can make no more progress because of failed steps', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.retry_requested', 'task', 'A task in error was sent back to pending (tasker_retry_task, or a resolved step)', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.cancelled', 'task', 'A task was cancelled', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('task.resolved_manually', 'task', 'A task in error was resolved by hand', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
+    ('step.execution_requested', 'step', 'A step was claimed and its handler is about to run', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.completed', 'step', 'A step''s handler succeeded; its results are stored', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.failed', 'step', 'An attempt of a step failed; the error is in its results and its transition. final: no retry is scheduled', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'final', 'at']),
+    ('step.retry_requested', 'step', 'A failed step went back to pending for another attempt', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.cancelled', 'step', 'A step was cancelled (alone or with its task)', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.resolved_manually', 'step', 'A step was settled by hand or bypassed', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.skipped', 'step', 'A step will not run: a decision did not take its branch, or every parent of it was skipped', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at'])
+  ) AS e(name, category, description, payload_fields)
+UNION ALL
+SELECT DISTINCT ON (ce->>'name') ce->>'name', 'custom', ce->>'description',
+       ARRAY['event', 'task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'at', 'payload']
+  FROM (SELECT jsonb_array_elements(custom_events) AS ce FROM tasker_named_tasks
+        UNION ALL
+        SELECT jsonb_array_elements(custom_events) FROM tasker_named_tasks_named_steps) c
+ WHERE jsonb_typeof(ce) = 'object' AND ce ? 'name';
+
+/*
+ * Readiness reports the dynamic rules: the step's type, a map instance's
+ * map step and index, and what a step waits for (waiting_for: signal,
+ * subtask, map_instances, delay, map_parallel_limit) with the details
+ * (the signal and its deadline, the child task, the open instances, the
+ * time a delay ends).  A parent that was skipped counts as finished.
+ */
+ALTER TYPE tasker_step_readiness
+    ADD ATTRIBUTE step_type text,
+    ADD ATTRIBUTE map_parent_id bigint,
+    ADD ATTRIBUTE map_index integer,
+    ADD ATTRIBUTE waiting_for text,
+    ADD ATTRIBUTE waiting_detail jsonb;
+
+CREATE OR REPLACE FUNCTION tasker_step_readiness_status(task_ids bigint[],
+                                                        as_of timestamptz DEFAULT now())
+RETURNS SETOF tasker_step_readiness
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.workflow_step_id, s.task_id, s.named_step_id, n.name::text,
+           s.current_state::text,
+           p.total = p.done,
+           s.attempts = 0 OR (s.retryable AND s.attempts < s.retry_limit),
+           s.current_state IN ('pending', 'error')
+             AND NOT s.processed AND NOT s.in_process
+             AND p.total = p.done
+             AND (s.attempts = 0 OR (s.retryable AND s.attempts < s.retry_limit))
+             AND s.next_attempt_at IS NOT NULL AND s.next_attempt_at <= as_of,
+           lf.created_at,
+           CASE WHEN s.current_state = 'error' THEN s.next_attempt_at END,
+           p.total::integer, p.done::integer, s.attempts, s.retry_limit,
+           s.backoff_request_seconds, s.last_attempted_at,
+           s.step_type, s.map_parent_id, s.map_index, w.waiting_for, w.detail
+      FROM @extschema@.tasker_workflow_steps s
+      JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS total,
+                  count(*) FILTER (WHERE ps.current_state IN ('complete', 'resolved_manually', 'skipped')) AS done
+             FROM @extschema@.tasker_workflow_step_edges e
+             JOIN @extschema@.tasker_workflow_steps ps ON ps.workflow_step_id = e.from_step_id
+            WHERE e.to_step_id = s.workflow_step_id) p
+     CROSS JOIN LATERAL (
+           SELECT CASE
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'wait' THEN 'signal'
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'subtask' THEN 'subtask'
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'map' THEN 'map_instances'
+                    WHEN s.current_state = 'pending' AND s.unfinished_parents = 0
+                         AND s.delay_seconds > 0 AND s.next_attempt_at > as_of THEN 'delay'
+                    WHEN s.current_state = 'pending' AND s.map_parent_id IS NOT NULL
+                         AND s.next_attempt_at IS NULL THEN 'map_parallel_limit'
+                  END AS waiting_for,
+                  CASE
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'wait' THEN
+                      (SELECT jsonb_build_object('signal', l.flow->>'signal',
+                                                 'deadline', s.lease_expires_at)
+                         FROM @extschema@.tasker_tasks t
+                         JOIN @extschema@.tasker_named_tasks_named_steps l
+                           ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id
+                        WHERE t.task_id = s.task_id)
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'subtask' THEN
+                      (SELECT jsonb_build_object('child_task_id', c.task_id,
+                                                 'child_state', c.current_state)
+                         FROM @extschema@.tasker_tasks c
+                        WHERE c.parent_step_id = s.workflow_step_id
+                        ORDER BY c.task_id LIMIT 1)
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'map' THEN
+                      jsonb_build_object('open', s.map_open,
+                                         'total', (SELECT count(*) FROM @extschema@.tasker_workflow_steps i
+                                                    WHERE i.map_parent_id = s.workflow_step_id))
+                    WHEN s.current_state = 'pending' AND s.unfinished_parents = 0
+                         AND s.delay_seconds > 0 AND s.next_attempt_at > as_of THEN
+                      jsonb_build_object('until', s.next_attempt_at)
+                  END AS detail) w
+      LEFT JOIN @extschema@.tasker_workflow_step_transitions lf
+             ON lf.workflow_step_id = s.workflow_step_id AND lf.most_recent
+            AND lf.to_state = 'error'
+     WHERE s.task_id = ANY (task_ids)
+     ORDER BY s.task_id, s.workflow_step_id
+$$;
+
+/*
+ * The execution context counts skipped steps (finished, not failed) and
+ * waiting ones (a wait, a subtask, a map step, a delay); a task whose
+ * only activity is waiting reports execution_status waiting.
+ */
+ALTER TYPE tasker_task_execution_context
+    ADD ATTRIBUTE skipped_steps bigint,
+    ADD ATTRIBUTE waiting_steps bigint;
+
+CREATE OR REPLACE FUNCTION tasker_task_execution_context(task_ids bigint[],
+                                                         as_of timestamptz DEFAULT now())
+RETURNS SETOF tasker_task_execution_context
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH counts AS (
+        SELECT t.task_id, t.named_task_id, t.current_state::text AS status,
+               count(r.workflow_step_id) AS total,
+               count(*) FILTER (WHERE r.current_state = 'pending') AS pending,
+               count(*) FILTER (WHERE r.current_state = 'in_progress') AS in_progress,
+               count(*) FILTER (WHERE r.current_state IN ('complete', 'resolved_manually')) AS completed,
+               count(*) FILTER (WHERE r.current_state = 'error') AS failed,
+               count(*) FILTER (WHERE r.ready_for_execution
+                                  AND t.current_state IN ('pending', 'in_progress')) AS ready,
+               count(*) FILTER (WHERE (r.current_state = 'error' AND NOT r.retry_eligible)
+                                   OR r.current_state = 'cancelled') AS blocked,
+               count(*) FILTER (WHERE r.current_state = 'skipped') AS skipped,
+               count(*) FILTER (WHERE r.waiting_for IS NOT NULL) AS waiting,
+               count(*) FILTER (WHERE r.current_state = 'in_progress'
+                                  AND r.waiting_for IS NULL) AS running
+          FROM @extschema@.tasker_tasks t
+          LEFT JOIN @extschema@.tasker_step_readiness_status($1, $2) r ON r.task_id = t.task_id
+         WHERE t.task_id = ANY ($1)
+         GROUP BY t.task_id, t.named_task_id, t.current_state)
+    SELECT task_id, named_task_id, status, total, pending, in_progress,
+           completed, failed, ready,
+           CASE WHEN status = 'cancelled' THEN 'cancelled'
+                WHEN ready > 0 THEN 'has_ready_steps'
+                WHEN running > 0 THEN 'processing'
+                WHEN waiting > 0 AND status IN ('pending', 'in_progress') THEN 'waiting'
+                WHEN blocked > 0 THEN 'blocked_by_failures'
+                WHEN completed + skipped = total AND total > 0 THEN 'all_complete'
+                ELSE 'waiting_for_dependencies' END,
+           CASE WHEN status = 'cancelled' THEN 'none'
+                WHEN ready > 0 THEN 'execute_ready_steps'
+                WHEN running > 0 THEN 'wait_for_completion'
+                WHEN waiting > 0 AND status IN ('pending', 'in_progress') THEN 'wait_for_signal_subtask_or_timer'
+                WHEN blocked > 0 THEN 'handle_failures'
+                WHEN completed + skipped = total AND total > 0 THEN 'finalize_task'
+                ELSE 'wait_for_dependencies' END,
+           CASE WHEN total = 0 THEN 0.0
+                ELSE round((completed + skipped)::numeric / total * 100, 2) END,
+           CASE WHEN status = 'cancelled' THEN 'cancelled'
+                WHEN failed = 0 AND blocked = 0 THEN 'healthy'
+                WHEN ready > 0 THEN 'recovering'
+                WHEN blocked > 0 THEN 'blocked'
+                ELSE 'recovering' END,
+           skipped, waiting
+      FROM counts
+     ORDER BY task_id
+$$;

@@ -27,6 +27,8 @@
 #include "control.h"
 #include "dag.h"
 #include "events.h"
+#include "flow.h"
+#include "guc.h"
 #include "handler.h"
 #include "handler_http.h"
 #include "handler_registry.h"
@@ -67,6 +69,7 @@ PG_FUNCTION_INFO_V1(tasker_publish_event_sql);
 PG_FUNCTION_INFO_V1(tasker_http_preview_sql);
 PG_FUNCTION_INFO_V1(tasker_step_depths_sql);
 PG_FUNCTION_INFO_V1(tasker_running_step_sql);
+PG_FUNCTION_INFO_V1(tasker_signal_sql);
 
 /*
  * AS_OWNER: run a statement as the extension's owner, for the caller
@@ -329,6 +332,28 @@ tasker_cancel_task_sql(PG_FUNCTION_ARGS)
 }
 
 /*
+ * tasker_signal(task_id bigint, signal text, payload jsonb DEFAULT '{}')
+ *	 RETURNS boolean: deliver a signal to the task's wait step (flow.c).
+ */
+Datum
+tasker_signal_sql(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *payload;
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "task_id", "Pass the task_id tasker_create_task returned.");
+	tasker_require_arg(fcinfo, 1, "signal", "Pass the signal name of the wait step.");
+	payload = PG_ARGISNULL(2)
+		? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
+		: PG_GETARG_JSONB_P(2);
+	tasker_check_size("signal payload", VARSIZE(payload),
+					  tasker_max_results_size, "tasker.max_results_size");
+	AS_OWNER(done = tasker_signal(PG_GETARG_INT64(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+								  payload));
+	PG_RETURN_BOOL(done);
+}
+
+/*
  * any_null: whether one of the first n arguments is NULL (the overloads
  * that take a reason are not STRICT, since the reason may be NULL).
  */
@@ -448,7 +473,7 @@ run_steps_until_done(int max_steps)
 	{
 		CHECK_FOR_INTERRUPTS();
 		(void) tasker_start_ready_tasks(0, max_steps - total);
-		n = tasker_run_ready_steps(0, max_steps - total, tasker_run_as_filter());
+		n = tasker_run_in_transaction_kinds(0, max_steps - total, tasker_run_as_filter());
 		total += n;
 	} while (n > 0 && total < max_steps);
 	return total;

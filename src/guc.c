@@ -31,6 +31,7 @@ int			tasker_poll_interval = 1000;
 int			tasker_max_backoff = 300;
 int			tasker_max_context_size = 8192;
 int			tasker_max_results_size = 8192;
+int			tasker_max_map_items = 10000;
 /* tasker.environment: the environments.<name> overrides of templates. */
 char	   *tasker_environment = NULL;
 /* tasker.max_template_size: a template's size, aliases expanded (kB). */
@@ -130,6 +131,11 @@ tasker_define_size_gucs(void)
 							"Larger results fail the attempt for good (or refuse tasker_resolve_step); they are never cut short.",
 							&tasker_max_results_size, 8192, 1, 65536,
 							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_map_items",
+							"Most instances a map step may fan out into.",
+							"A map_over array with more elements fails the map step for good; it is never cut short.",
+							&tasker_max_map_items, 10000, 0, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /*

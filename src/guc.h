@@ -19,6 +19,7 @@ extern int	tasker_poll_interval;	/* milliseconds */
 extern int	tasker_max_backoff;		/* seconds */
 extern int	tasker_max_context_size;	/* kilobytes */
 extern int	tasker_max_results_size;	/* kilobytes */
+extern int	tasker_max_map_items;
 extern PGDLLIMPORT char *tasker_environment;
 extern int	tasker_max_template_size;	/* kilobytes */
 extern int	tasker_http_max_concurrency;

@@ -344,7 +344,7 @@ any_api_steps(void)
 {
 	tasker_run_plan(tasker_keep_plan(&api_steps_plan,
 			 "SELECT EXISTS (SELECT 1 FROM @extschema@.tasker_named_tasks_named_steps l"
-			 "                WHERE " TASKER_STEP_KIND_SQL("l") " = 'http')",
+			 "                WHERE " TASKER_HANDLER_KIND_SQL("l") " = 'http')",
 			 0, NULL),
 		NULL, NULL, SPI_OK_SELECT);
 	return DatumGetBool(col(0, 1));

@@ -51,7 +51,8 @@ static const char *const state_names[TASKER_NUM_STATES] = {
 	"complete",
 	"error",
 	"cancelled",
-	"resolved_manually"
+	"resolved_manually",
+	"skipped"
 };
 
 #define S(st) (1 << (st))
@@ -70,13 +71,14 @@ static const int task_next[TASKER_NUM_STATES] = {
 /* Allowed next states of a step, indexed by the current state. */
 static const int step_next[TASKER_NUM_STATES] = {
 	[TASKER_PENDING] = S(TASKER_IN_PROGRESS) | S(TASKER_ERROR) |
-	S(TASKER_CANCELLED) | S(TASKER_RESOLVED_MANUALLY),
+	S(TASKER_CANCELLED) | S(TASKER_RESOLVED_MANUALLY) | S(TASKER_SKIPPED),
 	[TASKER_IN_PROGRESS] = S(TASKER_COMPLETE) | S(TASKER_ERROR) | S(TASKER_CANCELLED) |
 	S(TASKER_PENDING),			/* a leased step given back by its worker */
 	[TASKER_COMPLETE] = 0,
 	[TASKER_ERROR] = S(TASKER_PENDING) | S(TASKER_RESOLVED_MANUALLY),
 	[TASKER_CANCELLED] = S(TASKER_RESOLVED_MANUALLY),
-	[TASKER_RESOLVED_MANUALLY] = 0
+	[TASKER_RESOLVED_MANUALLY] = 0,
+	[TASKER_SKIPPED] = 0
 };
 
 /* What the locking query found about the entity being moved. */
@@ -100,6 +102,7 @@ static SPIPlanPtr step_insert_plan;
 static SPIPlanPtr task_update_plan;
 static SPIPlanPtr step_update_plan;
 static SPIPlanPtr release_children_plan;
+static SPIPlanPtr release_children_010_plan;
 static SPIPlanPtr start_steps_plan;
 static SPIPlanPtr complete_steps_plan;
 
@@ -128,7 +131,7 @@ tasker_state_from_name(const char *name)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown state \"%s\"", name),
-			 errdetail("The states are pending, in_progress, complete, error, cancelled and resolved_manually."),
+			 errdetail("The states are pending, in_progress, complete, error, cancelled, resolved_manually and skipped (steps only)."),
 			 errhint("State names are lower case.")));
 	return TASKER_PENDING;		/* keep the compiler quiet */
 }
@@ -252,14 +255,14 @@ count_unfinished(TaskerEntity entity, int64 id)
 		plan = tasker_keep_plan(&task_guard_plan,
 							"SELECT count(*) FROM @extschema@.tasker_workflow_steps"
 							" WHERE task_id = $1"
-							"   AND current_state NOT IN ('complete', 'resolved_manually')",
+							"   AND current_state NOT IN " TASKER_FINISHED_STATES_SQL,
 							1, argtypes);
 	else
 		plan = tasker_keep_plan(&step_guard_plan,
 							"SELECT count(*) FROM @extschema@.tasker_workflow_step_edges e"
 							"  JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id"
 							" WHERE e.to_step_id = $1"
-							"   AND p.current_state NOT IN ('complete', 'resolved_manually')",
+							"   AND p.current_state NOT IN " TASKER_FINISHED_STATES_SQL,
 							1, argtypes);
 	tasker_run_plan(plan, values, NULL, SPI_OK_SELECT);
 	return get_int(1);
@@ -292,7 +295,7 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("task " INT64_FORMAT " cannot complete", id),
-					 errdetail("The task is in state \"%s\"; " INT64_FORMAT " of its steps are neither complete nor resolved_manually.",
+					 errdetail("The task is in state \"%s\"; " INT64_FORMAT " of its steps are neither complete, resolved_manually nor skipped.",
 							   state_names[from], unfinished),
 					 errhint("Complete or resolve every step first.")));
 	}
@@ -303,7 +306,7 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("step " INT64_FORMAT " cannot start", id),
-					 errdetail("The step is in state \"%s\"; " INT64_FORMAT " of its parents are neither complete nor resolved_manually.",
+					 errdetail("The step is in state \"%s\"; " INT64_FORMAT " of its parents are neither complete, resolved_manually nor skipped.",
 							   state_names[from], unfinished),
 					 errhint("A step runs only after all of its dependencies.")));
 	}
@@ -400,8 +403,8 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 						   "UPDATE @extschema@.tasker_workflow_steps"
 						   "   SET current_state = $2, updated_at = now(),"
 						   "       in_process = ($2 = 'in_progress'),"
-						   "       processed = ($2 IN ('complete', 'resolved_manually')),"
-						   "       processed_at = CASE WHEN $2 IN ('complete', 'resolved_manually')"
+						   "       processed = ($2 IN " TASKER_FINISHED_STATES_SQL "),"
+						   "       processed_at = CASE WHEN $2 IN " TASKER_FINISHED_STATES_SQL
 						   "                           THEN clock_timestamp() ELSE processed_at END,"
 						   "       next_attempt_at = CASE WHEN $2 = 'pending' THEN now() END,"
 						   "       lease_expires_at = CASE WHEN $2 = 'in_progress'"
@@ -410,10 +413,21 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 						   2, argtypes),
 			  values, NULL, SPI_OK_UPDATE);
 
-	if (to == TASKER_COMPLETE || to == TASKER_RESOLVED_MANUALLY)
-		tasker_run_plan(tasker_keep_plan(&release_children_plan,
+	if ((to == TASKER_COMPLETE || to == TASKER_RESOLVED_MANUALLY || to == TASKER_SKIPPED) &&
+		!tasker_has_column("tasker_workflow_steps", "delay_seconds"))
+		tasker_run_plan(tasker_keep_plan(&release_children_010_plan,
 							   "UPDATE @extschema@.tasker_workflow_steps c"
 							   "   SET unfinished_parents = c.unfinished_parents - 1"
+							   "  FROM @extschema@.tasker_workflow_step_edges e"
+							   " WHERE e.from_step_id = $1"
+							   "   AND c.workflow_step_id = e.to_step_id",
+							   1, argtypes),
+				  values, NULL, SPI_OK_UPDATE);
+	else if (to == TASKER_COMPLETE || to == TASKER_RESOLVED_MANUALLY || to == TASKER_SKIPPED)
+		tasker_run_plan(tasker_keep_plan(&release_children_plan,
+							   "UPDATE @extschema@.tasker_workflow_steps c"
+							   "   SET unfinished_parents = c.unfinished_parents - 1,"
+							   "       next_attempt_at = " TASKER_RELEASE_DELAY_SQL("c", "1")
 							   "  FROM @extschema@.tasker_workflow_step_edges e"
 							   " WHERE e.from_step_id = $1"
 							   "   AND c.workflow_step_id = e.to_step_id",
@@ -663,7 +677,8 @@ tasker_complete_steps(const StepMove *moves, int n)
 			 "  RETURNING s.workflow_step_id, s.attempts),"
 			 "kids AS ("
 			 "  UPDATE @extschema@.tasker_workflow_steps c"
-			 "     SET unfinished_parents = c.unfinished_parents - k.n"
+			 "     SET unfinished_parents = c.unfinished_parents - k.n,"
+			 "         next_attempt_at = " TASKER_RELEASE_DELAY_SQL("c", "k.n")
 			 "    FROM (SELECT e.to_step_id, count(*)::integer AS n"
 			 "            FROM @extschema@.tasker_workflow_step_edges e"
 			 "            JOIN moved mv ON mv.workflow_step_id = e.from_step_id"

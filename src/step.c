@@ -49,6 +49,7 @@
 #include "utils/timestamp.h"
 
 #include "events.h"
+#include "flow_rules.h"
 #include "spi_util.h"
 #include "guc.h"
 #include "handler.h"
@@ -72,7 +73,10 @@
 	"     FROM @extschema@.tasker_workflow_step_edges e" \
 	"     JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id" \
 	"     JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = p.named_step_id" \
-	"    WHERE e.to_step_id = s.workflow_step_id), '{}'))"
+	"    WHERE e.to_step_id = COALESCE(s.map_parent_id, s.workflow_step_id)" \
+	"      AND p.current_state <> 'skipped'), '{}'))" \
+	" || CASE WHEN s.map_parent_id IS NULL THEN '{}'::jsonb" \
+	"    ELSE jsonb_build_object('item', s.map_item, 'item_index', s.map_index) END"
 
 /* The OFFSET 0 subqueries keep each lookup a primary-key probe per step. */
 #define TASKER_CLAIMED_DETAILS_SQL \
@@ -88,6 +92,11 @@
 	" WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))" \
 	" ORDER BY s.next_attempt_at, s.task_id"
 static int	transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json);
+static int	read_attempts(int64 step_id);
+static int64 read_task_of(int64 step_id);
+static void subtask_finished(int64 child_id, bool ok);
+static void cancel_children(int64 task_id);
+static void fail_map_step(ClaimedStep *c, StepOutcome *o);
 static void settle_tasks(int64 *ids, int n);
 
 static SPIPlanPtr claim_plan;
@@ -115,6 +124,8 @@ static SPIPlanPtr expired_plan;
 static SPIPlanPtr queue_due_plan;
 static SPIPlanPtr extend_plan;
 static SPIPlanPtr release_plan;
+static SPIPlanPtr attempts_plan;
+static SPIPlanPtr task_of_plan;
 
 /*
  * text_array: the elements of a text[] datum as C strings (none when
@@ -162,6 +173,10 @@ copy_claimed(uint64 i, ClaimedStep *c)
 											 &c->call.npermanent);
 	c->call.retry_sqlstates = text_array(tasker_col(i, 12, &isnull), isnull,
 										 &c->call.nretry);
+	c->step_type = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 13);
+	c->map_parent_id = DatumGetInt64(tasker_col(i, 14, &isnull));
+	if (isnull)
+		c->map_parent_id = 0;
 }
 
 /* What a claim selects, after the claimed CTE. */
@@ -170,7 +185,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"       s.retryable, s.retry_limit, s.attempts," \
 	"       l.handler_function::oid, nt.owner::oid, COALESCE(s.timeout_seconds, 0)," \
 	"       " TASKER_ENVELOPE_SQL "," \
-	"       l.permanent_sqlstates, l.retry_sqlstates" \
+	"       l.permanent_sqlstates, l.retry_sqlstates, s.step_type, s.map_parent_id" \
 	TASKER_CLAIMED_DETAILS_SQL
 
 /*
@@ -640,26 +655,122 @@ tasker_start_attempts(ClaimedStep *steps, int n, int lease_seconds)
 }
 
 /*
+ * fail_decision: a decision step whose results choose no valid branch
+ * fails for good, with the problem as its error.
+ */
+static void
+fail_decision(ClaimedStep *c, char *problem)
+{
+	StepOutcome f;
+
+	memset(&f, 0, sizeof(f));
+	f.message = problem;
+	f.sqlstate = pstrdup("22023");
+	f.hint = pstrdup("Return {\"next\": [...]} with names from the decision step's branches.");
+	f.permanent = true;
+	f.retry_after = -1;
+	tasker_record_failure(c, &f);
+}
+
+/*
+ * complete_map_step: every instance of a map step completed: it
+ * completes with their results, in index order.
+ */
+static void
+complete_map_step(int64 parent_id, int64 task_id)
+{
+	ClaimedStep p;
+	StepOutcome o;
+	ClaimedStep *pp = &p;
+	StepOutcome *op = &o;
+
+	memset(&p, 0, sizeof(p));
+	memset(&o, 0, sizeof(o));
+	p.step_id = parent_id;
+	p.task_id = task_id;
+	p.attempts = read_attempts(parent_id) - 1;
+	o.ok = true;
+	o.results = tasker_map_results(parent_id);
+	if (tasker_accept_results(&p, &o))
+		tasker_record_successes(&pp, &op, 1);
+}
+
+/*
+ * after_completions: the rules that follow the completion of dynamic
+ * steps (flow_rules.c): a decision's branches not taken are skipped, and
+ * each map step whose last instances completed completes in turn.
+ */
+static void
+after_completions(ClaimedStep *const *steps, List **not_chosen, bool *done, int n)
+{
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i++)
+		if (done[i] && not_chosen[i] != NIL)
+			tasker_skip_branches(steps[i]->step_id, not_chosen[i]);
+	for (i = 0; i < n; i++)
+	{
+		int64		parent = steps[i]->map_parent_id;
+		int			count = 0;
+		bool		first = true;
+
+		if (!done[i] || parent == 0)
+			continue;
+		for (j = 0; j < n; j++)
+			if (done[j] && steps[j]->map_parent_id == parent)
+			{
+				first = first && j >= i;
+				count++;
+			}
+		if (first && tasker_map_items_done(parent, count))
+			complete_map_step(parent, steps[i]->task_id);
+	}
+}
+
+/*
  * tasker_record_successes: store the results of n in_progress steps and
  * complete them, in one statement (their children released, one event
- * each).  The results must have been accepted (tasker_accept_results).
- * Runs in the caller's transaction; the steps are locked.
+ * each); then apply the rules of dynamic steps.  A decision step whose
+ * results name no valid branch fails for good instead.  The results must
+ * have been accepted (tasker_accept_results).  Runs in the caller's
+ * transaction; the steps are locked.
  */
 void
 tasker_record_successes(ClaimedStep *const *steps, StepOutcome *const *outcomes, int n)
 {
 	StepMove   *moves = palloc0(sizeof(StepMove) * Max(n, 1));
+	List	  **not_chosen = palloc0(sizeof(List *) * Max(n, 1));
+	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
+	bool		rules = false;
+	int			m = 0;
 	int			i;
 
 	for (i = 0; i < n; i++)
 	{
-		moves[i].step_id = steps[i]->step_id;
-		moves[i].task_id = steps[i]->task_id;
-		moves[i].results = outcomes[i]->results;
+		if (steps[i]->step_type != NULL && strcmp(steps[i]->step_type, "decision") == 0)
+		{
+			char	   *problem = tasker_decision_check(steps[i]->step_id,
+														outcomes[i]->results,
+														&not_chosen[i]);
+
+			if (problem != NULL)
+			{
+				fail_decision(steps[i], problem);
+				continue;
+			}
+		}
+		rules = rules || steps[i]->step_type != NULL || steps[i]->map_parent_id != 0;
+		done[i] = true;
+		moves[m].step_id = steps[i]->step_id;
+		moves[m].task_id = steps[i]->task_id;
+		moves[m++].results = outcomes[i]->results;
 	}
-	tasker_complete_steps(moves, n);
+	tasker_complete_steps(moves, m);
+	if (rules)
+		after_completions(steps, not_chosen, done, n);
 	/* Children may be ready now, for any kind, external workers too. */
-	if (n > 0)
+	if (m > 0)
 		tasker_wake_workers_at_commit();
 }
 
@@ -715,7 +826,8 @@ tasker_claim_expired_leases(const char *kind, int limit, ClaimedStep **out)
 	bool		isnull;
 
 	tasker_run_plan(tasker_keep_plan(&expired_plan,
-			 "SELECT s.workflow_step_id, s.task_id, s.retryable, s.retry_limit, s.attempts"
+			 "SELECT s.workflow_step_id, s.task_id, s.retryable, s.retry_limit, s.attempts,"
+			 "       s.step_type, s.map_parent_id"
 			 "  FROM @extschema@.tasker_workflow_steps s"
 			 " CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL
 			 "       FOR NO KEY UPDATE OF t SKIP LOCKED) lt"
@@ -733,6 +845,10 @@ tasker_claim_expired_leases(const char *kind, int limit, ClaimedStep **out)
 		steps[i].retryable = DatumGetBool(tasker_col(i, 3, &isnull));
 		steps[i].retry_limit = DatumGetInt32(tasker_col(i, 4, &isnull));
 		steps[i].attempts = DatumGetInt32(tasker_col(i, 5, &isnull)) - 1;
+		steps[i].step_type = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 6);
+		steps[i].map_parent_id = DatumGetInt64(tasker_col(i, 7, &isnull));
+		if (isnull)
+			steps[i].map_parent_id = 0;
 	}
 	*out = steps;
 	return (int) SPI_processed;
@@ -853,6 +969,71 @@ tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o, const char *reason)
 			 " WHERE workflow_step_id = $1",
 			 3, retry_types),
 		values, NULL, SPI_OK_UPDATE);
+	if (!retry && c->map_parent_id != 0)
+		fail_map_step(c, o);
+}
+
+/*
+ * read_attempts: the attempts counted on a step (0 when there is no such
+ * step).
+ */
+static int
+read_attempts(int64 step_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&attempts_plan,
+			 "SELECT attempts FROM @extschema@.tasker_workflow_steps WHERE workflow_step_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	return SPI_processed == 1 ? DatumGetInt32(tasker_col(0, 1, &isnull)) : 0;
+}
+
+/*
+ * read_task_of: the task of a step (0 when there is no such step).
+ */
+static int64
+read_task_of(int64 step_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&task_of_plan,
+			 "SELECT task_id FROM @extschema@.tasker_workflow_steps WHERE workflow_step_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	return SPI_processed == 1 ? DatumGetInt64(tasker_col(0, 1, &isnull)) : 0;
+}
+
+/*
+ * fail_map_step: an instance of a map step failed for good: the map step
+ * fails for good with its error, and its other instances are claimed no
+ * more (those running finish and are recorded).
+ */
+static void
+fail_map_step(ClaimedStep *c, StepOutcome *o)
+{
+	ClaimedStep p;
+	StepOutcome f = *o;
+	TaskerState step;
+	TaskerState task;
+
+	tasker_step_state(c->map_parent_id, &step, &task);
+	if (step != TASKER_IN_PROGRESS)
+		return;
+	memset(&p, 0, sizeof(p));
+	p.step_id = c->map_parent_id;
+	p.task_id = c->task_id;
+	p.attempts = read_attempts(p.step_id) - 1;
+	f.permanent = true;
+	f.details = NULL;
+	f.message = psprintf("map instance step " INT64_FORMAT " failed: %s",
+						 c->step_id, o->message ? o->message : "");
+	tasker_record_failure_reason(&p, &f, "map_item_failed");
+	tasker_stop_map_items(p.step_id);
 }
 
 /*
@@ -898,6 +1079,7 @@ cancel_leftovers(int64 task_id)
 	(void) transition_result(TASKER_ENTITY_STEP, TASKER_CANCELLED,
 							 "{\"reason\": \"task_cancelled\"}");
 	tasker_stop_retries(task_id);
+	cancel_children(task_id);
 }
 
 /*
@@ -1074,6 +1256,10 @@ tasker_ms_until_next_step(void)
 			 "(SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
 			 "  WHERE s.handler_kind = %s AND " TASKER_READY_STEP_SQL ")",
 			 ", ",
+			 /* a waiting flow step's deadline (wait timeout_seconds) */
+			 ", (SELECT min(s.lease_expires_at) FROM @extschema@.tasker_workflow_steps s"
+			 "    WHERE s.lease_expires_at IS NOT NULL AND s.handler_kind = 'flow'"
+			 "      AND s.current_state = 'in_progress')"
 			 ") - clock_timestamp()) * 1000))::bigint");
 	tasker_run_plan(tasker_keep_plan(&next_due_plan, due_sql, 0, NULL),
 		NULL, NULL, SPI_OK_SELECT);
@@ -1081,6 +1267,74 @@ tasker_ms_until_next_step(void)
 	ms = isnull ? -1 : (long) DatumGetInt64(d);
 	SPI_finish();
 	return ms;
+}
+
+/*
+ * subtask_finished: a task finished (complete, or error when ok is
+ * false); if a subtask step created it and still waits for it, that step
+ * completes with the task's results, or fails for good, and its task is
+ * settled.  The parent's task row is locked after the child's: a
+ * deadlock with a control on the parent is detected and retried.
+ */
+static void
+subtask_finished(int64 child_id, bool ok)
+{
+	int64		parent = tasker_subtask_parent(child_id);
+	ClaimedStep c;
+	TaskerState step;
+	TaskerState task;
+
+	if (parent == 0)
+		return;
+	tasker_step_state(parent, &step, &task);
+	if (step != TASKER_IN_PROGRESS)
+		return;
+	memset(&c, 0, sizeof(c));
+	c.step_id = parent;
+	c.task_id = read_task_of(parent);
+	tasker_lock_tasks(&c.task_id, 1);
+	c.attempts = read_attempts(parent) - 1;
+	if (!tasker_step_still_ours(&c))
+		return;
+	if (ok)
+	{
+		StepOutcome o;
+
+		memset(&o, 0, sizeof(o));
+		o.ok = true;
+		o.results = tasker_task_results(child_id);
+		tasker_record_success(&c, &o);
+	}
+	else
+	{
+		StepOutcome f;
+
+		memset(&f, 0, sizeof(f));
+		f.message = psprintf("child task " INT64_FORMAT " failed", child_id);
+		f.hint = psprintf("Inspect task " INT64_FORMAT "; retry it, then retry this task.", child_id);
+		f.permanent = true;
+		f.retry_after = -1;
+		tasker_record_failure_reason(&c, &f, "subtask_failed");
+	}
+	tasker_finalize_task(c.task_id);
+}
+
+/*
+ * cancel_children: the unfinished child tasks of a cancelled task's
+ * subtask steps are cancelled too, and settled (their own children
+ * follow).
+ */
+static void
+cancel_children(int64 task_id)
+{
+	int			n;
+	int64	   *ids = tasker_child_tasks(task_id, &n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (tasker_transition(TASKER_ENTITY_TASK, ids[i], TASKER_CANCELLED,
+							  "{\"reason\": \"parent_cancelled\"}"))
+			tasker_finalize_task(ids[i]);
 }
 
 /*
@@ -1101,10 +1355,14 @@ settle(int64 task_id, const char *state, int64 total, int64 done, int64 live)
 			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_IN_PROGRESS, NULL);
 			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_COMPLETE,
 							  "{\"reason\": \"all_steps_complete\"}");
+			subtask_finished(task_id, true);
 		}
 		else if (live == 0)
+		{
 			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_ERROR,
 							  "{\"reason\": \"steps_in_error_state\"}");
+			subtask_finished(task_id, false);
+		}
 	}
 }
 
@@ -1146,7 +1404,7 @@ settle_tasks(int64 *ids, int n)
 			 "SELECT t.task_id, t.current_state::text, c.total, c.done, c.live"
 			 "  FROM @extschema@.tasker_tasks t"
 			 " CROSS JOIN LATERAL (SELECT count(*) AS total,"
-			 "       count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually')) AS done,"
+			 "       count(*) FILTER (WHERE s.current_state IN " TASKER_FINISHED_STATES_SQL ") AS done,"
 			 "       count(*) FILTER (WHERE s.current_state = 'in_progress'"
 			 "           OR (" TASKER_READY_STEP_SQL ")) AS live"
 			 "  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = t.task_id) c"

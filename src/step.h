@@ -41,6 +41,8 @@ typedef struct ClaimedStep
 	int			retry_limit;
 	int			attempts;		/* before this attempt */
 	bool		skip;			/* quarantined at claim time: not run */
+	const char *step_type;		/* map, decision, wait, subtask; NULL: plain */
+	int64		map_parent_id;	/* a map instance's map step, or 0 */
 	StepCall	call;
 } ClaimedStep;
 

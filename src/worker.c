@@ -421,13 +421,7 @@ wake_other_workers(void)
 static int
 run_in_transaction_kinds(void)
 {
-	const TaskerHandlerKind *const *k;
-	int			n = 0;
-
-	for (k = tasker_handler_kinds; *k != NULL; k++)
-		if ((*k)->run_ready != NULL)
-			n += (*k)->run_ready(0, tasker_batch_size, InvalidOid);
-	return n;
+	return tasker_run_in_transaction_kinds(0, tasker_batch_size, InvalidOid);
 }
 
 /*
