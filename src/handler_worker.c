@@ -378,7 +378,7 @@ check_claim(int64 step_id, Datum token, ClaimedStep *c)
 	tasker_run_plan(tasker_keep_plan(&claim_state_plan,
 			 "SELECT s.current_state::text, s.handler_kind, s.claim_token = $2,"
 			 "       s.task_id, s.attempts, s.retryable, s.retry_limit,"
-			 "       tr.metadata->>'reason'"
+			 "       tr.metadata->>'reason', s.step_type, s.map_parent_id"
 			 "  FROM @extschema@.tasker_workflow_steps s"
 			 "  LEFT JOIN @extschema@.tasker_workflow_step_transitions tr"
 			 "    ON tr.workflow_step_id = s.workflow_step_id AND tr.most_recent"
@@ -402,6 +402,10 @@ check_claim(int64 step_id, Datum token, ClaimedStep *c)
 	c->attempts = DatumGetInt32(tasker_col(0, 5, &isnull)) - 1;
 	c->retryable = DatumGetBool(tasker_col(0, 6, &isnull));
 	c->retry_limit = DatumGetInt32(tasker_col(0, 7, &isnull));
+	c->step_type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9);
+	c->map_parent_id = DatumGetInt64(tasker_col(0, 10, &isnull));
+	if (isnull)
+		c->map_parent_id = 0;
 	if (same && strcmp(state, "in_progress") == 0)
 		return CLAIM_CURRENT;
 	if (same && (strcmp(state, "complete") == 0 ||

@@ -934,7 +934,7 @@ tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o, const char *reason)
 
 	values[0] = Int64GetDatum(c->step_id);
 	values[1] = CStringGetTextDatum(o->message);
-	values[2] = CStringGetTextDatum(o->sqlstate);
+	values[2] = CStringGetTextDatum(o->sqlstate ? o->sqlstate : "TK001");
 	values[3] = o->detail ? CStringGetTextDatum(o->detail) : (Datum) 0;
 	values[4] = o->hint ? CStringGetTextDatum(o->hint) : (Datum) 0;
 	values[5] = BoolGetDatum(o->permanent);
@@ -1311,6 +1311,7 @@ subtask_finished(int64 child_id, bool ok)
 
 		memset(&f, 0, sizeof(f));
 		f.message = psprintf("child task " INT64_FORMAT " failed", child_id);
+		f.sqlstate = pstrdup("TK001");
 		f.hint = psprintf("Inspect task " INT64_FORMAT "; retry it, then retry this task.", child_id);
 		f.permanent = true;
 		f.retry_after = -1;

@@ -211,7 +211,8 @@ set_worker_config(TaskTemplate *t, StepTemplate *s)
 /*
  * template_resolve_handlers: resolve the handler function of every step
  * but api and worker steps, whose handler_class is only a label (a worker
- * step's class may be registered for a queue).  SPI must be connected.
+ * step's class may be registered for a queue), and wait and subtask
+ * steps, which have none.  SPI must be connected.
  */
 void
 template_resolve_handlers(TaskTemplate *t)
@@ -227,8 +228,9 @@ template_resolve_handlers(TaskTemplate *t)
 			s->is_worker = true;
 		if (s->is_worker)
 			set_worker_config(t, s);
-		s->handler_function = (s->is_api || s->is_worker) ? InvalidOid
-			: resolve_step_handler(t, s);
+		/* A wait or subtask step has no handler: tasker runs it (flow.c). */
+		s->handler_function = (s->is_api || s->is_worker || s->handler_class == NULL)
+			? InvalidOid : resolve_step_handler(t, s);
 	}
 }
 

@@ -69,8 +69,8 @@ CREATE FUNCTION choose(step jsonb) RETURNS jsonb LANGUAGE sql
 CREATE FUNCTION noop(step jsonb) RETURNS jsonb LANGUAGE sql
     AS $$ SELECT jsonb_build_object('ran', step->>'step_name',
                                     'saw', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(step->'dependencies') k)) $$;
-CREATE FUNCTION boom(step jsonb) RETURNS jsonb LANGUAGE sql
-    AS $$ SELECT tasker_permanent_error('child step fails') $$;
+CREATE FUNCTION boom(step jsonb) RETURNS jsonb LANGUAGE plpgsql
+    AS $$ BEGIN PERFORM tasker_permanent_error('child step fails'); RETURN NULL; END $$;
 });
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 2 FROM tasker_worker_status() WHERE role = 'worker'"),
@@ -105,7 +105,7 @@ sub wait_state
 		$what);
 }
 
-sub q { return $node->safe_psql('postgres', $_[0]); }
+sub sq { return $node->safe_psql('postgres', $_[0]); }
 
 # ---- registration errors ----
 like(reg_error(q{
@@ -181,24 +181,24 @@ step_templates:
 });
 my $t = create('map_basic', '{"items": [5, 1, 4, 2, 3]}');
 wait_state($t, 'complete', 'map task completes');
-is(q("SELECT results FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+is(sq("SELECT results FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
        WHERE task_id = $t AND n.name = 'fan' AND map_parent_id IS NULL"),
 	'[{"index": 0, "double": 10}, {"index": 1, "double": 2}, {"index": 2, "double": 8}, {"index": 3, "double": 4}, {"index": 4, "double": 6}]',
 	'map results are the instances\' results in index order, with item and item_index');
-is(q("SELECT results->>'sum' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+is(sq("SELECT results->>'sum' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
        WHERE task_id = $t AND n.name = 'total'"), '30', 'the dependent step sees the array');
-is(q("SELECT count(*) FROM tasker_workflow_step_transitions tr JOIN tasker_workflow_steps s USING (workflow_step_id)
+is(sq("SELECT count(*) FROM tasker_workflow_step_transitions tr JOIN tasker_workflow_steps s USING (workflow_step_id)
        WHERE s.task_id = $t AND s.map_parent_id IS NOT NULL AND tr.to_state = 'complete'"),
 	'5', 'each instance has its own history');
 
 $t = create('map_basic', '{"items": []}');
 wait_state($t, 'complete', 'an empty map completes');
-is(q("SELECT results FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+is(sq("SELECT results FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
        WHERE task_id = $t AND n.name = 'fan'"), '[]', 'with []');
 
 $t = create('map_basic', '{"items": "nope"}');
 wait_state($t, 'error', 'a map over a non-array fails the task');
-like(q("SELECT results->'error'->>'message' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+like(sq("SELECT results->'error'->>'message' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
          WHERE task_id = $t AND n.name = 'fan'"),
 	qr/map_over context.items of step "fan" is string, not a JSON array/, 'with a clear error');
 
@@ -206,7 +206,7 @@ $node->safe_psql('postgres', "ALTER SYSTEM SET tasker.max_map_items = 3; SELECT 
 sleep 1;
 $t = create('map_basic', '{"items": [1, 2, 3, 4]}');
 wait_state($t, 'error', 'over tasker.max_map_items the map fails');
-like(q("SELECT results->'error'->>'message' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+like(sq("SELECT results->'error'->>'message' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
          WHERE task_id = $t AND n.name = 'fan'"),
 	qr/has 4 elements; tasker.max_map_items allows 3/, 'permanently, naming the limit');
 $node->safe_psql('postgres', "ALTER SYSTEM RESET tasker.max_map_items; SELECT pg_reload_conf()");
@@ -221,7 +221,7 @@ step_templates:
 });
 $t = create('map_deps');
 wait_state($t, 'complete', 'map over dependencies.STEP.KEY');
-is(q("SELECT jsonb_path_query_array(results, '\$[*].double')::text FROM tasker_workflow_steps s
+is(sq("SELECT jsonb_path_query_array(results, '\$[*].double')::text FROM tasker_workflow_steps s
        JOIN tasker_named_steps n USING (named_step_id) WHERE task_id = $t AND n.name = 'fan' AND map_parent_id IS NULL"),
 	'[20, 40, 60]', 'over the parent results');
 
@@ -233,8 +233,12 @@ step_templates:
 });
 $t = create('map_flaky', '{"items": [1, 2, 3]}');
 wait_state($t, 'complete', 'an instance that fails once is retried on its own');
-is(q("SELECT string_agg(item || ':' || tries, ',' ORDER BY item) FROM flaky"), '1:1,2:2,3:1',
+is(sq("SELECT string_agg(map_index || ':' || attempts, ',' ORDER BY map_index)
+        FROM tasker_workflow_steps WHERE task_id = $t AND map_parent_id IS NOT NULL"), '0:1,1:2,2:1',
 	'only the failing instance ran twice');
+is(sq("SELECT count(*) FROM tasker_workflow_step_transitions tr JOIN tasker_workflow_steps s USING (workflow_step_id)
+        WHERE s.task_id = $t AND s.map_index = 1 AND tr.to_state = 'error'"), '1',
+	'its failed attempt is in its own history');
 
 # ---- a permanent failure stops the other instances ----
 reg(q{
@@ -244,11 +248,11 @@ step_templates:
 });
 $t = create('map_fatal', '{"items": [1, 2, 3, 4, 5]}');
 wait_state($t, 'error', 'a permanent instance failure fails the task');
-is(q("SELECT string_agg(map_index || ':' || current_state || ':' || attempts, ',' ORDER BY map_index)
+is(sq("SELECT string_agg(map_index || ':' || current_state || ':' || attempts, ',' ORDER BY map_index)
         FROM tasker_workflow_steps WHERE task_id = $t AND map_parent_id IS NOT NULL"),
 	'0:complete:1,1:error:1,2:pending:0,3:pending:0,4:pending:0',
 	'the other instances are never claimed');
-like(q("SELECT results->'error'->>'message' FROM tasker_workflow_steps WHERE task_id = $t AND map_parent_id IS NULL"),
+like(sq("SELECT results->'error'->>'message' FROM tasker_workflow_steps WHERE task_id = $t AND map_parent_id IS NULL"),
 	qr/map instance step \d+ failed: item 2 is broken/, 'the map step fails with the instance error');
 
 # ---- 1,000 items, at most 10 in progress ----
@@ -261,8 +265,8 @@ $t = create('map_wide', '{"items": ' . '[' . join(',', 1 .. 1000) . ']}');
 ok($node->poll_query_until('postgres',
 		"SELECT current_state = 'complete' FROM tasker_tasks WHERE task_id = $t", 't'),
 	'a map of 1,000 items completes');
-is(q("SELECT count(*) FROM peak"), '1000', 'every instance ran once');
-is(q("SELECT max(n) <= 10 FROM peak"), 't', 'never more than 10 instances in progress');
+is(sq("SELECT count(*) FROM peak"), '1000', 'every instance ran once');
+is(sq("SELECT max(n) <= 10 FROM peak"), 't', 'never more than 10 instances in progress');
 
 # ---- a map of external-worker steps honours map_max_parallel too ----
 reg(q{
@@ -274,16 +278,16 @@ $t = create('map_workers', '{"items": ["a", "b", "c"]}');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 2 FROM tasker_workflow_steps WHERE task_id = $t AND map_parent_id IS NOT NULL AND next_attempt_at IS NOT NULL"),
 	'two instances released');
-my $claimed = q("SELECT string_agg(step->>'item' || ':' || (step->>'item_index'), ',' ORDER BY step->>'item_index')
+my $claimed = sq("SELECT string_agg(envelope->>'item' || ':' || (envelope->>'item_index'), ',' ORDER BY envelope->>'item_index')
                  FROM tasker_claim_steps('mq', 'w1', 10)");
 is($claimed, 'a:0,b:1', 'a worker claims only the released instances, with item and item_index');
 # The two claimed above are in progress under their tokens; complete them.
-q("SELECT tasker_complete_step(workflow_step_id, claim_token, jsonb_build_object('i', map_index))
+sq("SELECT tasker_complete_step(workflow_step_id, claim_token, jsonb_build_object('i', map_index))
      FROM tasker_workflow_steps WHERE task_id = $t AND current_state = 'in_progress' AND map_parent_id IS NOT NULL");
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM tasker_workflow_steps WHERE task_id = $t AND map_index = 2 AND next_attempt_at IS NOT NULL"),
 	'the third is released when the first two complete');
-q("SELECT tasker_complete_step(step_id, claim_token, '{\"i\": 2}') FROM tasker_claim_steps('mq', 'w1', 10)");
+sq("SELECT tasker_complete_step(step_id, claim_token, '{\"i\": 2}') FROM tasker_claim_steps('mq', 'w1', 10)");
 wait_state($t, 'complete', 'the worker map completes');
 
 # ---- decisions ----
@@ -298,35 +302,35 @@ step_templates:
 });
 $t = create('shipping', '{"next": ["domestic"]}');
 wait_state($t, 'complete', 'a decision task completes');
-is(q("SELECT string_agg(n.name || ':' || s.current_state, ',' ORDER BY n.name) FROM tasker_workflow_steps s
+is(sq("SELECT string_agg(n.name || ':' || s.current_state, ',' ORDER BY n.name) FROM tasker_workflow_steps s
        JOIN tasker_named_steps n USING (named_step_id) WHERE task_id = $t"),
 	'customs:skipped,domestic:complete,international:skipped,notify:complete,route:complete',
 	'the branch not taken and what only it reaches are skipped; the convergence step runs');
-is(q("SELECT s.results->>'saw' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+is(sq("SELECT s.results->>'saw' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
        WHERE task_id = $t AND n.name = 'notify'"), '["domestic"]',
 	'the convergence step sees its completed parent');
-is(q("SELECT string_agg(tr.metadata->>'reason', ',' ORDER BY n.name) FROM tasker_workflow_step_transitions tr
+is(sq("SELECT string_agg(tr.metadata->>'reason', ',' ORDER BY n.name) FROM tasker_workflow_step_transitions tr
        JOIN tasker_workflow_steps s USING (workflow_step_id) JOIN tasker_named_steps n USING (named_step_id)
       WHERE s.task_id = $t AND tr.to_state = 'skipped'"),
 	'all_parents_skipped,branch_not_taken', 'each skip is a transition row with its reason');
-is(q("SELECT execution_status || ':' || skipped_steps || ':' || completion_percentage
+is(sq("SELECT execution_status || ':' || skipped_steps || ':' || completion_percentage
         FROM tasker_task_execution_context($t)"), 'all_complete:2:100.00',
 	'the execution context counts skipped as finished');
 
 $t = create('shipping', '{"next": []}');
 wait_state($t, 'complete', 'a decision that takes no branch');
-is(q("SELECT string_agg(n.name || ':' || s.current_state, ',' ORDER BY n.name) FROM tasker_workflow_steps s
+is(sq("SELECT string_agg(n.name || ':' || s.current_state, ',' ORDER BY n.name) FROM tasker_workflow_steps s
        JOIN tasker_named_steps n USING (named_step_id) WHERE task_id = $t"),
 	'customs:skipped,domestic:skipped,international:skipped,notify:skipped,route:complete',
 	'a convergence step whose parents are all skipped is skipped');
 
 $t = create('shipping', '{"next": ["moon"]}');
 wait_state($t, 'error', 'a decision outside its branches fails');
-like(q("SELECT results->'error'->>'message' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+like(sq("SELECT results->'error'->>'message' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
          WHERE task_id = $t AND n.name = 'route'"),
 	qr/decision returned "moon", which is not one of its branches \["domestic", "international"\]/,
 	'with a clear, permanent error');
-is(q("SELECT retryable FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+is(sq("SELECT retryable FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
        WHERE task_id = $t AND n.name = 'route'"), 'f', 'not retried');
 
 # events: step.skipped is announced
@@ -336,7 +340,7 @@ SELECT tasker_create_task('shipping', '{"next": ["international"]}') \\gset
 SELECT tasker_run_task(:tasker_create_task);
 });
 like($events, qr/"event":"step.skipped"[^\n]*"step_name":"domestic"/, 'step.skipped is announced');
-is(q("SELECT count(*) FROM tasker_event_catalog WHERE name = 'step.skipped'"), '1', 'and catalogued');
+is(sq("SELECT count(*) FROM tasker_event_catalog WHERE name = 'step.skipped'"), '1', 'and catalogued');
 
 # ---- signals ----
 reg(q{
@@ -347,31 +351,31 @@ step_templates:
   - {name: ship, handler_class: noop, depends_on_step: approve}
 });
 $t = create('approval');
-is(q("SELECT waiting_for FROM tasker_step_readiness_status($t) WHERE name = 'prepare'"), 'delay',
+is(sq("SELECT waiting_for FROM tasker_step_readiness_status($t) WHERE name = 'prepare'"), 'delay',
 	'a delayed step reports waiting_for delay');
-is(q("SELECT tasker_signal($t, 'manager_approved', '{\"by\": \"ann\"}')"), 't',
+is(sq("SELECT tasker_signal($t, 'manager_approved', '{\"by\": \"ann\"}')"), 't',
 	'a signal before the wait step is reached is kept');
 wait_state($t, 'complete', 'and used when the step is reached');
-is(q("SELECT results->>'by' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
+is(sq("SELECT results->>'by' FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
        WHERE task_id = $t AND n.name = 'approve'"), 'ann', 'the payload is the step results');
-is(q("SELECT extract(epoch FROM p.created_at - t.created_at) >= 1.9
+is(sq("SELECT extract(epoch FROM p.created_at - t.created_at) >= 1.9
         FROM tasker_workflow_step_transitions p
         JOIN tasker_workflow_steps s USING (workflow_step_id)
         JOIN tasker_named_steps n USING (named_step_id)
         JOIN tasker_tasks t ON t.task_id = s.task_id
        WHERE s.task_id = $t AND n.name = 'prepare' AND p.to_state = 'in_progress'"), 't',
 	'the delayed step started no sooner than delay_seconds after it was ready');
-is(q("SELECT tasker_signal($t, 'manager_approved')"), 'f', 'a signal after the step finished returns false');
+is(sq("SELECT tasker_signal($t, 'manager_approved')"), 'f', 'a signal after the step finished returns false');
 
 $t = create('approval');
 ok($node->poll_query_until('postgres',
 		"SELECT waiting_for = 'signal' FROM tasker_step_readiness_status($t) WHERE name = 'approve'"),
 	'the wait step waits for its signal');
-is(q("SELECT execution_status FROM tasker_task_execution_context($t)"), 'waiting',
+is(sq("SELECT execution_status FROM tasker_task_execution_context($t)"), 'waiting',
 	'the execution context reports waiting');
-is(q("SELECT count(*) FROM tasker_worker_status() WHERE state = 'busy'"), '0', 'holding no worker');
-is(q("SELECT tasker_signal($t, 'other_signal')"), 'f', 'an unknown signal returns false');
-is(q("SELECT tasker_signal($t, 'manager_approved', '{\"by\": \"bob\"}')"), 't', 'the signal completes the wait');
+is(sq("SELECT count(*) FROM tasker_worker_status() WHERE state = 'busy'"), '0', 'holding no worker');
+is(sq("SELECT tasker_signal($t, 'other_signal')"), 'f', 'an unknown signal returns false');
+is(sq("SELECT tasker_signal($t, 'manager_approved', '{\"by\": \"bob\"}')"), 't', 'the signal completes the wait');
 wait_state($t, 'complete', 'and the task');
 
 reg(q{
@@ -382,12 +386,12 @@ step_templates:
 });
 $t = create('approval_short');
 wait_state($t, 'error', 'a wait that times out fails the task');
-is(q("SELECT tr.metadata->>'reason' || ':' || (s.results->'error'->>'sqlstate')
+is(sq("SELECT tr.metadata->>'reason' || ':' || (s.results->'error'->>'sqlstate')
         FROM tasker_workflow_steps s JOIN tasker_workflow_step_transitions tr USING (workflow_step_id)
         JOIN tasker_named_steps n ON n.named_step_id = s.named_step_id
        WHERE s.task_id = $t AND n.name = 'approve' AND tr.most_recent"), 'timeout:TK004',
 	'with the reason timeout');
-q("SELECT tasker_resolve_step(workflow_step_id, '{\"by\": \"hand\"}') FROM tasker_workflow_steps s
+sq("SELECT tasker_resolve_step(workflow_step_id, '{\"by\": \"hand\"}') FROM tasker_workflow_steps s
      JOIN tasker_named_steps n USING (named_step_id) WHERE task_id = $t AND n.name = 'approve'");
 wait_state($t, 'complete', 'resolved by hand, the task goes on');
 
@@ -407,12 +411,12 @@ step_templates:
 });
 $t = create('order', '{"shipment": {"box": 3}}');
 wait_state($t, 'complete', 'a parent with a subtask completes');
-my $child = q("SELECT task_id FROM tasker_tasks WHERE parent_step_id = (SELECT workflow_step_id
+my $child = sq("SELECT task_id FROM tasker_tasks WHERE parent_step_id = (SELECT workflow_step_id
                 FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
                WHERE task_id = $t AND n.name = 'fulfilment')");
 ok($child ne '', 'the child records its parent step');
-is(q("SELECT context::text FROM tasker_tasks WHERE task_id = $child"), '{"box": 3}', 'context_from');
-is(q("SELECT string_agg(k, ',' ORDER BY k) FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id),
+is(sq("SELECT context::text FROM tasker_tasks WHERE task_id = $child"), '{"box": 3}', 'context_from');
+is(sq("SELECT string_agg(k, ',' ORDER BY k) FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id),
              jsonb_object_keys(s.results) k WHERE task_id = $t AND n.name = 'fulfilment'"),
 	'pack,pick', 'the subtask step completes with the child results by step name');
 
@@ -428,7 +432,7 @@ step_templates:
 });
 $t = create('order_bad');
 wait_state($t, 'error', 'a failing child fails the parent');
-like(q("SELECT results->'error'->>'message' FROM tasker_workflow_steps WHERE task_id = $t"),
+like(sq("SELECT results->'error'->>'message' FROM tasker_workflow_steps WHERE task_id = $t"),
 	qr/child task \d+ failed/, 'naming the child');
 
 reg(q{
@@ -446,8 +450,8 @@ ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM tasker_tasks c JOIN tasker_workflow_steps s ON s.workflow_step_id = c.parent_step_id
           WHERE s.task_id = $t AND c.current_state = 'in_progress'"),
 	'the child is running');
-q("SELECT tasker_cancel_task($t)");
-is(q("SELECT c.current_state FROM tasker_tasks c JOIN tasker_workflow_steps s ON s.workflow_step_id = c.parent_step_id
+sq("SELECT tasker_cancel_task($t)");
+is(sq("SELECT c.current_state FROM tasker_tasks c JOIN tasker_workflow_steps s ON s.workflow_step_id = c.parent_step_id
        WHERE s.task_id = $t"), 'cancelled', 'cancelling the parent cancels the child');
 
 # ---- a SIGKILL in the middle of a map: exactly-once SQL effects ----
@@ -458,15 +462,15 @@ step_templates:
 });
 $t = create('map_ledger', '{"items": ' . '[' . join(',', 1 .. 300) . ']}');
 ok($node->poll_query_until('postgres', "SELECT count(*) > 20 FROM ledger"), 'the map is running');
-my $pid = q("SELECT pid FROM tasker_worker_status() WHERE role = 'worker' AND state = 'busy' LIMIT 1")
-  || q("SELECT pid FROM tasker_worker_status() WHERE role = 'worker' LIMIT 1");
+my $pid = sq("SELECT pid FROM tasker_worker_status() WHERE role = 'worker' AND state = 'busy' LIMIT 1")
+  || sq("SELECT pid FROM tasker_worker_status() WHERE role = 'worker' LIMIT 1");
 kill 'KILL', $pid;
 ok($node->poll_query_until('postgres',
 		"SELECT current_state = 'complete' FROM tasker_tasks WHERE task_id = $t"),
 	'after a SIGKILL and crash recovery, the map completes');
-is(q("SELECT count(*) || ':' || count(DISTINCT item) FROM ledger"), '300:300',
+is(sq("SELECT count(*) || ':' || count(DISTINCT item) FROM ledger"), '300:300',
 	'each instance wrote its ledger row exactly once');
-is(q("SELECT count(*) FROM tasker_check()"), '0', 'no task breaks an invariant');
+is(sq("SELECT count(*) FROM tasker_check()"), '0', 'no task breaks an invariant');
 
 $node->stop;
 done_testing();
