@@ -1059,7 +1059,8 @@ tasker_step_state(int64 step_id, TaskerState *step, TaskerState *task)
 }
 
 /*
- * cancel_leftovers: cancel the pending steps of a cancelled task that no
+ * cancel_leftovers: cancel the pending steps of a cancelled task, and
+ * those held outside a transaction (leased, waiting), that no
  * other transaction holds (a step released after its task was cancelled,
  * or one whose claim was dropped, even by a worker that died), and stop
  * the retries of its steps in error.
@@ -1071,8 +1072,9 @@ cancel_leftovers(int64 task_id)
 	Datum		values[1] = {Int64GetDatum(task_id)};
 
 	tasker_run_plan(tasker_keep_plan(&leftover_plan,
-			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
-			 " WHERE task_id = $1 AND current_state = 'pending'"
+			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps s"
+			 " WHERE task_id = $1 AND (current_state = 'pending'"
+			 "       OR (current_state = 'in_progress' AND " TASKER_LEASED_STEP_SQL("s") "))"
 			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
