@@ -8,6 +8,7 @@ OBJS = \
 	src/state.o \
 	src/flow_rules.o \
 	src/flow.o \
+	src/pause.o \
 	src/events.o \
 	src/notify.o \
 	src/shmem.o \

@@ -1838,7 +1838,68 @@ $$;
 COMMENT ON FUNCTION @extschema@.tasker_critical_path(bigint, jsonb) IS
     'The longest chain of a task''s steps by duration, in order: each step''s duration (observed for a finished step, estimated from config''s duration_estimates otherwise) and the running total';
 
-/* ---- issue 10: dynamic workflows (src/flow.c, src/template_flow.c) ---- */
+/* ---- issue 11: pausing and resuming tasks and namespaces (src/pause.c) ---- */
+
+/*
+ * A paused task's steps are not claimed, by any handler kind: the claim
+ * skips a task whose paused_at is set, and its ready steps are taken out
+ * of the ready index (their due time kept in held_next_attempt_at) so
+ * that claims do not scan them.  A task of a paused namespace is paused
+ * with paused_by = 'namespace', and so is a task created in one.
+ */
+ALTER TABLE tasker_tasks
+    ADD COLUMN paused_at timestamptz,
+    ADD COLUMN pause_reason text,
+    ADD COLUMN paused_by text CHECK (paused_by IN ('task', 'namespace')),
+    ADD CONSTRAINT tasker_tasks_paused_by CHECK ((paused_at IS NULL) = (paused_by IS NULL));
+COMMENT ON COLUMN tasker_tasks.paused_at IS
+    'When the task was paused (tasker_pause_task, or its namespace''s pause); NULL when it runs';
+ALTER TABLE tasker_task_namespaces ADD COLUMN paused_at timestamptz;
+COMMENT ON COLUMN tasker_task_namespaces.paused_at IS
+    'When the namespace was paused (tasker_pause_namespace); NULL when it runs';
+ALTER TABLE tasker_workflow_steps ADD COLUMN held_next_attempt_at timestamptz;
+COMMENT ON COLUMN tasker_workflow_steps.held_next_attempt_at IS
+    'While the step''s task is paused: when the step was due (next_attempt_at is NULL meanwhile)';
+
+/* Every pause and resume, with who and why. */
+CREATE TABLE tasker_pause_log (
+    pause_log_id bigserial PRIMARY KEY,
+    task_id      bigint REFERENCES tasker_tasks (task_id) ON DELETE CASCADE,
+    namespace    text,
+    action       text NOT NULL CHECK (action IN ('paused', 'resumed')),
+    reason       text,
+    tasks        integer NOT NULL DEFAULT 1,
+    by_role      name NOT NULL DEFAULT session_user,
+    at           timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX tasker_pause_log_task_idx ON tasker_pause_log (task_id) WHERE task_id IS NOT NULL;
+COMMENT ON TABLE tasker_pause_log IS
+    'The audit of tasker_pause_task, tasker_resume_task, tasker_pause_namespace and tasker_resume_namespace';
+
+CREATE FUNCTION tasker_pause_task(task_id bigint, reason text DEFAULT NULL)
+RETURNS boolean LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_pause_task_sql';
+COMMENT ON FUNCTION tasker_pause_task(bigint, text) IS
+    'Stop claiming the task''s steps (running ones finish and are recorded); false when it is already paused or finished';
+CREATE FUNCTION tasker_resume_task(task_id bigint)
+RETURNS boolean LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_resume_task_sql';
+COMMENT ON FUNCTION tasker_resume_task(bigint) IS
+    'Claim the paused task''s steps again; false when it was not paused';
+CREATE FUNCTION tasker_pause_namespace(namespace text)
+RETURNS boolean LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_pause_namespace_sql';
+COMMENT ON FUNCTION tasker_pause_namespace(text) IS
+    'Pause every unfinished task of a namespace, and the tasks created in it until it is resumed; false when it already is paused';
+CREATE FUNCTION tasker_resume_namespace(namespace text)
+RETURNS boolean LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_resume_namespace_sql';
+COMMENT ON FUNCTION tasker_resume_namespace(text) IS
+    'Resume a paused namespace and the tasks its pause held (not those paused one by one); false when it was not paused';
+REVOKE ALL ON FUNCTION tasker_pause_task(bigint, text), tasker_resume_task(bigint),
+    tasker_pause_namespace(text), tasker_resume_namespace(text) FROM PUBLIC;
+
+/* ---- issue 10: dynamic workflows (src/flow.c, src/flow_rules.c) ---- */
 
 /*
  * A new terminal step state, skipped: a decision's branch not taken, and
@@ -1956,6 +2017,7 @@ AS $$
                   t.current_state, c.total, c.done)
       FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
      WHERE t.current_state IN ('pending', 'in_progress') AND c.live = 0 AND c.done < c.total
+       AND t.paused_at IS NULL
     UNION ALL
     SELECT t.task_id, 'finished but not complete',
            format('Every step of the task finished, but the task is %s. Way out: any batch that touches the task settles it (tasker_run_task).',
@@ -2015,7 +2077,11 @@ SELECT e.name, e.category, e.description, e.payload_fields
     ('step.retry_requested', 'step', 'A failed step went back to pending for another attempt', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
     ('step.cancelled', 'step', 'A step was cancelled (alone or with its task)', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
     ('step.resolved_manually', 'step', 'A step was settled by hand or bypassed', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
-    ('step.skipped', 'step', 'A step will not run: a decision did not take its branch, or every parent of it was skipped', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at'])
+    ('step.skipped', 'step', 'A step will not run: a decision did not take its branch, or every parent of it was skipped', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('task.paused', 'task', 'A task was paused (tasker_pause_task): its steps are not claimed until it is resumed', ARRAY['task_id', 'task_name', 'namespace', 'reason', 'at']),
+    ('task.resumed', 'task', 'A paused task was resumed (tasker_resume_task)', ARRAY['task_id', 'task_name', 'namespace', 'at']),
+    ('namespace.paused', 'namespace', 'A namespace was paused (tasker_pause_namespace), with the number of its tasks it holds', ARRAY['namespace', 'tasks', 'at']),
+    ('namespace.resumed', 'namespace', 'A paused namespace was resumed, with the number of its tasks it resumed', ARRAY['namespace', 'tasks', 'at'])
   ) AS e(name, category, description, payload_fields)
 UNION ALL
 SELECT DISTINCT ON (ce->>'name') ce->>'name', 'custom', ce->>'description',
@@ -2027,8 +2093,8 @@ SELECT DISTINCT ON (ce->>'name') ce->>'name', 'custom', ce->>'description',
 
 /*
  * Readiness reports the dynamic rules: the step's type, a map instance's
- * map step and index, and what a step waits for (waiting_for: signal,
- * subtask, map_instances, delay, map_parallel_limit) with the details
+ * map step and index, and what a step waits for (waiting_for: paused,
+ * signal, subtask, map_instances, delay, map_parallel_limit) with the details
  * (the signal and its deadline, the child task, the open instances, the
  * time a delay ends).  A parent that was skipped counts as finished.
  */
@@ -2052,7 +2118,8 @@ AS $$
              AND NOT s.processed AND NOT s.in_process
              AND p.total = p.done
              AND (s.attempts = 0 OR (s.retryable AND s.attempts < s.retry_limit))
-             AND s.next_attempt_at IS NOT NULL AND s.next_attempt_at <= as_of,
+             AND s.next_attempt_at IS NOT NULL AND s.next_attempt_at <= as_of
+             AND NOT pz.paused,
            lf.created_at,
            CASE WHEN s.current_state = 'error' THEN s.next_attempt_at END,
            p.total::integer, p.done::integer, s.attempts, s.retry_limit,
@@ -2067,7 +2134,11 @@ AS $$
              JOIN @extschema@.tasker_workflow_steps ps ON ps.workflow_step_id = e.from_step_id
             WHERE e.to_step_id = s.workflow_step_id) p
      CROSS JOIN LATERAL (
+           SELECT t.paused_at IS NOT NULL AS paused
+             FROM @extschema@.tasker_tasks t WHERE t.task_id = s.task_id) pz
+     CROSS JOIN LATERAL (
            SELECT CASE
+                    WHEN s.current_state IN ('pending', 'error') AND pz.paused THEN 'paused'
                     WHEN s.current_state = 'in_progress' AND s.step_type = 'wait' THEN 'signal'
                     WHEN s.current_state = 'in_progress' AND s.step_type = 'subtask' THEN 'subtask'
                     WHEN s.current_state = 'in_progress' AND s.step_type = 'map' THEN 'map_instances'
@@ -2077,6 +2148,8 @@ AS $$
                          AND s.next_attempt_at IS NULL THEN 'map_parallel_limit'
                   END AS waiting_for,
                   CASE
+                    WHEN s.current_state IN ('pending', 'error') AND pz.paused THEN
+                      jsonb_build_object('due', s.held_next_attempt_at)
                     WHEN s.current_state = 'in_progress' AND s.step_type = 'wait' THEN
                       (SELECT jsonb_build_object('signal', l.flow->>'signal',
                                                  'deadline', s.lease_expires_at)
@@ -2108,7 +2181,8 @@ $$;
 /*
  * The execution context counts skipped steps (finished, not failed) and
  * waiting ones (a wait, a subtask, a map step, a delay); a task whose
- * only activity is waiting reports execution_status waiting.
+ * only activity is waiting reports execution_status waiting, and a paused
+ * task paused (recommended_action resume_task).
  */
 ALTER TYPE tasker_task_execution_context
     ADD ATTRIBUTE skipped_steps bigint,
@@ -2121,6 +2195,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     WITH counts AS (
         SELECT t.task_id, t.named_task_id, t.current_state::text AS status,
+               t.paused_at IS NOT NULL AS paused,
                count(r.workflow_step_id) AS total,
                count(*) FILTER (WHERE r.current_state = 'pending') AS pending,
                count(*) FILTER (WHERE r.current_state = 'in_progress') AS in_progress,
@@ -2137,10 +2212,11 @@ AS $$
           FROM @extschema@.tasker_tasks t
           LEFT JOIN @extschema@.tasker_step_readiness_status($1, $2) r ON r.task_id = t.task_id
          WHERE t.task_id = ANY ($1)
-         GROUP BY t.task_id, t.named_task_id, t.current_state)
+         GROUP BY t.task_id, t.named_task_id, t.current_state, t.paused_at)
     SELECT task_id, named_task_id, status, total, pending, in_progress,
            completed, failed, ready,
            CASE WHEN status = 'cancelled' THEN 'cancelled'
+                WHEN paused AND status IN ('pending', 'in_progress', 'error') THEN 'paused'
                 WHEN ready > 0 THEN 'has_ready_steps'
                 WHEN running > 0 THEN 'processing'
                 WHEN waiting > 0 AND status IN ('pending', 'in_progress') THEN 'waiting'
@@ -2148,6 +2224,7 @@ AS $$
                 WHEN completed + skipped = total AND total > 0 THEN 'all_complete'
                 ELSE 'waiting_for_dependencies' END,
            CASE WHEN status = 'cancelled' THEN 'none'
+                WHEN paused AND status IN ('pending', 'in_progress', 'error') THEN 'resume_task'
                 WHEN ready > 0 THEN 'execute_ready_steps'
                 WHEN running > 0 THEN 'wait_for_completion'
                 WHEN waiting > 0 AND status IN ('pending', 'in_progress') THEN 'wait_for_signal_subtask_or_timer'

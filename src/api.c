@@ -28,6 +28,7 @@
 #include "dag.h"
 #include "events.h"
 #include "flow.h"
+#include "pause.h"
 #include "guc.h"
 #include "handler.h"
 #include "handler_http.h"
@@ -70,6 +71,10 @@ PG_FUNCTION_INFO_V1(tasker_http_preview_sql);
 PG_FUNCTION_INFO_V1(tasker_step_depths_sql);
 PG_FUNCTION_INFO_V1(tasker_running_step_sql);
 PG_FUNCTION_INFO_V1(tasker_signal_sql);
+PG_FUNCTION_INFO_V1(tasker_pause_task_sql);
+PG_FUNCTION_INFO_V1(tasker_resume_task_sql);
+PG_FUNCTION_INFO_V1(tasker_pause_namespace_sql);
+PG_FUNCTION_INFO_V1(tasker_resume_namespace_sql);
 
 /*
  * AS_OWNER: run a statement as the extension's owner, for the caller
@@ -350,6 +355,51 @@ tasker_signal_sql(PG_FUNCTION_ARGS)
 					  tasker_max_results_size, "tasker.max_results_size");
 	AS_OWNER(done = tasker_signal(PG_GETARG_INT64(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
 								  payload));
+	PG_RETURN_BOOL(done);
+}
+
+/*
+ * tasker_pause_task(task_id bigint, reason text DEFAULT NULL) RETURNS
+ * boolean, tasker_resume_task(task_id bigint) RETURNS boolean, and the
+ * namespace forms (pause.c).
+ */
+Datum
+tasker_pause_task_sql(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "task_id", "Pass the task_id tasker_create_task returned.");
+	AS_OWNER(done = tasker_pause_task(PG_GETARG_INT64(0), arg_text(fcinfo, 1)));
+	PG_RETURN_BOOL(done);
+}
+
+Datum
+tasker_resume_task_sql(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "task_id", "Pass the task_id tasker_create_task returned.");
+	AS_OWNER(done = tasker_resume_task(PG_GETARG_INT64(0)));
+	PG_RETURN_BOOL(done);
+}
+
+Datum
+tasker_pause_namespace_sql(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "namespace", "Pass a namespace name, as in tasker_templates.");
+	AS_OWNER(done = tasker_pause_namespace(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	PG_RETURN_BOOL(done);
+}
+
+Datum
+tasker_resume_namespace_sql(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "namespace", "Pass a namespace name, as in tasker_templates.");
+	AS_OWNER(done = tasker_resume_namespace(text_to_cstring(PG_GETARG_TEXT_PP(0))));
 	PG_RETURN_BOOL(done);
 }
 

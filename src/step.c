@@ -126,6 +126,8 @@ static SPIPlanPtr extend_plan;
 static SPIPlanPtr release_plan;
 static SPIPlanPtr attempts_plan;
 static SPIPlanPtr task_of_plan;
+static SPIPlanPtr pause_plan;
+static SPIPlanPtr resume_plan;
 
 /*
  * text_array: the elements of a text[] datum as C strings (none when
@@ -201,6 +203,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"  SELECT s.workflow_step_id, s.task_id FROM @extschema@.tasker_workflow_steps s" \
 	"   CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL \
 	"         AND t.current_state IN ('pending', 'in_progress')" \
+	"         AND t.paused_at IS NULL" \
 	TASKER_CLAIM_INTENT_SQL \
 	"         AND ($4 = 0 OR pg_has_role($4, (SELECT nt.owner" \
 	"                FROM @extschema@.tasker_named_tasks nt" \
@@ -1347,7 +1350,8 @@ cancel_children(int64 task_id)
  * row is locked.
  */
 static void
-settle(int64 task_id, const char *state, int64 total, int64 done, int64 live)
+settle(int64 task_id, const char *state, int64 total, int64 done, int64 live,
+	   bool paused)
 {
 	if (strcmp(state, "cancelled") == 0)
 		cancel_leftovers(task_id);
@@ -1360,7 +1364,7 @@ settle(int64 task_id, const char *state, int64 total, int64 done, int64 live)
 							  "{\"reason\": \"all_steps_complete\"}");
 			subtask_finished(task_id, true);
 		}
-		else if (live == 0)
+		else if (live == 0 && !paused)
 		{
 			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_ERROR,
 							  "{\"reason\": \"steps_in_error_state\"}");
@@ -1377,6 +1381,7 @@ typedef struct TaskCounts
 	int64		total;
 	int64		done;
 	int64		live;
+	bool		paused;			/* held by a pause: not failed for want of ready steps */
 } TaskCounts;
 
 /*
@@ -1404,7 +1409,8 @@ settle_tasks(int64 *ids, int n)
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	tasker_run_plan(tasker_keep_plan(&counts_plan,
-			 "SELECT t.task_id, t.current_state::text, c.total, c.done, c.live"
+			 "SELECT t.task_id, t.current_state::text, c.total, c.done, c.live,"
+			 "       t.paused_at IS NOT NULL"
 			 "  FROM @extschema@.tasker_tasks t"
 			 " CROSS JOIN LATERAL (SELECT count(*) AS total,"
 			 "       count(*) FILTER (WHERE s.current_state IN " TASKER_FINISHED_STATES_SQL ") AS done,"
@@ -1424,9 +1430,11 @@ settle_tasks(int64 *ids, int n)
 		rows[i].total = DatumGetInt64(tasker_col(i, 3, &isnull));
 		rows[i].done = DatumGetInt64(tasker_col(i, 4, &isnull));
 		rows[i].live = DatumGetInt64(tasker_col(i, 5, &isnull));
+		rows[i].paused = DatumGetBool(tasker_col(i, 6, &isnull));
 	}
 	for (i = 0; i < nrows; i++)
-		settle(rows[i].task_id, rows[i].state, rows[i].total, rows[i].done, rows[i].live);
+		settle(rows[i].task_id, rows[i].state, rows[i].total, rows[i].done, rows[i].live,
+			   rows[i].paused);
 	SPI_finish();
 }
 
@@ -1537,4 +1545,85 @@ tasker_reclaim_expired(const char *kind, int limit, const char *message,
 	}
 	tasker_finalize_tasks(tasks, n);
 	return n;
+}
+
+/*
+ * result_task_ids: the int8 first column of the last result.
+ */
+static int64 *
+result_task_ids(int *n)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	uint64		i;
+	bool		isnull;
+
+	for (i = 0; i < SPI_processed; i++)
+		ids[i] = DatumGetInt64(tasker_col(i, 1, &isnull));
+	*n = (int) SPI_processed;
+	return ids;
+}
+
+/*
+ * tasker_pause_tasks: mark the unfinished tasks among ids (not paused
+ * yet) paused, by 'task' or 'namespace', and take their ready steps out
+ * of the ready index, keeping when each was due.  The claim skips a
+ * paused task; a step that becomes ready while its task is paused is
+ * skipped that way too.  Returns the ids paused (*n of them), in order.
+ */
+int64 *
+tasker_pause_tasks(int64 *ids, int n, const char *by, const char *reason, int *npaused)
+{
+	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {tasker_int8_array(ids, n), CStringGetTextDatum(by),
+	reason ? CStringGetTextDatum(reason) : (Datum) 0};
+	char		nulls[3] = {' ', ' ', reason ? ' ' : 'n'};
+
+	tasker_run_plan(tasker_keep_plan(&pause_plan,
+			 "WITH t AS ("
+			 "  UPDATE @extschema@.tasker_tasks SET paused_at = clock_timestamp(),"
+			 "         paused_by = $2, pause_reason = $3"
+			 "   WHERE task_id = ANY ($1) AND paused_at IS NULL"
+			 "     AND current_state IN ('pending', 'in_progress', 'error')"
+			 "  RETURNING task_id),"
+			 "h AS ("
+			 "  UPDATE @extschema@.tasker_workflow_steps s"
+			 "     SET held_next_attempt_at = s.next_attempt_at, next_attempt_at = NULL"
+			 "    FROM t WHERE s.task_id = t.task_id"
+			 "     AND s.current_state IN ('pending', 'error') AND s.next_attempt_at IS NOT NULL"
+			 "  RETURNING 1)"
+			 "SELECT task_id FROM t ORDER BY task_id",
+			 3, argtypes),
+		values, nulls, SPI_OK_SELECT);
+	return result_task_ids(npaused);
+}
+
+/*
+ * tasker_resume_tasks: the paused tasks among ids (paused by 'by' only,
+ * when it is not NULL) run again: their held steps are due when they
+ * were.  The caller settles them (a task whose steps all failed while it
+ * was paused fails now).  Returns the ids resumed (*n of them).
+ */
+int64 *
+tasker_resume_tasks(int64 *ids, int n, const char *by, int *nresumed)
+{
+	Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
+	Datum		values[2] = {tasker_int8_array(ids, n), by ? CStringGetTextDatum(by) : (Datum) 0};
+	char		nulls[2] = {' ', by ? ' ' : 'n'};
+
+	tasker_run_plan(tasker_keep_plan(&resume_plan,
+			 "WITH t AS ("
+			 "  UPDATE @extschema@.tasker_tasks SET paused_at = NULL, paused_by = NULL,"
+			 "         pause_reason = NULL"
+			 "   WHERE task_id = ANY ($1) AND paused_at IS NOT NULL"
+			 "     AND ($2 IS NULL OR paused_by = $2)"
+			 "  RETURNING task_id),"
+			 "r AS ("
+			 "  UPDATE @extschema@.tasker_workflow_steps s"
+			 "     SET next_attempt_at = s.held_next_attempt_at, held_next_attempt_at = NULL"
+			 "    FROM t WHERE s.task_id = t.task_id AND s.held_next_attempt_at IS NOT NULL"
+			 "  RETURNING 1)"
+			 "SELECT task_id FROM t ORDER BY task_id",
+			 2, argtypes),
+		values, nulls, SPI_OK_SELECT);
+	return result_task_ids(nresumed);
 }

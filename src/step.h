@@ -101,6 +101,9 @@ extern void tasker_release_attempt(int64 step_id);
 extern int	tasker_reclaim_expired(const char *kind, int limit, const char *message,
 								   const char *detail);
 extern void tasker_restart_step(int64 step_id, const char *metadata_json);
+extern int64 *tasker_pause_tasks(int64 *ids, int n, const char *by, const char *reason,
+								 int *npaused);
+extern int64 *tasker_resume_tasks(int64 *ids, int n, const char *by, int *nresumed);
 extern bool tasker_resolve_step_by_hand(int64 step_id, Jsonb *results,
 										const char *metadata_json);
 

@@ -56,6 +56,7 @@ static SPIPlanPtr names_plan;
 static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr existing_task_plan;
 static SPIPlanPtr parent_step_plan;
+static SPIPlanPtr ns_paused_plan;
 static SPIPlanPtr legacy_task_plan;
 static SPIPlanPtr insert_steps_plan;
 static SPIPlanPtr insert_steps_010_plan;
@@ -623,6 +624,26 @@ bypass_steps(int64 task_id, const char *task_name, ArrayType *names)
 }
 
 /*
+ * namespace_paused: whether tasks created in a namespace start paused
+ * (tasker_pause_namespace, issue 11).
+ */
+static bool
+namespace_paused(const char *namespace)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(namespace)};
+
+	if (!tasker_has_column("tasker_task_namespaces", "paused_at"))
+		return false;
+	tasker_run_plan(tasker_keep_plan(&ns_paused_plan,
+			  "SELECT 1 FROM @extschema@.tasker_task_namespaces"
+			  " WHERE name = $1 AND paused_at IS NOT NULL",
+			  1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+/*
  * set_parent_step: a subtask's child task records the step that created
  * it (flow.c completes that step when the child finishes).
  */
@@ -683,6 +704,12 @@ tasker_create_task_internal(const TaskRequest *req)
 		if (req->parent_step_id != 0)
 			set_parent_step(task_id, req->parent_step_id);
 		insert_steps_and_edges(task_id, tmpl.named_task_id);
+		if (namespace_paused(req->namespace))
+		{
+			int			n;
+
+			(void) tasker_pause_tasks(&task_id, 1, "namespace", NULL, &n);
+		}
 		tasker_count_tasks(TASKER_TASKS_CREATED, 1);
 		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
 								 NULL, "pending", 0, GetCurrentTimestamp(),
