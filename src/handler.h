@@ -126,7 +126,6 @@ typedef struct TaskerHandlerKind
 extern const TaskerHandlerKind tasker_sql_kind;
 extern const TaskerHandlerKind tasker_http_kind;
 extern const TaskerHandlerKind tasker_worker_kind;
-extern const TaskerHandlerKind tasker_flow_kind;
 extern const TaskerHandlerKind *tasker_handler_kinds[];
 extern void tasker_register_handler_kind(const TaskerHandlerKind *kind);
 

@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "flow.h"
 #include "guc.h"
 #include "handler.h"
 #include "notify.h"
