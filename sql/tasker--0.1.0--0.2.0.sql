@@ -1837,3 +1837,26 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_critical_path(bigint, jsonb) IS
     'The longest chain of a task''s steps by duration, in order: each step''s duration (observed for a finished step, estimated from config''s duration_estimates otherwise) and the running total';
+
+/* ---- issue 12: metrics ---- */
+
+/*
+ * Counters kept in shared memory by the engine (src/shmem.c: counted when
+ * the transaction that moved the task or step commits, zero again after a
+ * server restart) and gauges read cheaply (src/metrics.c), as rows and as
+ * the Prometheus text format.  Open to PUBLIC, as tasker_system_health is:
+ * they show counts and timings, never a task's data.
+ */
+CREATE FUNCTION @extschema@.tasker_metrics()
+RETURNS TABLE (name text, labels jsonb, value double precision)
+AS 'MODULE_PATHNAME', 'tasker_metrics_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_metrics() IS
+    'tasker''s counters (tasks, step attempts by kind and outcome, retries, step duration histograms, HTTP requests by answer class, external-worker claims, lost leases; since the server started) and gauges (ready steps, oldest ready step, leased steps in progress, HTTP requests in flight, executors alive), one row per Prometheus sample';
+
+CREATE FUNCTION @extschema@.tasker_metrics_prometheus()
+RETURNS text
+AS 'MODULE_PATHNAME', 'tasker_metrics_prometheus_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_metrics_prometheus() IS
+    'The samples of tasker_metrics() in the Prometheus text exposition format, with # HELP and # TYPE lines';
