@@ -56,8 +56,7 @@ PG_FUNCTION_INFO_V1(tasker_metrics_prometheus_sql);
 /* The metric families, in the order they are reported. */
 typedef enum MetricFamilyId
 {
-	F_PRELOADED = 0,
-	F_TASKS_CREATED,
+	F_TASKS_CREATED = 0,
 	F_TASKS_COMPLETED,
 	F_TASKS_FAILED,
 	F_TASKS_CANCELLED,
@@ -84,8 +83,6 @@ typedef struct MetricFamily
 } MetricFamily;
 
 static const MetricFamily families[NUM_FAMILIES] = {
-	[F_PRELOADED] = {"tasker_preloaded", "gauge",
-	"1 when tasker is in shared_preload_libraries, so that the counters are kept; 0: every counter reads 0"},
 	[F_TASKS_CREATED] = {"tasker_tasks_created_total", "counter",
 	"Tasks created"},
 	[F_TASKS_COMPLETED] = {"tasker_tasks_completed_total", "counter",
@@ -111,13 +108,13 @@ static const MetricFamily families[NUM_FAMILIES] = {
 	[F_OLDEST_READY] = {"tasker_oldest_ready_step_age_seconds", "gauge",
 	"Seconds since the oldest ready step became due, by handler kind (0 when none is ready)"},
 	[F_IN_PROGRESS] = {"tasker_steps_in_progress", "gauge",
-	"Leased steps in progress (HTTP requests and external workers' claims), by handler kind"},
+	"Leased steps in progress (HTTP requests and external workers' claims), by handler kind; an sql step is in progress only inside its batch's transaction, so sql reads 0"},
 	[F_HTTP_IN_FLIGHT] = {"tasker_http_requests_in_flight", "gauge",
 	"HTTP requests the executors have in flight now"},
 	[F_WORKERS_ALIVE] = {"tasker_workers_alive", "gauge",
 	"Executor processes running"},
 	[F_WORKERS_MAX] = {"tasker_workers_max", "gauge",
-	"Executor slots (tasker.max_workers when the server started)"},
+	"Executor slots (tasker.max_workers when the server started); 0 when tasker is not in shared_preload_libraries, and then every counter reads 0"},
 };
 
 /* One sample: a family, a suffix of its name, up to two labels, a value. */
@@ -226,7 +223,7 @@ add_counters(MetricSamples *s)
 	int			k;
 	int			o;
 
-	add_sample(s, F_PRELOADED, "", tasker_read_counts(&c) ? 1 : 0, NULL, NULL, NULL, NULL);
+	(void) tasker_read_counts(&c);
 	add_sample(s, F_TASKS_CREATED, "", c.tasks[TASKER_TASKS_CREATED], NULL, NULL, NULL, NULL);
 	add_sample(s, F_TASKS_COMPLETED, "", c.tasks[TASKER_TASKS_COMPLETED], NULL, NULL, NULL, NULL);
 	add_sample(s, F_TASKS_FAILED, "", c.tasks[TASKER_TASKS_FAILED], NULL, NULL, NULL, NULL);
@@ -335,9 +332,8 @@ add_gauges(MetricSamples *s)
 	for (k = 0; k < TASKER_NUM_STEP_KINDS; k++)
 		add_sample(s, F_OLDEST_READY, "", g[k].oldest_age, "kind", tasker_step_kind_name(k), NULL, NULL);
 	for (k = 0; k < TASKER_NUM_STEP_KINDS; k++)
-		if (k != TASKER_STEP_SQL)
-			add_sample(s, F_IN_PROGRESS, "", g[k].in_progress,
-					   "kind", tasker_step_kind_name(k), NULL, NULL);
+		add_sample(s, F_IN_PROGRESS, "", g[k].in_progress,
+				   "kind", tasker_step_kind_name(k), NULL, NULL);
 	add_sample(s, F_HTTP_IN_FLIGHT, "", http_in_flight(), NULL, NULL, NULL, NULL);
 	add_sample(s, F_WORKERS_ALIVE, "", workers_alive(), NULL, NULL, NULL, NULL);
 	add_sample(s, F_WORKERS_MAX, "", tasker_slot_count(), NULL, NULL, NULL, NULL);

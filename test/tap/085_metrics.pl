@@ -13,8 +13,10 @@
 #   name{labels} value, each family's samples together after its TYPE,
 #   the same samples as tasker_metrics(), histogram buckets cumulative
 #   with +Inf equal to _count;
+# - postgres_exporter with contrib/postgres_exporter/tasker.yaml, connected
+#   as a role with no privilege granted, exports the same samples;
 # - counters start at zero after a restart, and read zero (with
-#   tasker_preloaded 0) without the preload.
+#   tasker_workers_max 0) without the preload.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -281,8 +283,8 @@ is($m->{'tasker_ready_steps{kind=sql}'} . ',' . $m->{'tasker_ready_steps{kind=ht
 cmp_ok($m->{'tasker_oldest_ready_step_age_seconds{kind=sql}'}, '>=', 30,
 	'the oldest ready step has waited for 30 s or more');
 is($m->{'tasker_oldest_ready_step_age_seconds{kind=http}'}, 0, 'no HTTP step waits: age 0');
-is(join(',', map { $m->{$_} } 'tasker_workers_alive{}', 'tasker_workers_max{}', 'tasker_preloaded{}'),
-	'2,2,1', 'two executors alive of two; preloaded');
+is(join(',', map { $m->{$_} } 'tasker_workers_alive{}', 'tasker_workers_max{}', 'tasker_steps_in_progress{kind=sql}'),
+	'2,2,0', 'two executors alive of two; no leased sql step');
 sql('ALTER SYSTEM RESET tasker.enabled');
 sql('SELECT pg_reload_conf()');
 is(wait_task($paused), 'error', 'resumed, the executors run the task');
@@ -360,11 +362,58 @@ my $texts = join(',', map { "$_->[0] $_->[2]" } sort { $a->[1] cmp $b->[1] }
 	  grep { $_->[0] eq 'tasker_step_attempts_total' } @samples);
 is($texts, $rows, 'the text and tasker_metrics() give the same attempt counts');
 
+# ---- postgres_exporter with contrib/postgres_exporter/tasker.yaml, as a
+# role with no privilege of its own: the same samples as the text
+sql('CREATE ROLE metrics_reader LOGIN');
+my $exporter = '/usr/bin/prometheus-postgres-exporter';
+ok(-x $exporter, "postgres_exporter is installed ($exporter; test/lib.sh installs it)");
+my $eport = PostgreSQL::Test::Cluster::get_free_port();
+my $ehandle = IPC::Run::start(
+	[ $exporter, "--web.listen-address=127.0.0.1:$eport",
+	  "--extend.query-path=$tree/contrib/postgres_exporter/tasker.yaml",
+	  '--disable-default-metrics', '--disable-settings-metrics' ],
+	'>', '/dev/null', '2>', \my $eerr,
+	init => sub {
+		$ENV{DATA_SOURCE_NAME} = 'host=' . $node->host . ' port=' . $node->port
+		  . ' dbname=postgres user=metrics_reader sslmode=disable';
+	});
+my $scraped = '';
+for (1 .. 100)
+{
+	$scraped = HTTP::Tiny->new(timeout => 10)->get("http://127.0.0.1:$eport/metrics")->{content} // '';
+	last if $scraped =~ /^tasker_workers_max/m;
+	sleep 0.1;
+}
+$ehandle->kill_kill;
+# norm(labels): the labels sorted, without postgres_exporter's server label.
+sub norm
+{
+	my ($labels) = @_;
+	my @pairs = grep { !/^server=/ } ($labels // '') =~ /([a-zA-Z_]\w*="(?:[^"\\]|\\.)*")/g;
+	return join(',', sort @pairs);
+}
+my (%native, %exported);
+$native{"$_->[0]\{" . norm($_->[1]) . '}'} = $_->[2] for @samples;
+for my $line (split /\n/, $scraped)
+{
+	next unless $line =~ /^(tasker_\w+)(\{[^}]*\})? (\S+)$/;
+	$exported{"$1\{" . norm($2) . '}'} = $3;
+}
+my @diff;
+for my $k (sort keys %native)
+{
+	push @diff, "$k: $native{$k} here, " . ($exported{$k} // 'missing') . ' from the exporter'
+	  unless defined $exported{$k} && $exported{$k} == $native{$k};
+}
+push @diff, "$_ only from the exporter" for grep { !exists $native{$_} } sort keys %exported;
+is(join("\n", @diff), '', 'postgres_exporter with tasker.yaml gives the same ' . scalar(keys %native)
+	  . ' samples as tasker_metrics_prometheus()') or diag $eerr;
+
 # ---- a restart starts the counters again at zero
 $node->restart;
 is(metrics()->{'tasker_tasks_created_total{}'}, 0, 'after a restart the counters start at zero');
 
-# ---- without the preload: zeros, and tasker_preloaded 0
+# ---- without the preload: zeros, and tasker_workers_max 0
 my $plain = PostgreSQL::Test::Cluster->new('metrics_plain');
 $plain->init;
 $plain->start;
@@ -379,11 +428,11 @@ $y$);
 SELECT tasker_run_task(tasker_create_task('p'));
 });
 $m = metrics($plain);
-is(join(',', map { $m->{$_} } 'tasker_preloaded{}', 'tasker_tasks_created_total{}', 'tasker_workers_alive{}'),
-	'0,0,0', 'without the preload: tasker_preloaded 0 and no counts');
+is(join(',', map { $m->{$_} } 'tasker_workers_max{}', 'tasker_tasks_created_total{}', 'tasker_workers_alive{}'),
+	'0,0,0', 'without the preload: tasker_workers_max 0 and no counts');
 like($plain->safe_psql('postgres', 'SELECT tasker_metrics_prometheus()'),
-	qr/^# HELP tasker_preloaded .*\n# TYPE tasker_preloaded gauge\ntasker_preloaded 0\n/,
-	'and the text says so first');
+	qr/\n# TYPE tasker_workers_max gauge\ntasker_workers_max 0\n/,
+	'and the text says so');
 $plain->stop;
 $node->stop;
 $stub->kill_kill;
