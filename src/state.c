@@ -337,6 +337,41 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 }
 
 /*
+ * A step's transition: clear the previous most_recent row and insert the
+ * new one after it.  A transition out of in_progress ends an attempt, and
+ * keeps when it started (the in_progress transition before it), so the
+ * analytics read an attempt's run time from one row.  The second form is
+ * for the schema of 0.1.0, not yet updated, which has no such column.
+ */
+#define STEP_INSERT_SQL \
+	"WITH prev AS (" \
+	"  UPDATE @extschema@.tasker_workflow_step_transitions" \
+	"     SET most_recent = false, updated_at = now()" \
+	"   WHERE workflow_step_id = $1 AND most_recent" \
+	"  RETURNING sort_key, to_state, created_at)" \
+	"INSERT INTO @extschema@.tasker_workflow_step_transitions" \
+	" (workflow_step_id, task_id, from_state, to_state, metadata," \
+	"  sort_key, created_at, attempt_started_at)" \
+	" SELECT $1, $2, $3, $4, $5::jsonb," \
+	"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10," \
+	"        clock_timestamp()," \
+	"        (SELECT max(created_at) FROM prev WHERE to_state = 'in_progress')" \
+	" RETURNING created_at"
+#define STEP_INSERT_SQL_0_1_0 \
+	"WITH prev AS (" \
+	"  UPDATE @extschema@.tasker_workflow_step_transitions" \
+	"     SET most_recent = false, updated_at = now()" \
+	"   WHERE workflow_step_id = $1 AND most_recent" \
+	"  RETURNING sort_key)" \
+	"INSERT INTO @extschema@.tasker_workflow_step_transitions" \
+	" (workflow_step_id, task_id, from_state, to_state, metadata," \
+	"  sort_key, created_at)" \
+	" SELECT $1, $2, $3, $4, $5::jsonb," \
+	"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10," \
+	"        clock_timestamp()" \
+	" RETURNING created_at"
+
+/*
  * record_transition: clear the previous most_recent row and insert the new
  * one with a sort_key 10 above it (10 for the first); returns its
  * created_at.
@@ -372,18 +407,10 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 								5, argtypes);
 	else
 		plan = tasker_keep_plan(&step_insert_plan,
-								"WITH prev AS ("
-								"  UPDATE @extschema@.tasker_workflow_step_transitions"
-								"     SET most_recent = false, updated_at = now()"
-								"   WHERE workflow_step_id = $1 AND most_recent"
-								"  RETURNING sort_key)"
-								"INSERT INTO @extschema@.tasker_workflow_step_transitions"
-								" (workflow_step_id, task_id, from_state, to_state, metadata,"
-								"  sort_key, created_at)"
-								" SELECT $1, $2, $3, $4, $5::jsonb,"
-								"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10,"
-								"        clock_timestamp()"
-								" RETURNING created_at",
+								step_insert_plan != NULL ||
+								tasker_has_column("tasker_workflow_step_transitions",
+												  "attempt_started_at") ?
+								STEP_INSERT_SQL : STEP_INSERT_SQL_0_1_0,
 								5, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(task_id);
@@ -565,7 +592,8 @@ tasker_fail_attempt(int64 step_id, TaskerAttemptOutcome outcome,
 /*
  * The batch's steps, as a relation m (step_id, task_id, from_error,
  * results, lease, ord) over the arrays $1 to $5, and the clearing of their
- * previous most_recent transition rows (last: step id, sort_key).  The
+ * previous most_recent transition rows (last: step id, sort_key, and when
+ * the attempt started if that row was the move to in_progress).  The
  * aggregate reads all of prev before the first new row is inserted, so
  * no new most_recent row meets an old one not yet cleared in the partial
  * unique index.
@@ -579,14 +607,16 @@ tasker_fail_attempt(int64 step_id, TaskerAttemptOutcome outcome,
 	"  UPDATE @extschema@.tasker_workflow_step_transitions x" \
 	"     SET most_recent = false, updated_at = now()" \
 	"    FROM m WHERE x.workflow_step_id = m.step_id AND x.most_recent" \
-	"  RETURNING x.workflow_step_id, x.sort_key)," \
-	"last AS (SELECT workflow_step_id, max(sort_key) AS sort_key" \
+	"  RETURNING x.workflow_step_id, x.sort_key, x.to_state, x.created_at)," \
+	"last AS (SELECT workflow_step_id, max(sort_key) AS sort_key," \
+	"                max(created_at) FILTER (WHERE to_state = 'in_progress') AS started_at" \
 	"           FROM prev GROUP BY workflow_step_id),"
 
 /*
  * What each new transition row announces, in the order of the rows (tr:
  * ord, k, step_id, task_id, from_state, to_state, metadata, attempts,
- * sort_key, most_recent), after inserting them (ins), and what the
+ * sort_key, most_recent, attempt_started_at), after inserting them (ins),
+ * and what the
  * counters need: the step's kind and the run time of its attempt (s is
  * the row before the statement, so last_attempted_at is when the attempt
  * started; meaningless for a start).
@@ -595,9 +625,9 @@ tasker_fail_attempt(int64 step_id, TaskerAttemptOutcome outcome,
 	"ins AS (" \
 	"  INSERT INTO @extschema@.tasker_workflow_step_transitions" \
 	"   (workflow_step_id, task_id, from_state, to_state, metadata, sort_key," \
-	"    most_recent, created_at)" \
+	"    most_recent, created_at, attempt_started_at)" \
 	"  SELECT step_id, task_id, from_state, to_state, COALESCE(metadata, '{}')::jsonb," \
-	"         sort_key, most_recent, clock_timestamp()" \
+	"         sort_key, most_recent, clock_timestamp(), attempt_started_at" \
 	"    FROM tr ORDER BY ord, k" \
 	"  RETURNING workflow_step_id, sort_key, created_at)" \
 	"SELECT tr.step_id, tr.task_id, tr.from_state, tr.to_state, tr.attempts," \
@@ -750,7 +780,7 @@ tasker_start_steps(const StepMove *moves, int n)
 			 "  SELECT m.ord, 1 AS k, m.step_id, m.task_id, 'error' AS from_state,"
 			 "         'pending' AS to_state, '{\"reason\": \"retry_backoff_elapsed\"}' AS metadata,"
 			 "         mv.attempts - 1 AS attempts, COALESCE(p.sort_key, 0) + 10 AS sort_key,"
-			 "         false AS most_recent"
+			 "         false AS most_recent, NULL::timestamptz AS attempt_started_at"
 			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
 			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id"
 			 "   WHERE m.from_error"
@@ -758,7 +788,7 @@ tasker_start_steps(const StepMove *moves, int n)
 			 "  SELECT m.ord, 2, m.step_id, m.task_id, 'pending', 'in_progress', NULL,"
 			 "         mv.attempts,"
 			 "         COALESCE(p.sort_key, 0) + CASE WHEN m.from_error THEN 20 ELSE 10 END,"
-			 "         true"
+			 "         true, NULL"
 			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
 			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id),"
 			 BATCH_INSERT_AND_EVENTS_SQL,
@@ -808,7 +838,8 @@ tasker_complete_steps(const StepMove *moves, int n)
 			 "tr AS ("
 			 "  SELECT m.ord, 1 AS k, m.step_id, m.task_id, 'in_progress' AS from_state,"
 			 "         'complete' AS to_state, NULL::text AS metadata, mv.attempts,"
-			 "         COALESCE(p.sort_key, 0) + 10 AS sort_key, true AS most_recent"
+			 "         COALESCE(p.sort_key, 0) + 10 AS sort_key, true AS most_recent,"
+			 "         p.started_at AS attempt_started_at"
 			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
 			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id),"
 			 BATCH_INSERT_AND_EVENTS_SQL,
