@@ -572,7 +572,11 @@ FROM PUBLIC;
  * partial index on steps in error finds quarantined and failed steps
  * without reading the finished ones; state changes are never HOT updates
  * (the ready index's predicate reads current_state), so it adds an index
- * entry only to rows that are in error.
+ * entry only to rows that are in error.  The readers run with jit off:
+ * the cost estimates of their plans (a look-up per row of a window, a
+ * count over every row) cross jit_above_cost, and compiling took longer
+ * than the query (over 500 ms against 24 ms for tasker_slowest_steps
+ * with 1,000,000 finished steps, bench/RESULTS.md).
  */
 CREATE INDEX tasker_step_transitions_created_at_idx
     ON tasker_workflow_step_transitions USING brin (created_at);
@@ -640,7 +644,7 @@ CREATE FUNCTION @extschema@.tasker_system_health(
     OUT in_backoff_steps bigint, OUT active_connections bigint,
     OUT max_connections bigint, OUT resolved_manually_tasks bigint,
     OUT cancelled_steps bigint, OUT resolved_manually_steps bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
     SELECT t.total, t.pending, t.in_progress, t.complete, t.error, t.cancelled,
            s.total, s.pending, s.in_progress, s.complete, s.error,
@@ -698,7 +702,7 @@ RETURNS TABLE (active_tasks_count bigint, total_namespaces_count bigint,
                p99_task_duration numeric, p50_step_duration numeric,
                p95_step_duration numeric, p99_step_duration numeric,
                step_error_count bigint, step_error_rate numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -786,7 +790,7 @@ COMMENT ON FUNCTION @extschema@.tasker_analytics_metrics(timestamptz) IS
  * (attempt_started_at; looked up for rows older than 0.2.0).  The window's
  * transitions are ranked first and only the slowest joined to their step
  * and names; a filter is the set of templates it matches, checked against
- * each transition's task.
+ * each transition's task (joined only under a filter).
  */
 CREATE FUNCTION @extschema@.tasker_slowest_steps(
     since timestamptz DEFAULT now() - interval '24 hours',
@@ -797,7 +801,7 @@ RETURNS TABLE (workflow_step_id bigint, task_id bigint, step_name text,
                duration_seconds numeric, attempts integer,
                created_at timestamptz, completed_at timestamptz,
                retryable boolean, step_status text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -823,11 +827,14 @@ BEGIN
                       AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
                     ORDER BY p.sort_key DESC LIMIT 1))), 3) AS seconds
           FROM @extschema@.tasker_workflow_step_transitions x
+          -- the task's template, read only under a filter (OFFSET 0: one
+          -- probe per task, not a hash of every task of the templates)
+          LEFT JOIN LATERAL (
+                SELECT t.named_task_id FROM @extschema@.tasker_tasks t
+                 WHERE templates IS NOT NULL AND t.task_id = x.task_id OFFSET 0) tt ON true
          WHERE x.to_state = 'complete'
            AND x.created_at >= since AND x.created_at <= now()
-           AND (templates IS NULL
-                OR EXISTS (SELECT 1 FROM @extschema@.tasker_tasks t
-                            WHERE t.task_id = x.task_id AND t.named_task_id = ANY (templates)))),
+           AND (templates IS NULL OR tt.named_task_id = ANY (templates))),
     slowest AS (
         SELECT d.* FROM done d
          WHERE d.seconds IS NOT NULL
@@ -862,7 +869,7 @@ RETURNS TABLE (task_id bigint, task_name text, namespace_name text, version text
                duration_seconds numeric, step_count bigint, completed_steps bigint,
                error_steps bigint, created_at timestamptz, completed_at timestamptz,
                initiator text, source_system text, task_status text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -914,7 +921,7 @@ COMMENT ON FUNCTION @extschema@.tasker_slowest_tasks(timestamptz, integer, text,
  */
 CREATE FUNCTION @extschema@.tasker_health()
 RETURNS TABLE (check_name text, status text, detail jsonb)
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 WITH RECURSIVE
 kinds(kind) AS (
