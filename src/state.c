@@ -26,7 +26,10 @@
  * step leaving in_progress) by its handler kind and outcome, with its run
  * time since the attempt started (last_attempted_at); attempts started
  * after the first count as retries.  A failed attempt is a retry or a
- * final failure as its caller decided (tasker_fail_attempt).
+ * final failure as its caller decided (tasker_fail_attempt).  A step
+ * transition that ends an attempt also keeps the attempt's start
+ * (attempt_started_at: the in_progress transition before it), for the
+ * analytics.
  *
  * The entity row is locked FOR NO KEY UPDATE first, so two sessions that
  * move the same task or step serialise here and the second sees the
@@ -406,6 +409,7 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 								" RETURNING created_at",
 								5, argtypes);
 	else
+		/* the catalog is read only when the plan is first prepared */
 		plan = tasker_keep_plan(&step_insert_plan,
 								step_insert_plan != NULL ||
 								tasker_has_column("tasker_workflow_step_transitions",
