@@ -38,6 +38,7 @@ OBJS = \
 	src/template_check.o \
 	src/template_store.o \
 	src/handler_registry.o \
+	src/metrics.o \
 	src/api.o
 
 # Released install scripts are never edited.  Each later version's install

@@ -572,7 +572,11 @@ FROM PUBLIC;
  * partial index on steps in error finds quarantined and failed steps
  * without reading the finished ones; state changes are never HOT updates
  * (the ready index's predicate reads current_state), so it adds an index
- * entry only to rows that are in error.
+ * entry only to rows that are in error.  The readers run with jit off:
+ * the cost estimates of their plans (a look-up per row of a window, a
+ * count over every row) cross jit_above_cost, and compiling took longer
+ * than the query (over 500 ms against 24 ms for tasker_slowest_steps
+ * with 1,000,000 finished steps, bench/RESULTS.md).
  */
 CREATE INDEX tasker_step_transitions_created_at_idx
     ON tasker_workflow_step_transitions USING brin (created_at);
@@ -582,6 +586,20 @@ CREATE INDEX tasker_tasks_created_at_idx
     ON tasker_tasks USING brin (created_at);
 CREATE INDEX tasker_workflow_steps_error_idx
     ON tasker_workflow_steps (task_id) WHERE current_state = 'error';
+
+/*
+ * A step transition out of in_progress (to complete, error, cancelled, or
+ * pending for a step given back) ends an attempt, and keeps when that
+ * attempt started: the created_at of the in_progress transition before it
+ * (src/state.c writes it with the row).  The analytics read an attempt's
+ * run time from the one row in their window instead of looking up the
+ * start of each (a probe per row: over 100 ms for a day's window with
+ * 1,000,000 finished steps, bench/RESULTS.md).  Rows written before 0.2.0
+ * have none, and the readers look the start up for them.
+ */
+ALTER TABLE tasker_workflow_step_transitions ADD COLUMN attempt_started_at timestamptz;
+COMMENT ON COLUMN tasker_workflow_step_transitions.attempt_started_at IS
+    'For a transition out of in_progress (the end of an attempt): when the attempt started, the created_at of the in_progress transition before it; NULL otherwise, and on rows written before 0.2.0';
 
 /*
  * tasker_check_window: the argument checks of the slowest_* functions.
@@ -626,7 +644,7 @@ CREATE FUNCTION @extschema@.tasker_system_health(
     OUT in_backoff_steps bigint, OUT active_connections bigint,
     OUT max_connections bigint, OUT resolved_manually_tasks bigint,
     OUT cancelled_steps bigint, OUT resolved_manually_steps bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
     SELECT t.total, t.pending, t.in_progress, t.complete, t.error, t.cancelled,
            s.total, s.pending, s.in_progress, s.complete, s.error,
@@ -684,7 +702,7 @@ RETURNS TABLE (active_tasks_count bigint, total_namespaces_count bigint,
                p99_task_duration numeric, p50_step_duration numeric,
                p95_step_duration numeric, p99_step_duration numeric,
                step_error_count bigint, step_error_rate numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -705,16 +723,16 @@ BEGIN
            AND x.created_at >= since AND x.created_at <= now()
          ORDER BY x.task_id, x.sort_key DESC),
     step_done AS (
-        -- each attempt that ended in the window, with its run time
+        -- each attempt that ended in the window, with its run time (the
+        -- start kept on the row; looked up for rows older than 0.2.0)
         SELECT x.to_state::text AS outcome,
-               extract(epoch FROM x.created_at - r.started_at) AS seconds
+               extract(epoch FROM x.created_at - COALESCE(x.attempt_started_at, (
+                   SELECT p.created_at
+                     FROM @extschema@.tasker_workflow_step_transitions p
+                    WHERE p.workflow_step_id = x.workflow_step_id
+                      AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
+                    ORDER BY p.sort_key DESC LIMIT 1))) AS seconds
           FROM @extschema@.tasker_workflow_step_transitions x
-          LEFT JOIN LATERAL (
-                SELECT p.created_at AS started_at
-                  FROM @extschema@.tasker_workflow_step_transitions p
-                 WHERE p.workflow_step_id = x.workflow_step_id
-                   AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
-                 ORDER BY p.sort_key DESC LIMIT 1) r ON true
          WHERE x.to_state IN ('complete', 'error')
            AND x.created_at >= since AND x.created_at <= now()),
     tasks AS (
@@ -768,7 +786,11 @@ COMMENT ON FUNCTION @extschema@.tasker_analytics_metrics(timestamptz) IS
  * The Ruby get_slowest_steps_v01: the steps that completed in the window,
  * slowest first.  A step's duration is the run of the attempt that
  * completed it (Ruby measured from the step's creation, so the last steps
- * of every chain came first).
+ * of every chain came first), read from the complete transition
+ * (attempt_started_at; looked up for rows older than 0.2.0).  The window's
+ * transitions are ranked first and only the slowest joined to their step
+ * and names; a filter is the set of templates it matches, checked against
+ * each transition's task (joined only under a filter).
  */
 CREATE FUNCTION @extschema@.tasker_slowest_steps(
     since timestamptz DEFAULT now() - interval '24 hours',
@@ -779,35 +801,55 @@ RETURNS TABLE (workflow_step_id bigint, task_id bigint, step_name text,
                duration_seconds numeric, attempts integer,
                created_at timestamptz, completed_at timestamptz,
                retryable boolean, step_status text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
+DECLARE
+    templates integer[];
 BEGIN
     PERFORM @extschema@.tasker_check_window(since, limit_count);
+    IF namespace_filter IS NOT NULL OR task_name_filter IS NOT NULL OR version_filter IS NOT NULL THEN
+        templates := ARRAY(
+            SELECT nt.named_task_id
+              FROM @extschema@.tasker_named_tasks nt
+              JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+             WHERE (namespace_filter IS NULL OR ns.name = namespace_filter)
+               AND (task_name_filter IS NULL OR nt.name = task_name_filter)
+               AND (version_filter IS NULL OR nt.version = version_filter));
+    END IF;
     RETURN QUERY
+    WITH done AS (
+        SELECT x.workflow_step_id, x.created_at AS completed_at,
+               round(extract(epoch FROM x.created_at - COALESCE(x.attempt_started_at, (
+                   SELECT p.created_at
+                     FROM @extschema@.tasker_workflow_step_transitions p
+                    WHERE p.workflow_step_id = x.workflow_step_id
+                      AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
+                    ORDER BY p.sort_key DESC LIMIT 1))), 3) AS seconds
+          FROM @extschema@.tasker_workflow_step_transitions x
+          -- the task's template, read only under a filter (OFFSET 0: one
+          -- probe per task, not a hash of every task of the templates)
+          LEFT JOIN LATERAL (
+                SELECT t.named_task_id FROM @extschema@.tasker_tasks t
+                 WHERE templates IS NOT NULL AND t.task_id = x.task_id OFFSET 0) tt ON true
+         WHERE x.to_state = 'complete'
+           AND x.created_at >= since AND x.created_at <= now()
+           AND (templates IS NULL OR tt.named_task_id = ANY (templates))),
+    slowest AS (
+        SELECT d.* FROM done d
+         WHERE d.seconds IS NOT NULL
+         ORDER BY d.seconds DESC, d.workflow_step_id
+         LIMIT limit_count)
     SELECT s.workflow_step_id, s.task_id, n.name::text, nt.name::text, ns.name::text,
-           nt.version::text,
-           round(extract(epoch FROM x.created_at - r.started_at), 3),
-           s.attempts, s.created_at, x.created_at, s.retryable, s.current_state::text
-      FROM @extschema@.tasker_workflow_step_transitions x
-     CROSS JOIN LATERAL (
-           SELECT p.created_at AS started_at
-             FROM @extschema@.tasker_workflow_step_transitions p
-            WHERE p.workflow_step_id = x.workflow_step_id
-              AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
-            ORDER BY p.sort_key DESC LIMIT 1) r
-      JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = x.workflow_step_id
+           nt.version::text, d.seconds, s.attempts, s.created_at, d.completed_at,
+           s.retryable, s.current_state::text
+      FROM slowest d
+      JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = d.workflow_step_id
       JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
       JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id
       JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
       JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
-     WHERE x.to_state = 'complete'
-       AND x.created_at >= since AND x.created_at <= now()
-       AND (namespace_filter IS NULL OR ns.name = namespace_filter)
-       AND (task_name_filter IS NULL OR nt.name = task_name_filter)
-       AND (version_filter IS NULL OR nt.version = version_filter)
-     ORDER BY 7 DESC, 1
-     LIMIT limit_count;
+     ORDER BY d.seconds DESC, d.workflow_step_id;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_slowest_steps(timestamptz, integer, text, text, text) IS
@@ -827,7 +869,7 @@ RETURNS TABLE (task_id bigint, task_name text, namespace_name text, version text
                duration_seconds numeric, step_count bigint, completed_steps bigint,
                error_steps bigint, created_at timestamptz, completed_at timestamptz,
                initiator text, source_system text, task_status text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -879,7 +921,7 @@ COMMENT ON FUNCTION @extschema@.tasker_slowest_tasks(timestamptz, integer, text,
  */
 CREATE FUNCTION @extschema@.tasker_health()
 RETURNS TABLE (check_name text, status text, detail jsonb)
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 WITH RECURSIVE
 kinds(kind) AS (
@@ -2244,3 +2286,25 @@ AS $$
       FROM counts
      ORDER BY task_id
 $$;
+/* ---- issue 12: metrics ---- */
+
+/*
+ * Counters kept in shared memory by the engine (src/shmem.c: counted when
+ * the transaction that moved the task or step commits, zero again after a
+ * server restart) and gauges read cheaply (src/metrics.c), as rows and as
+ * the Prometheus text format.  Open to PUBLIC, as tasker_system_health is:
+ * they show counts and timings, never a task's data.
+ */
+CREATE FUNCTION @extschema@.tasker_metrics()
+RETURNS TABLE (name text, labels jsonb, value double precision)
+AS 'MODULE_PATHNAME', 'tasker_metrics_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_metrics() IS
+    'tasker''s counters (tasks, step attempts by kind and outcome, retries, step duration histograms, HTTP requests by answer class, external-worker claims, lost leases; since the server started) and gauges (ready steps, oldest ready step, leased steps in progress, HTTP requests in flight, executors alive), one row per Prometheus sample';
+
+CREATE FUNCTION @extschema@.tasker_metrics_prometheus()
+RETURNS text
+AS 'MODULE_PATHNAME', 'tasker_metrics_prometheus_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_metrics_prometheus() IS
+    'The samples of tasker_metrics() in the Prometheus text exposition format, with # HELP and # TYPE lines';

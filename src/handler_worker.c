@@ -19,7 +19,8 @@
  * raises TK003.  tasker_extend_lease is the heartbeat and
  * tasker_release_step gives a step back without counting its attempt.
  * tasker's own executors reclaim expired leases, once a second, as failed
- * attempts (this kind's turn).
+ * attempts (this kind's turn).  Claims are counted (shmem.c, for
+ * tasker_metrics) when the claiming transaction commits.
  *
  * A claim with a wait that finds nothing sleeps on its latch, registered
  * in claim_wait.c, until a commit wakes it or the next retry of its queue
@@ -60,6 +61,7 @@
 #include "guc.h"
 #include "handler.h"
 #include "security.h"
+#include "shmem.h"
 #include "spi_util.h"
 #include "state.h"
 #include "step.h"
@@ -172,6 +174,7 @@ claim_batch(const char *queue, const char *worker_id, int max, int lease_s,
 			ids[nids++] = steps[i].step_id;
 	}
 	tasker_start_attempts(steps, n, lease_s);
+	tasker_count_worker_claims(nids);
 	tasker_finalize_tasks(skipped, nskipped);
 	/* The rows outlive SPI_finish: they are made in the caller's context. */
 	rows = MemoryContextAllocZero(caller, sizeof(ClaimRow) * Max(nids, 1));

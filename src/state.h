@@ -15,6 +15,8 @@
 
 #include "utils/jsonb.h"
 
+#include "shmem.h"
+
 typedef enum TaskerState
 {
 	TASKER_PENDING = 0,			/* next states: task: in_progress, cancelled,
@@ -66,6 +68,8 @@ extern bool tasker_transition_allowed(TaskerEntity entity, TaskerState from,
 									  TaskerState to);
 extern bool tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 							  const char *metadata_json);
+extern bool tasker_fail_attempt(int64 step_id, TaskerAttemptOutcome outcome,
+								const char *metadata_json);
 
 /* One step of a batch moved by tasker_start_steps or tasker_complete_steps. */
 typedef struct StepMove

@@ -14,7 +14,9 @@
  * complete set based, one statement for a whole batch
  * (tasker_start_attempts, tasker_record_successes, over state.c's
  * tasker_start_steps and tasker_complete_steps); failures are rarer and
- * go one step at a time through tasker_transition.
+ * go one step at a time through tasker_fail_attempt, which counts each
+ * (for tasker_metrics) as the retry, final failure or quarantine decided
+ * here.
  *
  * A claim locks each step's task row (SKIP LOCKED) before the step row,
  * the one lock order of every transaction that moves steps (see
@@ -55,6 +57,7 @@
 #include "handler.h"
 #include "step.h"
 #include "security.h"
+#include "shmem.h"
 #include "state.h"
 
 /*
@@ -953,8 +956,8 @@ tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o, const char *reason)
 							  " WHERE workflow_step_id = $1",
 							  7, fail_types),
 						   values, nulls, SPI_OK_UPDATE);
-	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
-					  tasker_failure_metadata(reason, o, attempts, !retry));
+	tasker_fail_attempt(c->step_id, retry ? TASKER_ATTEMPT_RETRY : TASKER_ATTEMPT_FAILED,
+						tasker_failure_metadata(reason, o, attempts, !retry));
 
 	if (retry)
 		delay_ms = (o->retry_after >= 0)
@@ -1179,9 +1182,9 @@ quarantine_row(ClaimedStep *c, const char *message)
 		memset(&o, 0, sizeof(o));
 		o.message = psprintf("tasker could not run the step: %s", message);
 		o.permanent = true;
-		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
-						  tasker_failure_metadata("internal_error", &o,
-												  c->attempts + 1, true));
+		tasker_fail_attempt(c->step_id, TASKER_ATTEMPT_QUARANTINED,
+							tasker_failure_metadata("internal_error", &o,
+													c->attempts + 1, true));
 	}
 }
 
@@ -1518,8 +1521,9 @@ tasker_release_attempt(int64 step_id)
 /*
  * tasker_reclaim_expired: record the in_progress steps of a kind whose
  * lease ran out (their worker died or stalled) as failed attempts, so
- * they retry under the normal rules, and settle their tasks.  Their claim
- * tokens stay, but the claims are no longer current.  Returns how many.
+ * they retry under the normal rules, and settle their tasks; each counts
+ * as a lost lease.  Their claim tokens stay, but the claims are no longer
+ * current.  Returns how many.
  */
 int
 tasker_reclaim_expired(const char *kind, int limit, const char *message,
@@ -1543,6 +1547,8 @@ tasker_reclaim_expired(const char *kind, int limit, const char *message,
 		tasker_record_failure_reason(&steps[i], &o, "lease_expired");
 		tasks[i] = steps[i].task_id;
 	}
+	if (tasker_step_kind(kind) >= 0)
+		tasker_count_lost_leases((TaskerStepKind) tasker_step_kind(kind), n);
 	tasker_finalize_tasks(tasks, n);
 	return n;
 }

@@ -30,7 +30,8 @@ export PG_CONFIG=$PG_BIN/pg_config
 INSTALL_LOCK=/tmp/tasker-install$(echo "$PG_ROOT" | tr / _).lock
 PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
 postgresql-$PG_MAJOR-cron libyaml-dev libcurl4-openssl-dev libipc-run-perl pkg-config
-make gcc python3 python3-psycopg libtap-parser-sourcehandler-pgtap-perl graphviz ruby ruby-pg"
+make gcc python3 python3-psycopg libtap-parser-sourcehandler-pgtap-perl graphviz ruby ruby-pg
+prometheus-postgres-exporter"
 TASKER_PORT=${TASKER_PORT:-54329}
 
 as_pg() {
@@ -58,6 +59,10 @@ tasker_install_packages() {
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	fi
+	# The exporter's package starts a service; the tests start their own.
+	if command -v systemctl >/dev/null && [ "$(id -u)" = 0 ]; then
+		systemctl disable --now prometheus-postgres-exporter >/dev/null 2>&1 || true
 	fi
 	# The Debian package starts a default cluster we do not use.
 	if command -v pg_lsclusters >/dev/null && [ "$(id -u)" = 0 ]; then
