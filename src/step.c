@@ -116,6 +116,7 @@ static SPIPlanPtr leftover_plan;
 static SPIPlanPtr quarantine_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
+static SPIPlanPtr counts_010_plan;
 static SPIPlanPtr lock_tasks_plan;
 static SPIPlanPtr stop_retries_plan;
 static SPIPlanPtr reset_step_plan;
@@ -1376,6 +1377,21 @@ settle(int64 task_id, const char *state, int64 total, int64 done, int64 live,
 	}
 }
 
+/*
+ * What settle_tasks reads of each task: its state, step counts (all,
+ * finished, live: running or ready) and whether a pause holds it.
+ */
+#define COUNTS_SQL(paused) \
+	"SELECT t.task_id, t.current_state::text, c.total, c.done, c.live, " paused \
+	"  FROM @extschema@.tasker_tasks t" \
+	" CROSS JOIN LATERAL (SELECT count(*) AS total," \
+	"       count(*) FILTER (WHERE s.current_state IN " TASKER_FINISHED_STATES_SQL ") AS done," \
+	"       count(*) FILTER (WHERE s.current_state = 'in_progress'" \
+	"           OR (" TASKER_READY_STEP_SQL ")) AS live" \
+	"  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = t.task_id) c" \
+	" WHERE t.task_id = ANY ($1)" \
+	" ORDER BY t.task_id"
+
 /* One task's row as settle_tasks reads it. */
 typedef struct TaskCounts
 {
@@ -1411,19 +1427,14 @@ settle_tasks(int64 *ids, int n)
 			 " ORDER BY task_id FOR NO KEY UPDATE",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
-	tasker_run_plan(tasker_keep_plan(&counts_plan,
-			 "SELECT t.task_id, t.current_state::text, c.total, c.done, c.live,"
-			 "       t.paused_at IS NOT NULL"
-			 "  FROM @extschema@.tasker_tasks t"
-			 " CROSS JOIN LATERAL (SELECT count(*) AS total,"
-			 "       count(*) FILTER (WHERE s.current_state IN " TASKER_FINISHED_STATES_SQL ") AS done,"
-			 "       count(*) FILTER (WHERE s.current_state = 'in_progress'"
-			 "           OR (" TASKER_READY_STEP_SQL ")) AS live"
-			 "  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = t.task_id) c"
-			 " WHERE t.task_id = ANY ($1)"
-			 " ORDER BY t.task_id",
-			 1, argtypes),
-		values, NULL, SPI_OK_SELECT);
+	/* A 0.1.0 schema, not yet updated, has no pause. */
+	if (tasker_has_column("tasker_tasks", "paused_at"))
+		tasker_run_plan(tasker_keep_plan(&counts_plan, COUNTS_SQL("t.paused_at IS NOT NULL"),
+										 1, argtypes),
+						values, NULL, SPI_OK_SELECT);
+	else
+		tasker_run_plan(tasker_keep_plan(&counts_010_plan, COUNTS_SQL("false"), 1, argtypes),
+						values, NULL, SPI_OK_SELECT);
 	nrows = SPI_processed;
 	rows = palloc(sizeof(TaskCounts) * Max(nrows, 1));
 	for (i = 0; i < nrows; i++)

@@ -118,6 +118,8 @@ my $events = $node->safe_psql('postgres', q{
 LISTEN tasker_events;
 SELECT tasker_pause_namespace('ns2');
 SELECT tasker_resume_namespace('ns2');
+SELECT pg_sleep(1);
+SELECT 1;
 });
 like($events, qr/"event" ?: ?"namespace.paused"/, 'namespace.paused is announced');
 like($events, qr/"event" ?: ?"namespace.resumed"/, 'namespace.resumed is announced');
