@@ -455,6 +455,27 @@ sq("SELECT tasker_cancel_task($t)");
 is(sq("SELECT c.current_state FROM tasker_tasks c JOIN tasker_workflow_steps s ON s.workflow_step_id = c.parent_step_id
        WHERE s.task_id = $t"), 'cancelled', 'cancelling the parent cancels the child');
 
+# ---- cancelling a task in the middle of its map ----
+reg(q{
+name: map_slow
+step_templates:
+  - {name: fan, handler_class: ledger_item, map_over: context.items, map_max_parallel: 2}
+});
+$t = create('map_slow', '{"items": [' . join(',', 1001 .. 1100) . ']}');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) >= 4 FROM tasker_workflow_steps WHERE task_id = $t AND map_parent_id IS NOT NULL AND current_state = 'complete'"),
+	'the map is under way');
+sq("SELECT tasker_cancel_task($t)");
+sleep 1;
+is(sq("SELECT count(*) FROM tasker_workflow_steps WHERE task_id = $t AND current_state IN ('pending', 'in_progress', 'error')"),
+	'0', 'cancelling the task settles the map step and every instance');
+my $ran = sq("SELECT count(*) FROM ledger WHERE item > 1000");
+sleep 1;
+is(sq("SELECT count(*) FROM ledger WHERE item > 1000"), $ran, 'no instance runs after the cancel');
+is(sq("SELECT count(*) FROM ledger WHERE item > 1000") eq sq("SELECT count(*) FROM tasker_workflow_steps WHERE task_id = $t AND map_parent_id IS NOT NULL AND current_state = 'complete'") ? 1 : 0,
+	1, 'each instance that completed wrote its row once');
+sq("DELETE FROM ledger WHERE item > 1000");
+
 # ---- a SIGKILL in the middle of a map: exactly-once SQL effects ----
 reg(q{
 name: map_ledger
