@@ -44,6 +44,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -56,6 +57,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/relcache.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
@@ -124,11 +126,27 @@ start_executor(int i)
 static bool
 database_exists(void)
 {
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
 	bool		found;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	found = OidIsValid(get_database_oid(tasker_database_name, true));
+	/*
+	 * A heap scan, as InitPostgres reads pg_database: connected to no
+	 * database, the launcher cannot open the catalog's index until a
+	 * backend has written the shared relcache init file (just after
+	 * initdb, none has), and get_database_oid would fail.
+	 */
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(tasker_database_name));
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, DatabaseNameIndexId, criticalSharedRelcachesBuilt,
+							  NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return found;
 }

@@ -56,6 +56,8 @@ GRANT EXECUTE ON FUNCTION tasker_pause_task(bigint, text) TO stranger;
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 2 FROM tasker_worker_status() WHERE role = 'worker'"),
 	'executors up');
+unlike(slurp_file($node->logfile), qr/cannot read pg_class without having selected a database/,
+	'the launcher reads pg_database at start-up without a FATAL (no shared relcache init file yet)');
 
 sub sq { return $node->safe_psql('postgres', $_[0]); }
 
