@@ -2308,3 +2308,35 @@ AS 'MODULE_PATHNAME', 'tasker_metrics_prometheus_sql'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION @extschema@.tasker_metrics_prometheus() IS
     'The samples of tasker_metrics() in the Prometheus text exposition format, with # HELP and # TYPE lines';
+
+/* ---- issue 13: every table and sequence of tasker is dumped (keep this section last) ---- */
+
+/*
+ * pg_dump dumps an extension's tables only when they are marked as its
+ * configuration.  0.1.0 marked its own; this marks every table added
+ * since, and the sequences they own, so that pg_dump and pg_restore carry
+ * live tasks and their ids across (test/tap/097_dump_restore.pl).  It is
+ * the last section: it reaches every table the sections above created.
+ */
+DO $dump$
+DECLARE
+    rel regclass;
+    ext oid := (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'tasker');
+BEGIN
+    FOR rel IN
+        SELECT c.oid::regclass
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
+         WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
+           AND d.deptype = 'e' AND c.relkind IN ('r', 'p')
+           AND c.oid <> ALL (COALESCE((SELECT extconfig FROM pg_catalog.pg_extension WHERE oid = ext), '{}'))
+         ORDER BY c.relname
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(rel, '');
+        PERFORM pg_catalog.pg_extension_config_dump(s.objid::regclass, '')
+           FROM pg_catalog.pg_depend s
+           JOIN pg_catalog.pg_class sc ON sc.oid = s.objid AND sc.relkind = 'S'
+          WHERE s.refobjid = rel AND s.deptype IN ('a', 'i');
+    END LOOP;
+END
+$dump$;
