@@ -273,7 +273,12 @@ SELECT e.name, e.category, e.description, e.payload_fields
     ('step.failed', 'step', 'An attempt of a step failed; the error is in its results and its transition. final: no retry is scheduled', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'final', 'at']),
     ('step.retry_requested', 'step', 'A failed step went back to pending for another attempt', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
     ('step.cancelled', 'step', 'A step was cancelled (alone or with its task)', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
-    ('step.resolved_manually', 'step', 'A step was settled by hand or bypassed', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at'])
+    ('step.resolved_manually', 'step', 'A step was settled by hand or bypassed', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.skipped', 'step', 'A step will not run: a decision did not take its branch, or every parent of it was skipped', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('task.paused', 'task', 'A task was paused (tasker_pause_task): its steps are not claimed until it is resumed', ARRAY['task_id', 'task_name', 'namespace', 'reason', 'at']),
+    ('task.resumed', 'task', 'A paused task was resumed (tasker_resume_task)', ARRAY['task_id', 'task_name', 'namespace', 'at']),
+    ('namespace.paused', 'namespace', 'A namespace was paused (tasker_pause_namespace), with the number of its tasks it holds', ARRAY['namespace', 'tasks', 'at']),
+    ('namespace.resumed', 'namespace', 'A paused namespace was resumed, with the number of its tasks it resumed', ARRAY['namespace', 'tasks', 'at'])
   ) AS e(name, category, description, payload_fields)
 UNION ALL
 SELECT DISTINCT ON (ce->>'name') ce->>'name', 'custom', ce->>'description',
@@ -2037,7 +2042,8 @@ COMMENT ON FUNCTION tasker_signal(bigint, text, jsonb) IS
     'Complete the task''s wait step for this signal with the payload as its results (or keep the signal until the step is reached); false when the task has no such wait step or it already finished';
 REVOKE ALL ON FUNCTION tasker_signal(bigint, text, jsonb) FROM PUBLIC;
 
-/* skipped counts as finished wherever a step's finish is counted. */
+/* skipped counts as finished wherever a step's finish is counted (tasker_check is
+   replaced here, not above, as it reads the pause columns added above). */
 
 CREATE OR REPLACE FUNCTION tasker_check()
 RETURNS TABLE (task_id bigint, problem text, detail text)
@@ -2105,35 +2111,7 @@ AS $$
      WHERE s.unfinished_parents <> p.n
     ORDER BY 1, 2
 $$;
-CREATE OR REPLACE VIEW tasker_event_catalog AS
-SELECT e.name, e.category, e.description, e.payload_fields
-  FROM (VALUES
-    ('task.initialize_requested', 'task', 'A task was created (or went back to pending from in_progress)', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
-    ('task.start_requested', 'task', 'A task started: its first step was claimed', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
-    ('task.completed', 'task', 'Every step of a task is complete or resolved_manually', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
-    ('task.failed', 'task', 'A task can make no more progress because of failed steps', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
-    ('task.retry_requested', 'task', 'A task in error was sent back to pending (tasker_retry_task, or a resolved step)', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
-    ('task.cancelled', 'task', 'A task was cancelled', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
-    ('task.resolved_manually', 'task', 'A task in error was resolved by hand', ARRAY['task_id', 'task_name', 'namespace', 'from_state', 'to_state', 'at']),
-    ('step.execution_requested', 'step', 'A step was claimed and its handler is about to run', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
-    ('step.completed', 'step', 'A step''s handler succeeded; its results are stored', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
-    ('step.failed', 'step', 'An attempt of a step failed; the error is in its results and its transition. final: no retry is scheduled', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'final', 'at']),
-    ('step.retry_requested', 'step', 'A failed step went back to pending for another attempt', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
-    ('step.cancelled', 'step', 'A step was cancelled (alone or with its task)', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
-    ('step.resolved_manually', 'step', 'A step was settled by hand or bypassed', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
-    ('step.skipped', 'step', 'A step will not run: a decision did not take its branch, or every parent of it was skipped', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
-    ('task.paused', 'task', 'A task was paused (tasker_pause_task): its steps are not claimed until it is resumed', ARRAY['task_id', 'task_name', 'namespace', 'reason', 'at']),
-    ('task.resumed', 'task', 'A paused task was resumed (tasker_resume_task)', ARRAY['task_id', 'task_name', 'namespace', 'at']),
-    ('namespace.paused', 'namespace', 'A namespace was paused (tasker_pause_namespace), with the number of its tasks it holds', ARRAY['namespace', 'tasks', 'at']),
-    ('namespace.resumed', 'namespace', 'A paused namespace was resumed, with the number of its tasks it resumed', ARRAY['namespace', 'tasks', 'at'])
-  ) AS e(name, category, description, payload_fields)
-UNION ALL
-SELECT DISTINCT ON (ce->>'name') ce->>'name', 'custom', ce->>'description',
-       ARRAY['event', 'task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'at', 'payload']
-  FROM (SELECT jsonb_array_elements(custom_events) AS ce FROM tasker_named_tasks
-        UNION ALL
-        SELECT jsonb_array_elements(custom_events) FROM tasker_named_tasks_named_steps) c
- WHERE jsonb_typeof(ce) = 'object' AND ce ? 'name';
+
 
 /*
  * Readiness reports the dynamic rules: the step's type, a map instance's

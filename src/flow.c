@@ -132,24 +132,6 @@ read_rule(ClaimedStep *c, FlowRule *r)
 }
 
 /*
- * fail_for_good: record a permanent failure of a started flow step.
- */
-static void
-fail_for_good(ClaimedStep *c, const char *sqlstate, char *message, char *hint,
-			  const char *reason)
-{
-	StepOutcome f;
-
-	memset(&f, 0, sizeof(f));
-	f.message = message;
-	f.sqlstate = pstrdup(sqlstate);
-	f.hint = hint;
-	f.permanent = true;
-	f.retry_after = -1;
-	tasker_record_failure_reason(c, &f, reason);
-}
-
-/*
  * complete_with: record the success of a started flow step.
  */
 static void
@@ -272,14 +254,14 @@ run_map(ClaimedStep *c, FlowRule *r)
 {
 	tasker_start_attempts(c, 1, 0);
 	if (r->value_type == NULL || strcmp(r->value_type, "array") != 0)
-		fail_for_good(c, "22023",
+		tasker_record_permanent_failure(c, "22023",
 					  psprintf("map_over %s of step \"%s\" is %s, not a JSON array",
 							   r->path, r->step_name,
 							   r->value_type ? r->value_type : "missing"),
 					  pstrdup("Give the task a context (or the parent step results) with an array at that path."),
 					  "map_over_not_array");
 	else if (r->count > tasker_max_map_items)
-		fail_for_good(c, "54000",
+		tasker_record_permanent_failure(c, "54000",
 					  psprintf("map_over %s of step \"%s\" has %d elements; tasker.max_map_items allows %d",
 							   r->path, r->step_name, r->count, tasker_max_map_items),
 					  pstrdup("Split the work, or have a superuser raise tasker.max_map_items."),
@@ -374,7 +356,7 @@ run_subtask(ClaimedStep *c, FlowRule *r)
 	tasker_start_attempts(c, 1, 0);
 	if (r->value_type == NULL || strcmp(r->value_type, "object") != 0)
 	{
-		fail_for_good(c, "22023",
+		tasker_record_permanent_failure(c, "22023",
 					  psprintf("the context of subtask step \"%s\" (%s) is %s, not a JSON object",
 							   r->step_name, r->path ? r->path : "context",
 							   r->value_type ? r->value_type : "missing"),
@@ -398,7 +380,7 @@ run_subtask(ClaimedStep *c, FlowRule *r)
 	edata = tasker_try(create_child, &a);
 	if (edata != NULL)
 	{
-		fail_for_good(c, "TK001", psprintf("subtask step \"%s\" could not create its task: %s",
+		tasker_record_permanent_failure(c, "TK001", psprintf("subtask step \"%s\" could not create its task: %s",
 										   r->step_name, edata->message),
 					  edata->hint ? pstrdup(edata->hint) : NULL, "subtask_not_created");
 		return;
@@ -407,7 +389,7 @@ run_subtask(ClaimedStep *c, FlowRule *r)
 	if (state != NULL && strcmp(state, "complete") == 0)
 		complete_with(c, tasker_task_results(a.task_id));
 	else if (state != NULL && strcmp(state, "error") == 0)
-		fail_for_good(c, "TK001", psprintf("child task " INT64_FORMAT " failed", a.task_id),
+		tasker_record_permanent_failure(c, "TK001", psprintf("child task " INT64_FORMAT " failed", a.task_id),
 					  psprintf("Inspect task " INT64_FORMAT "; retry it, then retry this task.", a.task_id),
 					  "subtask_failed");
 }
@@ -447,7 +429,7 @@ fail_timeouts(int limit, int64 **tasks)
 	for (i = 0; i < n; i++)
 	{
 		(*tasks)[i] = steps[i].task_id;
-		fail_for_good(&steps[i], "TK004",
+		tasker_record_permanent_failure(&steps[i], "TK004",
 					  pstrdup("no signal came before the wait step's timeout"),
 					  pstrdup("Resolve the step by hand (tasker_resolve_step), or retry the task to wait again."),
 					  "timeout");

@@ -52,22 +52,6 @@ static SPIPlanPtr task_results_plan;
 static SPIPlanPtr children_plan;
 
 /*
- * result_ids: the int8 first column of the last result, copied.
- */
-static int64 *
-result_ids(int *n)
-{
-	int64	   *ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
-	uint64		i;
-	bool		isnull;
-
-	for (i = 0; i < SPI_processed; i++)
-		ids[i] = DatumGetInt64(tasker_col(i, 1, &isnull));
-	*n = (int) SPI_processed;
-	return ids;
-}
-
-/*
  * text_list: a text[] datum as a List of C strings.
  */
 static List *
@@ -173,7 +157,7 @@ skip_steps(int64 *ids, int n, const char *reason)
 				 " ORDER BY 1",
 				 1, argtypes),
 			values, NULL, SPI_OK_SELECT);
-		ids = result_ids(&n);
+		ids = tasker_result_int8s(&n);
 		meta = "{\"reason\": \"all_parents_skipped\"}";
 	}
 }
@@ -210,7 +194,7 @@ tasker_skip_branches(int64 decision_step_id, List *names)
 			 " ORDER BY s.workflow_step_id",
 			 2, argtypes),
 		values, NULL, SPI_OK_SELECT);
-	ids = result_ids(&n);
+	ids = tasker_result_int8s(&n);
 	skip_steps(ids, n, "branch_not_taken");
 }
 
@@ -381,5 +365,5 @@ tasker_child_tasks(int64 task_id, int *n)
 			 " ORDER BY c.task_id",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
-	return result_ids(n);
+	return tasker_result_int8s(n);
 }

@@ -198,8 +198,7 @@ namespace_tasks(const char *namespace, bool by_namespace, const char *action, in
 	Oid			argtypes[2] = {TEXTOID, BOOLOID};
 	Datum		values[2] = {CStringGetTextDatum(namespace), BoolGetDatum(by_namespace)};
 	int64	   *ids;
-	uint64		i;
-	bool		isnull;
+	int			i;
 
 	tasker_run_plan(tasker_keep_plan(&ns_tasks_plan,
 			 "SELECT t.task_id FROM @extschema@.tasker_tasks t"
@@ -210,11 +209,8 @@ namespace_tasks(const char *namespace, bool by_namespace, const char *action, in
 			 " ORDER BY t.task_id",
 			 2, argtypes),
 		values, NULL, SPI_OK_SELECT);
-	*n = (int) SPI_processed;
-	ids = palloc(sizeof(int64) * Max(*n, 1));
-	for (i = 0; i < SPI_processed; i++)
-		ids[i] = DatumGetInt64(tasker_col(i, 1, &isnull));
-	for (i = 0; i < (uint64) *n; i++)
+	ids = tasker_result_int8s(n);
+	for (i = 0; i < *n; i++)
 		tasker_require_task_control(ids[i], action);
 	return ids;
 }

@@ -391,3 +391,20 @@ tasker_col(uint64 i, int n, bool *isnull)
 {
 	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
 }
+
+/*
+ * tasker_result_int8s: the bigint first column of every row of the last
+ * SPI result, copied (*n of them).
+ */
+int64 *
+tasker_result_int8s(int *n)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	uint64		i;
+	bool		isnull;
+
+	for (i = 0; i < SPI_processed; i++)
+		ids[i] = DatumGetInt64(tasker_col(i, 1, &isnull));
+	*n = (int) SPI_processed;
+	return ids;
+}

@@ -30,6 +30,7 @@ extern uint64 tasker_run_plan(SPIPlanPtr plan, Datum *values,
 
 extern Datum tasker_int8_array(const int64 *ids, int n);
 extern Datum tasker_col(uint64 i, int n, bool *isnull);
+extern int64 *tasker_result_int8s(int *n);
 extern bool tasker_has_column(const char *table, const char *column);
 
 extern bool tasker_error_is_data(void);

@@ -95,8 +95,7 @@
 	" WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))" \
 	" ORDER BY s.next_attempt_at, s.task_id"
 static int	transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json);
-static int	read_attempts(int64 step_id);
-static int64 read_task_of(int64 step_id);
+static int	read_step(int64 step_id, int64 *task_id);
 static void subtask_finished(int64 child_id, bool ok);
 static void cancel_children(int64 task_id);
 static void fail_map_step(ClaimedStep *c, StepOutcome *o);
@@ -129,7 +128,6 @@ static SPIPlanPtr queue_due_plan;
 static SPIPlanPtr extend_plan;
 static SPIPlanPtr release_plan;
 static SPIPlanPtr attempts_plan;
-static SPIPlanPtr task_of_plan;
 static SPIPlanPtr pause_plan;
 static SPIPlanPtr resume_plan;
 
@@ -668,15 +666,9 @@ tasker_start_attempts(ClaimedStep *steps, int n, int lease_seconds)
 static void
 fail_decision(ClaimedStep *c, char *problem)
 {
-	StepOutcome f;
-
-	memset(&f, 0, sizeof(f));
-	f.message = problem;
-	f.sqlstate = pstrdup("22023");
-	f.hint = pstrdup("Return {\"next\": [...]} with names from the decision step's branches.");
-	f.permanent = true;
-	f.retry_after = -1;
-	tasker_record_failure(c, &f);
+	tasker_record_permanent_failure(c, "22023", problem,
+									pstrdup("Return {\"next\": [...]} with names from the decision step's branches."),
+									"attempt_failed");
 }
 
 /*
@@ -695,7 +687,7 @@ complete_map_step(int64 parent_id, int64 task_id)
 	memset(&o, 0, sizeof(o));
 	p.step_id = parent_id;
 	p.task_id = task_id;
-	p.attempts = read_attempts(parent_id) - 1;
+	p.attempts = read_step(parent_id, &task_id) - 1;
 	o.ok = true;
 	o.results = tasker_map_results(parent_id);
 	if (tasker_accept_results(&p, &o))
@@ -981,38 +973,43 @@ tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o, const char *reason)
 }
 
 /*
- * read_attempts: the attempts counted on a step (0 when there is no such
- * step).
+ * read_step: the attempts counted on a step, and its task (*task_id; 0
+ * when there is no such step).
  */
 static int
-read_attempts(int64 step_id)
+read_step(int64 step_id, int64 *task_id)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(step_id)};
 	bool		isnull;
 
 	tasker_run_plan(tasker_keep_plan(&attempts_plan,
-			 "SELECT attempts FROM @extschema@.tasker_workflow_steps WHERE workflow_step_id = $1",
+			 "SELECT attempts, task_id FROM @extschema@.tasker_workflow_steps"
+			 " WHERE workflow_step_id = $1",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
+	*task_id = SPI_processed == 1 ? DatumGetInt64(tasker_col(0, 2, &isnull)) : 0;
 	return SPI_processed == 1 ? DatumGetInt32(tasker_col(0, 1, &isnull)) : 0;
 }
 
 /*
- * read_task_of: the task of a step (0 when there is no such step).
+ * tasker_record_permanent_failure: fail a step for good with tasker's own
+ * error (a decision without a valid branch, a failed child task, a flow
+ * rule that cannot apply); reason goes into the transition.
  */
-static int64
-read_task_of(int64 step_id)
+void
+tasker_record_permanent_failure(ClaimedStep *c, const char *sqlstate, char *message,
+								char *hint, const char *reason)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(step_id)};
-	bool		isnull;
+	StepOutcome f;
 
-	tasker_run_plan(tasker_keep_plan(&task_of_plan,
-			 "SELECT task_id FROM @extschema@.tasker_workflow_steps WHERE workflow_step_id = $1",
-			 1, argtypes),
-		values, NULL, SPI_OK_SELECT);
-	return SPI_processed == 1 ? DatumGetInt64(tasker_col(0, 1, &isnull)) : 0;
+	memset(&f, 0, sizeof(f));
+	f.message = message;
+	f.sqlstate = pstrdup(sqlstate);
+	f.hint = hint;
+	f.permanent = true;
+	f.retry_after = -1;
+	tasker_record_failure_reason(c, &f, reason);
 }
 
 /*
@@ -1034,7 +1031,8 @@ fail_map_step(ClaimedStep *c, StepOutcome *o)
 	memset(&p, 0, sizeof(p));
 	p.step_id = c->map_parent_id;
 	p.task_id = c->task_id;
-	p.attempts = read_attempts(p.step_id) - 1;
+	p.attempts = read_step(p.step_id, &p.task_id) - 1;
+	p.task_id = c->task_id;
 	f.permanent = true;
 	f.details = NULL;
 	f.message = psprintf("map instance step " INT64_FORMAT " failed: %s",
@@ -1300,9 +1298,8 @@ subtask_finished(int64 child_id, bool ok)
 		return;
 	memset(&c, 0, sizeof(c));
 	c.step_id = parent;
-	c.task_id = read_task_of(parent);
+	c.attempts = read_step(parent, &c.task_id) - 1;
 	tasker_lock_tasks(&c.task_id, 1);
-	c.attempts = read_attempts(parent) - 1;
 	if (!tasker_step_still_ours(&c))
 		return;
 	if (ok)
@@ -1315,17 +1312,10 @@ subtask_finished(int64 child_id, bool ok)
 		tasker_record_success(&c, &o);
 	}
 	else
-	{
-		StepOutcome f;
-
-		memset(&f, 0, sizeof(f));
-		f.message = psprintf("child task " INT64_FORMAT " failed", child_id);
-		f.sqlstate = pstrdup("TK001");
-		f.hint = psprintf("Inspect task " INT64_FORMAT "; retry it, then retry this task.", child_id);
-		f.permanent = true;
-		f.retry_after = -1;
-		tasker_record_failure_reason(&c, &f, "subtask_failed");
-	}
+		tasker_record_permanent_failure(&c, "TK001",
+										psprintf("child task " INT64_FORMAT " failed", child_id),
+										psprintf("Inspect task " INT64_FORMAT "; retry it, then retry this task.", child_id),
+										"subtask_failed");
 	tasker_finalize_task(c.task_id);
 }
 
@@ -1565,22 +1555,6 @@ tasker_reclaim_expired(const char *kind, int limit, const char *message,
 }
 
 /*
- * result_task_ids: the int8 first column of the last result.
- */
-static int64 *
-result_task_ids(int *n)
-{
-	int64	   *ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
-	uint64		i;
-	bool		isnull;
-
-	for (i = 0; i < SPI_processed; i++)
-		ids[i] = DatumGetInt64(tasker_col(i, 1, &isnull));
-	*n = (int) SPI_processed;
-	return ids;
-}
-
-/*
  * tasker_pause_tasks: mark the unfinished tasks among ids (not paused
  * yet) paused, by 'task' or 'namespace', and take their ready steps out
  * of the ready index, keeping when each was due.  The claim skips a
@@ -1611,7 +1585,7 @@ tasker_pause_tasks(int64 *ids, int n, const char *by, const char *reason, int *n
 			 "SELECT task_id FROM t ORDER BY task_id",
 			 3, argtypes),
 		values, nulls, SPI_OK_SELECT);
-	return result_task_ids(npaused);
+	return tasker_result_int8s(npaused);
 }
 
 /*
@@ -1642,5 +1616,5 @@ tasker_resume_tasks(int64 *ids, int n, const char *by, int *nresumed)
 			 "SELECT task_id FROM t ORDER BY task_id",
 			 2, argtypes),
 		values, nulls, SPI_OK_SELECT);
-	return result_task_ids(nresumed);
+	return tasker_result_int8s(nresumed);
 }

@@ -87,6 +87,9 @@ extern void tasker_record_success(ClaimedStep *c, StepOutcome *o);
 extern void tasker_record_failure(ClaimedStep *c, StepOutcome *o);
 extern void tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o,
 										 const char *reason);
+extern void tasker_record_permanent_failure(ClaimedStep *c, const char *sqlstate,
+											char *message, char *hint,
+											const char *reason);
 extern char *tasker_failure_metadata(const char *reason, const StepOutcome *o,
 									 int attempt, bool final);
 
