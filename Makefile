@@ -81,6 +81,17 @@ ifdef TASKER_WERROR
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
 endif
 
+# test/run --sanitize builds with AddressSanitizer and UndefinedBehavior-
+# Sanitizer (TASKER_SANITIZE=1).  The ASan runtime loads with tasker.so,
+# so it cannot intercept PostgreSQL's siglongjmp (ereport): stack redzones
+# would stay poisoned after an error and report false overflows, hence
+# --param asan-stack=0.  Not for production: see README, "Development and
+# tests".
+ifdef TASKER_SANITIZE
+PG_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer --param asan-stack=0
+SHLIB_LINK += -fsanitize=address,undefined
+endif
+
 EXTRA_CLEAN = results regression.diffs regression.out
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -2287,14 +2287,329 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION @extschema@.tasker_metrics_prometheus() IS
     'The samples of tasker_metrics() in the Prometheus text exposition format, with # HELP and # TYPE lines';
 
-/* ---- issue 13: every table and sequence of tasker is dumped (keep this section last) ---- */
+/* ---- issue 13: privilege levels and tenant isolation ---- */
+
+/*
+ * Four levels of rights, each a NOLOGIN group role.  Roles belong to the
+ * cluster, not to a database: the first CREATE EXTENSION creates them,
+ * later ones (other databases) find them, and DROP EXTENSION leaves them.
+ * tasker_operator is a member of tasker_reader, and tasker_admin of
+ * tasker_operator, so each level has the rights of the ones below it;
+ * tasker_worker stands apart (the claim protocol only).  A role of these
+ * names that can log in, or is a superuser, is refused: granting a
+ * level to an existing account must be a decision, not a side effect.
+ */
+DO $roles$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['tasker_reader', 'tasker_operator', 'tasker_admin', 'tasker_worker'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+                       WHERE rolname = r AND (rolcanlogin OR rolsuper OR rolbypassrls)) THEN
+            RAISE EXCEPTION 'role "%" exists and can log in, or is a superuser', r
+                USING ERRCODE = 'duplicate_object',
+                      DETAIL = 'tasker uses this name for the group role of a level of rights.',
+                      HINT = 'Rename that role, or make it NOLOGIN NOSUPERUSER NOBYPASSRLS, then create the extension again.';
+        END IF;
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members
+                    WHERE roleid = 'tasker_reader'::regrole AND member = 'tasker_operator'::regrole) THEN
+        GRANT tasker_reader TO tasker_operator;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members
+                    WHERE roleid = 'tasker_operator'::regrole AND member = 'tasker_admin'::regrole) THEN
+        GRANT tasker_operator TO tasker_admin;
+    END IF;
+END
+$roles$;
+GRANT USAGE ON SCHEMA @extschema@ TO tasker_reader, tasker_worker;
+
+/*
+ * Tenant isolation: which role may act at which level in which namespace.
+ * Read only under tasker.namespace_isolation = on (src/security.c, and
+ * the row-level security policies below).  A grant may name a namespace
+ * that has no template yet.
+ */
+CREATE TABLE @extschema@.tasker_namespace_grants (
+    grantee     regrole NOT NULL,
+    namespace   text NOT NULL CHECK (namespace <> ''),
+    level       text NOT NULL CHECK (level IN ('reader', 'operator', 'admin')),
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (grantee, namespace, level)
+);
+CREATE INDEX tasker_namespace_grants_namespace_idx
+    ON @extschema@.tasker_namespace_grants (namespace);
+COMMENT ON TABLE @extschema@.tasker_namespace_grants IS
+    'Under tasker.namespace_isolation: the namespaces each role may see (reader), control and create tasks in (operator) or register templates in (admin)';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tasker_namespace_grants', '');
+
+CREATE FUNCTION @extschema@.tasker_grant_namespace(role regrole, namespace text, level text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL OR namespace IS NULL OR level IS NULL THEN
+        RAISE EXCEPTION 'role, namespace and level must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Call tasker_grant_namespace(''app''::regrole, ''billing'', ''operator'').';
+    END IF;
+    IF level NOT IN ('reader', 'operator', 'admin') THEN
+        RAISE EXCEPTION 'unknown namespace level "%"', level
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The namespace levels are reader, operator and admin; external workers are kept apart by queue, not by namespace.',
+                  HINT = 'reader sees the namespace, operator also creates and controls its tasks, admin also registers its templates.';
+    END IF;
+    IF namespace = '' THEN
+        RAISE EXCEPTION 'namespace must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the namespace_name of the templates, such as ''default''.';
+    END IF;
+    INSERT INTO @extschema@.tasker_namespace_grants (grantee, namespace, level)
+    VALUES (role, namespace, level)
+    ON CONFLICT DO NOTHING;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_grant_namespace(regrole, text, text) IS
+    'Under tasker.namespace_isolation, let a role (and its members) act at a level (reader, operator, admin) in a namespace; false when it already could';
+
+CREATE FUNCTION @extschema@.tasker_revoke_namespace(role regrole, namespace text, level text DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM @extschema@.tasker_namespace_grants g
+         WHERE g.grantee = $1 AND g.namespace = $2 AND ($3 IS NULL OR g.level = $3)
+        RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_revoke_namespace(regrole, text, text) IS
+    'Take back the grants of a role on a namespace (of one level, or all when level is NULL); returns how many were removed';
+
+CREATE FUNCTION @extschema@.tasker_sees_all_namespaces()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_sees_all_namespaces_sql'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.tasker_sees_all_namespaces() IS
+    'Whether the current role sees every namespace: tasker.namespace_isolation is off, or it is a superuser or has the privileges of the extension''s owner (used by the row-level security policies)';
+
+/*
+ * The one classification of tasker's functions.  Each function name (all
+ * its overloads alike) has the levels whose group role gets EXECUTE:
+ * admin, operator, reader, worker; public (every role: what a handler,
+ * running as its template's owner, calls, and pure helpers); owner (no
+ * grant: the extension's owner and superusers only).  A new function is
+ * added HERE, with the levels that may call it; tasker_apply_privileges(),
+ * which must stay the LAST statement of this script, applies the list and
+ * refuses to finish while a tasker function is missing from it, and
+ * test/pgtap/013_privileges.sql fails on any function whose privileges do
+ * not match the list.  Names of functions that issues 10 to 12 announce
+ * are listed ahead: a name without a function changes nothing.
+ */
+CREATE FUNCTION @extschema@.tasker_function_levels()
+RETURNS TABLE (function_name text, levels text[])
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES
+    -- admin: templates, handlers, schedules, limits, subscriptions, retention
+    ('tasker_register_template', '{admin}'::text[]),
+    ('tasker_register_template_file', '{admin}'),
+    ('tasker_register_templates', '{admin}'),
+    ('tasker_register_handler', '{admin}'),
+    ('tasker_schedule', '{admin}'),
+    ('tasker_unschedule', '{admin}'),
+    ('tasker_pause_schedule', '{admin}'),
+    ('tasker_resume_schedule', '{admin}'),
+    ('tasker_set_namespace_limit', '{admin}'),
+    ('tasker_subscribe', '{admin}'),
+    ('tasker_unsubscribe', '{admin}'),
+    ('tasker_purge', '{admin}'),
+    -- operator: create tasks and control them
+    ('tasker_create_task', '{operator}'),
+    ('tasker_cancel_task', '{operator}'),
+    ('tasker_retry_task', '{operator}'),
+    ('tasker_resolve_step', '{operator}'),
+    ('tasker_cancel_step', '{operator}'),
+    ('tasker_run_task', '{operator}'),
+    ('tasker_run_steps', '{operator}'),
+    ('tasker_wait_for_task', '{operator}'),
+    ('tasker_http_preview', '{operator}'),
+    ('tasker_signal', '{operator}'),
+    ('tasker_pause_task', '{operator}'),
+    ('tasker_resume_task', '{operator}'),
+    ('tasker_pause_namespace', '{operator}'),
+    ('tasker_resume_namespace', '{operator}'),
+    ('tasker_annotate_task', '{operator}'),
+    ('tasker_publish_event', '{operator,worker}'),
+    -- reader: reports, health, metrics, events (run as the caller: RLS applies)
+    ('tasker_task_execution_context', '{reader}'),
+    ('tasker_step_readiness_status', '{reader}'),
+    ('tasker_dependency_levels', '{reader}'),
+    ('tasker_step_depths', '{reader}'),
+    ('tasker_check', '{reader}'),
+    ('tasker_worker_status', '{reader}'),
+    ('tasker_http_stats', '{reader}'),
+    ('tasker_system_health', '{reader}'),
+    ('tasker_analytics_metrics', '{reader}'),
+    ('tasker_slowest_steps', '{reader}'),
+    ('tasker_slowest_tasks', '{reader}'),
+    ('tasker_health', '{reader}'),
+    ('tasker_task_summary', '{reader}'),
+    ('tasker_task_diagram', '{reader}'),
+    ('tasker_template_diagram', '{reader}'),
+    ('tasker_task_graph', '{reader}'),
+    ('tasker_task_bottlenecks', '{reader}'),
+    ('tasker_critical_path', '{reader}'),
+    ('tasker_require_task', '{reader}'),
+    ('tasker_template_for', '{reader}'),
+    ('tasker_check_window', '{reader}'),
+    ('tasker_state_styles', '{reader}'),
+    ('tasker_events_since', '{reader}'),
+    ('tasker_metrics', '{reader}'),
+    ('tasker_metrics_prometheus', '{reader}'),
+    ('tasker_tasks_by_annotation', '{reader}'),
+    -- worker: the external workers' protocol (issue 7)
+    ('tasker_claim_steps', '{worker}'),
+    ('tasker_complete_step', '{worker}'),
+    ('tasker_complete_steps', '{worker}'),
+    ('tasker_fail_step', '{worker}'),
+    ('tasker_extend_lease', '{worker}'),
+    ('tasker_release_step', '{worker}'),
+    -- public: called by handlers, pure helpers, the RLS policies' test
+    ('tasker_permanent_error', '{public}'),
+    ('tasker_retry_error', '{public}'),
+    ('tasker_running_step', '{public}'),
+    ('tasker_allowed_transitions', '{public}'),
+    ('tasker_validate_json', '{public}'),
+    ('tasker_render_diagram', '{public}'),
+    ('tasker_bottleneck_config', '{public}'),
+    ('tasker_sees_all_namespaces', '{public}'),
+    -- owner: raw state changes, and the privileges themselves
+    ('tasker_transition_task', '{owner}'),
+    ('tasker_transition_step', '{owner}'),
+    ('tasker_grant_namespace', '{owner}'),
+    ('tasker_revoke_namespace', '{owner}'),
+    ('tasker_function_levels', '{owner}'),
+    ('tasker_apply_privileges', '{owner}')
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_function_levels() IS
+    'The levels (admin, operator, reader, worker, public, owner) that may execute each tasker function, by name: the one place a function is classified';
+
+/*
+ * tasker_apply_privileges: make the privileges match the classification.
+ * Functions: EXECUTE for the levels listed, taken from PUBLIC and from the
+ * other levels; a reader function runs as its caller (SECURITY INVOKER),
+ * so that row-level security decides what it reads.  Tables and views:
+ * SELECT for tasker_reader, nothing for PUBLIC.  Runtime tables (every
+ * table with a task_id column, and tasker_tasks): row-level security with
+ * one SELECT policy, tasker_namespace_isolation, which passes every row
+ * for a role that sees every namespace and otherwise only the rows of
+ * tasks in namespaces granted to the role (through its memberships).  The
+ * table owner (the extension's owner, as whom tasker's C functions do
+ * their work) is not subject to it.  Idempotent.
+ */
+CREATE FUNCTION @extschema@.tasker_apply_privileges()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'tasker');
+    f record;
+    r record;
+    lvl text;
+    missing text;
+BEGIN
+    SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY 1) INTO missing
+      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+     WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e'
+       AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
+       AND p.proname::text NOT IN (SELECT l.function_name FROM @extschema@.tasker_function_levels() l);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'tasker functions without a level: %', missing
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Classify each in tasker_function_levels() (sql/tasker--0.1.0--0.2.0.sql, issue 13 section).';
+    END IF;
+    FOR f IN
+        SELECT p.oid::regprocedure AS fn, p.prosecdef, l.levels
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+          JOIN @extschema@.tasker_function_levels() l ON l.function_name = p.proname::text
+         WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e'
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, tasker_admin, tasker_operator, tasker_reader, tasker_worker', f.fn);
+        FOREACH lvl IN ARRAY f.levels LOOP
+            IF lvl = 'public' THEN
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f.fn);
+            ELSIF lvl IN ('admin', 'operator', 'reader', 'worker') THEN
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', f.fn, 'tasker_' || lvl);
+            ELSIF lvl <> 'owner' THEN
+                RAISE EXCEPTION 'unknown level "%" for %', lvl, f.fn
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        END LOOP;
+        IF 'reader' = ANY (f.levels) AND f.prosecdef THEN
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY INVOKER', f.fn);
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT c.oid::regclass AS rel, c.relkind,
+               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                        WHERE a.attrelid = c.oid AND a.attname = 'task_id'
+                          AND a.attnum > 0 AND NOT a.attisdropped) AS has_task_id
+          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e'
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
+           AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', r.rel);
+        IF r.relkind = 'S' THEN
+            CONTINUE;
+        END IF;
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO tasker_reader', r.rel);
+        IF r.relkind = 'v' THEN
+            EXECUTE pg_catalog.format('ALTER VIEW %s SET (security_invoker = true)', r.rel);
+        END IF;
+        IF r.relkind NOT IN ('r', 'p') OR NOT (r.has_task_id OR r.rel = '@extschema@.tasker_tasks'::regclass) THEN
+            CONTINUE;
+        END IF;
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.rel);
+        EXECUTE pg_catalog.format('DROP POLICY IF EXISTS tasker_namespace_isolation ON %s', r.rel);
+        IF r.rel = '@extschema@.tasker_tasks'::regclass THEN
+            EXECUTE pg_catalog.format($p$
+                CREATE POLICY tasker_namespace_isolation ON %s FOR SELECT
+                USING ((SELECT @extschema@.tasker_sees_all_namespaces())
+                       OR named_task_id IN (
+                          SELECT nt.named_task_id
+                            FROM @extschema@.tasker_named_tasks nt
+                            JOIN @extschema@.tasker_task_namespaces ns
+                              ON ns.task_namespace_id = nt.task_namespace_id
+                            JOIN @extschema@.tasker_namespace_grants g
+                              ON g.namespace = ns.name::text
+                           WHERE pg_catalog.pg_has_role(g.grantee::oid, 'USAGE')))$p$, r.rel);
+        ELSE
+            EXECUTE pg_catalog.format($p$
+                CREATE POLICY tasker_namespace_isolation ON %s FOR SELECT
+                USING ((SELECT @extschema@.tasker_sees_all_namespaces())
+                       OR task_id IN (SELECT t.task_id FROM @extschema@.tasker_tasks t))$p$, r.rel);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_apply_privileges() IS
+    'Grant each function to the levels tasker_function_levels() lists (and nothing to PUBLIC beyond them), SELECT on every table and view to tasker_reader, and row-level security on the runtime tables; raises when a tasker function has no level';
+
+
+/* ---- issue 13: every table and sequence of tasker is dumped (after every CREATE TABLE) ---- */
 
 /*
  * pg_dump dumps an extension's tables only when they are marked as its
  * configuration.  0.1.0 marked its own; this marks every table added
  * since, and the sequences they own, so that pg_dump and pg_restore carry
  * live tasks and their ids across (test/tap/097_dump_restore.pl).  It is
- * the last section: it reaches every table the sections above created.
+ * after every section that creates a table, so that it reaches them all.
  */
 DO $dump$
 DECLARE
@@ -2318,3 +2633,6 @@ BEGIN
     END LOOP;
 END
 $dump$;
+
+/* Keep this the last statement of the script (see tasker_function_levels). */
+SELECT @extschema@.tasker_apply_privileges();

@@ -75,6 +75,7 @@ PG_FUNCTION_INFO_V1(tasker_pause_task_sql);
 PG_FUNCTION_INFO_V1(tasker_resume_task_sql);
 PG_FUNCTION_INFO_V1(tasker_pause_namespace_sql);
 PG_FUNCTION_INFO_V1(tasker_resume_namespace_sql);
+PG_FUNCTION_INFO_V1(tasker_sees_all_namespaces_sql);
 
 /*
  * AS_OWNER: run a statement as the extension's owner, for the caller
@@ -899,4 +900,15 @@ tasker_publish_event_sql(PG_FUNCTION_ARGS)
 	AS_OWNER(tasker_publish_custom_event(name, payload, task_id, step_id,
 										 tasker_running_step()));
 	PG_RETURN_VOID();
+}
+
+/*
+ * tasker_sees_all_namespaces() RETURNS boolean: whether the current role
+ * sees every namespace (the row-level security policies of the runtime
+ * tables call it).
+ */
+Datum
+tasker_sees_all_namespaces_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tasker_sees_all_namespaces(GetUserId()));
 }

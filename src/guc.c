@@ -42,6 +42,8 @@ int			tasker_http_max_per_host = 16;
 int			tasker_http_default_timeout = 30;
 int			tasker_http_max_response_size = 1024;
 char	   *tasker_http_allowed_hosts = NULL;
+/* tasker.namespace_isolation: roles see only their granted namespaces. */
+bool		tasker_namespace_isolation = false;
 
 /*
  * tasker_define_gucs: define the settings and reserve the prefix.
@@ -109,7 +111,24 @@ tasker_define_gucs(void)
 							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
 	tasker_define_size_gucs();
 	tasker_define_http_gucs();
+	tasker_define_security_gucs();
 	MarkGUCPrefixReserved("tasker");
+}
+
+/*
+ * tasker_define_security_gucs: tenant isolation (security.c and the
+ * row-level security policies of the runtime tables).  It guards what
+ * roles may see, so only a superuser may change it (PGC_SUSET), for the
+ * server, a database or a role.
+ */
+void
+tasker_define_security_gucs(void)
+{
+	DefineCustomBoolVariable("tasker.namespace_isolation",
+							 "Whether roles see and act on only the namespaces granted to them.",
+							 "On: tasks, steps, transitions and events are visible, and tasks controllable, only in the namespaces tasker_grant_namespace granted (superusers and the extension's owner see all).",
+							 &tasker_namespace_isolation, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /*

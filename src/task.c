@@ -43,6 +43,7 @@
 #include "spi_util.h"
 #include "events.h"
 #include "jsonschema.h"
+#include "security.h"
 #include "semver.h"
 #include "state.h"
 #include "guc.h"
@@ -682,6 +683,7 @@ tasker_create_task_internal(const TaskRequest *req)
 				 errhint("Pass the context as '{\"key\": \"value\"}'.")));
 
 	SPI_connect();
+	tasker_require_namespace(req->namespace, TASKER_LEVEL_OPERATOR, "create tasks in");
 	resolve_template(req->namespace, req->name, req->version, &tmpl);
 	if (tmpl.schema != NULL)
 	{

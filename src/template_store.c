@@ -490,6 +490,8 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 	int32		id;
 	bool		exists;
 
+	tasker_require_namespace(t->namespace_name, TASKER_LEVEL_ADMIN,
+							 "register templates in");
 	task_values(t, ns_id, values, nulls);
 	lock_namespace(values, nulls);
 	exists = existing_task(values, nulls, &id);

@@ -72,9 +72,51 @@ tasker_install_packages() {
 
 # Build with warnings as errors and install into the PostgreSQL tree.
 tasker_build() {
-	echo "== building tasker"
-	make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 >/dev/null
+	echo "== building tasker${TASKER_SANITIZE:+ with -fsanitize=address,undefined}"
+	if [ -n "${TASKER_SANITIZE:-}" ]; then
+		# Objects built with other flags are not rebuilt by make: start clean.
+		make -C "$TASKER_ROOT" -s clean >/dev/null
+		make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 TASKER_SANITIZE=1 >/dev/null
+	else
+		make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 >/dev/null
+	fi
 	make -C "$TASKER_ROOT" -s install >/dev/null
+}
+
+# sanitize_start DIR: the sanitizers' settings for every process started
+# from here on: the ASan runtime comes with the instrumented tasker.so, not
+# first (Debian's postgres deadlocks in bindtextdomain at start with it
+# preloaded), so the link-order check is off; no leak detection
+# (PostgreSQL frees by memory context, and at exit); every report is
+# written to a file in DIR.
+sanitize_start() {
+	local dir=$1
+	mkdir -p "$dir"
+	chmod 1777 "$dir"
+	export ASAN_OPTIONS="detect_leaks=0:verify_asan_link_order=0:log_path=$dir/asan"
+	export UBSAN_OPTIONS="print_stacktrace=1:log_path=$dir/ubsan"
+}
+
+# sanitize_reports DIR: print the sanitizer reports in DIR and set
+# SANITIZER_REPORTS to their number.
+sanitize_reports() {
+	local dir=$1 f
+	SANITIZER_REPORTS=0
+	for f in "$dir"/asan.* "$dir"/ubsan.*; do
+		[ -f "$f" ] || continue
+		SANITIZER_REPORTS=$((SANITIZER_REPORTS + $(grep -cE 'ERROR: AddressSanitizer|runtime error:' "$f" || true)))
+		echo "-- $f"
+		head -40 "$f"
+	done
+}
+
+# sanitize_restore: put back the ordinary build: the installation is
+# shared, and an instrumented tasker.so cannot load without the runtime.
+sanitize_restore() {
+	unset ASAN_OPTIONS UBSAN_OPTIONS TASKER_SANITIZE
+	echo "== restoring the ordinary build"
+	make -C "$TASKER_ROOT" -s clean >/dev/null
+	tasker_build
 }
 
 tasker_setup() {
