@@ -1169,7 +1169,7 @@ BEGIN
                        max(x.created_at) AS last_transition_at
                   FROM @extschema@.tasker_workflow_step_transitions x
                  WHERE x.workflow_step_id = s.workflow_step_id) tr ON true
-         WHERE s.task_id = $1),
+         WHERE s.task_id = $1 AND s.map_parent_id IS NULL),
     edges AS (
         SELECT e.from_step_id, e.to_step_id, p.name AS parent, c.name AS child
           FROM @extschema@.tasker_workflow_step_edges e
@@ -1200,6 +1200,15 @@ BEGIN
                                'state', s.current_state, 'attempts', s.attempts,
                                'retry_limit', s.retry_limit, 'retryable', s.retryable,
                                'handler_kind', s.handler_kind,
+                               'step_type', s.step_type,
+                               'waiting_for', r.waiting_for,
+                               'waiting_detail', r.waiting_detail,
+                               'map_instances', CASE WHEN s.step_type = 'map' THEN (
+                                    SELECT jsonb_object_agg(i.state, i.n)
+                                      FROM (SELECT current_state::text AS state, count(*) AS n
+                                              FROM @extschema@.tasker_workflow_steps
+                                             WHERE map_parent_id = s.workflow_step_id
+                                             GROUP BY 1) i) END,
                                'parents', COALESCE((SELECT jsonb_agg(e.parent ORDER BY e.parent COLLATE "C")
                                                       FROM edges e
                                                      WHERE e.to_step_id = s.workflow_step_id), '[]'),
@@ -1207,7 +1216,7 @@ BEGIN
                                'started_at', s.first_started_at,
                                'last_attempted_at', s.last_attempted_at,
                                'finished_at', CASE WHEN s.current_state IN ('complete', 'resolved_manually',
-                                                                            'error', 'cancelled')
+                                                                            'error', 'cancelled', 'skipped')
                                                    THEN s.last_transition_at END,
                                'run_seconds', CASE WHEN s.current_state = 'complete'
                                                    THEN round(extract(epoch FROM s.last_transition_at
@@ -1218,7 +1227,17 @@ BEGIN
                                'error', CASE WHEN s.current_state = 'error'
                                              THEN s.results->'error' END)
                            ORDER BY s.workflow_step_id)
-                      FROM steps s), '[]'),
+                      FROM steps s
+                      LEFT JOIN @extschema@.tasker_step_readiness_status($1) r
+                             ON r.workflow_step_id = s.workflow_step_id), '[]'),
+               'paused', CASE WHEN t.paused_at IS NOT NULL THEN jsonb_build_object(
+                             'at', t.paused_at, 'by', t.paused_by, 'reason', t.pause_reason) END,
+               'parent_step_id', t.parent_step_id,
+               'children', COALESCE((
+                    SELECT jsonb_agg(jsonb_build_object('task_id', c.task_id, 'state', c.current_state,
+                                                        'step', s.name) ORDER BY c.task_id)
+                      FROM steps s
+                      JOIN @extschema@.tasker_tasks c ON c.parent_step_id = s.workflow_step_id), '[]'),
                'edges', COALESCE((SELECT jsonb_agg(jsonb_build_object('from', e.parent, 'to', e.child)
                                                    ORDER BY e.parent COLLATE "C", e.child COLLATE "C")
                                     FROM edges e), '[]'))
@@ -1231,7 +1250,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_task_summary(bigint) IS
-    'One task as jsonb: the task (context, execution context, transitions), each step (state, attempts, timings, results or error, parents) and the edges; raises 42704 for an unknown id';
+    'One task as jsonb: the task (context, execution context, transitions, pause, parent step, child tasks), each step (state, attempts, timings, results or error, parents, what it waits for, a map step''s instances by state) and the edges; raises 42704 for an unknown id';
 REVOKE EXECUTE ON FUNCTION @extschema@.tasker_task_summary(bigint) FROM PUBLIC;
 
 /*
@@ -1353,7 +1372,8 @@ AS $$
              {"class": "complete", "fill": "#e8f5e9", "stroke": "#43a047", "color": "#1b5e20"},
              {"class": "error", "fill": "#ffebee", "stroke": "#e53935", "color": "#b71c1c"},
              {"class": "cancelled", "fill": "#eceff1", "stroke": "#546e7a", "color": "#37474f"},
-             {"class": "resolved_manually", "fill": "#fff8e1", "stroke": "#f9a825", "color": "#5d4037"}]'::jsonb
+             {"class": "resolved_manually", "fill": "#fff8e1", "stroke": "#f9a825", "color": "#5d4037"},
+             {"class": "skipped", "fill": "#fafafa", "stroke": "#bdbdbd", "color": "#9e9e9e"}]'::jsonb
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_state_styles() IS
     'Internal: the fill, stroke and text colours of each state in tasker_task_diagram';
@@ -1361,8 +1381,9 @@ REVOKE EXECUTE ON FUNCTION @extschema@.tasker_state_styles() FROM PUBLIC;
 
 /*
  * tasker_task_diagram: the live task, each step with its name, state and
- * attempts, coloured by state; steps in name order, edges in (parent,
- * child) name order.
+ * attempts, coloured by state, a map step with its instances summarised
+ * (map instances are not drawn one by one); steps in name order, edges in
+ * (parent, child) name order.
  */
 CREATE FUNCTION @extschema@.tasker_task_diagram(task_id bigint, format text DEFAULT 'mermaid')
 RETURNS text
@@ -1384,12 +1405,18 @@ BEGIN
                'key', s.workflow_step_id::text,
                'label', jsonb_build_array(n.name,
                             pg_catalog.format('%s, %s/%s attempts', s.current_state, s.attempts,
-                                              GREATEST(s.retry_limit, 1))),
+                                              GREATEST(s.retry_limit, 1)))
+                        || CASE WHEN s.step_type = 'map' THEN jsonb_build_array((
+                               SELECT pg_catalog.format('map: %s of %s complete',
+                                          count(*) FILTER (WHERE i.current_state = 'complete'), count(*))
+                                 FROM @extschema@.tasker_workflow_steps i
+                                WHERE i.map_parent_id = s.workflow_step_id))
+                           ELSE '[]'::jsonb END,
                'class', s.current_state) ORDER BY n.name COLLATE "C", s.workflow_step_id), '[]')
       INTO nodes
       FROM @extschema@.tasker_workflow_steps s
       JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
-     WHERE s.task_id = $1;
+     WHERE s.task_id = $1 AND s.map_parent_id IS NULL;
     SELECT COALESCE(jsonb_agg(jsonb_build_object('from', e.from_step_id::text, 'to', e.to_step_id::text)
                               ORDER BY pn.name COLLATE "C", cn.name COLLATE "C"), '[]')
       INTO edges

@@ -191,6 +191,10 @@ is(sq("SELECT results->>'sum' FROM tasker_workflow_steps s JOIN tasker_named_ste
 is(sq("SELECT count(*) FROM tasker_workflow_step_transitions tr JOIN tasker_workflow_steps s USING (workflow_step_id)
        WHERE s.task_id = $t AND s.map_parent_id IS NOT NULL AND tr.to_state = 'complete'"),
 	'5', 'each instance has its own history');
+is(sq("SELECT jsonb_array_length(tasker_task_summary($t)->'steps') || ':' ||
+              (tasker_task_summary($t)->'steps'->0->'map_instances')::text"),
+	'2:{"complete": 5}', 'the task summary shows the map step with its instances by state');
+like(sq("SELECT tasker_task_diagram($t)"), qr/map: 5 of 5 complete/, 'the diagram summarises the instances');
 
 $t = create('map_basic', '{"items": []}');
 wait_state($t, 'complete', 'an empty map completes');
@@ -416,6 +420,8 @@ my $child = sq("SELECT task_id FROM tasker_tasks WHERE parent_step_id = (SELECT 
                 FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id)
                WHERE task_id = $t AND n.name = 'fulfilment')");
 ok($child ne '', 'the child records its parent step');
+is(sq("SELECT (tasker_task_summary($t)->'children'->0->>'task_id') || ':' || (tasker_task_summary($t)->'children'->0->>'step')"),
+	"$child:fulfilment", 'the parent summary lists its child task');
 is(sq("SELECT context::text FROM tasker_tasks WHERE task_id = $child"), '{"box": 3}', 'context_from');
 is(sq("SELECT string_agg(k, ',' ORDER BY k) FROM tasker_workflow_steps s JOIN tasker_named_steps n USING (named_step_id),
              jsonb_object_keys(s.results) k WHERE task_id = $t AND n.name = 'fulfilment'"),
