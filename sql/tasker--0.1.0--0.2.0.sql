@@ -2297,7 +2297,8 @@ $$;
  * Counters kept in shared memory by the engine (src/shmem.c: counted when
  * the transaction that moved the task or step commits, zero again after a
  * server restart) and gauges read cheaply (src/metrics.c), as rows and as
- * the Prometheus text format.  Open to PUBLIC, as tasker_system_health is:
+ * the Prometheus text format.  For the reader level, as tasker_system_health
+ * is (tasker_function_levels, issue 13 section):
  * they show counts and timings, never a task's data.
  */
 CREATE FUNCTION @extschema@.tasker_metrics()

@@ -72,7 +72,7 @@ const double tasker_duration_bounds[TASKER_NUM_DURATION_BOUNDS] = {
 };
 
 static const char *const kind_names[TASKER_NUM_STEP_KINDS] = {
-	"sql", "http", "worker"
+	"sql", "http", "worker", "flow"
 };
 static const char *const outcome_names[TASKER_NUM_ATTEMPT_OUTCOMES] = {
 	"complete", "retry", "failed", "quarantined", "cancelled"

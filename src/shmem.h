@@ -60,6 +60,7 @@ typedef enum TaskerStepKind
 	TASKER_STEP_SQL = 0,
 	TASKER_STEP_HTTP,
 	TASKER_STEP_WORKER,
+	TASKER_STEP_FLOW,			/* map fan-out, wait, subtask (issue 10) */
 	TASKER_NUM_STEP_KINDS
 } TaskerStepKind;
 

@@ -18,20 +18,20 @@ SELECT is(array_agg(p.oid::regprocedure::text ORDER BY 1), NULL, 'both have a co
  WHERE p.proname IN ('tasker_metrics', 'tasker_metrics_prometheus')
    AND obj_description(p.oid, 'pg_proc') IS NULL;
 
--- Any role reads them, with no privilege on the tables.
-CREATE ROLE tasker_tap_scraper;
+-- A role with the reader level reads them, with no privilege of its own.
+CREATE ROLE tasker_tap_scraper IN ROLE tasker_reader;
 SET ROLE tasker_tap_scraper;
 SELECT ok((SELECT count(*) FROM tasker_metrics()) > 50
           AND (SELECT bool_and(jsonb_typeof(labels) = 'object' AND value >= 0) FROM tasker_metrics()),
-          'a role with no privilege reads the samples, each with a label object and a value');
+          'a reader reads the samples, each with a label object and a value');
 SELECT matches(tasker_metrics_prometheus(), '^# HELP tasker_tasks_created_total ',
                'the text starts with the first family''s # HELP line');
 SELECT is((SELECT count(*) FROM tasker_metrics() WHERE name = 'tasker_step_duration_seconds_bucket'
             AND labels->>'kind' = 'sql'), 15::bigint,
           'the sql step duration histogram has 15 buckets, +Inf included');
 SELECT is((SELECT string_agg(DISTINCT labels->>'kind', ',') FROM tasker_metrics()
-            WHERE name = 'tasker_step_attempts_total'), 'http,sql,worker',
-          'attempts are counted for the three handler kinds');
+            WHERE name = 'tasker_step_attempts_total'), 'flow,http,sql,worker',
+          'attempts are counted for the four handler kinds');
 RESET ROLE;
 
 -- The readers of history run without JIT (it cost more than the queries).

@@ -373,8 +373,8 @@ my $texts = join(',', map { "$_->[0] $_->[2]" } sort { $a->[1] cmp $b->[1] }
 is($texts, $rows, 'the text and tasker_metrics() give the same attempt counts');
 
 # ---- postgres_exporter with contrib/postgres_exporter/tasker.yaml, as a
-# role with no privilege of its own: the same samples as the text
-sql('CREATE ROLE metrics_reader LOGIN');
+# role with the reader level only: the same samples as the text
+sql('CREATE ROLE metrics_reader LOGIN IN ROLE tasker_reader');
 my $exporter = '/usr/bin/prometheus-postgres-exporter';
 ok(-x $exporter, "postgres_exporter is installed ($exporter; test/lib.sh installs it)");
 my $eport = PostgreSQL::Test::Cluster::get_free_port();
