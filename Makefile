@@ -11,6 +11,9 @@ OBJS = \
 	src/pause.o \
 	src/events.o \
 	src/notify.o \
+	src/event_log.o \
+	src/subscribers.o \
+	src/event_worker.o \
 	src/shmem.o \
 	src/bgw.o \
 	src/semver.o \
@@ -64,7 +67,8 @@ REGRESS = \
 	050_controls_by_name \
 	060_worker_protocol \
 	080_observability_graph \
-	081_observability_analytics
+	081_observability_analytics \
+	090_event_log
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).

@@ -2315,6 +2315,138 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION @extschema@.tasker_metrics_prometheus() IS
     'The samples of tasker_metrics() in the Prometheus text exposition format, with # HELP and # TYPE lines';
 
+/* ---- issue 12: the durable event log and subscribers ---- */
+
+/*
+ * Every event tasker sends on tasker_events is also a row here, written at
+ * pre-commit by the transaction that makes it (src/event_log.c), with the
+ * same JSON, which carries its event_id.  Ids grow in the order events are
+ * appended; tasker_events_since returns only ids below which nothing can
+ * still commit, so a consumer that resumes after the last id it received
+ * misses nothing.  The event worker prunes events older than
+ * tasker.event_log_retention, never the newest one (ids continue from it
+ * after a restart) and never one a subscriber has not yet passed.
+ */
+CREATE TABLE tasker_event_log (
+    event_id bigint PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    event jsonb NOT NULL
+);
+COMMENT ON TABLE tasker_event_log IS
+    'The durable event log: every event sent on tasker_events, in event_id order; read it with tasker_events_since';
+COMMENT ON COLUMN tasker_event_log.event_id IS
+    'Increases in the order events were appended; a gap is an id of a transaction that rolled back';
+COMMENT ON COLUMN tasker_event_log.event IS
+    'The payload sent on NOTIFY, with its event_id';
+SELECT pg_catalog.pg_extension_config_dump('tasker_event_log', '');
+
+CREATE FUNCTION tasker_events_since(after_id bigint, max_events integer DEFAULT 1000)
+RETURNS TABLE (event_id bigint, event jsonb)
+AS 'MODULE_PATHNAME', 'tasker_events_since_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_events_since(bigint, integer) IS
+    'Up to max_events events of the durable log with ids above after_id, in order, only ever ones below which no event can still commit: resume from the last event_id returned and nothing is missed (READ COMMITTED only)';
+
+CREATE FUNCTION tasker_prune_event_log(older_than interval DEFAULT NULL, max_rows integer DEFAULT 10000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_prune_event_log_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_prune_event_log(interval, integer) IS
+    'Delete up to max_rows of the oldest events created more than older_than ago (NULL: tasker.event_log_retention), keeping the newest event and those a subscriber has not passed; returns how many were deleted';
+REVOKE EXECUTE ON FUNCTION tasker_prune_event_log(interval, integer) FROM PUBLIC;
+
+/*
+ * Subscribers: SQL functions the event worker calls with each matching
+ * event, one event per transaction, in event order, at least once
+ * (src/subscribers.c).  A subscriber name belongs to the role that first
+ * subscribed it; its function runs with that role's privileges.
+ */
+CREATE TABLE tasker_subscribers (
+    subscriber text PRIMARY KEY CHECK (subscriber <> ''),
+    event_pattern text NOT NULL CHECK (event_pattern <> ''),
+    event_like text NOT NULL,
+    function regprocedure NOT NULL,
+    owner regrole NOT NULL,
+    max_attempts integer NOT NULL DEFAULT 5 CHECK (max_attempts BETWEEN 1 AND 1000),
+    retry_delay interval NOT NULL DEFAULT '1 second',
+    last_event_id bigint NOT NULL DEFAULT 0,
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz,
+    last_error jsonb,
+    delivered bigint NOT NULL DEFAULT 0,
+    failures bigint NOT NULL DEFAULT 0,
+    last_delivered_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE tasker_subscribers IS
+    'Event subscriptions: the function called with each event matching the pattern, and the cursor of its delivery';
+COMMENT ON COLUMN tasker_subscribers.event_like IS
+    'event_pattern as a LIKE pattern (* becomes %, other characters match themselves)';
+COMMENT ON COLUMN tasker_subscribers.owner IS
+    'The role that subscribed first: the function runs with its privileges, and only roles with them may change or remove the subscription';
+COMMENT ON COLUMN tasker_subscribers.last_event_id IS
+    'The cursor: the last event of the log delivered, parked or passed over';
+COMMENT ON COLUMN tasker_subscribers.attempts IS
+    'Failed calls for the next matching event (0 when none failed)';
+SELECT pg_catalog.pg_extension_config_dump('tasker_subscribers', '');
+
+CREATE TABLE tasker_parked_events (
+    subscriber text NOT NULL REFERENCES tasker_subscribers ON DELETE CASCADE,
+    event_id bigint NOT NULL,
+    event jsonb NOT NULL,
+    attempts integer NOT NULL,
+    error jsonb NOT NULL,
+    parked_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (subscriber, event_id)
+);
+COMMENT ON TABLE tasker_parked_events IS
+    'Events a subscriber''s function failed on max_attempts times, with the last error; delivery moved on past them';
+SELECT pg_catalog.pg_extension_config_dump('tasker_parked_events', '');
+
+CREATE FUNCTION tasker_subscribe(subscriber text, event_pattern text, fn regprocedure,
+                                 max_attempts integer DEFAULT 5,
+                                 retry_delay interval DEFAULT '1 second',
+                                 start_after bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_subscribe_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_subscribe(text, text, regprocedure, integer, interval, bigint) IS
+    'Have the event worker call fn(event jsonb) with each event matching event_pattern (* matches any text), in order, each call in a transaction of its own, retried after retry_delay (doubling) up to max_attempts calls, then parked; starts after start_after, or with the events that commit from now on; returns the event_id it starts after';
+
+CREATE FUNCTION tasker_unsubscribe(subscriber text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_unsubscribe_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_unsubscribe(text) IS
+    'Remove a subscription and its parked events; false when there is none of that name';
+
+REVOKE EXECUTE ON FUNCTION
+    tasker_subscribe(text, text, regprocedure, integer, interval, bigint),
+    tasker_unsubscribe(text)
+FROM PUBLIC;
+
+CREATE VIEW tasker_subscriptions AS
+SELECT s.subscriber,
+       s.event_pattern,
+       s.function,
+       pg_catalog.pg_get_userbyid(s.owner) AS owner,
+       s.last_event_id,
+       s.delivered,
+       s.failures,
+       (SELECT pg_catalog.count(*) FROM tasker_parked_events p
+         WHERE p.subscriber = s.subscriber) AS parked,
+       s.attempts AS pending_attempts,
+       s.next_attempt_at,
+       s.last_error,
+       s.max_attempts,
+       s.retry_delay,
+       s.last_delivered_at,
+       s.created_at
+  FROM tasker_subscribers s;
+COMMENT ON VIEW tasker_subscriptions IS
+    'Each event subscription: pattern, function, owner, cursor (last_event_id), events delivered, failed calls, parked events, and the retry it waits for';
+
 /* ---- issue 13: privilege levels and tenant isolation ---- */
 
 /*

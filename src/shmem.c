@@ -10,10 +10,11 @@
  * retries, HTTP requests by answer, external-worker claims, lost leases,
  * and a histogram of step run times by kind.  They live as long as the
  * server: a restart (or a crash) starts them again at zero.
- * Three more parts live with the module that owns their rules: the HTTP
+ * Four more parts live with the module that owns their rules: the HTTP
  * concurrency slots and request counters (http_limits.c), the event
- * relay's ring (notify.c), and the latches of sessions waiting for work in
- * tasker_claim_steps (claim_wait.c).  This file reserves all of them, and
+ * relay's ring (notify.c), the latches of sessions waiting for work in
+ * tasker_claim_steps (claim_wait.c), and the event log's id counters,
+ * ids in flight and the event worker's latch (event_log.c).  This file reserves all of them, and
  * the ring's lock, in one shmem_request_hook, and creates or attaches them
  * in one
  * shmem_startup_hook; nothing else installs a hook.  The hooks are
@@ -54,6 +55,7 @@
 #include "utils/timestamp.h"
 
 #include "claim_wait.h"
+#include "event_log.h"
 #include "guc.h"
 #include "http_limits.h"
 #include "notify.h"
@@ -141,10 +143,11 @@ shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(add_size(add_size(slots_shmem_size(),
-													  tasker_http_shmem_size()),
-											 tasker_notify_shmem_size()),
-									tasker_claim_wait_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(add_size(add_size(slots_shmem_size(),
+															   tasker_http_shmem_size()),
+													  tasker_notify_shmem_size()),
+											 tasker_claim_wait_shmem_size()),
+									tasker_event_log_shmem_size()));
 	RequestNamedLWLockTranche(TASKER_NOTIFY_TRANCHE, 1);
 }
 
@@ -161,6 +164,7 @@ shmem_startup(void)
 	tasker_http_shmem_init();
 	tasker_notify_shmem_init();
 	tasker_claim_wait_shmem_init();
+	tasker_event_log_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -4,7 +4,9 @@
  *		The tasker launcher and executor background workers.
  *
  * When the library is in shared_preload_libraries, _PG_init registers one
- * launcher.  The launcher keeps tasker.max_workers executors running: each
+ * launcher.  The launcher keeps tasker.max_workers executors running (and
+ * the event worker of event_worker.c, which delivers events to subscribers
+ * and prunes the event log): each
  * executor owns a slot in shared memory (pid, latch, counters), and the
  * launcher starts a dynamic worker for every empty slot, again after the
  * executor exits or crashes, once tasker.database_name exists (until then
@@ -66,6 +68,7 @@
 
 #include "bgw.h"
 #include "compat.h"
+#include "event_worker.h"
 #include "guc.h"
 #include "handler.h"
 #include "shmem.h"
@@ -204,6 +207,7 @@ tasker_launcher_main(Datum arg)
 			for (i = 0; i < tasker_slot_count(); i++)
 				if (tasker_slot_needs_worker(i))
 					start_executor(i);
+			tasker_event_worker_launch();
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -234,39 +238,6 @@ set_slot_state(TaskerWorkerState state, int steps)
 }
 
 /*
- * extension_version: the installed version of the extension in this
- * database (palloc'd in the caller's context), or NULL when it is not
- * installed.  Runs in the caller's transaction.
- */
-static char *
-extension_version(void)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	char	   *version = NULL;
-
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("tasker"));
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			version = TextDatumGetCString(d);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return version;
-}
-
-/*
  * extension_state: whether this database's extension is ready for this
  * library: installed (else TASKER_WORKER_WAITING) and at the library's own
  * version (else TASKER_WORKER_WAITING_FOR_UPDATE: the SQL objects of
@@ -286,7 +257,7 @@ extension_state(void)
 	if (ready)
 		return TASKER_WORKER_IDLE;
 	StartTransactionCommand();
-	version = extension_version();
+	version = tasker_installed_version();
 	version = version ? MemoryContextStrdup(oldcxt, version) : NULL;
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(oldcxt);
