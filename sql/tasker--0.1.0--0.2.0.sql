@@ -2586,6 +2586,7 @@ AS $$
     ('tasker_subscribe', '{admin}'),
     ('tasker_unsubscribe', '{admin}'),
     ('tasker_purge', '{admin}'),
+    ('tasker_prune_event_log', '{admin}'),
     -- operator: create tasks and control them
     ('tasker_create_task', '{operator}'),
     ('tasker_cancel_task', '{operator}'),
