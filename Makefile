@@ -6,8 +6,14 @@ OBJS = \
 	src/tasker.o \
 	src/guc.o \
 	src/state.o \
+	src/flow_rules.o \
+	src/flow.o \
+	src/pause.o \
 	src/events.o \
 	src/notify.o \
+	src/event_log.o \
+	src/subscribers.o \
+	src/event_worker.o \
 	src/shmem.o \
 	src/bgw.o \
 	src/semver.o \
@@ -35,6 +41,7 @@ OBJS = \
 	src/template_check.o \
 	src/template_store.o \
 	src/handler_registry.o \
+	src/metrics.o \
 	src/api.o \
 	src/sanitize.o
 
@@ -61,7 +68,8 @@ REGRESS = \
 	050_controls_by_name \
 	060_worker_protocol \
 	080_observability_graph \
-	081_observability_analytics
+	081_observability_analytics \
+	090_event_log
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).

@@ -31,6 +31,7 @@ int			tasker_poll_interval = 1000;
 int			tasker_max_backoff = 300;
 int			tasker_max_context_size = 8192;
 int			tasker_max_results_size = 8192;
+int			tasker_max_map_items = 10000;
 /* tasker.environment: the environments.<name> overrides of templates. */
 char	   *tasker_environment = NULL;
 /* tasker.max_template_size: a template's size, aliases expanded (kB). */
@@ -43,6 +44,8 @@ int			tasker_http_max_response_size = 1024;
 char	   *tasker_http_allowed_hosts = NULL;
 /* tasker.namespace_isolation: roles see only their granted namespaces. */
 bool		tasker_namespace_isolation = false;
+/* The event log (event_log.c): seconds its events are kept, 0 forever. */
+int			tasker_event_log_retention = 7 * 24 * 3600;
 
 /*
  * tasker_define_gucs: define the settings and reserve the prefix.
@@ -111,6 +114,7 @@ tasker_define_gucs(void)
 	tasker_define_size_gucs();
 	tasker_define_http_gucs();
 	tasker_define_security_gucs();
+	tasker_define_event_gucs();
 	MarkGUCPrefixReserved("tasker");
 }
 
@@ -149,6 +153,11 @@ tasker_define_size_gucs(void)
 							"Larger results fail the attempt for good (or refuse tasker_resolve_step); they are never cut short.",
 							&tasker_max_results_size, 8192, 1, 65536,
 							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_map_items",
+							"Most instances a map step may fan out into.",
+							"A map_over array with more elements fails the map step for good; it is never cut short.",
+							&tasker_max_map_items, 10000, 0, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /*
@@ -183,6 +192,20 @@ tasker_define_http_gucs(void)
 							   "Empty allows any host.  A request to another host fails for good.",
 							   &tasker_http_allowed_hosts, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+/*
+ * tasker_define_event_gucs: the settings of the event log.  The event
+ * worker prunes by them, so they change with a reload.
+ */
+void
+tasker_define_event_gucs(void)
+{
+	DefineCustomIntVariable("tasker.event_log_retention",
+							"How long the event log keeps an event.",
+							"The event worker deletes older events in short batches, except the newest and those a subscriber has not yet passed; 0 keeps every event.",
+							&tasker_event_log_retention, 7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 }
 
 /*

@@ -56,6 +56,8 @@ static SPIPlanPtr versions_plan;
 static SPIPlanPtr names_plan;
 static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr existing_task_plan;
+static SPIPlanPtr parent_step_plan;
+static SPIPlanPtr ns_paused_plan;
 static SPIPlanPtr legacy_task_plan;
 static SPIPlanPtr insert_steps_plan;
 static SPIPlanPtr insert_steps_010_plan;
@@ -374,12 +376,16 @@ insert_steps(int64 task_id, int32 named_task_id)
 		plan = tasker_keep_plan(&insert_steps_plan,
 			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
 			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
-			  "   next_attempt_at, results, handler_kind, queue)"
+			  "   next_attempt_at, results, handler_kind, queue, step_type, delay_seconds)"
 			  " SELECT $1, l.named_step_id, l.default_retryable, l.default_retry_limit,"
-			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on), now(), NULL,"
+			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on),"
+			  "        CASE WHEN l.delay_seconds > 0 AND cardinality(l.depends_on) = 0"
+			  "             THEN clock_timestamp() + l.delay_seconds * interval '1 second'"
+			  "             ELSE now() END, NULL,"
 			  "        " TASKER_STEP_KIND_SQL("l") ","
 			  "        CASE WHEN l.handler_config->>'type' = 'worker'"
-			  "             THEN l.handler_config->>'queue' END"
+			  "             THEN l.handler_config->>'queue' END,"
+			  "        COALESCE(l.flow->>'type', NULL), l.delay_seconds"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
 			  " RETURNING named_step_id, workflow_step_id",
@@ -619,6 +625,42 @@ bypass_steps(int64 task_id, const char *task_name, ArrayType *names)
 }
 
 /*
+ * namespace_paused: whether tasks created in a namespace start paused
+ * (tasker_pause_namespace, issue 11).
+ */
+static bool
+namespace_paused(const char *namespace)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(namespace)};
+
+	if (!tasker_has_column("tasker_task_namespaces", "paused_at"))
+		return false;
+	tasker_run_plan(tasker_keep_plan(&ns_paused_plan,
+			  "SELECT 1 FROM @extschema@.tasker_task_namespaces"
+			  " WHERE name = $1 AND paused_at IS NOT NULL",
+			  1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+/*
+ * set_parent_step: a subtask's child task records the step that created
+ * it (flow.c completes that step when the child finishes).
+ */
+static void
+set_parent_step(int64 task_id, int64 step_id)
+{
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(task_id), Int64GetDatum(step_id)};
+
+	tasker_run_plan(tasker_keep_plan(&parent_step_plan,
+			  "UPDATE @extschema@.tasker_tasks SET parent_step_id = $2 WHERE task_id = $1",
+			  2, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+}
+
+/*
  * tasker_create_task_internal: create a task from a request; returns its id.
  */
 int64
@@ -661,7 +703,15 @@ tasker_create_task_internal(const TaskRequest *req)
 	task_id = insert_task(req, tmpl.named_task_id, hash, &created);
 	if (created)
 	{
+		if (req->parent_step_id != 0)
+			set_parent_step(task_id, req->parent_step_id);
 		insert_steps_and_edges(task_id, tmpl.named_task_id);
+		if (namespace_paused(req->namespace))
+		{
+			int			n;
+
+			(void) tasker_pause_tasks(&task_id, 1, "namespace", NULL, &n);
+		}
 		tasker_count_tasks(TASKER_TASKS_CREATED, 1);
 		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
 								 NULL, "pending", 0, GetCurrentTimestamp(),
