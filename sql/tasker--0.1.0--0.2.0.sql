@@ -2733,6 +2733,18 @@ BEGIN
         IF r.relkind = 'v' THEN
             EXECUTE pg_catalog.format('ALTER VIEW %s SET (security_invoker = true)', r.rel);
         END IF;
+        IF r.relkind IN ('r', 'p') AND r.rel::text LIKE '%tasker_event_log' THEN
+            /* The durable event log: each event names its namespace. */
+            EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.rel);
+            EXECUTE pg_catalog.format('DROP POLICY IF EXISTS tasker_namespace_isolation ON %s', r.rel);
+            EXECUTE pg_catalog.format($p$
+                CREATE POLICY tasker_namespace_isolation ON %s FOR SELECT
+                USING ((SELECT @extschema@.tasker_sees_all_namespaces())
+                       OR (event->>'namespace') IN (
+                          SELECT g.namespace FROM @extschema@.tasker_namespace_grants g
+                           WHERE pg_catalog.pg_has_role(g.grantee::oid, 'USAGE')))$p$, r.rel);
+            CONTINUE;
+        END IF;
         IF r.relkind NOT IN ('r', 'p') OR NOT (r.has_task_id OR r.rel = '@extschema@.tasker_tasks'::regclass) THEN
             CONTINUE;
         END IF;

@@ -512,8 +512,8 @@ void
 tasker_events_since(int64 after_id, int max_events, FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			argtypes[3] = {INT8OID, INT8OID, INT4OID};
-	Datum		values[3];
+	Oid			argtypes[4] = {INT8OID, INT8OID, INT4OID, OIDOID};
+	Datum		values[4];
 	uint64		i;
 
 	refuse_old_snapshot("tasker_events_since");
@@ -530,10 +530,17 @@ tasker_events_since(int64 after_id, int max_events, FunctionCallInfo fcinfo)
 	values[0] = Int64GetDatum(after_id);
 	values[1] = Int64GetDatum(tasker_event_log_horizon());
 	values[2] = Int32GetDatum(max_events);
+	/* Under namespace isolation, only the namespaces granted (security.c). */
+	values[3] = ObjectIdGetDatum(tasker_sees_all_namespaces(tasker_caller()) ?
+								 InvalidOid : tasker_caller());
 	tasker_run_plan(tasker_keep_plan(&read_plan,
 			 "SELECT event_id, event FROM @extschema@.tasker_event_log"
-			 " WHERE event_id > $1 AND event_id < $2 ORDER BY event_id LIMIT $3",
-			 3, argtypes),
+			 " WHERE event_id > $1 AND event_id < $2"
+			 "   AND ($4 = 0 OR (event->>'namespace') IN ("
+			 "        SELECT g.namespace FROM @extschema@.tasker_namespace_grants g"
+			 "         WHERE pg_catalog.pg_has_role($4, g.grantee::oid, 'USAGE')))"
+			 " ORDER BY event_id LIMIT $3",
+			 4, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{

@@ -144,6 +144,19 @@ is($node->safe_psql('postgres', "SELECT total_tasks FROM tasker_system_health()"
 is(as_role('rea', "SELECT count(*) FROM tasker_dependency_levels($tb)"), '0',
 	'dependency levels of a task of b show nothing');
 
+# The durable event log, through tasker_events_since and directly.
+is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE event->>'namespace' = 'a') > 0
+		AND count(*) FILTER (WHERE event->>'namespace' = 'b') > 0 FROM tasker_events_since(0, 100000)}),
+	't', 'a superuser reads the events of both namespaces');
+is(as_role('rea', q{SELECT count(*) FILTER (WHERE event->>'namespace' = 'a') > 0
+		AND count(*) FILTER (WHERE event->>'namespace' IS DISTINCT FROM 'a') = 0 FROM tasker_events_since(0, 100000)}),
+	't', 'tasker_events_since shows rea the events of a and no other');
+is(as_role('rea', q{SELECT count(*) FILTER (WHERE event->>'namespace' = 'a') > 0
+		AND count(*) FILTER (WHERE event->>'namespace' IS DISTINCT FROM 'a') = 0 FROM tasker_event_log}),
+	't', 'and so does a direct SELECT on tasker_event_log');
+is(as_role('nob', 'SELECT count(*) FROM tasker_events_since(0, 100000)'), '0',
+	'nob reads no event');
+
 # Isolation is a superuser's setting.
 is(sqlstate('rea', 'SELECT tasker_sees_all_namespaces(); SET tasker.namespace_isolation = off'), '42501',
 	'a role cannot turn isolation off for its session');
