@@ -2982,6 +2982,10 @@ AS $$
     ('tasker_unsubscribe', '{admin}'),
     ('tasker_purge', '{admin}'),
     ('tasker_prune_event_log', '{admin}'),
+    ('tasker_purge_batch', '{admin}'),
+    ('tasker_purge_check', '{admin}'),
+    ('tasker_purge_in_batches', '{admin}'),
+    ('tasker_fire_schedule', '{admin}'),
     -- operator: create tasks and control them
     ('tasker_create_task', '{operator}'),
     ('tasker_cancel_task', '{operator}'),
@@ -3026,6 +3030,7 @@ AS $$
     ('tasker_metrics', '{reader}'),
     ('tasker_metrics_prometheus', '{reader}'),
     ('tasker_tasks_by_annotation', '{reader}'),
+    ('tasker_ready_backlog', '{reader}'),
     -- worker: the external workers' protocol (issue 7)
     ('tasker_claim_steps', '{worker}'),
     ('tasker_complete_step', '{worker}'),
@@ -3045,6 +3050,7 @@ AS $$
     -- owner: raw state changes, and the privileges themselves
     ('tasker_transition_task', '{owner}'),
     ('tasker_transition_step', '{owner}'),
+    ('tasker_step_claim_key', '{owner}'),
     ('tasker_grant_namespace', '{owner}'),
     ('tasker_revoke_namespace', '{owner}'),
     ('tasker_function_levels', '{owner}'),
@@ -3095,12 +3101,12 @@ BEGIN
          WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e'
            AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, tasker_admin, tasker_operator, tasker_reader, tasker_worker', f.fn);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC, tasker_admin, tasker_operator, tasker_reader, tasker_worker', f.fn);
         FOREACH lvl IN ARRAY f.levels LOOP
             IF lvl = 'public' THEN
-                EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f.fn);
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f.fn);
             ELSIF lvl IN ('admin', 'operator', 'reader', 'worker') THEN
-                EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', f.fn, 'tasker_' || lvl);
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %I', f.fn, 'tasker_' || lvl);
             ELSIF lvl <> 'owner' THEN
                 RAISE EXCEPTION 'unknown level "%" for %', lvl, f.fn
                     USING ERRCODE = 'invalid_parameter_value';
