@@ -34,9 +34,12 @@ SELECT ok(obj_description('tasker_events_since(bigint, integer)'::regprocedure, 
           AND obj_description('tasker_event_log'::regclass, 'pg_class') IS NOT NULL,
           'every new object has a comment');
 
--- Reading the log is as open as LISTEN; subscribing and pruning are granted.
-SELECT ok(has_function_privilege('public', 'tasker_events_since(bigint, integer)', 'EXECUTE'),
-          'anyone may read the log, as anyone may LISTEN');
+-- Reading the log is the reader level's (issue 13: under namespace
+-- isolation a reader sees the events of its namespaces only); subscribing
+-- and pruning are the admin level's.
+SELECT ok(has_function_privilege('tasker_reader', 'tasker_events_since(bigint, integer)', 'EXECUTE')
+          AND NOT has_function_privilege('public', 'tasker_events_since(bigint, integer)', 'EXECUTE'),
+          'readers may read the log');
 SELECT ok(NOT has_function_privilege('public', 'tasker_subscribe(text, text, regprocedure, integer, interval, bigint)', 'EXECUTE'),
           'tasker_subscribe is granted, not public');
 SELECT ok(NOT has_function_privilege('public', 'tasker_unsubscribe(text)', 'EXECUTE'),
