@@ -42,6 +42,12 @@ OBJS = \
 	src/template_store.o \
 	src/handler_registry.o \
 	src/metrics.o \
+	src/annotation.o \
+	src/backlog.o \
+	src/retention.o \
+	src/cron.o \
+	src/schedule.o \
+	src/priority.o \
 	src/api.o \
 	src/sanitize.o
 
@@ -69,7 +75,10 @@ REGRESS = \
 	060_worker_protocol \
 	080_observability_graph \
 	081_observability_analytics \
-	090_event_log
+	090_event_log \
+	090_annotations \
+	091_purge \
+	092_schedules_without_cron
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).

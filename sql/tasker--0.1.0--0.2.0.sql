@@ -1266,7 +1266,7 @@ CREATE FUNCTION @extschema@.tasker_render_diagram(title text, nodes jsonb, edges
                                                   styles jsonb DEFAULT '[]',
                                                   format text DEFAULT 'mermaid')
 RETURNS text
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fmt text := lower(btrim(format));
@@ -1554,7 +1554,7 @@ COMMENT ON FUNCTION @extschema@.tasker_template_diagram(text, text, text, text) 
  */
 CREATE FUNCTION @extschema@.tasker_bottleneck_config(config jsonb DEFAULT '{}')
 RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     defaults CONSTANT jsonb := '{
@@ -2447,6 +2447,401 @@ SELECT s.subscriber,
 COMMENT ON VIEW tasker_subscriptions IS
     'Each event subscription: pattern, function, owner, cursor (last_event_id), events delivered, failed calls, parked events, and the retry it waits for';
 
+/* ---- issue 11: operations (annotations, retention, admission control, schedules) ---- */
+
+/*
+ * Annotations, in the Ruby engine's tables: tasker_annotation_types names
+ * each kind, tasker_task_annotations holds the jsonb values.  Annotating
+ * is a control (the caller must be able to control the task, src/
+ * annotation.c); a type named for the first time is created.  Searching
+ * reads the GIN index on the annotation through @>: a value matches a
+ * top-level key whose JSON value is that string, or that number or
+ * boolean when the text spells one.
+ */
+CREATE FUNCTION @extschema@.tasker_annotate_task(task_id bigint, annotation_type text,
+                                                 annotation jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_annotate_task_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_annotate_task(bigint, text, jsonb) IS
+    'Attach an annotation (a JSON object) of a type to a task, creating the type if it is new; returns the task_annotation_id';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_annotate_task(bigint, text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.tasker_tasks_by_annotation(annotation_type text, key text, value text)
+RETURNS TABLE (task_id bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    scalar jsonb;
+BEGIN
+    IF annotation_type IS NULL OR key IS NULL OR value IS NULL THEN
+        RAISE EXCEPTION 'annotation_type, key and value must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'The search finds tasks with an annotation of that type whose key has that value.',
+                  HINT = 'Pass the three as text, such as (''order'', ''order_id'', ''42'').';
+    END IF;
+    IF value ~ '^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$' OR value IN ('true', 'false') THEN
+        scalar := jsonb_build_object(key, value::jsonb);
+    END IF;
+    RETURN QUERY
+    SELECT DISTINCT a.task_id
+      FROM @extschema@.tasker_task_annotations a
+      JOIN @extschema@.tasker_annotation_types ty ON ty.annotation_type_id = a.annotation_type_id
+     WHERE ty.name = annotation_type
+       AND (a.annotation @> jsonb_build_object(key, value) OR a.annotation @> scalar)
+     ORDER BY 1;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_tasks_by_annotation(text, text, text) IS
+    'The tasks with an annotation of a type whose top-level key has the value (a JSON string equal to it, or the number or boolean it spells), by task_id';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_tasks_by_annotation(text, text, text) FROM PUBLIC;
+
+/*
+ * Retention.  A finished task (complete, cancelled or resolved_manually;
+ * error too when asked) whose last transition (updated_at) is older than
+ * the cutoff is deleted with every row that carries its task_id: step
+ * transitions, task transitions, edges, annotations, any other table of
+ * the extension with a task_id column, steps, then the task.  One batch
+ * takes at most batch_size tasks, locked FOR UPDATE SKIP LOCKED: it never
+ * waits for a lock, and the rows it locks are finished ones no worker or
+ * claim reads.  tasker_purge_batch is the one definition of a batch;
+ * tasker_purge runs batches in the caller's transaction,
+ * tasker_purge_in_batches commits after each, and the background purge
+ * (tasker.retention_period, src/retention.c) runs each in a transaction of
+ * its own.
+ */
+CREATE FUNCTION @extschema@.tasker_purge_batch(cutoff timestamptz, include_errors boolean,
+                                               batch_size integer)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids bigint[];
+    rel regclass;
+BEGIN
+    SELECT array_agg(x.task_id) INTO ids
+      FROM (SELECT t.task_id FROM @extschema@.tasker_tasks t
+             WHERE (t.current_state IN ('complete', 'cancelled', 'resolved_manually')
+                    OR (include_errors AND t.current_state = 'error'))
+               AND t.updated_at < cutoff AND t.created_at < cutoff
+             LIMIT batch_size
+               FOR UPDATE SKIP LOCKED) x;
+    IF ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM @extschema@.tasker_workflow_step_transitions x WHERE x.task_id = ANY (ids);
+    DELETE FROM @extschema@.tasker_task_transitions x WHERE x.task_id = ANY (ids);
+    DELETE FROM @extschema@.tasker_workflow_step_edges x WHERE x.task_id = ANY (ids);
+    DELETE FROM @extschema@.tasker_task_annotations x WHERE x.task_id = ANY (ids);
+    -- any other table of the extension keyed by task_id
+    FOR rel IN
+        SELECT c.oid::regclass
+          FROM pg_depend d
+          JOIN pg_class c ON c.oid = d.objid AND d.classid = 'pg_class'::regclass
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'task_id'
+                             AND NOT a.attisdropped
+         WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+           AND d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'tasker')
+           AND c.relkind IN ('r', 'p')
+           AND c.relname NOT IN ('tasker_tasks', 'tasker_workflow_steps',
+                                 'tasker_workflow_step_edges', 'tasker_task_transitions',
+                                 'tasker_workflow_step_transitions', 'tasker_task_annotations')
+         ORDER BY c.relname
+    LOOP
+        EXECUTE format('DELETE FROM %s WHERE task_id = ANY ($1)', rel) USING ids;
+    END LOOP;
+    DELETE FROM @extschema@.tasker_workflow_steps x WHERE x.task_id = ANY (ids);
+    DELETE FROM @extschema@.tasker_tasks x WHERE x.task_id = ANY (ids);
+    RETURN cardinality(ids);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_purge_batch(timestamptz, boolean, integer) IS
+    'Internal: delete up to batch_size finished tasks whose last transition is before cutoff (and tasks in error when include_errors), with every row of theirs; returns how many';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_purge_batch(timestamptz, boolean, integer) FROM PUBLIC;
+
+/* tasker_purge_check: the argument checks of the two purge entry points. */
+CREATE FUNCTION @extschema@.tasker_purge_check(older_than interval, include_errors boolean,
+                                               batch_size integer)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF older_than IS NULL OR include_errors IS NULL OR batch_size IS NULL THEN
+        RAISE EXCEPTION 'older_than, include_errors and batch_size must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'The purge deletes finished tasks whose last transition is older than older_than.',
+                  HINT = 'Pass an interval such as ''30 days'', and leave the others out for their defaults.';
+    END IF;
+    IF older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must not be negative'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The interval given is %s.', older_than),
+                  HINT = 'Pass how old a finished task must be to be deleted, such as ''30 days''.';
+    END IF;
+    IF batch_size < 1 OR batch_size > 100000 THEN
+        RAISE EXCEPTION 'batch_size must be between 1 and 100000'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The batch size given is %s.', batch_size),
+                  HINT = 'Each batch deletes this many tasks; 1000 keeps each one short.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_purge_check(interval, boolean, integer) IS
+    'Internal: raise for a NULL, negative or out-of-range purge argument';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_purge_check(interval, boolean, integer) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.tasker_purge(older_than interval, include_errors boolean DEFAULT false,
+                                         batch_size integer DEFAULT 1000)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cutoff timestamptz := now() - older_than;
+    n bigint;
+    total bigint := 0;
+BEGIN
+    PERFORM @extschema@.tasker_purge_check(older_than, include_errors, batch_size);
+    LOOP
+        n := @extschema@.tasker_purge_batch(cutoff, include_errors, batch_size);
+        total := total + n;
+        EXIT WHEN n < batch_size;
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_purge(interval, boolean, integer) IS
+    'Delete the finished tasks (complete, cancelled, resolved_manually; error too when include_errors) whose last transition is older than older_than, with all their rows, batch_size tasks per statement group, in the caller''s transaction; returns how many tasks';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_purge(interval, boolean, integer) FROM PUBLIC;
+
+/*
+ * A procedure may commit only without SECURITY DEFINER or a SET clause:
+ * it runs as the caller, names everything by schema, and calls the batch
+ * function, which the caller must be granted too.
+ */
+CREATE PROCEDURE @extschema@.tasker_purge_in_batches(older_than interval,
+                                                     include_errors boolean DEFAULT false,
+                                                     batch_size integer DEFAULT 1000,
+                                                     INOUT purged bigint DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    cutoff timestamptz := pg_catalog.now() OPERATOR(pg_catalog.-) older_than;
+    n bigint;
+BEGIN
+    PERFORM @extschema@.tasker_purge_check(older_than, include_errors, batch_size);
+    purged := 0;
+    LOOP
+        n := @extschema@.tasker_purge_batch(cutoff, include_errors, batch_size);
+        purged := purged OPERATOR(pg_catalog.+) n;
+        COMMIT;
+        EXIT WHEN n OPERATOR(pg_catalog.<) batch_size;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE @extschema@.tasker_purge_in_batches(interval, boolean, integer, bigint) IS
+    'tasker_purge committing after each batch (CALL it outside a transaction block): each transaction holds its locks for one batch only; purged returns how many tasks';
+REVOKE EXECUTE ON PROCEDURE @extschema@.tasker_purge_in_batches(interval, boolean, integer, bigint) FROM PUBLIC;
+
+/*
+ * Admission control: tasker.max_ready_backlog.  The backlog of ready
+ * steps is a gauge in shared memory that the executors sample (src/
+ * backlog.c); this function shows it.
+ */
+CREATE FUNCTION @extschema@.tasker_ready_backlog(OUT ready_steps bigint, OUT measured_at timestamptz,
+                                                 OUT max_ready_backlog integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'tasker_ready_backlog_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_ready_backlog() IS
+    'The backlog of ready steps tasker_create_task compares with tasker.max_ready_backlog: the executors'' last measure plus the ready steps created since, when it was measured, and the limit (NULLs when no executor measures this database)';
+
+/*
+ * Schedules through pg_cron.  A schedule is a row here (the task to
+ * create) and a pg_cron job whose command calls tasker_fire_schedule with
+ * the minute of its tick; the task's identity key is the job name and
+ * that minute, so a tick fired twice creates one task.  pg_cron is not a
+ * requirement of tasker: src/schedule.c finds its functions when a
+ * schedule is made, in this database, or through a short-lived worker in
+ * the database pg_cron runs in (cron.database_name).
+ */
+CREATE TABLE @extschema@.tasker_schedule_jobs (
+    job_name            text PRIMARY KEY CHECK (job_name <> ''),
+    schedule            text NOT NULL,
+    task_name           text NOT NULL,
+    namespace           text NOT NULL,
+    version             text,
+    context             jsonb NOT NULL DEFAULT '{}',
+    owner               regrole NOT NULL,
+    active              boolean NOT NULL DEFAULT true,
+    cron_database       text NOT NULL,
+    jobid               bigint NOT NULL,
+    last_task_id        bigint,
+    last_created_at     timestamptz,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.tasker_schedule_jobs IS
+    'Task schedules: the task each pg_cron job creates, the job''s id and database, and the last task it created';
+SELECT pg_catalog.pg_extension_config_dump('tasker_schedule_jobs', '');
+
+CREATE VIEW @extschema@.tasker_schedules AS
+SELECT job_name, schedule, task_name, namespace, version, active, last_task_id,
+       last_created_at, jobid, context, pg_catalog.pg_get_userbyid(owner) AS owner,
+       cron_database
+  FROM @extschema@.tasker_schedule_jobs;
+COMMENT ON VIEW @extschema@.tasker_schedules IS
+    'Task schedules: job name, cron schedule, the task they create, whether active, the last task created and when, the pg_cron job id, the context, the owner and the database pg_cron runs in';
+
+CREATE FUNCTION @extschema@.tasker_schedule(job_name text, schedule text, task_name text,
+                                            context jsonb DEFAULT '{}',
+                                            namespace text DEFAULT 'default',
+                                            version text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_schedule_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_schedule(text, text, text, jsonb, text, text) IS
+    'Create or replace a pg_cron job that creates a task on each tick of a cron schedule (one task per tick, even when the tick fires twice); returns the pg_cron job id';
+
+CREATE FUNCTION @extschema@.tasker_unschedule(job_name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_unschedule_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_unschedule(text) IS
+    'Remove a task schedule and its pg_cron job; false when there was no such schedule';
+
+CREATE FUNCTION @extschema@.tasker_pause_schedule(job_name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_pause_schedule_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_pause_schedule(text) IS
+    'Stop a task schedule''s pg_cron job from running (cron.alter_job active false); false when it was paused already';
+
+CREATE FUNCTION @extschema@.tasker_resume_schedule(job_name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_resume_schedule_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_resume_schedule(text) IS
+    'Let a paused task schedule''s pg_cron job run again; false when it was active already';
+
+CREATE FUNCTION @extschema@.tasker_fire_schedule(job_name text, tick timestamptz)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_fire_schedule_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_fire_schedule(text, timestamptz) IS
+    'The command of a schedule''s pg_cron job: create the schedule''s task for the tick (identity key: job name and tick), or return the task already created for it; NULL while the schedule is paused';
+
+REVOKE EXECUTE ON FUNCTION
+    @extschema@.tasker_schedule(text, text, text, jsonb, text, text),
+    @extschema@.tasker_unschedule(text),
+    @extschema@.tasker_pause_schedule(text),
+    @extschema@.tasker_resume_schedule(text),
+    @extschema@.tasker_fire_schedule(text, timestamptz)
+FROM PUBLIC;
+
+/* ---- issue 11 item 3: priorities with aging ---- */
+
+/*
+ * A task's priority (higher runs first) is copied to its steps.  The
+ * claim orders ready steps by claim_key, which a trigger keeps equal to
+ * next_attempt_at moved earlier by priority * tasker.priority_aging
+ * seconds (src/priority.c): a step of priority p that became due at t
+ * ranks as a step of priority 0 due at t - p * aging, so it runs before
+ * lower priorities, and a waiting step gains one level of priority every
+ * tasker.priority_aging seconds, which keeps low priorities from starving.
+ * With aging off (0) each level counts as a year: strict priority.  The
+ * key is computed with the aging in effect when next_attempt_at or the
+ * priority was last written.
+ */
+ALTER TABLE tasker_tasks
+    ADD COLUMN priority integer NOT NULL DEFAULT 0
+        CONSTRAINT tasker_tasks_priority_range CHECK (priority BETWEEN -1000 AND 1000);
+COMMENT ON COLUMN tasker_tasks.priority IS
+    'The task''s priority, -1000 to 1000, higher first; its steps carry it';
+ALTER TABLE tasker_workflow_steps
+    ADD COLUMN priority integer NOT NULL DEFAULT 0,
+    ADD COLUMN claim_key timestamptz;
+COMMENT ON COLUMN tasker_workflow_steps.priority IS
+    'The priority of the step''s task when the step was created';
+COMMENT ON COLUMN tasker_workflow_steps.claim_key IS
+    'The order in which ready steps are claimed: next_attempt_at moved earlier by priority times tasker.priority_aging (kept by a trigger)';
+
+CREATE FUNCTION @extschema@.tasker_step_claim_key()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'tasker_step_claim_key'
+LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.tasker_step_claim_key() IS
+    'Internal: the trigger that keeps tasker_workflow_steps.claim_key';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_step_claim_key() FROM PUBLIC;
+CREATE TRIGGER tasker_step_claim_key
+    BEFORE INSERT OR UPDATE OF next_attempt_at, priority ON @extschema@.tasker_workflow_steps
+    FOR EACH ROW EXECUTE FUNCTION @extschema@.tasker_step_claim_key();
+UPDATE @extschema@.tasker_workflow_steps SET next_attempt_at = next_attempt_at
+ WHERE next_attempt_at IS NOT NULL;
+
+/*
+ * The ready index keeps its predicate (readiness, defined once) and now
+ * orders by claim_key, so that the claim, which must never sort (it locks
+ * each step's task as it reads), reads it in order.  The queries that want
+ * the next due time (the executors' sleep) read a second partial index in
+ * next_attempt_at order; its predicate adds claim_key IS NOT NULL (always
+ * true of a ready step), which the claim does not state, so the claim can
+ * never pick it and sort.
+ */
+DROP INDEX @extschema@.tasker_workflow_steps_ready_idx;
+CREATE INDEX tasker_workflow_steps_ready_idx
+    ON @extschema@.tasker_workflow_steps (handler_kind, claim_key, task_id)
+    WHERE current_state IN ('pending', 'error') AND unfinished_parents = 0
+      AND next_attempt_at IS NOT NULL;
+CREATE INDEX tasker_workflow_steps_due_idx
+    ON @extschema@.tasker_workflow_steps (handler_kind, next_attempt_at)
+    WHERE current_state IN ('pending', 'error') AND unfinished_parents = 0
+      AND next_attempt_at IS NOT NULL AND claim_key IS NOT NULL;
+
+/*
+ * tasker_create_task gains priority.  A function's arguments cannot be
+ * added in place, so it is dropped and created again; the EXECUTE grants
+ * an operator gave on the 0.1.0 form are given again on the new one.
+ */
+SELECT pg_catalog.set_config('tasker_upgrade.create_task_grants', COALESCE((
+    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                               ELSE pg_catalog.quote_ident(a.grantee::regrole::text) END,
+               'grantable', a.is_grantable))::text
+      FROM pg_catalog.pg_proc p CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+     WHERE p.oid = '@extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text)'::regprocedure
+       AND a.grantee <> p.proowner AND a.privilege_type = 'EXECUTE'), '[]'), true);
+DROP FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text);
+CREATE FUNCTION @extschema@.tasker_create_task(name text, context jsonb DEFAULT '{}',
+                                               namespace text DEFAULT 'default',
+                                               version text DEFAULT NULL,
+                                               initiator text DEFAULT 'unknown',
+                                               source_system text DEFAULT 'unknown',
+                                               reason text DEFAULT 'unknown',
+                                               tags text[] DEFAULT '{}',
+                                               bypass_steps text[] DEFAULT '{}',
+                                               requested_at timestamptz DEFAULT now(),
+                                               identity_key text DEFAULT NULL,
+                                               priority integer DEFAULT 0)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_create_task_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) IS
+    'Create a task from a registered template, with a priority (-1000 to 1000, higher first, default 0); returns its task_id (the existing one for a repeated identity_key)';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) FROM PUBLIC;
+DO $grants$
+DECLARE
+    g jsonb;
+BEGIN
+    FOR g IN SELECT pg_catalog.jsonb_array_elements(
+                 pg_catalog.current_setting('tasker_upgrade.create_task_grants')::jsonb) LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) TO %s%s',
+                                  g->>'grantee',
+                                  CASE WHEN (g->>'grantable')::boolean THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$grants$;
+
 /* ---- issue 13: privilege levels and tenant isolation ---- */
 
 /*
@@ -2587,6 +2982,10 @@ AS $$
     ('tasker_unsubscribe', '{admin}'),
     ('tasker_purge', '{admin}'),
     ('tasker_prune_event_log', '{admin}'),
+    ('tasker_purge_batch', '{admin}'),
+    ('tasker_purge_check', '{admin}'),
+    ('tasker_purge_in_batches', '{admin}'),
+    ('tasker_fire_schedule', '{admin}'),
     -- operator: create tasks and control them
     ('tasker_create_task', '{operator}'),
     ('tasker_cancel_task', '{operator}'),
@@ -2631,6 +3030,7 @@ AS $$
     ('tasker_metrics', '{reader}'),
     ('tasker_metrics_prometheus', '{reader}'),
     ('tasker_tasks_by_annotation', '{reader}'),
+    ('tasker_ready_backlog', '{reader}'),
     -- worker: the external workers' protocol (issue 7)
     ('tasker_claim_steps', '{worker}'),
     ('tasker_complete_step', '{worker}'),
@@ -2650,6 +3050,7 @@ AS $$
     -- owner: raw state changes, and the privileges themselves
     ('tasker_transition_task', '{owner}'),
     ('tasker_transition_step', '{owner}'),
+    ('tasker_step_claim_key', '{owner}'),
     ('tasker_grant_namespace', '{owner}'),
     ('tasker_revoke_namespace', '{owner}'),
     ('tasker_function_levels', '{owner}'),
@@ -2700,12 +3101,12 @@ BEGIN
          WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e'
            AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, tasker_admin, tasker_operator, tasker_reader, tasker_worker', f.fn);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC, tasker_admin, tasker_operator, tasker_reader, tasker_worker', f.fn);
         FOREACH lvl IN ARRAY f.levels LOOP
             IF lvl = 'public' THEN
-                EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f.fn);
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f.fn);
             ELSIF lvl IN ('admin', 'operator', 'reader', 'worker') THEN
-                EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', f.fn, 'tasker_' || lvl);
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %I', f.fn, 'tasker_' || lvl);
             ELSIF lvl <> 'owner' THEN
                 RAISE EXCEPTION 'unknown level "%" for %', lvl, f.fn
                     USING ERRCODE = 'invalid_parameter_value';

@@ -24,6 +24,8 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "annotation.h"
+#include "backlog.h"
 #include "control.h"
 #include "dag.h"
 #include "event_log.h"
@@ -36,6 +38,7 @@
 #include "handler_registry.h"
 #include "http_limits.h"
 #include "jsonschema.h"
+#include "schedule.h"
 #include "step.h"
 #include "security.h"
 #include "shmem.h"
@@ -292,7 +295,7 @@ interval_ms(FunctionCallInfo fcinfo, int n)
 /*
  * tasker_create_task(name, context, namespace, version, initiator,
  *                    source_system, reason, tags, bypass_steps,
- *                    requested_at, identity_key)
+ *                    requested_at, identity_key[, priority])
  */
 Datum
 tasker_create_task_sql(PG_FUNCTION_ARGS)
@@ -325,6 +328,16 @@ tasker_create_task_sql(PG_FUNCTION_ARGS)
 	req.bypass_steps_array = ArrayGetNItems(ARR_NDIM(bypass), ARR_DIMS(bypass)) > 0 ? bypass : NULL;
 	req.requested_at = PG_GETARG_TIMESTAMPTZ(9);
 	req.identity_key = arg_text(fcinfo, 10);
+	/* priority: 0.2.0's twelfth argument */
+	if (PG_NARGS() > 11)
+	{
+		if (PG_ARGISNULL(11))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("priority must not be NULL"),
+					 errhint("Omit it for the default priority, 0.")));
+		req.priority = PG_GETARG_INT32(11);
+	}
 	AS_OWNER(task_id = tasker_create_task_internal(&req));
 	PG_RETURN_INT64(task_id);
 }
@@ -1012,4 +1025,154 @@ tasker_prune_event_log_sql(PG_FUNCTION_ARGS)
 	}
 	AS_OWNER(n = tasker_event_log_prune(before, Max(PG_GETARG_INT32(1), 0)));
 	PG_RETURN_INT64(n);
+}
+
+/* ---- issue 11: operations ---- */
+
+PG_FUNCTION_INFO_V1(tasker_annotate_task_sql);
+PG_FUNCTION_INFO_V1(tasker_ready_backlog_sql);
+
+/*
+ * tasker_annotate_task(task_id bigint, annotation_type text,
+ *                      annotation jsonb) RETURNS bigint
+ */
+Datum
+tasker_annotate_task_sql(PG_FUNCTION_ARGS)
+{
+	char	   *type;
+	int64		id;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("task_id, annotation_type and annotation must not be NULL"),
+				 errhint("Pass a task id, a type name such as 'order', and a JSON object.")));
+	type = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	AS_OWNER(id = tasker_annotate_task_internal(PG_GETARG_INT64(0), type,
+												PG_GETARG_JSONB_P(2)));
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * tasker_ready_backlog(OUT ready_steps bigint, OUT measured_at
+ *                      timestamptz, OUT max_ready_backlog integer)
+ */
+Datum
+tasker_ready_backlog_sql(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	uint64		n;
+	TimestampTz at;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "tasker_ready_backlog must return a record");
+	desc = BlessTupleDesc(desc);
+	if (tasker_ready_backlog(&n, &at))
+	{
+		values[0] = Int64GetDatum((int64) n);
+		values[1] = TimestampTzGetDatum(at);
+	}
+	else
+		nulls[0] = nulls[1] = true;
+	values[2] = Int32GetDatum(tasker_max_ready_backlog);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(tasker_schedule_sql);
+PG_FUNCTION_INFO_V1(tasker_unschedule_sql);
+PG_FUNCTION_INFO_V1(tasker_pause_schedule_sql);
+PG_FUNCTION_INFO_V1(tasker_resume_schedule_sql);
+PG_FUNCTION_INFO_V1(tasker_fire_schedule_sql);
+
+/*
+ * tasker_schedule(job_name, schedule, task_name, context, namespace,
+ *                 version) RETURNS bigint
+ */
+Datum
+tasker_schedule_sql(PG_FUNCTION_ARGS)
+{
+	TaskerScheduleRequest req;
+	int64		jobid;
+
+	req.job_name = required_text(fcinfo, 0, "job_name");
+	req.schedule = required_text(fcinfo, 1, "schedule");
+	req.task_name = required_text(fcinfo, 2, "task_name");
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("context must not be NULL"),
+				 errhint("Pass '{}' for tasks that need no context.")));
+	req.context = PG_GETARG_JSONB_P(3);
+	req.namespace = required_text(fcinfo, 4, "namespace");
+	req.version = arg_text(fcinfo, 5);
+	AS_OWNER(jobid = tasker_schedule_task(&req));
+	PG_RETURN_INT64(jobid);
+}
+
+/*
+ * tasker_unschedule(job_name text) RETURNS boolean
+ */
+Datum
+tasker_unschedule_sql(PG_FUNCTION_ARGS)
+{
+	char	   *job_name = required_text(fcinfo, 0, "job_name");
+	bool		removed;
+
+	AS_OWNER(removed = tasker_unschedule_task(job_name));
+	PG_RETURN_BOOL(removed);
+}
+
+/*
+ * schedule_active_sql: shared body of pause and resume.
+ */
+static Datum
+schedule_active_sql(FunctionCallInfo fcinfo, bool active)
+{
+	char	   *job_name = required_text(fcinfo, 0, "job_name");
+	bool		changed;
+
+	AS_OWNER(changed = tasker_set_schedule_active(job_name, active));
+	PG_RETURN_BOOL(changed);
+}
+
+/*
+ * tasker_pause_schedule(job_name text) RETURNS boolean
+ */
+Datum
+tasker_pause_schedule_sql(PG_FUNCTION_ARGS)
+{
+	return schedule_active_sql(fcinfo, false);
+}
+
+/*
+ * tasker_resume_schedule(job_name text) RETURNS boolean
+ */
+Datum
+tasker_resume_schedule_sql(PG_FUNCTION_ARGS)
+{
+	return schedule_active_sql(fcinfo, true);
+}
+
+/*
+ * tasker_fire_schedule(job_name text, tick timestamptz) RETURNS bigint:
+ * NULL while the schedule is paused.
+ */
+Datum
+tasker_fire_schedule_sql(PG_FUNCTION_ARGS)
+{
+	char	   *job_name = required_text(fcinfo, 0, "job_name");
+	bool		paused;
+	int64		task_id;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tick must not be NULL"),
+				 errhint("pg_cron's command passes date_trunc('minute', now()).")));
+	AS_OWNER(task_id = tasker_fire_schedule_task(job_name, PG_GETARG_TIMESTAMPTZ(1), &paused));
+	if (paused)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(task_id);
 }

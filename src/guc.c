@@ -17,6 +17,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "miscadmin.h"
 #include "utils/guc.h"
 
@@ -46,6 +48,10 @@ char	   *tasker_http_allowed_hosts = NULL;
 bool		tasker_namespace_isolation = false;
 /* The event log (event_log.c): seconds its events are kept, 0 forever. */
 int			tasker_event_log_retention = 7 * 24 * 3600;
+/* Operations (issue 11): retention, admission control */
+int			tasker_retention_period = 0;
+int			tasker_max_ready_backlog = 0;
+int			tasker_priority_aging = 60;
 
 /*
  * tasker_define_gucs: define the settings and reserve the prefix.
@@ -115,6 +121,7 @@ tasker_define_gucs(void)
 	tasker_define_http_gucs();
 	tasker_define_security_gucs();
 	tasker_define_event_gucs();
+	tasker_define_ops_gucs();
 	MarkGUCPrefixReserved("tasker");
 }
 
@@ -205,6 +212,32 @@ tasker_define_event_gucs(void)
 							"How long the event log keeps an event.",
 							"The event worker deletes older events in short batches, except the newest and those a subscriber has not yet passed; 0 keeps every event.",
 							&tasker_event_log_retention, 7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+}
+
+/*
+ * tasker_define_ops_gucs: the settings of running tasker for months:
+ * retention, admission control and the aging of priorities.  The workers and every backend that
+ * creates tasks read them, so they change with a reload (PGC_SIGHUP): no
+ * session may lift a limit for itself.
+ */
+void
+tasker_define_ops_gucs(void)
+{
+	DefineCustomIntVariable("tasker.retention_period",
+							"Age after which the background purge deletes finished tasks.",
+							"A task that is complete, cancelled or resolved_manually is deleted with all its rows once its last transition is this old.  0 turns the background purge off.",
+							&tasker_retention_period, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_ready_backlog",
+							"Most ready steps before tasker_create_task refuses new tasks.",
+							"Over the limit, creating a task fails with SQLSTATE 53400.  Measured by the executors about once a second; 0 turns admission control off.",
+							&tasker_max_ready_backlog, 0, 0, 100000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.priority_aging",
+							"Seconds of waiting that raise a ready step's priority by one.",
+							"A low-priority step overtakes newer work of higher priority once it has waited this long per level of difference.  0 makes priorities strict.",
+							&tasker_priority_aging, 60, 0, 86400,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 }
 

@@ -29,12 +29,16 @@ extern int	tasker_http_max_response_size;	/* kilobytes */
 extern char *tasker_http_allowed_hosts;
 extern bool tasker_namespace_isolation;
 extern int	tasker_event_log_retention; /* seconds, 0: forever */
+extern int	tasker_retention_period;	/* seconds; 0: off */
+extern int	tasker_max_ready_backlog;	/* 0: off */
+extern int	tasker_priority_aging;	/* seconds; 0: strict priorities */
 
 extern void tasker_define_gucs(void);
 extern void tasker_define_size_gucs(void);
 extern void tasker_define_http_gucs(void);
 extern void tasker_define_security_gucs(void);
 extern void tasker_define_event_gucs(void);
+extern void tasker_define_ops_gucs(void);
 extern void tasker_check_size(const char *what, Size size, int limit_kb,
 							  const char *setting);
 

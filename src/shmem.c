@@ -28,7 +28,10 @@
  * its transaction ends, adds them at commit and forgets them on abort (a
  * batch that rolls back left no attempt; a task whose creation rolled
  * back was never created).  Counts made outside a transaction are added
- * at once.  Counting takes no lock and reads no table.
+ * at once.  Counting takes no lock and reads no table.  The ready
+ * backlog gauge (admission control, backlog.c) is kept here too: an
+ * executor publishes what it measured, and each task created since adds
+ * its ready steps at commit.
  *
  * This module calls nothing above it: the worker loops (worker.c), the
  * commit-time wake-up (events.c) and the SQL functions (api.c, control.c)
@@ -90,6 +93,11 @@ typedef struct TaskerShmem
 	int			nslots;
 	TaskerWorkerSlot slots[TASKER_MAX_SLOTS];
 	pg_atomic_uint64 counts[NUM_COUNTS];
+	/* The ready backlog gauge (see "The ready backlog" below). */
+	Oid			backlog_database;	/* under mutex */
+	pg_atomic_uint64 backlog;
+	pg_atomic_uint64 backlog_measured_at;	/* TimestampTz; 0: never */
+	pg_atomic_uint64 backlog_sample_started_at; /* TimestampTz */
 } TaskerShmem;
 
 static TaskerShmem *tasker_shmem = NULL;
@@ -132,6 +140,9 @@ slots_shmem_init(void)
 		tasker_shmem->nslots = Min(tasker_max_workers, TASKER_MAX_SLOTS);
 		for (i = 0; i < NUM_COUNTS; i++)
 			pg_atomic_init_u64(&tasker_shmem->counts[i], 0);
+		pg_atomic_init_u64(&tasker_shmem->backlog, 0);
+		pg_atomic_init_u64(&tasker_shmem->backlog_measured_at, 0);
+		pg_atomic_init_u64(&tasker_shmem->backlog_sample_started_at, 0);
 	}
 }
 
@@ -630,4 +641,117 @@ tasker_http_class_name(TaskerHttpClass what)
 {
 	Assert(what < TASKER_NUM_HTTP_CLASSES);
 	return http_class_names[what];
+}
+
+/*
+ * The ready backlog.  backlog.c measures the ready steps of the executors'
+ * database about once a second and publishes the figure here
+ * (tasker_backlog_publish); every transaction that creates tasks in that
+ * database adds their ready steps when it commits
+ * (tasker_backlog_add_at_commit), so that a burst of creations counts
+ * before the next measure.  Steps claimed since the measure are not taken
+ * off: between two measures the gauge can only be too high, never too low.
+ */
+
+/* Ready steps created by this backend's transaction, added at commit. */
+static uint64 backlog_pending = 0;
+static bool backlog_callback = false;
+
+/*
+ * backlog_at_xact: at commit, add the transaction's new ready steps to
+ * the gauge; however the transaction ends, forget them.
+ */
+static void
+backlog_at_xact(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_PARALLEL_COMMIT &&
+		event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT &&
+		event != XACT_EVENT_PREPARE)
+		return;
+	if (backlog_pending != 0 && (event == XACT_EVENT_COMMIT ||
+								 event == XACT_EVENT_PARALLEL_COMMIT))
+		pg_atomic_fetch_add_u64(&tasker_shmem->backlog, backlog_pending);
+	backlog_pending = 0;
+}
+
+/*
+ * tasker_backlog_add_at_commit: n steps became ready in this transaction
+ * (a new task's roots).  Counted only in the database the gauge measures.
+ */
+void
+tasker_backlog_add_at_commit(uint64 n)
+{
+	if (tasker_shmem == NULL || n == 0 ||
+		pg_atomic_read_u64(&tasker_shmem->backlog_measured_at) == 0)
+		return;
+	SpinLockAcquire(&tasker_shmem->mutex);
+	if (tasker_shmem->backlog_database != MyDatabaseId)
+		n = 0;
+	SpinLockRelease(&tasker_shmem->mutex);
+	if (n == 0)
+		return;
+	if (!backlog_callback)
+	{
+		RegisterXactCallback(backlog_at_xact, NULL);
+		backlog_callback = true;
+	}
+	backlog_pending += n;
+}
+
+/*
+ * tasker_backlog_sample_due: whether it is this process's turn to measure
+ * the backlog: no measure started in the last interval_ms.  At most one
+ * process in an interval gets true.
+ */
+bool
+tasker_backlog_sample_due(int interval_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		last;
+
+	if (tasker_shmem == NULL)
+		return false;
+	last = pg_atomic_read_u64(&tasker_shmem->backlog_sample_started_at);
+	if (!TimestampDifferenceExceeds((TimestampTz) last, now, interval_ms))
+		return false;
+	return pg_atomic_compare_exchange_u64(&tasker_shmem->backlog_sample_started_at,
+										  &last, (uint64) now);
+}
+
+/*
+ * tasker_backlog_publish: the backlog of database db measured n ready
+ * steps at a time.
+ */
+void
+tasker_backlog_publish(Oid db, uint64 n, TimestampTz at)
+{
+	if (tasker_shmem == NULL)
+		return;
+	SpinLockAcquire(&tasker_shmem->mutex);
+	tasker_shmem->backlog_database = db;
+	SpinLockRelease(&tasker_shmem->mutex);
+	pg_atomic_write_u64(&tasker_shmem->backlog, n);
+	pg_atomic_write_u64(&tasker_shmem->backlog_measured_at, (uint64) at);
+}
+
+/*
+ * tasker_backlog_read: the gauge of database db (the last measure plus
+ * the ready steps created since) and when it was measured; false when
+ * there is no shared memory or no measure of that database.
+ */
+bool
+tasker_backlog_read(Oid db, uint64 *n, TimestampTz *measured_at)
+{
+	Oid			measured_db;
+
+	if (tasker_shmem == NULL)
+		return false;
+	SpinLockAcquire(&tasker_shmem->mutex);
+	measured_db = tasker_shmem->backlog_database;
+	SpinLockRelease(&tasker_shmem->mutex);
+	*measured_at = (TimestampTz) pg_atomic_read_u64(&tasker_shmem->backlog_measured_at);
+	if (*measured_at == 0 || measured_db != db)
+		return false;
+	*n = pg_atomic_read_u64(&tasker_shmem->backlog);
+	return true;
 }

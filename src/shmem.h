@@ -152,5 +152,10 @@ extern int	tasker_step_kind(const char *name);
 extern const char *tasker_step_kind_name(TaskerStepKind kind);
 extern const char *tasker_attempt_outcome_name(TaskerAttemptOutcome outcome);
 extern const char *tasker_http_class_name(TaskerHttpClass what);
+/* The ready backlog gauge (admission control, backlog.c) */
+extern void tasker_backlog_add_at_commit(uint64 n);
+extern bool tasker_backlog_sample_due(int interval_ms);
+extern void tasker_backlog_publish(Oid db, uint64 n, TimestampTz at);
+extern bool tasker_backlog_read(Oid db, uint64 *n, TimestampTz *measured_at);
 
 #endif							/* TASKER_SHMEM_H */

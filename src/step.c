@@ -193,7 +193,9 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	TASKER_CLAIMED_DETAILS_SQL
 
 /*
- * The ready steps of handler kind $5 a claim takes, $1 at most, due by $3:
+ * The ready steps of handler kind $5 a claim takes, $1 at most, due by $3,
+ * highest aged priority first (claim_key: priority.c, the order of the
+ * ready index):
  * of task $2 unless it is 0, of tasks whose template owner role $4 has
  * the privileges of unless it is 0.  The lateral subquery locks each
  * step's task row (skipping tasks another transaction holds, or that a
@@ -216,7 +218,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"     AND s.next_attempt_at <= $3" \
 	"     AND ($2 = 0 OR s.task_id = $2)" \
 	"     AND ($6 = '' OR s.queue = $6)" \
-	"   ORDER BY s.next_attempt_at, s.task_id" \
+	"   ORDER BY s.claim_key, s.task_id" \
 	"   LIMIT $1" \
 	"   FOR NO KEY UPDATE OF s SKIP LOCKED)"
 
@@ -505,7 +507,7 @@ settle_orphans(Datum *values)
 			 "         WHERE " TASKER_READY_STEP_SQL
 			 "           AND s.next_attempt_at <= $3"
 			 "           AND ($1 = 0 OR s.task_id = $1)"
-			 "         ORDER BY s.next_attempt_at, s.task_id LIMIT $2))"
+			 "         ORDER BY s.claim_key, s.task_id LIMIT $2))"
 			 "   AND t.current_state = 'cancelled'"
 			 " ORDER BY t.task_id"
 			 " FOR NO KEY UPDATE OF t SKIP LOCKED",
@@ -575,7 +577,7 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 			 "     AND " TASKER_READY_STEP_SQL
 			 "     AND s.next_attempt_at <= $3"
 			 "     AND ($1 = 0 OR s.task_id = $1)"
-			 "   ORDER BY s.next_attempt_at, s.task_id LIMIT $2"
+			 "   ORDER BY s.claim_key, s.task_id LIMIT $2"
 			 "   FOR NO KEY UPDATE SKIP LOCKED) k)",
 			 " UNION ",
 			 "))"
@@ -1261,7 +1263,8 @@ tasker_ms_until_next_step(void)
 		due_sql = per_kind_sql(
 			 "SELECT GREATEST(0, ceil(extract(epoch FROM LEAST(",
 			 "(SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
-			 "  WHERE s.handler_kind = %s AND " TASKER_READY_STEP_SQL ")",
+			 "  WHERE s.handler_kind = %s AND " TASKER_READY_STEP_SQL
+			 "    AND " TASKER_DUE_INDEX_SQL ")",
 			 ", ",
 			 /* a waiting flow step's deadline (wait timeout_seconds) */
 			 ", (SELECT min(s.lease_expires_at) FROM @extschema@.tasker_workflow_steps s"
@@ -1468,7 +1471,7 @@ tasker_ms_until_next_queue_step(const char *queue)
 			 "SELECT GREATEST(0, ceil(extract(epoch FROM"
 			 "         (SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
 			 "           WHERE s.handler_kind = 'worker' AND s.queue = $1"
-			 "             AND " TASKER_READY_STEP_SQL ")"
+			 "             AND " TASKER_READY_STEP_SQL " AND " TASKER_DUE_INDEX_SQL ")"
 			 "       - clock_timestamp()) * 1000))::bigint",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);

@@ -31,6 +31,15 @@
 	"s.current_state IN ('pending', 'error') AND s.unfinished_parents = 0" \
 	" AND s.next_attempt_at IS NOT NULL"
 
+/*
+ * The ready index orders ready steps for the claim (by claim_key, their
+ * aged priority: priority.c).  A query that wants the next due time adds
+ * this clause, always true of a ready step, to read the partial index
+ * tasker_workflow_steps_due_idx in next_attempt_at order; the claim never
+ * states it, so it can never read that index and sort.
+ */
+#define TASKER_DUE_INDEX_SQL "s.claim_key IS NOT NULL"
+
 /* A claimed step, copied out of a claim query's result. */
 typedef struct ClaimedStep
 {

@@ -41,6 +41,7 @@
 #include "utils/jsonb.h"
 
 #include "spi_util.h"
+#include "backlog.h"
 #include "events.h"
 #include "jsonschema.h"
 #include "security.h"
@@ -48,6 +49,7 @@
 #include "state.h"
 #include "guc.h"
 #include "handler.h"
+#include "priority.h"
 #include "shmem.h"
 #include "step.h"
 #include "task.h"
@@ -64,6 +66,7 @@ static SPIPlanPtr insert_steps_010_plan;
 static SPIPlanPtr insert_edges_plan;
 static SPIPlanPtr template_steps_plan;
 static SPIPlanPtr bypass_plan;
+static SPIPlanPtr priority_plan;
 
 /* The template a request resolved to. */
 typedef struct ResolvedTemplate
@@ -342,15 +345,17 @@ typedef struct StepById
 
 /*
  * insert_steps: one step per step template, in a single set-based
- * statement; returns a hash table from named_step_id to the new step's id.
+ * statement; returns a hash table from named_step_id to the new step's id,
+ * and in *roots the number of steps ready at once (no parent).
  * The statement reads the template's rows through their unique index, so
  * its cost is linear in the template's size whatever the plan.
  */
 static HTAB *
-insert_steps(int64 task_id, int32 named_task_id)
+insert_steps(int64 task_id, int32 named_task_id, int32 priority, int *roots)
 {
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(task_id), Int32GetDatum(named_task_id)};
+	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		values[3] = {Int64GetDatum(task_id), Int32GetDatum(named_task_id),
+	Int32GetDatum(priority)};
 	HASHCTL		ctl;
 	HTAB	   *by_id;
 	uint64		n;
@@ -370,13 +375,14 @@ insert_steps(int64 task_id, int32 named_task_id)
 			  "        CASE WHEN l.handler_function IS NULL THEN 'http' ELSE 'sql' END"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
-			  " RETURNING named_step_id, workflow_step_id",
+			  " RETURNING named_step_id, workflow_step_id, unfinished_parents = 0",
 			  2, argtypes);
 	else
 		plan = tasker_keep_plan(&insert_steps_plan,
 			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
 			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
-			  "   next_attempt_at, results, handler_kind, queue, step_type, delay_seconds)"
+			  "   next_attempt_at, results, handler_kind, queue, step_type, delay_seconds,"
+			  "   priority)"
 			  " SELECT $1, l.named_step_id, l.default_retryable, l.default_retry_limit,"
 			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on),"
 			  "        CASE WHEN l.delay_seconds > 0 AND cardinality(l.depends_on) = 0"
@@ -385,11 +391,11 @@ insert_steps(int64 task_id, int32 named_task_id)
 			  "        " TASKER_STEP_KIND_SQL("l") ","
 			  "        CASE WHEN l.handler_config->>'type' = 'worker'"
 			  "             THEN l.handler_config->>'queue' END,"
-			  "        COALESCE(l.flow->>'type', NULL), l.delay_seconds"
+			  "        COALESCE(l.flow->>'type', NULL), l.delay_seconds, $3"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
-			  " RETURNING named_step_id, workflow_step_id",
-			  2, argtypes);
+			  " RETURNING named_step_id, workflow_step_id, unfinished_parents = 0",
+			  3, argtypes);
 	n = tasker_run_plan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
 
 	ctl.keysize = sizeof(int32);
@@ -404,6 +410,8 @@ insert_steps(int64 task_id, int32 named_task_id)
 		StepById   *e = hash_search(by_id, &id, HASH_ENTER, &found);
 
 		e->workflow_step_id = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		if (DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull)))
+			(*roots)++;
 	}
 	return by_id;
 }
@@ -572,15 +580,18 @@ insert_edges(int64 task_id, int32 named_task_id, HTAB *by_id)
 
 /*
  * insert_steps_and_edges: the steps and edges of a new task, in time
- * linear in the template's size.
+ * linear in the template's size; returns the number of steps ready at
+ * once.
  */
-static void
-insert_steps_and_edges(int64 task_id, int32 named_task_id)
+static int
+insert_steps_and_edges(int64 task_id, int32 named_task_id, int32 priority)
 {
-	HTAB	   *by_id = insert_steps(task_id, named_task_id);
+	int			roots = 0;
+	HTAB	   *by_id = insert_steps(task_id, named_task_id, priority, &roots);
 
 	insert_edges(task_id, named_task_id, by_id);
 	hash_destroy(by_id);
+	return roots;
 }
 
 /*
@@ -661,6 +672,28 @@ set_parent_step(int64 task_id, int64 step_id)
 }
 
 /*
+ * set_priority: the new task's priority (its steps get it as they are
+ * inserted).  The 0.1.0 schema, not yet updated, has none.
+ */
+static void
+set_priority(int64 task_id, int32 priority)
+{
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(task_id), Int32GetDatum(priority)};
+
+	if (!tasker_has_column("tasker_tasks", "priority"))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("task priorities need the tasker extension at version %s", TASKER_EXTVERSION),
+				 errdetail("The extension in this database is older than the library."),
+				 errhint("Run ALTER EXTENSION tasker UPDATE.")));
+	tasker_run_plan(tasker_keep_plan(&priority_plan,
+			  "UPDATE @extschema@.tasker_tasks SET priority = $2 WHERE task_id = $1",
+			  2, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+}
+
+/*
  * tasker_create_task_internal: create a task from a request; returns its id.
  */
 int64
@@ -674,6 +707,7 @@ tasker_create_task_internal(const TaskRequest *req)
 
 	tasker_check_size("task context", VARSIZE(req->context),
 					  tasker_max_context_size, "tasker.max_context_size");
+	tasker_check_priority(req->priority);
 	if (!JB_ROOT_IS_OBJECT(req->context) || JB_ROOT_IS_SCALAR(req->context))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -703,9 +737,14 @@ tasker_create_task_internal(const TaskRequest *req)
 	task_id = insert_task(req, tmpl.named_task_id, hash, &created);
 	if (created)
 	{
+		/* Admission control: refuse new work over the ready backlog. */
+		tasker_admit_task();
 		if (req->parent_step_id != 0)
 			set_parent_step(task_id, req->parent_step_id);
-		insert_steps_and_edges(task_id, tmpl.named_task_id);
+		if (req->priority != 0)
+			set_priority(task_id, req->priority);
+		tasker_backlog_add_at_commit(insert_steps_and_edges(task_id, tmpl.named_task_id,
+															req->priority));
 		if (namespace_paused(req->namespace))
 		{
 			int			n;

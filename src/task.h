@@ -33,6 +33,7 @@ typedef struct TaskRequest
 	TimestampTz requested_at;
 	const char *identity_key;	/* NULL: no deduplication */
 	int64		parent_step_id; /* a subtask's child: the step creating it */
+	int32		priority;		/* higher first; 0 by default */
 } TaskRequest;
 
 extern int64 tasker_create_task_internal(const TaskRequest *req);

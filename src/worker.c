@@ -66,11 +66,13 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "backlog.h"
 #include "bgw.h"
 #include "compat.h"
 #include "event_worker.h"
 #include "guc.h"
 #include "handler.h"
+#include "retention.h"
 #include "shmem.h"
 #include "step.h"
 #include "spi_util.h"
@@ -208,6 +210,7 @@ tasker_launcher_main(Datum arg)
 				if (tasker_slot_needs_worker(i))
 					start_executor(i);
 			tasker_event_worker_launch();
+			tasker_retention_tick();
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -503,6 +506,11 @@ tasker_executor_main(Datum arg)
 
 		if (tasker_enabled)
 			state = extension_state();
+		else if (extension_state() == TASKER_WORKER_IDLE)
+			state = TASKER_WORKER_PAUSED;
+		/* Admission control's measure goes on while paused. */
+		if (state == TASKER_WORKER_IDLE || state == TASKER_WORKER_PAUSED)
+			tasker_sample_backlog();
 		ready = (state == TASKER_WORKER_IDLE);
 		if (ready)
 		{

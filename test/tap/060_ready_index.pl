@@ -1,8 +1,9 @@
 # 060_ready_index.pl: readiness is defined once (TASKER_READY_STEP_SQL,
 # the predicate of the partial index tasker_workflow_steps_ready_idx), and
 # the claim the workers and tasker_run_steps run finds ready steps through
-# that index, not by scanning the steps: auto_explain logs the plans of the
-# statements tasker runs, on a table where most steps are finished.
+# that index, in its order (priority order, issue 11), not by scanning or
+# sorting the steps: auto_explain logs the plans of the statements tasker
+# runs, on a table where most steps are finished.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -45,6 +46,8 @@ like($claims[0] // '', qr/tasker_workflow_steps_ready_idx/,
 	'the claim reads ready steps through the ready index');
 unlike($claims[0] // '', qr/Seq Scan on tasker_workflow_steps/,
 	'and never scans the steps table');
+unlike($claims[0] // '', qr/Sort Key: s(?:_\d+)?\.claim_key/,
+	'nor sorts the ready steps (it locks each one\'s task as it reads)');
 
 $node->stop;
 done_testing();

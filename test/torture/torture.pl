@@ -23,7 +23,8 @@
 # always with its own Idempotency-Key (task_id-step_id), and every
 # external step ran at least once; no step is in progress; every
 # transition history is consistent (one most_recent row, the last; each
-# from_state the previous to_state); tasker_check() is empty.  It prints
+# from_state the previous to_state); tasker_check() is empty; the durable
+# event log holds one event per step transition.  It prints
 # the figures: tasks, faults by kind, crash recoveries, time to drain
 # after the last fault.
 #
@@ -281,4 +282,14 @@ sub check
 	                                   OR most_recent <> (rn = n)"),
 		'0', "seed $seed: task histories are consistent");
 	is($q->("SELECT count(*) FROM tasker_check()"), '0', "seed $seed: tasker_check() finds nothing");
+	is($q->("SELECT count(*)
+	           FROM (SELECT workflow_step_id, to_state::text, count(*) AS n
+	                   FROM tasker_workflow_step_transitions GROUP BY 1, 2) t
+	           FULL JOIN (SELECT (event->>'step_id')::bigint AS step_id, event->>'to_state' AS to_state,
+	                             count(*) AS n
+	                        FROM tasker_event_log WHERE event ? 'step_id' AND event ? 'to_state'
+	                       GROUP BY 1, 2) e
+	             ON e.step_id = t.workflow_step_id AND e.to_state = t.to_state
+	          WHERE t.n IS DISTINCT FROM e.n"),
+		'0', "seed $seed: the durable event log has one event per step transition, none more");
 }
