@@ -2520,6 +2520,12 @@ DECLARE
     ids bigint[];
     rel regclass;
 BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('batch_size is %s.', COALESCE(batch_size::text, 'NULL')),
+                  HINT = 'Pass how many tasks one transaction may delete, such as 1000.';
+    END IF;
     SELECT array_agg(x.task_id) INTO ids
       FROM (SELECT t.task_id FROM @extschema@.tasker_tasks t
              WHERE (t.current_state IN ('complete', 'cancelled', 'resolved_manually')
