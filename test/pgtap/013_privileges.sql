@@ -10,7 +10,7 @@ SELECT plan(16);
 
 CREATE TEMP VIEW ext_functions AS
 SELECT p.oid, p.oid::regprocedure::text AS signature, p.proname::text AS name,
-       p.prosecdef, p.proconfig, l.lanname, p.proacl
+       p.prosecdef, p.proconfig, l.lanname, p.proacl, p.prokind
   FROM pg_depend d
   JOIN pg_proc p ON p.oid = d.objid
   JOIN pg_language l ON l.oid = p.prolang
@@ -111,8 +111,10 @@ SELECT is((SELECT array_agg(name ORDER BY name) FROM ext_relations r
           NULL, 'every runtime table (with a task_id) has row-level security and the isolation policy');
 
 -- search_path: every SQL function pins it; readers run as their caller.
+-- A procedure that commits (tasker_purge_in_batches) cannot carry a SET
+-- clause; its body qualifies every name and operator instead.
 SELECT is((SELECT array_agg(signature ORDER BY signature) FROM ext_functions
-            WHERE lanname IN ('sql', 'plpgsql')
+            WHERE lanname IN ('sql', 'plpgsql') AND prokind = 'f'
               AND NOT EXISTS (SELECT 1 FROM unnest(proconfig) c
                                WHERE c LIKE 'search_path=pg_catalog, pg_temp')),
           NULL, 'every SQL and PL/pgSQL function pins search_path to pg_catalog, pg_temp');
