@@ -6,8 +6,14 @@ OBJS = \
 	src/tasker.o \
 	src/guc.o \
 	src/state.o \
+	src/flow_rules.o \
+	src/flow.o \
+	src/pause.o \
 	src/events.o \
 	src/notify.o \
+	src/event_log.o \
+	src/subscribers.o \
+	src/event_worker.o \
 	src/shmem.o \
 	src/bgw.o \
 	src/semver.o \
@@ -35,13 +41,15 @@ OBJS = \
 	src/template_check.o \
 	src/template_store.o \
 	src/handler_registry.o \
+	src/metrics.o \
 	src/annotation.o \
 	src/backlog.o \
 	src/retention.o \
 	src/cron.o \
 	src/schedule.o \
 	src/priority.o \
-	src/api.o
+	src/api.o \
+	src/sanitize.o
 
 # Released install scripts are never edited.  Each later version's install
 # script is built: the first release's script followed by every upgrade
@@ -67,6 +75,7 @@ REGRESS = \
 	060_worker_protocol \
 	080_observability_graph \
 	081_observability_analytics \
+	090_event_log \
 	090_annotations \
 	091_purge \
 	092_schedules_without_cron
@@ -84,6 +93,19 @@ SHLIB_LINK += $(shell pkg-config --libs yaml-0.1 libcurl)
 # test/run builds with TASKER_WERROR=1
 ifdef TASKER_WERROR
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
+endif
+
+# test/run --sanitize builds with AddressSanitizer and UndefinedBehavior-
+# Sanitizer (TASKER_SANITIZE=1).  The ASan runtime loads with tasker.so,
+# so it cannot intercept PostgreSQL's siglongjmp (ereport): stack redzones
+# would stay poisoned after an error and report false overflows, hence
+# --param asan-stack=0.  Not for production: see README, "Development and
+# tests".
+ifdef TASKER_SANITIZE
+PG_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer --param asan-stack=0
+PG_CPPFLAGS += -DTASKER_SANITIZE_LOG='"$(TASKER_SANITIZE_LOG)"'
+SHLIB_LINK += -fsanitize=address,undefined
+TASKER_SANITIZE_LOG ?= /tmp/tasker-sanitizer
 endif
 
 EXTRA_CLEAN = results regression.diffs regression.out

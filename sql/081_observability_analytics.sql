@@ -263,18 +263,25 @@ SELECT x->>'name' AS name, x->>'state' AS state, x->'error'->>'message' AS error
   FROM obs_t o, jsonb_array_elements(tasker_task_summary(o.task_id)->'steps') x
  WHERE o.label IN ('a3', 'b2') ORDER BY o.label, x->>'name';
 
--- The summary shows the context and results: EXECUTE is not granted to
--- PUBLIC.  The other readers are open.
-CREATE ROLE regress_obs_reader;
-GRANT SELECT ON obs_t TO regress_obs_reader;
+-- The readers are for tasker_reader (issue 13), not PUBLIC: a member
+-- reads everything, a role outside it nothing.
+CREATE ROLE regress_obs_reader IN ROLE tasker_reader;
+CREATE ROLE regress_obs_nobody;
+GRANT SELECT ON obs_t TO regress_obs_reader, regress_obs_nobody;
 SAVEPOINT reader;
 SET ROLE regress_obs_reader;
 SELECT length(tasker_task_diagram((SELECT task_id FROM obs_t WHERE label = 'a2'))) > 0 AS diagram,
        (SELECT count(*) FROM tasker_task_bottlenecks((SELECT task_id FROM obs_t WHERE label = 'a2'))) AS steps,
        (SELECT task_throughput FROM tasker_analytics_metrics()) AS throughput,
        (SELECT status FROM tasker_health() WHERE check_name = 'overall') AS health;
--- invalid input: no EXECUTE on the summary
+SELECT tasker_task_summary((SELECT task_id FROM obs_t WHERE label = 'a2'))->>'state' AS summary;
+ROLLBACK TO SAVEPOINT reader;
+SET ROLE regress_obs_nobody;
+-- invalid input: no EXECUTE on the summary nor the health
 SELECT tasker_task_summary((SELECT task_id FROM obs_t WHERE label = 'a2'));
+ROLLBACK TO SAVEPOINT reader;
+SET ROLE regress_obs_nobody;
+SELECT * FROM tasker_health();
 ROLLBACK TO SAVEPOINT reader;
 SELECT current_user = session_user AS role_reset;
 ROLLBACK;

@@ -273,7 +273,12 @@ SELECT e.name, e.category, e.description, e.payload_fields
     ('step.failed', 'step', 'An attempt of a step failed; the error is in its results and its transition. final: no retry is scheduled', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'final', 'at']),
     ('step.retry_requested', 'step', 'A failed step went back to pending for another attempt', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
     ('step.cancelled', 'step', 'A step was cancelled (alone or with its task)', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
-    ('step.resolved_manually', 'step', 'A step was settled by hand or bypassed', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at'])
+    ('step.resolved_manually', 'step', 'A step was settled by hand or bypassed', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('step.skipped', 'step', 'A step will not run: a decision did not take its branch, or every parent of it was skipped', ARRAY['task_id', 'step_id', 'step_name', 'task_name', 'namespace', 'from_state', 'to_state', 'attempt', 'at']),
+    ('task.paused', 'task', 'A task was paused (tasker_pause_task): its steps are not claimed until it is resumed', ARRAY['task_id', 'task_name', 'namespace', 'reason', 'at']),
+    ('task.resumed', 'task', 'A paused task was resumed (tasker_resume_task)', ARRAY['task_id', 'task_name', 'namespace', 'at']),
+    ('namespace.paused', 'namespace', 'A namespace was paused (tasker_pause_namespace), with the number of its tasks it holds', ARRAY['namespace', 'tasks', 'at']),
+    ('namespace.resumed', 'namespace', 'A paused namespace was resumed, with the number of its tasks it resumed', ARRAY['namespace', 'tasks', 'at'])
   ) AS e(name, category, description, payload_fields)
 UNION ALL
 SELECT DISTINCT ON (ce->>'name') ce->>'name', 'custom', ce->>'description',
@@ -572,7 +577,11 @@ FROM PUBLIC;
  * partial index on steps in error finds quarantined and failed steps
  * without reading the finished ones; state changes are never HOT updates
  * (the ready index's predicate reads current_state), so it adds an index
- * entry only to rows that are in error.
+ * entry only to rows that are in error.  The readers run with jit off:
+ * the cost estimates of their plans (a look-up per row of a window, a
+ * count over every row) cross jit_above_cost, and compiling took longer
+ * than the query (over 500 ms against 24 ms for tasker_slowest_steps
+ * with 1,000,000 finished steps, bench/RESULTS.md).
  */
 CREATE INDEX tasker_step_transitions_created_at_idx
     ON tasker_workflow_step_transitions USING brin (created_at);
@@ -582,6 +591,20 @@ CREATE INDEX tasker_tasks_created_at_idx
     ON tasker_tasks USING brin (created_at);
 CREATE INDEX tasker_workflow_steps_error_idx
     ON tasker_workflow_steps (task_id) WHERE current_state = 'error';
+
+/*
+ * A step transition out of in_progress (to complete, error, cancelled, or
+ * pending for a step given back) ends an attempt, and keeps when that
+ * attempt started: the created_at of the in_progress transition before it
+ * (src/state.c writes it with the row).  The analytics read an attempt's
+ * run time from the one row in their window instead of looking up the
+ * start of each (a probe per row: over 100 ms for a day's window with
+ * 1,000,000 finished steps, bench/RESULTS.md).  Rows written before 0.2.0
+ * have none, and the readers look the start up for them.
+ */
+ALTER TABLE tasker_workflow_step_transitions ADD COLUMN attempt_started_at timestamptz;
+COMMENT ON COLUMN tasker_workflow_step_transitions.attempt_started_at IS
+    'For a transition out of in_progress (the end of an attempt): when the attempt started, the created_at of the in_progress transition before it; NULL otherwise, and on rows written before 0.2.0';
 
 /*
  * tasker_check_window: the argument checks of the slowest_* functions.
@@ -626,7 +649,7 @@ CREATE FUNCTION @extschema@.tasker_system_health(
     OUT in_backoff_steps bigint, OUT active_connections bigint,
     OUT max_connections bigint, OUT resolved_manually_tasks bigint,
     OUT cancelled_steps bigint, OUT resolved_manually_steps bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
     SELECT t.total, t.pending, t.in_progress, t.complete, t.error, t.cancelled,
            s.total, s.pending, s.in_progress, s.complete, s.error,
@@ -684,7 +707,7 @@ RETURNS TABLE (active_tasks_count bigint, total_namespaces_count bigint,
                p99_task_duration numeric, p50_step_duration numeric,
                p95_step_duration numeric, p99_step_duration numeric,
                step_error_count bigint, step_error_rate numeric)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -705,16 +728,16 @@ BEGIN
            AND x.created_at >= since AND x.created_at <= now()
          ORDER BY x.task_id, x.sort_key DESC),
     step_done AS (
-        -- each attempt that ended in the window, with its run time
+        -- each attempt that ended in the window, with its run time (the
+        -- start kept on the row; looked up for rows older than 0.2.0)
         SELECT x.to_state::text AS outcome,
-               extract(epoch FROM x.created_at - r.started_at) AS seconds
+               extract(epoch FROM x.created_at - COALESCE(x.attempt_started_at, (
+                   SELECT p.created_at
+                     FROM @extschema@.tasker_workflow_step_transitions p
+                    WHERE p.workflow_step_id = x.workflow_step_id
+                      AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
+                    ORDER BY p.sort_key DESC LIMIT 1))) AS seconds
           FROM @extschema@.tasker_workflow_step_transitions x
-          LEFT JOIN LATERAL (
-                SELECT p.created_at AS started_at
-                  FROM @extschema@.tasker_workflow_step_transitions p
-                 WHERE p.workflow_step_id = x.workflow_step_id
-                   AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
-                 ORDER BY p.sort_key DESC LIMIT 1) r ON true
          WHERE x.to_state IN ('complete', 'error')
            AND x.created_at >= since AND x.created_at <= now()),
     tasks AS (
@@ -768,7 +791,11 @@ COMMENT ON FUNCTION @extschema@.tasker_analytics_metrics(timestamptz) IS
  * The Ruby get_slowest_steps_v01: the steps that completed in the window,
  * slowest first.  A step's duration is the run of the attempt that
  * completed it (Ruby measured from the step's creation, so the last steps
- * of every chain came first).
+ * of every chain came first), read from the complete transition
+ * (attempt_started_at; looked up for rows older than 0.2.0).  The window's
+ * transitions are ranked first and only the slowest joined to their step
+ * and names; a filter is the set of templates it matches, checked against
+ * each transition's task (joined only under a filter).
  */
 CREATE FUNCTION @extschema@.tasker_slowest_steps(
     since timestamptz DEFAULT now() - interval '24 hours',
@@ -779,35 +806,55 @@ RETURNS TABLE (workflow_step_id bigint, task_id bigint, step_name text,
                duration_seconds numeric, attempts integer,
                created_at timestamptz, completed_at timestamptz,
                retryable boolean, step_status text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
+DECLARE
+    templates integer[];
 BEGIN
     PERFORM @extschema@.tasker_check_window(since, limit_count);
+    IF namespace_filter IS NOT NULL OR task_name_filter IS NOT NULL OR version_filter IS NOT NULL THEN
+        templates := ARRAY(
+            SELECT nt.named_task_id
+              FROM @extschema@.tasker_named_tasks nt
+              JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+             WHERE (namespace_filter IS NULL OR ns.name = namespace_filter)
+               AND (task_name_filter IS NULL OR nt.name = task_name_filter)
+               AND (version_filter IS NULL OR nt.version = version_filter));
+    END IF;
     RETURN QUERY
+    WITH done AS (
+        SELECT x.workflow_step_id, x.created_at AS completed_at,
+               round(extract(epoch FROM x.created_at - COALESCE(x.attempt_started_at, (
+                   SELECT p.created_at
+                     FROM @extschema@.tasker_workflow_step_transitions p
+                    WHERE p.workflow_step_id = x.workflow_step_id
+                      AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
+                    ORDER BY p.sort_key DESC LIMIT 1))), 3) AS seconds
+          FROM @extschema@.tasker_workflow_step_transitions x
+          -- the task's template, read only under a filter (OFFSET 0: one
+          -- probe per task, not a hash of every task of the templates)
+          LEFT JOIN LATERAL (
+                SELECT t.named_task_id FROM @extschema@.tasker_tasks t
+                 WHERE templates IS NOT NULL AND t.task_id = x.task_id OFFSET 0) tt ON true
+         WHERE x.to_state = 'complete'
+           AND x.created_at >= since AND x.created_at <= now()
+           AND (templates IS NULL OR tt.named_task_id = ANY (templates))),
+    slowest AS (
+        SELECT d.* FROM done d
+         WHERE d.seconds IS NOT NULL
+         ORDER BY d.seconds DESC, d.workflow_step_id
+         LIMIT limit_count)
     SELECT s.workflow_step_id, s.task_id, n.name::text, nt.name::text, ns.name::text,
-           nt.version::text,
-           round(extract(epoch FROM x.created_at - r.started_at), 3),
-           s.attempts, s.created_at, x.created_at, s.retryable, s.current_state::text
-      FROM @extschema@.tasker_workflow_step_transitions x
-     CROSS JOIN LATERAL (
-           SELECT p.created_at AS started_at
-             FROM @extschema@.tasker_workflow_step_transitions p
-            WHERE p.workflow_step_id = x.workflow_step_id
-              AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
-            ORDER BY p.sort_key DESC LIMIT 1) r
-      JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = x.workflow_step_id
+           nt.version::text, d.seconds, s.attempts, s.created_at, d.completed_at,
+           s.retryable, s.current_state::text
+      FROM slowest d
+      JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = d.workflow_step_id
       JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
       JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id
       JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
       JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
-     WHERE x.to_state = 'complete'
-       AND x.created_at >= since AND x.created_at <= now()
-       AND (namespace_filter IS NULL OR ns.name = namespace_filter)
-       AND (task_name_filter IS NULL OR nt.name = task_name_filter)
-       AND (version_filter IS NULL OR nt.version = version_filter)
-     ORDER BY 7 DESC, 1
-     LIMIT limit_count;
+     ORDER BY d.seconds DESC, d.workflow_step_id;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_slowest_steps(timestamptz, integer, text, text, text) IS
@@ -827,7 +874,7 @@ RETURNS TABLE (task_id bigint, task_name text, namespace_name text, version text
                duration_seconds numeric, step_count bigint, completed_steps bigint,
                error_steps bigint, created_at timestamptz, completed_at timestamptz,
                initiator text, source_system text, task_status text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -879,7 +926,7 @@ COMMENT ON FUNCTION @extschema@.tasker_slowest_tasks(timestamptz, integer, text,
  */
 CREATE FUNCTION @extschema@.tasker_health()
 RETURNS TABLE (check_name text, status text, detail jsonb)
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 WITH RECURSIVE
 kinds(kind) AS (
@@ -1122,7 +1169,7 @@ BEGIN
                        max(x.created_at) AS last_transition_at
                   FROM @extschema@.tasker_workflow_step_transitions x
                  WHERE x.workflow_step_id = s.workflow_step_id) tr ON true
-         WHERE s.task_id = $1),
+         WHERE s.task_id = $1 AND s.map_parent_id IS NULL),
     edges AS (
         SELECT e.from_step_id, e.to_step_id, p.name AS parent, c.name AS child
           FROM @extschema@.tasker_workflow_step_edges e
@@ -1153,6 +1200,15 @@ BEGIN
                                'state', s.current_state, 'attempts', s.attempts,
                                'retry_limit', s.retry_limit, 'retryable', s.retryable,
                                'handler_kind', s.handler_kind,
+                               'step_type', s.step_type,
+                               'waiting_for', r.waiting_for,
+                               'waiting_detail', r.waiting_detail,
+                               'map_instances', CASE WHEN s.step_type = 'map' THEN (
+                                    SELECT jsonb_object_agg(i.state, i.n)
+                                      FROM (SELECT current_state::text AS state, count(*) AS n
+                                              FROM @extschema@.tasker_workflow_steps
+                                             WHERE map_parent_id = s.workflow_step_id
+                                             GROUP BY 1) i) END,
                                'parents', COALESCE((SELECT jsonb_agg(e.parent ORDER BY e.parent COLLATE "C")
                                                       FROM edges e
                                                      WHERE e.to_step_id = s.workflow_step_id), '[]'),
@@ -1160,7 +1216,7 @@ BEGIN
                                'started_at', s.first_started_at,
                                'last_attempted_at', s.last_attempted_at,
                                'finished_at', CASE WHEN s.current_state IN ('complete', 'resolved_manually',
-                                                                            'error', 'cancelled')
+                                                                            'error', 'cancelled', 'skipped')
                                                    THEN s.last_transition_at END,
                                'run_seconds', CASE WHEN s.current_state = 'complete'
                                                    THEN round(extract(epoch FROM s.last_transition_at
@@ -1171,7 +1227,17 @@ BEGIN
                                'error', CASE WHEN s.current_state = 'error'
                                              THEN s.results->'error' END)
                            ORDER BY s.workflow_step_id)
-                      FROM steps s), '[]'),
+                      FROM steps s
+                      LEFT JOIN @extschema@.tasker_step_readiness_status($1) r
+                             ON r.workflow_step_id = s.workflow_step_id), '[]'),
+               'paused', CASE WHEN t.paused_at IS NOT NULL THEN jsonb_build_object(
+                             'at', t.paused_at, 'by', t.paused_by, 'reason', t.pause_reason) END,
+               'parent_step_id', t.parent_step_id,
+               'children', COALESCE((
+                    SELECT jsonb_agg(jsonb_build_object('task_id', c.task_id, 'state', c.current_state,
+                                                        'step', s.name) ORDER BY c.task_id)
+                      FROM steps s
+                      JOIN @extschema@.tasker_tasks c ON c.parent_step_id = s.workflow_step_id), '[]'),
                'edges', COALESCE((SELECT jsonb_agg(jsonb_build_object('from', e.parent, 'to', e.child)
                                                    ORDER BY e.parent COLLATE "C", e.child COLLATE "C")
                                     FROM edges e), '[]'))
@@ -1184,7 +1250,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_task_summary(bigint) IS
-    'One task as jsonb: the task (context, execution context, transitions), each step (state, attempts, timings, results or error, parents) and the edges; raises 42704 for an unknown id';
+    'One task as jsonb: the task (context, execution context, transitions, pause, parent step, child tasks), each step (state, attempts, timings, results or error, parents, what it waits for, a map step''s instances by state) and the edges; raises 42704 for an unknown id';
 REVOKE EXECUTE ON FUNCTION @extschema@.tasker_task_summary(bigint) FROM PUBLIC;
 
 /*
@@ -1306,7 +1372,8 @@ AS $$
              {"class": "complete", "fill": "#e8f5e9", "stroke": "#43a047", "color": "#1b5e20"},
              {"class": "error", "fill": "#ffebee", "stroke": "#e53935", "color": "#b71c1c"},
              {"class": "cancelled", "fill": "#eceff1", "stroke": "#546e7a", "color": "#37474f"},
-             {"class": "resolved_manually", "fill": "#fff8e1", "stroke": "#f9a825", "color": "#5d4037"}]'::jsonb
+             {"class": "resolved_manually", "fill": "#fff8e1", "stroke": "#f9a825", "color": "#5d4037"},
+             {"class": "skipped", "fill": "#fafafa", "stroke": "#bdbdbd", "color": "#9e9e9e"}]'::jsonb
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_state_styles() IS
     'Internal: the fill, stroke and text colours of each state in tasker_task_diagram';
@@ -1314,8 +1381,9 @@ REVOKE EXECUTE ON FUNCTION @extschema@.tasker_state_styles() FROM PUBLIC;
 
 /*
  * tasker_task_diagram: the live task, each step with its name, state and
- * attempts, coloured by state; steps in name order, edges in (parent,
- * child) name order.
+ * attempts, coloured by state, a map step with its instances summarised
+ * (map instances are not drawn one by one); steps in name order, edges in
+ * (parent, child) name order.
  */
 CREATE FUNCTION @extschema@.tasker_task_diagram(task_id bigint, format text DEFAULT 'mermaid')
 RETURNS text
@@ -1337,12 +1405,18 @@ BEGIN
                'key', s.workflow_step_id::text,
                'label', jsonb_build_array(n.name,
                             pg_catalog.format('%s, %s/%s attempts', s.current_state, s.attempts,
-                                              GREATEST(s.retry_limit, 1))),
+                                              GREATEST(s.retry_limit, 1)))
+                        || CASE WHEN s.step_type = 'map' THEN jsonb_build_array((
+                               SELECT pg_catalog.format('map: %s of %s complete',
+                                          count(*) FILTER (WHERE i.current_state = 'complete'), count(*))
+                                 FROM @extschema@.tasker_workflow_steps i
+                                WHERE i.map_parent_id = s.workflow_step_id))
+                           ELSE '[]'::jsonb END,
                'class', s.current_state) ORDER BY n.name COLLATE "C", s.workflow_step_id), '[]')
       INTO nodes
       FROM @extschema@.tasker_workflow_steps s
       JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
-     WHERE s.task_id = $1;
+     WHERE s.task_id = $1 AND s.map_parent_id IS NULL;
     SELECT COALESCE(jsonb_agg(jsonb_build_object('from', e.from_step_id::text, 'to', e.to_step_id::text)
                               ORDER BY pn.name COLLATE "C", cn.name COLLATE "C"), '[]')
       INTO edges
@@ -1838,6 +1912,541 @@ $$;
 COMMENT ON FUNCTION @extschema@.tasker_critical_path(bigint, jsonb) IS
     'The longest chain of a task''s steps by duration, in order: each step''s duration (observed for a finished step, estimated from config''s duration_estimates otherwise) and the running total';
 
+/* ---- issue 11: pausing and resuming tasks and namespaces (src/pause.c) ---- */
+
+/*
+ * A paused task's steps are not claimed, by any handler kind: the claim
+ * skips a task whose paused_at is set, and its ready steps are taken out
+ * of the ready index (their due time kept in held_next_attempt_at) so
+ * that claims do not scan them.  A task of a paused namespace is paused
+ * with paused_by = 'namespace', and so is a task created in one.
+ */
+ALTER TABLE tasker_tasks
+    ADD COLUMN paused_at timestamptz,
+    ADD COLUMN pause_reason text,
+    ADD COLUMN paused_by text CHECK (paused_by IN ('task', 'namespace')),
+    ADD CONSTRAINT tasker_tasks_paused_by CHECK ((paused_at IS NULL) = (paused_by IS NULL));
+COMMENT ON COLUMN tasker_tasks.paused_at IS
+    'When the task was paused (tasker_pause_task, or its namespace''s pause); NULL when it runs';
+ALTER TABLE tasker_task_namespaces ADD COLUMN paused_at timestamptz;
+COMMENT ON COLUMN tasker_task_namespaces.paused_at IS
+    'When the namespace was paused (tasker_pause_namespace); NULL when it runs';
+ALTER TABLE tasker_workflow_steps ADD COLUMN held_next_attempt_at timestamptz;
+COMMENT ON COLUMN tasker_workflow_steps.held_next_attempt_at IS
+    'While the step''s task is paused: when the step was due (next_attempt_at is NULL meanwhile)';
+
+/* Every pause and resume, with who and why. */
+CREATE TABLE tasker_pause_log (
+    pause_log_id bigserial PRIMARY KEY,
+    task_id      bigint REFERENCES tasker_tasks (task_id) ON DELETE CASCADE,
+    namespace    text,
+    action       text NOT NULL CHECK (action IN ('paused', 'resumed')),
+    reason       text,
+    tasks        integer NOT NULL DEFAULT 1,
+    by_role      name NOT NULL DEFAULT session_user,
+    at           timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX tasker_pause_log_task_idx ON tasker_pause_log (task_id) WHERE task_id IS NOT NULL;
+COMMENT ON TABLE tasker_pause_log IS
+    'The audit of tasker_pause_task, tasker_resume_task, tasker_pause_namespace and tasker_resume_namespace';
+
+CREATE FUNCTION tasker_pause_task(task_id bigint, reason text DEFAULT NULL)
+RETURNS boolean LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_pause_task_sql';
+COMMENT ON FUNCTION tasker_pause_task(bigint, text) IS
+    'Stop claiming the task''s steps (running ones finish and are recorded); false when it is already paused or finished';
+CREATE FUNCTION tasker_resume_task(task_id bigint)
+RETURNS boolean LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_resume_task_sql';
+COMMENT ON FUNCTION tasker_resume_task(bigint) IS
+    'Claim the paused task''s steps again; false when it was not paused';
+CREATE FUNCTION tasker_pause_namespace(namespace text)
+RETURNS boolean LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_pause_namespace_sql';
+COMMENT ON FUNCTION tasker_pause_namespace(text) IS
+    'Pause every unfinished task of a namespace, and the tasks created in it until it is resumed; false when it already is paused';
+CREATE FUNCTION tasker_resume_namespace(namespace text)
+RETURNS boolean LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_resume_namespace_sql';
+COMMENT ON FUNCTION tasker_resume_namespace(text) IS
+    'Resume a paused namespace and the tasks its pause held (not those paused one by one); false when it was not paused';
+REVOKE ALL ON FUNCTION tasker_pause_task(bigint, text), tasker_resume_task(bigint),
+    tasker_pause_namespace(text), tasker_resume_namespace(text) FROM PUBLIC;
+
+/* ---- issue 10: dynamic workflows (src/flow.c, src/flow_rules.c) ---- */
+
+/*
+ * A new terminal step state, skipped: a decision's branch not taken, and
+ * every step reachable only through such branches.  It counts as
+ * finished (not failed) for readiness, the execution context and task
+ * finalization.
+ */
+ALTER DOMAIN tasker_state DROP CONSTRAINT tasker_state_valid;
+ALTER DOMAIN tasker_state ADD CONSTRAINT tasker_state_valid
+    CHECK (VALUE IN ('pending', 'in_progress', 'complete', 'error',
+                     'cancelled', 'resolved_manually', 'skipped'));
+
+/*
+ * A step template's dynamic rule: flow holds its type (map, decision,
+ * wait, subtask) and that type's keys, as registered; delay_seconds
+ * holds back the step after it is otherwise ready.
+ */
+ALTER TABLE tasker_named_tasks_named_steps
+    ADD COLUMN flow jsonb,
+    ADD COLUMN delay_seconds integer NOT NULL DEFAULT 0 CHECK (delay_seconds >= 0);
+COMMENT ON COLUMN tasker_named_tasks_named_steps.flow IS
+    'The step''s dynamic rule, or NULL for a plain step: {"type": "map"|"decision"|"wait"|"subtask", ...} with map_over, map_max_parallel, branches, signal, task, context_from';
+COMMENT ON COLUMN tasker_named_tasks_named_steps.delay_seconds IS
+    'Seconds the step waits after it is otherwise ready (delay_seconds in the YAML)';
+
+/*
+ * Steps: the lifecycle rule a step follows (step_type; NULL for a plain
+ * step), its delay, and map instances: one row per element of a map
+ * step's array, with the map step as map_parent_id and the element as
+ * map_item.  A map step counts its unfinished instances (map_open) and
+ * the next instance to release under map_max_parallel (map_next).
+ * Steps whose rule the executor applies itself (map, wait, subtask) have
+ * handler_kind flow; map instances have their handler's kind.
+ * map_parent_id has no foreign key: an instance and its map step belong
+ * to one task and go with it (task_id cascades), and a key checked for
+ * each of 10,000 inserted instances would cost a third of the fan-out.
+ */
+ALTER TABLE tasker_workflow_steps
+    DROP CONSTRAINT tasker_workflow_steps_handler_kind_check,
+    ADD CONSTRAINT tasker_workflow_steps_handler_kind_check
+        CHECK (handler_kind IN ('sql', 'http', 'worker', 'flow')),
+    ADD COLUMN step_type text
+        CHECK (step_type IN ('map', 'decision', 'wait', 'subtask')),
+    ADD COLUMN delay_seconds integer NOT NULL DEFAULT 0 CHECK (delay_seconds >= 0),
+    ADD COLUMN map_parent_id bigint,
+    ADD COLUMN map_index integer CHECK (map_index >= 0),
+    ADD COLUMN map_item jsonb,
+    ADD COLUMN map_open integer CHECK (map_open >= 0),
+    ADD COLUMN map_next integer CHECK (map_next >= 0),
+    ADD CONSTRAINT tasker_workflow_steps_map_instance
+        CHECK ((map_parent_id IS NULL) = (map_index IS NULL));
+ALTER TABLE tasker_workflow_steps DROP CONSTRAINT workflow_steps_task_named_step_unique;
+CREATE UNIQUE INDEX tasker_workflow_steps_task_named_step_idx
+    ON tasker_workflow_steps (task_id, named_step_id) WHERE map_parent_id IS NULL;
+CREATE UNIQUE INDEX tasker_workflow_steps_map_instance_idx
+    ON tasker_workflow_steps (map_parent_id, map_index) WHERE map_parent_id IS NOT NULL;
+COMMENT ON COLUMN tasker_workflow_steps.step_type IS
+    'The dynamic rule the step follows (map, decision, wait, subtask), or NULL for a plain step';
+COMMENT ON COLUMN tasker_workflow_steps.map_parent_id IS
+    'For a map instance: its map step';
+COMMENT ON COLUMN tasker_workflow_steps.map_item IS
+    'For a map instance: its element of the mapped array (the envelope''s item)';
+COMMENT ON COLUMN tasker_workflow_steps.map_open IS
+    'For a map step that fanned out: its instances not yet complete';
+COMMENT ON COLUMN tasker_workflow_steps.map_next IS
+    'For a map step that fanned out: the index of the next instance map_max_parallel releases';
+
+/* A subtask's child task names the step that created it. */
+ALTER TABLE tasker_tasks
+    ADD COLUMN parent_step_id bigint
+        REFERENCES tasker_workflow_steps (workflow_step_id) ON DELETE SET NULL;
+CREATE INDEX tasker_tasks_parent_step_idx ON tasker_tasks (parent_step_id)
+    WHERE parent_step_id IS NOT NULL;
+COMMENT ON COLUMN tasker_tasks.parent_step_id IS
+    'For a subtask''s child task: the subtask step of the parent task that created it';
+
+/* Signals that arrived before their wait step was reached. */
+CREATE TABLE tasker_signals (
+    task_id     bigint NOT NULL REFERENCES tasker_tasks (task_id) ON DELETE CASCADE,
+    signal      text NOT NULL,
+    payload     jsonb NOT NULL DEFAULT '{}',
+    received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (task_id, signal)
+);
+COMMENT ON TABLE tasker_signals IS
+    'Signals sent with tasker_signal before the task reached its wait step; used when it does';
+
+CREATE FUNCTION tasker_signal(task_id bigint, signal text, payload jsonb DEFAULT '{}')
+RETURNS boolean
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_signal_sql';
+COMMENT ON FUNCTION tasker_signal(bigint, text, jsonb) IS
+    'Complete the task''s wait step for this signal with the payload as its results (or keep the signal until the step is reached); false when the task has no such wait step or it already finished';
+REVOKE ALL ON FUNCTION tasker_signal(bigint, text, jsonb) FROM PUBLIC;
+
+/* skipped counts as finished wherever a step's finish is counted (tasker_check is
+   replaced here, not above, as it reads the pause columns added above). */
+
+CREATE OR REPLACE FUNCTION tasker_check()
+RETURNS TABLE (task_id bigint, problem text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH counts AS (
+        SELECT s.task_id,
+               count(*) AS total,
+               count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually', 'skipped')) AS done,
+               count(*) FILTER (WHERE s.current_state = 'in_progress'
+                                   OR (s.current_state IN ('pending', 'error')
+                                       AND s.unfinished_parents = 0
+                                       AND s.next_attempt_at IS NOT NULL)) AS live,
+               count(*) FILTER (WHERE s.current_state IN ('pending', 'in_progress')
+                                   OR (s.current_state = 'error'
+                                       AND s.next_attempt_at IS NOT NULL)) AS unsettled
+          FROM @extschema@.tasker_workflow_steps s
+         GROUP BY s.task_id)
+    SELECT t.task_id, 'no way forward',
+           format('The task is %s, but none of its %s steps is running, ready or waiting for a retry (%s finished). Way out: tasker_resolve_step or tasker_cancel_step on the blocking steps, or tasker_cancel_task.',
+                  t.current_state, c.total, c.done)
+      FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
+     WHERE t.current_state IN ('pending', 'in_progress') AND c.live = 0 AND c.done < c.total
+       AND t.paused_at IS NULL
+    UNION ALL
+    SELECT t.task_id, 'finished but not complete',
+           format('Every step of the task finished, but the task is %s. Way out: any batch that touches the task settles it (tasker_run_task).',
+                  t.current_state)
+      FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
+     WHERE t.current_state IN ('pending', 'in_progress') AND c.done = c.total
+    UNION ALL
+    SELECT t.task_id, 'cancelled with unsettled steps',
+           format('The task is cancelled, but %s of its steps are pending, in progress or waiting for a retry. Way out: the next batch of any worker (or tasker_run_steps) cancels them.',
+                  c.unsettled)
+      FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
+     WHERE t.current_state = 'cancelled' AND c.unsettled > 0
+    UNION ALL
+    SELECT t.task_id, 'task state disagrees with its transitions',
+           format('current_state is %s; the most recent transition goes to %s.',
+                  t.current_state, COALESCE(tt.to_state::text, '(none: pending)'))
+      FROM @extschema@.tasker_tasks t
+      LEFT JOIN @extschema@.tasker_task_transitions tt
+             ON tt.task_id = t.task_id AND tt.most_recent
+     WHERE COALESCE(tt.to_state, 'pending') <> t.current_state
+    UNION ALL
+    SELECT s.task_id, 'step state disagrees with its transitions',
+           format('Step %s has current_state %s; its most recent transition goes to %s.',
+                  s.workflow_step_id, s.current_state,
+                  COALESCE(st.to_state::text, '(none: pending)'))
+      FROM @extschema@.tasker_workflow_steps s
+      LEFT JOIN @extschema@.tasker_workflow_step_transitions st
+             ON st.workflow_step_id = s.workflow_step_id AND st.most_recent
+     WHERE COALESCE(st.to_state, 'pending') <> s.current_state
+    UNION ALL
+    SELECT s.task_id, 'unfinished_parents disagrees with the edges',
+           format('Step %s counts %s unfinished parents; its edges give %s.',
+                  s.workflow_step_id, s.unfinished_parents, p.n)
+      FROM @extschema@.tasker_workflow_steps s
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS n
+             FROM @extschema@.tasker_workflow_step_edges e
+             JOIN @extschema@.tasker_workflow_steps ps ON ps.workflow_step_id = e.from_step_id
+            WHERE e.to_step_id = s.workflow_step_id
+              AND ps.current_state NOT IN ('complete', 'resolved_manually', 'skipped')) p
+     WHERE s.unfinished_parents <> p.n
+    ORDER BY 1, 2
+$$;
+
+
+/*
+ * Readiness reports the dynamic rules: the step's type, a map instance's
+ * map step and index, and what a step waits for (waiting_for: paused,
+ * signal, subtask, map_instances, delay, map_parallel_limit) with the details
+ * (the signal and its deadline, the child task, the open instances, the
+ * time a delay ends).  A parent that was skipped counts as finished.
+ */
+ALTER TYPE tasker_step_readiness
+    ADD ATTRIBUTE step_type text,
+    ADD ATTRIBUTE map_parent_id bigint,
+    ADD ATTRIBUTE map_index integer,
+    ADD ATTRIBUTE waiting_for text,
+    ADD ATTRIBUTE waiting_detail jsonb;
+
+CREATE OR REPLACE FUNCTION tasker_step_readiness_status(task_ids bigint[],
+                                                        as_of timestamptz DEFAULT now())
+RETURNS SETOF tasker_step_readiness
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.workflow_step_id, s.task_id, s.named_step_id, n.name::text,
+           s.current_state::text,
+           p.total = p.done,
+           s.attempts = 0 OR (s.retryable AND s.attempts < s.retry_limit),
+           s.current_state IN ('pending', 'error')
+             AND NOT s.processed AND NOT s.in_process
+             AND p.total = p.done
+             AND (s.attempts = 0 OR (s.retryable AND s.attempts < s.retry_limit))
+             AND s.next_attempt_at IS NOT NULL AND s.next_attempt_at <= as_of
+             AND NOT pz.paused,
+           lf.created_at,
+           CASE WHEN s.current_state = 'error' THEN s.next_attempt_at END,
+           p.total::integer, p.done::integer, s.attempts, s.retry_limit,
+           s.backoff_request_seconds, s.last_attempted_at,
+           s.step_type, s.map_parent_id, s.map_index, w.waiting_for, w.detail
+      FROM @extschema@.tasker_workflow_steps s
+      JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS total,
+                  count(*) FILTER (WHERE ps.current_state IN ('complete', 'resolved_manually', 'skipped')) AS done
+             FROM @extschema@.tasker_workflow_step_edges e
+             JOIN @extschema@.tasker_workflow_steps ps ON ps.workflow_step_id = e.from_step_id
+            WHERE e.to_step_id = s.workflow_step_id) p
+     CROSS JOIN LATERAL (
+           SELECT t.paused_at IS NOT NULL AS paused
+             FROM @extschema@.tasker_tasks t WHERE t.task_id = s.task_id) pz
+     CROSS JOIN LATERAL (
+           SELECT CASE
+                    WHEN s.current_state IN ('pending', 'error') AND pz.paused THEN 'paused'
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'wait' THEN 'signal'
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'subtask' THEN 'subtask'
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'map' THEN 'map_instances'
+                    WHEN s.current_state = 'pending' AND s.unfinished_parents = 0
+                         AND s.delay_seconds > 0 AND s.next_attempt_at > as_of THEN 'delay'
+                    WHEN s.current_state = 'pending' AND s.map_parent_id IS NOT NULL
+                         AND s.next_attempt_at IS NULL THEN 'map_parallel_limit'
+                  END AS waiting_for,
+                  CASE
+                    WHEN s.current_state IN ('pending', 'error') AND pz.paused THEN
+                      jsonb_build_object('due', s.held_next_attempt_at)
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'wait' THEN
+                      (SELECT jsonb_build_object('signal', l.flow->>'signal',
+                                                 'deadline', s.lease_expires_at)
+                         FROM @extschema@.tasker_tasks t
+                         JOIN @extschema@.tasker_named_tasks_named_steps l
+                           ON l.named_task_id = t.named_task_id AND l.named_step_id = s.named_step_id
+                        WHERE t.task_id = s.task_id)
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'subtask' THEN
+                      (SELECT jsonb_build_object('child_task_id', c.task_id,
+                                                 'child_state', c.current_state)
+                         FROM @extschema@.tasker_tasks c
+                        WHERE c.parent_step_id = s.workflow_step_id
+                        ORDER BY c.task_id LIMIT 1)
+                    WHEN s.current_state = 'in_progress' AND s.step_type = 'map' THEN
+                      jsonb_build_object('open', s.map_open,
+                                         'total', (SELECT count(*) FROM @extschema@.tasker_workflow_steps i
+                                                    WHERE i.map_parent_id = s.workflow_step_id))
+                    WHEN s.current_state = 'pending' AND s.unfinished_parents = 0
+                         AND s.delay_seconds > 0 AND s.next_attempt_at > as_of THEN
+                      jsonb_build_object('until', s.next_attempt_at)
+                  END AS detail) w
+      LEFT JOIN @extschema@.tasker_workflow_step_transitions lf
+             ON lf.workflow_step_id = s.workflow_step_id AND lf.most_recent
+            AND lf.to_state = 'error'
+     WHERE s.task_id = ANY (task_ids)
+     ORDER BY s.task_id, s.workflow_step_id
+$$;
+
+/*
+ * The execution context counts skipped steps (finished, not failed) and
+ * waiting ones (a wait, a subtask, a map step, a delay); a task whose
+ * only activity is waiting reports execution_status waiting, and a paused
+ * task paused (recommended_action resume_task).
+ */
+ALTER TYPE tasker_task_execution_context
+    ADD ATTRIBUTE skipped_steps bigint,
+    ADD ATTRIBUTE waiting_steps bigint;
+
+CREATE OR REPLACE FUNCTION tasker_task_execution_context(task_ids bigint[],
+                                                         as_of timestamptz DEFAULT now())
+RETURNS SETOF tasker_task_execution_context
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH counts AS (
+        SELECT t.task_id, t.named_task_id, t.current_state::text AS status,
+               t.paused_at IS NOT NULL AS paused,
+               count(r.workflow_step_id) AS total,
+               count(*) FILTER (WHERE r.current_state = 'pending') AS pending,
+               count(*) FILTER (WHERE r.current_state = 'in_progress') AS in_progress,
+               count(*) FILTER (WHERE r.current_state IN ('complete', 'resolved_manually')) AS completed,
+               count(*) FILTER (WHERE r.current_state = 'error') AS failed,
+               count(*) FILTER (WHERE r.ready_for_execution
+                                  AND t.current_state IN ('pending', 'in_progress')) AS ready,
+               count(*) FILTER (WHERE (r.current_state = 'error' AND NOT r.retry_eligible)
+                                   OR r.current_state = 'cancelled') AS blocked,
+               count(*) FILTER (WHERE r.current_state = 'skipped') AS skipped,
+               count(*) FILTER (WHERE r.waiting_for IS NOT NULL) AS waiting,
+               count(*) FILTER (WHERE r.current_state = 'in_progress'
+                                  AND r.waiting_for IS NULL) AS running
+          FROM @extschema@.tasker_tasks t
+          LEFT JOIN @extschema@.tasker_step_readiness_status($1, $2) r ON r.task_id = t.task_id
+         WHERE t.task_id = ANY ($1)
+         GROUP BY t.task_id, t.named_task_id, t.current_state, t.paused_at)
+    SELECT task_id, named_task_id, status, total, pending, in_progress,
+           completed, failed, ready,
+           CASE WHEN status = 'cancelled' THEN 'cancelled'
+                WHEN paused AND status IN ('pending', 'in_progress', 'error') THEN 'paused'
+                WHEN ready > 0 THEN 'has_ready_steps'
+                WHEN running > 0 THEN 'processing'
+                WHEN waiting > 0 AND status IN ('pending', 'in_progress') THEN 'waiting'
+                WHEN blocked > 0 THEN 'blocked_by_failures'
+                WHEN completed + skipped = total AND total > 0 THEN 'all_complete'
+                ELSE 'waiting_for_dependencies' END,
+           CASE WHEN status = 'cancelled' THEN 'none'
+                WHEN paused AND status IN ('pending', 'in_progress', 'error') THEN 'resume_task'
+                WHEN ready > 0 THEN 'execute_ready_steps'
+                WHEN running > 0 THEN 'wait_for_completion'
+                WHEN waiting > 0 AND status IN ('pending', 'in_progress') THEN 'wait_for_signal_subtask_or_timer'
+                WHEN blocked > 0 THEN 'handle_failures'
+                WHEN completed + skipped = total AND total > 0 THEN 'finalize_task'
+                ELSE 'wait_for_dependencies' END,
+           CASE WHEN total = 0 THEN 0.0
+                ELSE round((completed + skipped)::numeric / total * 100, 2) END,
+           CASE WHEN status = 'cancelled' THEN 'cancelled'
+                WHEN failed = 0 AND blocked = 0 THEN 'healthy'
+                WHEN ready > 0 THEN 'recovering'
+                WHEN blocked > 0 THEN 'blocked'
+                ELSE 'recovering' END,
+           skipped, waiting
+      FROM counts
+     ORDER BY task_id
+$$;
+/* ---- issue 12: metrics ---- */
+
+/*
+ * Counters kept in shared memory by the engine (src/shmem.c: counted when
+ * the transaction that moved the task or step commits, zero again after a
+ * server restart) and gauges read cheaply (src/metrics.c), as rows and as
+ * the Prometheus text format.  For the reader level, as tasker_system_health
+ * is (tasker_function_levels, issue 13 section):
+ * they show counts and timings, never a task's data.
+ */
+CREATE FUNCTION @extschema@.tasker_metrics()
+RETURNS TABLE (name text, labels jsonb, value double precision)
+AS 'MODULE_PATHNAME', 'tasker_metrics_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_metrics() IS
+    'tasker''s counters (tasks, step attempts by kind and outcome, retries, step duration histograms, HTTP requests by answer class, external-worker claims, lost leases; since the server started) and gauges (ready steps, oldest ready step, leased steps in progress, HTTP requests in flight, executors alive), one row per Prometheus sample';
+
+CREATE FUNCTION @extschema@.tasker_metrics_prometheus()
+RETURNS text
+AS 'MODULE_PATHNAME', 'tasker_metrics_prometheus_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.tasker_metrics_prometheus() IS
+    'The samples of tasker_metrics() in the Prometheus text exposition format, with # HELP and # TYPE lines';
+
+/* ---- issue 12: the durable event log and subscribers ---- */
+
+/*
+ * Every event tasker sends on tasker_events is also a row here, written at
+ * pre-commit by the transaction that makes it (src/event_log.c), with the
+ * same JSON, which carries its event_id.  Ids grow in the order events are
+ * appended; tasker_events_since returns only ids below which nothing can
+ * still commit, so a consumer that resumes after the last id it received
+ * misses nothing.  The event worker prunes events older than
+ * tasker.event_log_retention, never the newest one (ids continue from it
+ * after a restart) and never one a subscriber has not yet passed.
+ */
+CREATE TABLE tasker_event_log (
+    event_id bigint PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    event jsonb NOT NULL
+);
+COMMENT ON TABLE tasker_event_log IS
+    'The durable event log: every event sent on tasker_events, in event_id order; read it with tasker_events_since';
+COMMENT ON COLUMN tasker_event_log.event_id IS
+    'Increases in the order events were appended; a gap is an id of a transaction that rolled back';
+COMMENT ON COLUMN tasker_event_log.event IS
+    'The payload sent on NOTIFY, with its event_id';
+SELECT pg_catalog.pg_extension_config_dump('tasker_event_log', '');
+
+CREATE FUNCTION tasker_events_since(after_id bigint, max_events integer DEFAULT 1000)
+RETURNS TABLE (event_id bigint, event jsonb)
+AS 'MODULE_PATHNAME', 'tasker_events_since_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_events_since(bigint, integer) IS
+    'Up to max_events events of the durable log with ids above after_id, in order, only ever ones below which no event can still commit: resume from the last event_id returned and nothing is missed (READ COMMITTED only)';
+
+CREATE FUNCTION tasker_prune_event_log(older_than interval DEFAULT NULL, max_rows integer DEFAULT 10000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_prune_event_log_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_prune_event_log(interval, integer) IS
+    'Delete up to max_rows of the oldest events created more than older_than ago (NULL: tasker.event_log_retention), keeping the newest event and those a subscriber has not passed; returns how many were deleted';
+REVOKE EXECUTE ON FUNCTION tasker_prune_event_log(interval, integer) FROM PUBLIC;
+
+/*
+ * Subscribers: SQL functions the event worker calls with each matching
+ * event, one event per transaction, in event order, at least once
+ * (src/subscribers.c).  A subscriber name belongs to the role that first
+ * subscribed it; its function runs with that role's privileges.
+ */
+CREATE TABLE tasker_subscribers (
+    subscriber text PRIMARY KEY CHECK (subscriber <> ''),
+    event_pattern text NOT NULL CHECK (event_pattern <> ''),
+    event_like text NOT NULL,
+    function regprocedure NOT NULL,
+    owner regrole NOT NULL,
+    max_attempts integer NOT NULL DEFAULT 5 CHECK (max_attempts BETWEEN 1 AND 1000),
+    retry_delay interval NOT NULL DEFAULT '1 second',
+    last_event_id bigint NOT NULL DEFAULT 0,
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz,
+    last_error jsonb,
+    delivered bigint NOT NULL DEFAULT 0,
+    failures bigint NOT NULL DEFAULT 0,
+    last_delivered_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE tasker_subscribers IS
+    'Event subscriptions: the function called with each event matching the pattern, and the cursor of its delivery';
+COMMENT ON COLUMN tasker_subscribers.event_like IS
+    'event_pattern as a LIKE pattern (* becomes %, other characters match themselves)';
+COMMENT ON COLUMN tasker_subscribers.owner IS
+    'The role that subscribed first: the function runs with its privileges, and only roles with them may change or remove the subscription';
+COMMENT ON COLUMN tasker_subscribers.last_event_id IS
+    'The cursor: the last event of the log delivered, parked or passed over';
+COMMENT ON COLUMN tasker_subscribers.attempts IS
+    'Failed calls for the next matching event (0 when none failed)';
+SELECT pg_catalog.pg_extension_config_dump('tasker_subscribers', '');
+
+CREATE TABLE tasker_parked_events (
+    subscriber text NOT NULL REFERENCES tasker_subscribers ON DELETE CASCADE,
+    event_id bigint NOT NULL,
+    event jsonb NOT NULL,
+    attempts integer NOT NULL,
+    error jsonb NOT NULL,
+    parked_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (subscriber, event_id)
+);
+COMMENT ON TABLE tasker_parked_events IS
+    'Events a subscriber''s function failed on max_attempts times, with the last error; delivery moved on past them';
+SELECT pg_catalog.pg_extension_config_dump('tasker_parked_events', '');
+
+CREATE FUNCTION tasker_subscribe(subscriber text, event_pattern text, fn regprocedure,
+                                 max_attempts integer DEFAULT 5,
+                                 retry_delay interval DEFAULT '1 second',
+                                 start_after bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'tasker_subscribe_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_subscribe(text, text, regprocedure, integer, interval, bigint) IS
+    'Have the event worker call fn(event jsonb) with each event matching event_pattern (* matches any text), in order, each call in a transaction of its own, retried after retry_delay (doubling) up to max_attempts calls, then parked; starts after start_after, or with the events that commit from now on; returns the event_id it starts after';
+
+CREATE FUNCTION tasker_unsubscribe(subscriber text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_unsubscribe_sql'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tasker_unsubscribe(text) IS
+    'Remove a subscription and its parked events; false when there is none of that name';
+
+REVOKE EXECUTE ON FUNCTION
+    tasker_subscribe(text, text, regprocedure, integer, interval, bigint),
+    tasker_unsubscribe(text)
+FROM PUBLIC;
+
+CREATE VIEW tasker_subscriptions AS
+SELECT s.subscriber,
+       s.event_pattern,
+       s.function,
+       pg_catalog.pg_get_userbyid(s.owner) AS owner,
+       s.last_event_id,
+       s.delivered,
+       s.failures,
+       (SELECT pg_catalog.count(*) FROM tasker_parked_events p
+         WHERE p.subscriber = s.subscriber) AS parked,
+       s.attempts AS pending_attempts,
+       s.next_attempt_at,
+       s.last_error,
+       s.max_attempts,
+       s.retry_delay,
+       s.last_delivered_at,
+       s.created_at
+  FROM tasker_subscribers s;
+COMMENT ON VIEW tasker_subscriptions IS
+    'Each event subscription: pattern, function, owner, cursor (last_event_id), events delivered, failed calls, parked events, and the retry it waits for';
+
 /* ---- issue 11: operations (annotations, retention, admission control, schedules) ---- */
 
 /*
@@ -1911,6 +2520,12 @@ DECLARE
     ids bigint[];
     rel regclass;
 BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('batch_size is %s.', COALESCE(batch_size::text, 'NULL')),
+                  HINT = 'Pass how many tasks one transaction may delete, such as 1000.';
+    END IF;
     SELECT array_agg(x.task_id) INTO ids
       FROM (SELECT t.task_id FROM @extschema@.tasker_tasks t
              WHERE (t.current_state IN ('complete', 'cancelled', 'resolved_manually')
@@ -2232,3 +2847,372 @@ BEGIN
     END LOOP;
 END
 $grants$;
+
+/* ---- issue 13: privilege levels and tenant isolation ---- */
+
+/*
+ * Four levels of rights, each a NOLOGIN group role.  Roles belong to the
+ * cluster, not to a database: the first CREATE EXTENSION creates them,
+ * later ones (other databases) find them, and DROP EXTENSION leaves them.
+ * tasker_operator is a member of tasker_reader, and tasker_admin of
+ * tasker_operator, so each level has the rights of the ones below it;
+ * tasker_worker stands apart (the claim protocol only).  A role of these
+ * names that can log in, or is a superuser, is refused: granting a
+ * level to an existing account must be a decision, not a side effect.
+ */
+DO $roles$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['tasker_reader', 'tasker_operator', 'tasker_admin', 'tasker_worker'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+                       WHERE rolname = r AND (rolcanlogin OR rolsuper OR rolbypassrls)) THEN
+            RAISE EXCEPTION 'role "%" exists and can log in, or is a superuser', r
+                USING ERRCODE = 'duplicate_object',
+                      DETAIL = 'tasker uses this name for the group role of a level of rights.',
+                      HINT = 'Rename that role, or make it NOLOGIN NOSUPERUSER NOBYPASSRLS, then create the extension again.';
+        END IF;
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members
+                    WHERE roleid = 'tasker_reader'::regrole AND member = 'tasker_operator'::regrole) THEN
+        GRANT tasker_reader TO tasker_operator;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members
+                    WHERE roleid = 'tasker_operator'::regrole AND member = 'tasker_admin'::regrole) THEN
+        GRANT tasker_operator TO tasker_admin;
+    END IF;
+END
+$roles$;
+GRANT USAGE ON SCHEMA @extschema@ TO tasker_reader, tasker_worker;
+
+/*
+ * Tenant isolation: which role may act at which level in which namespace.
+ * Read only under tasker.namespace_isolation = on (src/security.c, and
+ * the row-level security policies below).  A grant may name a namespace
+ * that has no template yet.
+ */
+CREATE TABLE @extschema@.tasker_namespace_grants (
+    grantee     regrole NOT NULL,
+    namespace   text NOT NULL CHECK (namespace <> ''),
+    level       text NOT NULL CHECK (level IN ('reader', 'operator', 'admin')),
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (grantee, namespace, level)
+);
+CREATE INDEX tasker_namespace_grants_namespace_idx
+    ON @extschema@.tasker_namespace_grants (namespace);
+COMMENT ON TABLE @extschema@.tasker_namespace_grants IS
+    'Under tasker.namespace_isolation: the namespaces each role may see (reader), control and create tasks in (operator) or register templates in (admin)';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tasker_namespace_grants', '');
+
+CREATE FUNCTION @extschema@.tasker_grant_namespace(role regrole, namespace text, level text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL OR namespace IS NULL OR level IS NULL THEN
+        RAISE EXCEPTION 'role, namespace and level must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Call tasker_grant_namespace(''app''::regrole, ''billing'', ''operator'').';
+    END IF;
+    IF level NOT IN ('reader', 'operator', 'admin') THEN
+        RAISE EXCEPTION 'unknown namespace level "%"', level
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The namespace levels are reader, operator and admin; external workers are kept apart by queue, not by namespace.',
+                  HINT = 'reader sees the namespace, operator also creates and controls its tasks, admin also registers its templates.';
+    END IF;
+    IF namespace = '' THEN
+        RAISE EXCEPTION 'namespace must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the namespace_name of the templates, such as ''default''.';
+    END IF;
+    INSERT INTO @extschema@.tasker_namespace_grants (grantee, namespace, level)
+    VALUES (role, namespace, level)
+    ON CONFLICT DO NOTHING;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_grant_namespace(regrole, text, text) IS
+    'Under tasker.namespace_isolation, let a role (and its members) act at a level (reader, operator, admin) in a namespace; false when it already could';
+
+CREATE FUNCTION @extschema@.tasker_revoke_namespace(role regrole, namespace text, level text DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM @extschema@.tasker_namespace_grants g
+         WHERE g.grantee = $1 AND g.namespace = $2 AND ($3 IS NULL OR g.level = $3)
+        RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_revoke_namespace(regrole, text, text) IS
+    'Take back the grants of a role on a namespace (of one level, or all when level is NULL); returns how many were removed';
+
+CREATE FUNCTION @extschema@.tasker_sees_all_namespaces()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'tasker_sees_all_namespaces_sql'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.tasker_sees_all_namespaces() IS
+    'Whether the current role sees every namespace: tasker.namespace_isolation is off, or it is a superuser or has the privileges of the extension''s owner (used by the row-level security policies)';
+
+/*
+ * The one classification of tasker's functions.  Each function name (all
+ * its overloads alike) has the levels whose group role gets EXECUTE:
+ * admin, operator, reader, worker; public (every role: what a handler,
+ * running as its template's owner, calls, and pure helpers); owner (no
+ * grant: the extension's owner and superusers only).  A new function is
+ * added HERE, with the levels that may call it; tasker_apply_privileges(),
+ * which must stay the LAST statement of this script, applies the list and
+ * refuses to finish while a tasker function is missing from it, and
+ * test/pgtap/013_privileges.sql fails on any function whose privileges do
+ * not match the list.  Names of functions that issues 10 to 12 announce
+ * are listed ahead: a name without a function changes nothing.
+ */
+CREATE FUNCTION @extschema@.tasker_function_levels()
+RETURNS TABLE (function_name text, levels text[])
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES
+    -- admin: templates, handlers, schedules, limits, subscriptions, retention
+    ('tasker_register_template', '{admin}'::text[]),
+    ('tasker_register_template_file', '{admin}'),
+    ('tasker_register_templates', '{admin}'),
+    ('tasker_register_handler', '{admin}'),
+    ('tasker_schedule', '{admin}'),
+    ('tasker_unschedule', '{admin}'),
+    ('tasker_pause_schedule', '{admin}'),
+    ('tasker_resume_schedule', '{admin}'),
+    ('tasker_set_namespace_limit', '{admin}'),
+    ('tasker_subscribe', '{admin}'),
+    ('tasker_unsubscribe', '{admin}'),
+    ('tasker_purge', '{admin}'),
+    ('tasker_prune_event_log', '{admin}'),
+    ('tasker_purge_batch', '{admin}'),
+    ('tasker_purge_check', '{admin}'),
+    ('tasker_purge_in_batches', '{admin}'),
+    ('tasker_fire_schedule', '{admin}'),
+    -- operator: create tasks and control them
+    ('tasker_create_task', '{operator}'),
+    ('tasker_cancel_task', '{operator}'),
+    ('tasker_retry_task', '{operator}'),
+    ('tasker_resolve_step', '{operator}'),
+    ('tasker_cancel_step', '{operator}'),
+    ('tasker_run_task', '{operator}'),
+    ('tasker_run_steps', '{operator}'),
+    ('tasker_wait_for_task', '{operator}'),
+    ('tasker_http_preview', '{operator}'),
+    ('tasker_signal', '{operator}'),
+    ('tasker_pause_task', '{operator}'),
+    ('tasker_resume_task', '{operator}'),
+    ('tasker_pause_namespace', '{operator}'),
+    ('tasker_resume_namespace', '{operator}'),
+    ('tasker_annotate_task', '{operator}'),
+    ('tasker_publish_event', '{operator,worker}'),
+    -- reader: reports, health, metrics, events (run as the caller: RLS applies)
+    ('tasker_task_execution_context', '{reader}'),
+    ('tasker_step_readiness_status', '{reader}'),
+    ('tasker_dependency_levels', '{reader}'),
+    ('tasker_step_depths', '{reader}'),
+    ('tasker_check', '{reader}'),
+    ('tasker_worker_status', '{reader}'),
+    ('tasker_http_stats', '{reader}'),
+    ('tasker_system_health', '{reader}'),
+    ('tasker_analytics_metrics', '{reader}'),
+    ('tasker_slowest_steps', '{reader}'),
+    ('tasker_slowest_tasks', '{reader}'),
+    ('tasker_health', '{reader}'),
+    ('tasker_task_summary', '{reader}'),
+    ('tasker_task_diagram', '{reader}'),
+    ('tasker_template_diagram', '{reader}'),
+    ('tasker_task_graph', '{reader}'),
+    ('tasker_task_bottlenecks', '{reader}'),
+    ('tasker_critical_path', '{reader}'),
+    ('tasker_require_task', '{reader}'),
+    ('tasker_template_for', '{reader}'),
+    ('tasker_check_window', '{reader}'),
+    ('tasker_state_styles', '{reader}'),
+    ('tasker_events_since', '{reader}'),
+    ('tasker_metrics', '{reader}'),
+    ('tasker_metrics_prometheus', '{reader}'),
+    ('tasker_tasks_by_annotation', '{reader}'),
+    ('tasker_ready_backlog', '{reader}'),
+    -- worker: the external workers' protocol (issue 7)
+    ('tasker_claim_steps', '{worker}'),
+    ('tasker_complete_step', '{worker}'),
+    ('tasker_complete_steps', '{worker}'),
+    ('tasker_fail_step', '{worker}'),
+    ('tasker_extend_lease', '{worker}'),
+    ('tasker_release_step', '{worker}'),
+    -- public: called by handlers, pure helpers, the RLS policies' test
+    ('tasker_permanent_error', '{public}'),
+    ('tasker_retry_error', '{public}'),
+    ('tasker_running_step', '{public}'),
+    ('tasker_allowed_transitions', '{public}'),
+    ('tasker_validate_json', '{public}'),
+    ('tasker_render_diagram', '{public}'),
+    ('tasker_bottleneck_config', '{public}'),
+    ('tasker_sees_all_namespaces', '{public}'),
+    -- owner: raw state changes, and the privileges themselves
+    ('tasker_transition_task', '{owner}'),
+    ('tasker_transition_step', '{owner}'),
+    ('tasker_step_claim_key', '{owner}'),
+    ('tasker_grant_namespace', '{owner}'),
+    ('tasker_revoke_namespace', '{owner}'),
+    ('tasker_function_levels', '{owner}'),
+    ('tasker_apply_privileges', '{owner}')
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_function_levels() IS
+    'The levels (admin, operator, reader, worker, public, owner) that may execute each tasker function, by name: the one place a function is classified';
+
+/*
+ * tasker_apply_privileges: make the privileges match the classification.
+ * Functions: EXECUTE for the levels listed, taken from PUBLIC and from the
+ * other levels; a reader function runs as its caller (SECURITY INVOKER),
+ * so that row-level security decides what it reads.  Tables and views:
+ * SELECT for tasker_reader, nothing for PUBLIC.  Runtime tables (every
+ * table with a task_id column, and tasker_tasks): row-level security with
+ * one SELECT policy, tasker_namespace_isolation, which passes every row
+ * for a role that sees every namespace and otherwise only the rows of
+ * tasks in namespaces granted to the role (through its memberships).  The
+ * table owner (the extension's owner, as whom tasker's C functions do
+ * their work) is not subject to it.  Idempotent.
+ */
+CREATE FUNCTION @extschema@.tasker_apply_privileges()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'tasker');
+    f record;
+    r record;
+    lvl text;
+    missing text;
+BEGIN
+    SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY 1) INTO missing
+      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+     WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e'
+       AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
+       AND p.proname::text NOT IN (SELECT l.function_name FROM @extschema@.tasker_function_levels() l);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'tasker functions without a level: %', missing
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Classify each in tasker_function_levels() (sql/tasker--0.1.0--0.2.0.sql, issue 13 section).';
+    END IF;
+    FOR f IN
+        SELECT p.oid::regprocedure AS fn, p.prosecdef, l.levels
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+          JOIN @extschema@.tasker_function_levels() l ON l.function_name = p.proname::text
+         WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e'
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC, tasker_admin, tasker_operator, tasker_reader, tasker_worker', f.fn);
+        FOREACH lvl IN ARRAY f.levels LOOP
+            IF lvl = 'public' THEN
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f.fn);
+            ELSIF lvl IN ('admin', 'operator', 'reader', 'worker') THEN
+                EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %I', f.fn, 'tasker_' || lvl);
+            ELSIF lvl <> 'owner' THEN
+                RAISE EXCEPTION 'unknown level "%" for %', lvl, f.fn
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        END LOOP;
+        IF 'reader' = ANY (f.levels) AND f.prosecdef THEN
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY INVOKER', f.fn);
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT c.oid::regclass AS rel, c.relkind,
+               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                        WHERE a.attrelid = c.oid AND a.attname = 'task_id'
+                          AND a.attnum > 0 AND NOT a.attisdropped) AS has_task_id
+          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e'
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
+           AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', r.rel);
+        IF r.relkind = 'S' THEN
+            CONTINUE;
+        END IF;
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO tasker_reader', r.rel);
+        IF r.relkind = 'v' THEN
+            EXECUTE pg_catalog.format('ALTER VIEW %s SET (security_invoker = true)', r.rel);
+        END IF;
+        IF r.relkind IN ('r', 'p') AND r.rel::text LIKE '%tasker_event_log' THEN
+            /* The durable event log: each event names its namespace. */
+            EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.rel);
+            EXECUTE pg_catalog.format('DROP POLICY IF EXISTS tasker_namespace_isolation ON %s', r.rel);
+            EXECUTE pg_catalog.format($p$
+                CREATE POLICY tasker_namespace_isolation ON %s FOR SELECT
+                USING ((SELECT @extschema@.tasker_sees_all_namespaces())
+                       OR (event->>'namespace') IN (
+                          SELECT g.namespace FROM @extschema@.tasker_namespace_grants g
+                           WHERE pg_catalog.pg_has_role(g.grantee::oid, 'USAGE')))$p$, r.rel);
+            CONTINUE;
+        END IF;
+        IF r.relkind NOT IN ('r', 'p') OR NOT (r.has_task_id OR r.rel = '@extschema@.tasker_tasks'::regclass) THEN
+            CONTINUE;
+        END IF;
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.rel);
+        EXECUTE pg_catalog.format('DROP POLICY IF EXISTS tasker_namespace_isolation ON %s', r.rel);
+        IF r.rel = '@extschema@.tasker_tasks'::regclass THEN
+            EXECUTE pg_catalog.format($p$
+                CREATE POLICY tasker_namespace_isolation ON %s FOR SELECT
+                USING ((SELECT @extschema@.tasker_sees_all_namespaces())
+                       OR named_task_id IN (
+                          SELECT nt.named_task_id
+                            FROM @extschema@.tasker_named_tasks nt
+                            JOIN @extschema@.tasker_task_namespaces ns
+                              ON ns.task_namespace_id = nt.task_namespace_id
+                            JOIN @extschema@.tasker_namespace_grants g
+                              ON g.namespace = ns.name::text
+                           WHERE pg_catalog.pg_has_role(g.grantee::oid, 'USAGE')))$p$, r.rel);
+        ELSE
+            EXECUTE pg_catalog.format($p$
+                CREATE POLICY tasker_namespace_isolation ON %s FOR SELECT
+                USING ((SELECT @extschema@.tasker_sees_all_namespaces())
+                       OR task_id IN (SELECT t.task_id FROM @extschema@.tasker_tasks t))$p$, r.rel);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_apply_privileges() IS
+    'Grant each function to the levels tasker_function_levels() lists (and nothing to PUBLIC beyond them), SELECT on every table and view to tasker_reader, and row-level security on the runtime tables; raises when a tasker function has no level';
+
+
+/* ---- issue 13: every table and sequence of tasker is dumped (after every CREATE TABLE) ---- */
+
+/*
+ * pg_dump dumps an extension's tables only when they are marked as its
+ * configuration.  0.1.0 marked its own; this marks every table added
+ * since, and the sequences they own, so that pg_dump and pg_restore carry
+ * live tasks and their ids across (test/tap/097_dump_restore.pl).  It is
+ * after every section that creates a table, so that it reaches them all.
+ */
+DO $dump$
+DECLARE
+    rel regclass;
+    ext oid := (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'tasker');
+BEGIN
+    FOR rel IN
+        SELECT c.oid::regclass
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
+         WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext
+           AND d.deptype = 'e' AND c.relkind IN ('r', 'p')
+           AND c.oid <> ALL (COALESCE((SELECT extconfig FROM pg_catalog.pg_extension WHERE oid = ext), '{}'))
+         ORDER BY c.relname
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(rel, '');
+        PERFORM pg_catalog.pg_extension_config_dump(s.objid::regclass, '')
+           FROM pg_catalog.pg_depend s
+           JOIN pg_catalog.pg_class sc ON sc.oid = s.objid AND sc.relkind = 'S'
+          WHERE s.refobjid = rel AND s.deptype IN ('a', 'i');
+    END LOOP;
+END
+$dump$;
+
+/* Keep this the last statement of the script (see tasker_function_levels). */
+SELECT @extschema@.tasker_apply_privileges();

@@ -28,7 +28,10 @@
 #include "backlog.h"
 #include "control.h"
 #include "dag.h"
+#include "event_log.h"
 #include "events.h"
+#include "flow.h"
+#include "pause.h"
 #include "guc.h"
 #include "handler.h"
 #include "handler_http.h"
@@ -40,6 +43,7 @@
 #include "security.h"
 #include "shmem.h"
 #include "state.h"
+#include "subscribers.h"
 #include "task.h"
 #include "template.h"
 
@@ -71,6 +75,16 @@ PG_FUNCTION_INFO_V1(tasker_publish_event_sql);
 PG_FUNCTION_INFO_V1(tasker_http_preview_sql);
 PG_FUNCTION_INFO_V1(tasker_step_depths_sql);
 PG_FUNCTION_INFO_V1(tasker_running_step_sql);
+PG_FUNCTION_INFO_V1(tasker_signal_sql);
+PG_FUNCTION_INFO_V1(tasker_pause_task_sql);
+PG_FUNCTION_INFO_V1(tasker_resume_task_sql);
+PG_FUNCTION_INFO_V1(tasker_pause_namespace_sql);
+PG_FUNCTION_INFO_V1(tasker_resume_namespace_sql);
+PG_FUNCTION_INFO_V1(tasker_sees_all_namespaces_sql);
+PG_FUNCTION_INFO_V1(tasker_events_since_sql);
+PG_FUNCTION_INFO_V1(tasker_subscribe_sql);
+PG_FUNCTION_INFO_V1(tasker_unsubscribe_sql);
+PG_FUNCTION_INFO_V1(tasker_prune_event_log_sql);
 
 /*
  * AS_OWNER: run a statement as the extension's owner, for the caller
@@ -343,6 +357,73 @@ tasker_cancel_task_sql(PG_FUNCTION_ARGS)
 }
 
 /*
+ * tasker_signal(task_id bigint, signal text, payload jsonb DEFAULT '{}')
+ *	 RETURNS boolean: deliver a signal to the task's wait step (flow.c).
+ */
+Datum
+tasker_signal_sql(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *payload;
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "task_id", "Pass the task_id tasker_create_task returned.");
+	tasker_require_arg(fcinfo, 1, "signal", "Pass the signal name of the wait step.");
+	payload = PG_ARGISNULL(2)
+		? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
+		: PG_GETARG_JSONB_P(2);
+	tasker_check_size("signal payload", VARSIZE(payload),
+					  tasker_max_results_size, "tasker.max_results_size");
+	AS_OWNER(done = tasker_signal(PG_GETARG_INT64(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+								  payload));
+	PG_RETURN_BOOL(done);
+}
+
+/*
+ * tasker_pause_task(task_id bigint, reason text DEFAULT NULL) RETURNS
+ * boolean, tasker_resume_task(task_id bigint) RETURNS boolean, and the
+ * namespace forms (pause.c).
+ */
+Datum
+tasker_pause_task_sql(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "task_id", "Pass the task_id tasker_create_task returned.");
+	AS_OWNER(done = tasker_pause_task(PG_GETARG_INT64(0), arg_text(fcinfo, 1)));
+	PG_RETURN_BOOL(done);
+}
+
+Datum
+tasker_resume_task_sql(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "task_id", "Pass the task_id tasker_create_task returned.");
+	AS_OWNER(done = tasker_resume_task(PG_GETARG_INT64(0)));
+	PG_RETURN_BOOL(done);
+}
+
+Datum
+tasker_pause_namespace_sql(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "namespace", "Pass a namespace name, as in tasker_templates.");
+	AS_OWNER(done = tasker_pause_namespace(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	PG_RETURN_BOOL(done);
+}
+
+Datum
+tasker_resume_namespace_sql(PG_FUNCTION_ARGS)
+{
+	bool		done;
+
+	tasker_require_arg(fcinfo, 0, "namespace", "Pass a namespace name, as in tasker_templates.");
+	AS_OWNER(done = tasker_resume_namespace(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	PG_RETURN_BOOL(done);
+}
+
+/*
  * any_null: whether one of the first n arguments is NULL (the overloads
  * that take a reason are not STRICT, since the reason may be NULL).
  */
@@ -462,7 +543,7 @@ run_steps_until_done(int max_steps)
 	{
 		CHECK_FOR_INTERRUPTS();
 		(void) tasker_start_ready_tasks(0, max_steps - total);
-		n = tasker_run_ready_steps(0, max_steps - total, tasker_run_as_filter());
+		n = tasker_run_in_transaction_kinds(0, max_steps - total, tasker_run_as_filter());
 		total += n;
 	} while (n > 0 && total < max_steps);
 	return total;
@@ -838,6 +919,112 @@ tasker_publish_event_sql(PG_FUNCTION_ARGS)
 	AS_OWNER(tasker_publish_custom_event(name, payload, task_id, step_id,
 										 tasker_running_step()));
 	PG_RETURN_VOID();
+}
+
+/*
+ * tasker_sees_all_namespaces() RETURNS boolean: whether the current role
+ * sees every namespace (the row-level security policies of the runtime
+ * tables call it).
+ */
+Datum
+tasker_sees_all_namespaces_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tasker_sees_all_namespaces(GetUserId()));
+}
+
+/*
+ * tasker_events_since(after_id bigint, max_events integer): the durable
+ * event log from after_id on.
+ */
+Datum
+tasker_events_since_sql(PG_FUNCTION_ARGS)
+{
+	tasker_require_arg(fcinfo, 0, "after_id", "Pass 0 to read from the start of the log, or the last event_id you received.");
+	tasker_require_arg(fcinfo, 1, "max_events", "Pass how many events to return at most, such as 1000.");
+	InitMaterializedSRF(fcinfo, 0);
+	AS_OWNER(tasker_events_since(PG_GETARG_INT64(0), PG_GETARG_INT32(1), fcinfo));
+	PG_RETURN_NULL();
+}
+
+/*
+ * plain_interval_ms: an interval in milliseconds (a month as 30 days),
+ * clamped to what an int64 of milliseconds holds comfortably.
+ */
+static int64
+plain_interval_ms(Interval *iv)
+{
+	double		ms = iv->time / 1000.0 + ((double) iv->month * 30 + iv->day) * 86400000.0;
+
+	return (int64) Max(Min(ms, 1e15), -1e15);
+}
+
+/*
+ * tasker_subscribe(subscriber text, event_pattern text, fn regprocedure,
+ *                  max_attempts integer, retry_delay interval,
+ *                  start_after bigint)
+ */
+Datum
+tasker_subscribe_sql(PG_FUNCTION_ARGS)
+{
+	SubscribeRequest req;
+	int64		start;
+
+	tasker_require_arg(fcinfo, 0, "subscriber", "Name the subscriber, such as 'audit_log'.");
+	tasker_require_arg(fcinfo, 1, "event_pattern", "Pass an event name, or a pattern such as 'step.*' or '*'.");
+	tasker_require_arg(fcinfo, 2, "fn", "Pass a function such as 'myschema.on_event(jsonb)'.");
+	tasker_require_arg(fcinfo, 3, "max_attempts", "Pass how many calls an event gets before it is parked, such as 5.");
+	tasker_require_arg(fcinfo, 4, "retry_delay", "Pass an interval such as '1 second'.");
+	req.subscriber = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	req.pattern = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	req.fn = PG_GETARG_OID(2);
+	req.max_attempts = PG_GETARG_INT32(3);
+	req.retry_delay_ms = plain_interval_ms(PG_GETARG_INTERVAL_P(4));
+	req.has_start = !PG_ARGISNULL(5);
+	req.start_after = req.has_start ? PG_GETARG_INT64(5) : 0;
+	AS_OWNER(start = tasker_subscribe(&req));
+	PG_RETURN_INT64(start);
+}
+
+/*
+ * tasker_unsubscribe(subscriber text)
+ */
+Datum
+tasker_unsubscribe_sql(PG_FUNCTION_ARGS)
+{
+	bool		found;
+
+	tasker_require_arg(fcinfo, 0, "subscriber", "Pass the name given to tasker_subscribe.");
+	AS_OWNER(found = tasker_unsubscribe(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	PG_RETURN_BOOL(found);
+}
+
+/*
+ * tasker_prune_event_log(older_than interval, max_rows integer): delete
+ * old events now; older_than NULL follows tasker.event_log_retention.
+ */
+Datum
+tasker_prune_event_log_sql(PG_FUNCTION_ARGS)
+{
+	TimestampTz before;
+	int64		n;
+
+	tasker_require_arg(fcinfo, 1, "max_rows", "Pass how many events to delete at most, such as 10000.");
+	if (PG_ARGISNULL(0))
+		before = tasker_event_log_cutoff();
+	else
+	{
+		int64		ms = plain_interval_ms(PG_GETARG_INTERVAL_P(0));
+
+		if (ms < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("older_than must not be negative"),
+					 errdetail("Events created in the future do not exist."),
+					 errhint("Pass an interval such as '7 days', or NULL for tasker.event_log_retention.")));
+		before = GetCurrentTimestamp() - ms * INT64CONST(1000);
+	}
+	AS_OWNER(n = tasker_event_log_prune(before, Max(PG_GETARG_INT32(1), 0)));
+	PG_RETURN_INT64(n);
 }
 
 /* ---- issue 11: operations ---- */

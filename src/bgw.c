@@ -4,10 +4,11 @@
  *		What tasker's background workers share: how each is described to
  *		the postmaster, and how each sees a command that needs its database.
  *
- * tasker runs three kinds of background worker: the launcher and the
- * executors (worker.c) and the event relay (notify.c).  They are described
- * to the postmaster alike (tasker_describe_bgworker), and the executors
- * and the relay, connected to tasker.database_name, leave it alike when a
+ * tasker runs four kinds of background worker: the launcher and the
+ * executors (worker.c), the event relay (notify.c) and the event worker
+ * (event_worker.c).  They are described to the postmaster alike
+ * (tasker_describe_bgworker), and those connected to
+ * tasker.database_name leave it alike when a
  * command needs it to themselves (tasker_database_wanted).  Nothing here
  * runs in a transaction; this file calls no other tasker module, so the
  * worker loops above it and the relay below them can both use it.

@@ -53,4 +53,15 @@
 	CreateWaitEventSet(CurrentMemoryContext, (nevents))
 #endif
 
+/*
+ * TASKER_MY_PROC_NUMBER: this process's index in the array of PGPROCs.
+ * PostgreSQL 17 keeps it in MyProcNumber.
+ */
+#include "storage/proc.h"
+#if PG_VERSION_NUM >= 170000
+#define TASKER_MY_PROC_NUMBER MyProcNumber
+#else
+#define TASKER_MY_PROC_NUMBER (MyProc->pgprocno)
+#endif
+
 #endif							/* TASKER_COMPAT_H */

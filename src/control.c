@@ -253,6 +253,8 @@ tasker_cancel_task(int64 task_id, const char *reason)
 		for (i = 0; i < n; i++)
 			tasker_transition(TASKER_ENTITY_STEP, ids[i], TASKER_CANCELLED, meta);
 		tasker_stop_retries(task_id);
+		/* Settling a cancelled task cancels its subtasks' children too. */
+		tasker_finalize_task(task_id);
 		tasker_wake_workers_at_commit();
 	}
 	SPI_finish();
@@ -391,7 +393,8 @@ next_due_ms(int64 task_id)
 	exec(&next_due_plan,
 		 "SELECT GREATEST(0, ceil(extract(epoch FROM min(s.next_attempt_at) - clock_timestamp()) * 1000))::bigint"
 		 "  FROM @extschema@.tasker_workflow_steps s"
-		 " WHERE s.task_id = $1 AND s.handler_kind = 'sql' AND " TASKER_READY_STEP_SQL,
+		 " WHERE s.task_id = $1 AND " TASKER_IN_TRANSACTION_STEP_SQL("s")
+		 "   AND " TASKER_READY_STEP_SQL,
 		 task_id, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? -1 : (long) DatumGetInt64(d);
@@ -419,7 +422,7 @@ tasker_run_task(int64 task_id, int64 timeout_ms)
 		if (is_final(state))
 			break;
 		(void) tasker_start_ready_tasks(task_id, 1);
-		if (tasker_run_ready_steps(task_id, tasker_batch_size, InvalidOid) > 0)
+		if (tasker_run_in_transaction_kinds(task_id, tasker_batch_size, InvalidOid) > 0)
 			continue;
 		due = next_due_ms(task_id);
 		if (due < 0 || GetCurrentTimestamp() + Max(due, 10) * 1000 > deadline)

@@ -71,6 +71,8 @@ tasker_event_name(bool is_step, const char *from_state, const char *to_state)
 		return is_step ? "step.cancelled" : "task.cancelled";
 	if (strcmp(to_state, "resolved_manually") == 0)
 		return is_step ? "step.resolved_manually" : "task.resolved_manually";
+	if (strcmp(to_state, "skipped") == 0 && is_step)
+		return "step.skipped";
 	elog(ERROR, "unknown tasker state \"%s\"", to_state);
 	return NULL;
 }

@@ -33,6 +33,7 @@ int			tasker_poll_interval = 1000;
 int			tasker_max_backoff = 300;
 int			tasker_max_context_size = 8192;
 int			tasker_max_results_size = 8192;
+int			tasker_max_map_items = 10000;
 /* tasker.environment: the environments.<name> overrides of templates. */
 char	   *tasker_environment = NULL;
 /* tasker.max_template_size: a template's size, aliases expanded (kB). */
@@ -43,6 +44,10 @@ int			tasker_http_max_per_host = 16;
 int			tasker_http_default_timeout = 30;
 int			tasker_http_max_response_size = 1024;
 char	   *tasker_http_allowed_hosts = NULL;
+/* tasker.namespace_isolation: roles see only their granted namespaces. */
+bool		tasker_namespace_isolation = false;
+/* The event log (event_log.c): seconds its events are kept, 0 forever. */
+int			tasker_event_log_retention = 7 * 24 * 3600;
 /* Operations (issue 11): retention, admission control */
 int			tasker_retention_period = 0;
 int			tasker_max_ready_backlog = 0;
@@ -114,8 +119,26 @@ tasker_define_gucs(void)
 							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
 	tasker_define_size_gucs();
 	tasker_define_http_gucs();
+	tasker_define_security_gucs();
+	tasker_define_event_gucs();
 	tasker_define_ops_gucs();
 	MarkGUCPrefixReserved("tasker");
+}
+
+/*
+ * tasker_define_security_gucs: tenant isolation (security.c and the
+ * row-level security policies of the runtime tables).  It guards what
+ * roles may see, so only a superuser may change it (PGC_SUSET), for the
+ * server, a database or a role.
+ */
+void
+tasker_define_security_gucs(void)
+{
+	DefineCustomBoolVariable("tasker.namespace_isolation",
+							 "Whether roles see and act on only the namespaces granted to them.",
+							 "On: tasks, steps, transitions and events are visible, and tasks controllable, only in the namespaces tasker_grant_namespace granted (superusers and the extension's owner see all).",
+							 &tasker_namespace_isolation, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /*
@@ -137,6 +160,11 @@ tasker_define_size_gucs(void)
 							"Larger results fail the attempt for good (or refuse tasker_resolve_step); they are never cut short.",
 							&tasker_max_results_size, 8192, 1, 65536,
 							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("tasker.max_map_items",
+							"Most instances a map step may fan out into.",
+							"A map_over array with more elements fails the map step for good; it is never cut short.",
+							&tasker_max_map_items, 10000, 0, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /*
@@ -171,6 +199,20 @@ tasker_define_http_gucs(void)
 							   "Empty allows any host.  A request to another host fails for good.",
 							   &tasker_http_allowed_hosts, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+/*
+ * tasker_define_event_gucs: the settings of the event log.  The event
+ * worker prunes by them, so they change with a reload.
+ */
+void
+tasker_define_event_gucs(void)
+{
+	DefineCustomIntVariable("tasker.event_log_retention",
+							"How long the event log keeps an event.",
+							"The event worker deletes older events in short batches, except the newest and those a subscriber has not yet passed; 0 keeps every event.",
+							&tasker_event_log_retention, 7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 }
 
 /*

@@ -45,3 +45,21 @@ tasker_register_handler_kind(const TaskerHandlerKind *kind)
 		elog(ERROR, "too many tasker handler kinds");
 	tasker_handler_kinds[i] = kind;
 }
+
+/*
+ * tasker_run_in_transaction_kinds: claim, run and record up to limit
+ * ready steps of each in-transaction kind (sql, then flow), in the
+ * caller's transaction (of task_id only, when it is not 0; of templates
+ * run_as may use, when it is valid).  Returns the number claimed.
+ */
+int
+tasker_run_in_transaction_kinds(int64 task_id, int limit, Oid run_as)
+{
+	int			n = 0;
+	int			i;
+
+	for (i = 0; tasker_handler_kinds[i] != NULL; i++)
+		if (tasker_handler_kinds[i]->run_ready != NULL)
+			n += tasker_handler_kinds[i]->run_ready(task_id, limit, run_as);
+	return n;
+}

@@ -63,16 +63,30 @@ typedef struct StepCall
 } StepCall;
 
 /*
- * The handler kind of a step, from its template row (alias l of
+ * The handler kind of a step's handler, from its template row (alias l of
  * tasker_named_tasks_named_steps), defined once: a worker step's
- * handler_config says so; a step with no function is an api step.
+ * handler_config says so; a step with no function is an api step; a wait
+ * or subtask step has no handler, and the executor applies its rule
+ * (flow.c).  TASKER_STEP_KIND_SQL is the kind of the step row itself: a
+ * map step is flow too (it fans out), its instances have its handler's
+ * kind.
  */
-#define TASKER_STEP_KIND_SQL(l) \
-	"CASE WHEN " l ".handler_config->>'type' = 'worker' THEN 'worker'" \
+#define TASKER_HANDLER_KIND_SQL(l) \
+	"CASE WHEN " l ".flow->>'type' IN ('wait', 'subtask') THEN 'flow'" \
+	" WHEN " l ".handler_config->>'type' = 'worker' THEN 'worker'" \
 	" WHEN " l ".handler_function IS NULL THEN 'http' ELSE 'sql' END"
+#define TASKER_STEP_KIND_SQL(l) \
+	"CASE WHEN " l ".flow->>'type' = 'map' THEN 'flow' ELSE " \
+	TASKER_HANDLER_KIND_SQL(l) " END"
 
-/* The steps (alias s) of a leased kind: every kind but sql. */
+/*
+ * The steps (alias s) held outside a transaction: every kind but sql (a
+ * waiting flow step, a map step waiting for its instances, too).
+ */
 #define TASKER_LEASED_STEP_SQL(s) s ".handler_kind <> 'sql'"
+
+/* The steps (alias s) the executor runs inside a transaction when ready. */
+#define TASKER_IN_TRANSACTION_STEP_SQL(s) s ".handler_kind IN ('sql', 'flow')"
 
 /* A handler kind: how the executor runs its steps. */
 typedef struct TaskerHandlerKind
@@ -116,6 +130,7 @@ extern const TaskerHandlerKind *tasker_handler_kinds[];
 extern void tasker_register_handler_kind(const TaskerHandlerKind *kind);
 
 extern int	tasker_run_ready_steps(int64 task_id, int limit, Oid run_as);
+extern int	tasker_run_in_transaction_kinds(int64 task_id, int limit, Oid run_as);
 extern void tasker_run_sql_handler(const StepCall *call, StepOutcome *out);
 extern void tasker_request_retry_after(int seconds);
 extern int64 tasker_running_step(void);

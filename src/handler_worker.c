@@ -19,7 +19,8 @@
  * raises TK003.  tasker_extend_lease is the heartbeat and
  * tasker_release_step gives a step back without counting its attempt.
  * tasker's own executors reclaim expired leases, once a second, as failed
- * attempts (this kind's turn).
+ * attempts (this kind's turn).  Claims are counted (shmem.c, for
+ * tasker_metrics) when the claiming transaction commits.
  *
  * A claim with a wait that finds nothing sleeps on its latch, registered
  * in claim_wait.c, until a commit wakes it or the next retry of its queue
@@ -60,6 +61,7 @@
 #include "guc.h"
 #include "handler.h"
 #include "security.h"
+#include "shmem.h"
 #include "spi_util.h"
 #include "state.h"
 #include "step.h"
@@ -172,6 +174,7 @@ claim_batch(const char *queue, const char *worker_id, int max, int lease_s,
 			ids[nids++] = steps[i].step_id;
 	}
 	tasker_start_attempts(steps, n, lease_s);
+	tasker_count_worker_claims(nids);
 	tasker_finalize_tasks(skipped, nskipped);
 	/* The rows outlive SPI_finish: they are made in the caller's context. */
 	rows = MemoryContextAllocZero(caller, sizeof(ClaimRow) * Max(nids, 1));
@@ -378,7 +381,7 @@ check_claim(int64 step_id, Datum token, ClaimedStep *c)
 	tasker_run_plan(tasker_keep_plan(&claim_state_plan,
 			 "SELECT s.current_state::text, s.handler_kind, s.claim_token = $2,"
 			 "       s.task_id, s.attempts, s.retryable, s.retry_limit,"
-			 "       tr.metadata->>'reason'"
+			 "       tr.metadata->>'reason', s.step_type, s.map_parent_id"
 			 "  FROM @extschema@.tasker_workflow_steps s"
 			 "  LEFT JOIN @extschema@.tasker_workflow_step_transitions tr"
 			 "    ON tr.workflow_step_id = s.workflow_step_id AND tr.most_recent"
@@ -402,6 +405,10 @@ check_claim(int64 step_id, Datum token, ClaimedStep *c)
 	c->attempts = DatumGetInt32(tasker_col(0, 5, &isnull)) - 1;
 	c->retryable = DatumGetBool(tasker_col(0, 6, &isnull));
 	c->retry_limit = DatumGetInt32(tasker_col(0, 7, &isnull));
+	c->step_type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9);
+	c->map_parent_id = DatumGetInt64(tasker_col(0, 10, &isnull));
+	if (isnull)
+		c->map_parent_id = 0;
 	if (same && strcmp(state, "in_progress") == 0)
 		return CLAIM_CURRENT;
 	if (same && (strcmp(state, "complete") == 0 ||

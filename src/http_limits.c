@@ -205,3 +205,20 @@ http_free_slots(void)
 	SpinLockRelease(&http_shared->mutex);
 	return Max(n, 0);
 }
+
+/*
+ * http_in_flight: how many requests the executors have in flight now (0
+ * without the preload).
+ */
+int
+http_in_flight(void)
+{
+	int			n;
+
+	if (http_shared == NULL)
+		return 0;
+	SpinLockAcquire(&http_shared->mutex);
+	n = http_shared->in_flight;
+	SpinLockRelease(&http_shared->mutex);
+	return n;
+}

@@ -37,5 +37,6 @@ extern void http_count_outcome(HttpOutcome kind);
 extern bool http_reserve_slot(uint32 host_hash, bool *full);
 extern bool http_release_slot(uint32 host_hash);
 extern int	http_free_slots(void);
+extern int	http_in_flight(void);
 
 #endif							/* TASKER_HTTP_LIMITS_H */

@@ -29,6 +29,9 @@
  * in-flight requests as failed attempts before it exits, so they are
  * retried without waiting for the lease.
  *
+ * The record transaction also counts each request by the class of its
+ * answer, and a reclaim each lost lease (shmem.c, for tasker_metrics).
+ *
  * IDENTIFICATION
  *		src/http_steps.c
  *
@@ -100,6 +103,33 @@ commit_xact(void)
 }
 
 /*
+ * count_request: count a request that was sent and ended, by the class of
+ * its answer (timeout; error: no status, a response cut off as too
+ * large, or a status outside 200 to 599), when the record transaction
+ * commits.  One that was never sent (its request could not be built) or
+ * is still in flight (the worker is stopping) is not counted.
+ */
+static void
+count_request(HttpRequest *r)
+{
+	long		status = 0;
+
+	if (!r->done || r->failure != NULL || r->easy == NULL)
+		return;
+	if (r->result == CURLE_OPERATION_TIMEDOUT)
+	{
+		tasker_count_http(TASKER_HTTP_TIMEOUT);
+		return;
+	}
+	if (r->result == CURLE_OK && !r->too_large)
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 200 && status < 600)
+		tasker_count_http((TaskerHttpClass) (TASKER_HTTP_2XX + status / 100 - 2));
+	else
+		tasker_count_http(TASKER_HTTP_ERROR);
+}
+
+/*
  * http_record_requests: record the outcome of every finished request (of every
  * request, when stopping) in one short transaction, settle their tasks,
  * and forget them.  Returns the number recorded.
@@ -136,6 +166,7 @@ http_record_requests(bool all)
 		if (!r->done && (!all || r->easy == NULL))
 			continue;
 		http_count_outcome(http_outcome_of(r, &o));
+		count_request(r);
 		if (tasker_step_still_ours(&r->step))
 		{
 			if (o.ok)
@@ -278,6 +309,7 @@ reclaim_expired(int64 **tasks, int *ntasks)
 			 "The worker that sent it stopped or stalled; the attempt counts as failed.", NULL);
 		tasker_record_failure(&steps[i], &o);
 		http_count_outcome(HTTP_OUT_LEASE_EXPIRED);
+		tasker_count_lost_leases(TASKER_STEP_HTTP, 1);
 		(*tasks)[count++] = steps[i].task_id;
 	}
 	*ntasks = count;
@@ -344,7 +376,7 @@ any_api_steps(void)
 {
 	tasker_run_plan(tasker_keep_plan(&api_steps_plan,
 			 "SELECT EXISTS (SELECT 1 FROM @extschema@.tasker_named_tasks_named_steps l"
-			 "                WHERE " TASKER_STEP_KIND_SQL("l") " = 'http')",
+			 "                WHERE " TASKER_HANDLER_KIND_SQL("l") " = 'http')",
 			 0, NULL),
 		NULL, NULL, SPI_OK_SELECT);
 	return DatumGetBool(col(0, 1));

@@ -20,9 +20,13 @@
  *
  * Without the workers, in another database than tasker.database_name, or
  * when the ring is full at pre-commit, a transaction notifies directly,
- * as before.  The payloads are events.c's; this file only carries them,
- * and calls no tasker module but guc.c and bgw.c.  Events in the ring when the server stops (or crashes) are
- * lost, as notifications are: NOTIFY is not a durable channel.
+ * as before.  Either way, at pre-commit the transaction first appends its
+ * events to the durable event log (event_log.c), which gives each its
+ * "event_id"; the payloads sent carry it.  The payloads are events.c's;
+ * this file only carries them, and calls no tasker module but event_log.c,
+ * guc.c and bgw.c.  Events in the ring when the server stops (or crashes)
+ * are not notified, as notifications are lost: NOTIFY is not a durable
+ * channel, the event log is.
  *
  * IDENTIFICATION
  *		src/notify.c
@@ -49,6 +53,7 @@
 #include "utils/memutils.h"
 
 #include "bgw.h"
+#include "event_log.h"
 #include "guc.h"
 #include "notify.h"
 
@@ -273,7 +278,60 @@ give_back(void)
 }
 
 /*
- * at_xact_event: route the transaction's events at its end.
+ * new_pending: a pending event of this transaction, at nest level nest.
+ */
+static PendingEvent *
+new_pending(const char *payload, int nest)
+{
+	uint32		len = strlen(payload) + 1;
+	PendingEvent *e;
+
+	e = MemoryContextAlloc(TopTransactionContext, offsetof(PendingEvent, payload) + len);
+	e->nest = nest;
+	e->len = len;
+	memcpy(e->payload, payload, len);
+	return e;
+}
+
+/*
+ * log_pending: append the pending events to the event log; they are then
+ * sent as logged, with their "event_id".
+ */
+static void
+log_pending(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	int			n = 0;
+	char	  **payloads;
+	char	  **logged;
+	dlist_iter	it;
+	int			i;
+
+	dlist_foreach(it, &pending)
+		n++;
+	payloads = palloc(sizeof(char *) * n);
+	n = 0;
+	dlist_foreach(it, &pending)
+		payloads[n++] = dlist_container(PendingEvent, node, it.cur)->payload;
+	logged = tasker_event_log_append(payloads, n);
+	if (logged != payloads)
+	{
+		dlist_init(&pending);
+		pending_bytes = 0;
+		for (i = 0; i < n; i++)
+		{
+			PendingEvent *e = new_pending(logged[i], 1);
+
+			dlist_push_tail(&pending, &e->node);
+			pending_bytes += sizeof(uint32) + e->len;
+		}
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * at_xact_event: log the transaction's events at pre-commit and route
+ * them; at its end, let the log know.
  */
 static void
 at_xact_event(XactEvent event, void *arg)
@@ -281,7 +339,10 @@ at_xact_event(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
-			if (!dlist_is_empty(&pending) && !reserve())
+			if (dlist_is_empty(&pending))
+				break;
+			log_pending();
+			if (!ring_here() || !reserve())
 				notify_directly();
 			break;
 		case XACT_EVENT_PRE_PREPARE:
@@ -293,12 +354,14 @@ at_xact_event(XactEvent event, void *arg)
 				hand_over();
 			dlist_init(&pending);	/* its memory goes with the transaction */
 			pending_bytes = 0;
+			tasker_event_log_end_xact(true);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			give_back();
 			dlist_init(&pending);
 			pending_bytes = 0;
+			tasker_event_log_end_xact(false);
 			break;
 		default:
 			break;
@@ -329,33 +392,24 @@ at_subxact_event(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * tasker_queue_event: send an event on the tasker_events channel when the
- * current transaction commits: through the relay where it runs, else
- * directly.
+ * tasker_queue_event: log an event and send it on the tasker_events
+ * channel when the current transaction commits: through the relay where
+ * it runs, else directly.
  */
 void
 tasker_queue_event(const char *payload)
 {
-	uint32		len = strlen(payload) + 1;
 	PendingEvent *e;
 
-	if (!ring_here())
-	{
-		Async_Notify(TASKER_EVENTS_CHANNEL, payload);
-		return;
-	}
 	if (!callbacks_registered)
 	{
 		RegisterXactCallback(at_xact_event, NULL);
 		RegisterSubXactCallback(at_subxact_event, NULL);
 		callbacks_registered = true;
 	}
-	e = MemoryContextAlloc(TopTransactionContext, offsetof(PendingEvent, payload) + len);
-	e->nest = GetCurrentTransactionNestLevel();
-	e->len = len;
-	memcpy(e->payload, payload, len);
+	e = new_pending(payload, GetCurrentTransactionNestLevel());
 	dlist_push_tail(&pending, &e->node);
-	pending_bytes += sizeof(uint32) + len;
+	pending_bytes += sizeof(uint32) + e->len;
 }
 
 /*

@@ -29,6 +29,17 @@
  * tells the batch to look again) but not tasker_run_task or
  * tasker_run_steps: nesting a run inside a step is refused.
  *
+ * Levels (issue 13): the group roles tasker_admin, tasker_operator (a
+ * member of it controls every task, not only its templates' ones),
+ * tasker_reader and tasker_worker hold EXECUTE on the functions of their
+ * level (the upgrade script classifies each function).  With
+ * tasker.namespace_isolation on, a role that does not see every namespace
+ * (tasker_sees_all_namespaces: superusers and the extension's owner) must
+ * also hold a grant of the right level on a task's namespace
+ * (tasker_namespace_grants, written by tasker_grant_namespace) to create,
+ * control or register in it; row-level security on the runtime tables
+ * applies the same rule to what it reads.
+ *
  * This module calls only spi_util.c below it; the template and handler
  * registry files call it, never the other way round.
  *
@@ -58,6 +69,7 @@
 #include "utils/syscache.h"
 
 #include "compat.h"
+#include "guc.h"
 #include "security.h"
 #include "spi_util.h"
 
@@ -75,6 +87,20 @@ static uint64 nested_changes = 0;
 
 static SPIPlanPtr task_owner_plan;
 static SPIPlanPtr step_task_plan;
+static SPIPlanPtr namespace_grant_plan;
+
+/* The group role of each level, and the grant levels that satisfy it. */
+static const struct
+{
+	const char *role;
+	const char *name;
+	const char *granted_by;		/* grant levels that include this one */
+}			levels[] = {
+	[TASKER_LEVEL_READER] = {"tasker_reader", "reader", "reader,operator,admin"},
+	[TASKER_LEVEL_OPERATOR] = {"tasker_operator", "operator", "operator,admin"},
+	[TASKER_LEVEL_ADMIN] = {"tasker_admin", "admin", "admin"},
+	[TASKER_LEVEL_WORKER] = {"tasker_worker", "worker", ""},	/* no namespace grant */
+};
 
 /*
  * reset_at_end: at the end of any transaction no handler is running, even
@@ -177,18 +203,109 @@ tasker_restore_search_path(int nest)
 }
 
 /*
- * may_control: whether the caller has the privileges of a task's owner.
+ * tasker_level_role: the group role of a level, or InvalidOid when it was
+ * dropped (or the schema predates the levels).
+ */
+Oid
+tasker_level_role(TaskerLevel level)
+{
+	return get_role_oid(levels[level].role, true);
+}
+
+/*
+ * tasker_sees_all_namespaces: whether a role sees and may act in every
+ * namespace: isolation is off, or the role is a superuser or has the
+ * privileges of the extension's owner.
+ */
+bool
+tasker_sees_all_namespaces(Oid role)
+{
+	Oid			nsp;
+	Oid			owner;
+
+	if (!tasker_namespace_isolation || superuser_arg(role))
+		return true;
+	tasker_extension(&nsp, &owner);
+	return has_privs_of_role(role, owner);
+}
+
+/*
+ * namespace_granted: whether role holds, directly or through a role whose
+ * privileges it has, a grant on a namespace that includes level.  A schema
+ * without the grants table (0.1.0, not yet updated) grants nothing.  SPI
+ * must be connected.
+ */
+static bool
+namespace_granted(Oid role, const char *namespace, TaskerLevel level)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, OIDOID};
+	Datum		values[3] = {CStringGetTextDatum(namespace),
+		CStringGetTextDatum(levels[level].granted_by), ObjectIdGetDatum(role)};
+
+	if (!tasker_has_column("tasker_namespace_grants", "level"))
+		return false;
+	return tasker_run_plan(tasker_keep_plan(&namespace_grant_plan,
+			 "SELECT 1 FROM @extschema@.tasker_namespace_grants g"
+			 " WHERE g.namespace = $1"
+			 "   AND g.level = ANY (pg_catalog.string_to_array($2, ','))"
+			 "   AND pg_catalog.pg_has_role($3, g.grantee::oid, 'USAGE')"
+			 " LIMIT 1",
+			 3, argtypes),
+		values, NULL, SPI_OK_SELECT) > 0;
+}
+
+/*
+ * tasker_may_in_namespace: whether the caller may act at level in a
+ * namespace: it sees them all, or holds a grant there.  SPI connected.
+ */
+bool
+tasker_may_in_namespace(const char *namespace, TaskerLevel level)
+{
+	Oid			caller = tasker_caller();
+
+	return tasker_sees_all_namespaces(caller) ||
+		namespace_granted(caller, namespace, level);
+}
+
+/*
+ * tasker_require_namespace: raise unless the caller may act at level in a
+ * namespace (always, with isolation off).  action completes "permission
+ * denied to ...", e.g. "create tasks in".  SPI must be connected.
+ */
+void
+tasker_require_namespace(const char *namespace, TaskerLevel level,
+						 const char *action)
+{
+	if (tasker_may_in_namespace(namespace, level))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s namespace \"%s\"", action, namespace),
+			 errdetail("tasker.namespace_isolation is on, and role \"%s\" holds no %s grant on namespace \"%s\".",
+					   tasker_role_name(tasker_caller()), levels[level].name, namespace),
+			 errhint("A superuser grants one with tasker_grant_namespace(role, namespace, level).")));
+}
+
+/*
+ * may_control: whether the caller has the privileges of a task's owner,
+ * or of the operator level.
  */
 static bool
 may_control(Oid owner)
 {
-	return superuser_arg(tasker_caller()) || has_privs_of_role(tasker_caller(), owner);
+	Oid			caller = tasker_caller();
+	Oid			operator_role = tasker_level_role(TASKER_LEVEL_OPERATOR);
+
+	return superuser_arg(caller) || has_privs_of_role(caller, owner) ||
+		(OidIsValid(operator_role) && has_privs_of_role(caller, operator_role));
 }
 
 /*
  * tasker_require_task_control: raise unless the caller may control the
- * task (a missing task is left for the caller's own lookup to report).
- * Runs inside an API scope, with SPI connected.
+ * task (a missing task is left for the caller's own lookup to report):
+ * it has the privileges of the task's template owner or of
+ * tasker_operator and, under namespace isolation, an operator grant on the
+ * task's namespace.  Runs inside an API scope, with SPI connected.
  */
 void
 tasker_require_task_control(int64 task_id, const char *action)
@@ -197,10 +314,13 @@ tasker_require_task_control(int64 task_id, const char *action)
 	Datum		values[1] = {Int64GetDatum(task_id)};
 	bool		isnull;
 	Oid			owner;
+	char	   *namespace;
 
 	tasker_run_plan(tasker_keep_plan(&task_owner_plan,
-			 "SELECT nt.owner::oid FROM @extschema@.tasker_tasks t"
+			 "SELECT nt.owner::oid, ns.name::text FROM @extschema@.tasker_tasks t"
 			 "  JOIN @extschema@.tasker_named_tasks nt USING (named_task_id)"
+			 "  JOIN @extschema@.tasker_task_namespaces ns"
+			 "    ON ns.task_namespace_id = nt.task_namespace_id"
 			 " WHERE t.task_id = $1",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
@@ -208,13 +328,20 @@ tasker_require_task_control(int64 task_id, const char *action)
 		return;
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
+	namespace = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	if (!may_control(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s task " INT64_FORMAT, action, task_id),
-				 errdetail("The task's template belongs to role \"%s\".",
-						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
-				 errhint("Only that role, its members and superusers may control its tasks.")));
+				 errdetail("The task's template belongs to role \"%s\".", tasker_role_name(owner)),
+				 errhint("Only that role, its members, members of tasker_operator and superusers may control its tasks.")));
+	if (!tasker_may_in_namespace(namespace, TASKER_LEVEL_OPERATOR))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s task " INT64_FORMAT, action, task_id),
+				 errdetail("tasker.namespace_isolation is on, and role \"%s\" holds no operator grant on the task's namespace \"%s\".",
+						   tasker_role_name(tasker_caller()), namespace),
+				 errhint("A superuser grants one with tasker_grant_namespace(role, namespace, 'operator').")));
 }
 
 /*
@@ -242,14 +369,28 @@ tasker_require_step_control(int64 step_id, const char *action)
 
 /*
  * tasker_run_as_filter: the role whose tasks tasker_run_steps may run for
- * the caller, or InvalidOid for all (a superuser, or a worker).
+ * the caller, or InvalidOid for all (a superuser, a worker, a member of
+ * tasker_operator).  Under namespace isolation a role that does not see
+ * every namespace may not run steps by the batch at all (the claim does
+ * not filter by namespace): it raises.
  */
 Oid
 tasker_run_as_filter(void)
 {
 	Oid			caller = tasker_caller();
+	Oid			operator_role = tasker_level_role(TASKER_LEVEL_OPERATOR);
 
-	return superuser_arg(caller) ? InvalidOid : caller;
+	if (!tasker_sees_all_namespaces(caller))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to run steps of every namespace"),
+				 errdetail("tasker.namespace_isolation is on, and role \"%s\" does not see every namespace.",
+						   tasker_role_name(caller)),
+				 errhint("Run your tasks one at a time with tasker_run_task, or let the background workers run them.")));
+	if (superuser_arg(caller) ||
+		(OidIsValid(operator_role) && has_privs_of_role(caller, operator_role)))
+		return InvalidOid;
+	return caller;
 }
 
 /*
@@ -347,9 +488,33 @@ tasker_role_name(Oid role)
 }
 
 /*
+ * definer_problem: NULL unless fn is SECURITY DEFINER and owned by a role
+ * whose privileges role lacks (a superuser has every role's): registering
+ * or running it as a handler would then act with more rights than role's.
+ */
+static char *
+definer_problem(Oid fn, Oid role)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Form_pg_proc proc;
+	char	   *problem = NULL;
+
+	if (!HeapTupleIsValid(tuple))
+		return NULL;
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	if (proc->prosecdef && !has_privs_of_role(role, proc->proowner))
+		problem = psprintf("function %s is SECURITY DEFINER and belongs to role \"%s\", whose privileges role \"%s\" does not have",
+						   format_procedure(fn), tasker_role_name(proc->proowner),
+						   tasker_role_name(role));
+	ReleaseSysCache(tuple);
+	return problem;
+}
+
+/*
  * tasker_handler_access_problem: NULL when a role may call a function as a
- * step handler, that is, has USAGE on its schema and EXECUTE on it; else a
- * sentence fragment saying which privilege it lacks.
+ * step handler, that is, has USAGE on its schema and EXECUTE on it, and
+ * the function is not SECURITY DEFINER for a role whose privileges it
+ * lacks; else a sentence fragment saying what is wrong.
  */
 char *
 tasker_handler_access_problem(Oid fn, Oid role)
@@ -363,7 +528,7 @@ tasker_handler_access_problem(Oid fn, Oid role)
 	if (tasker_proc_aclcheck(fn, role, ACL_EXECUTE) != ACLCHECK_OK)
 		return psprintf("role \"%s\" has no EXECUTE privilege on function %s",
 						tasker_role_name(role), format_procedure(fn));
-	return NULL;
+	return definer_problem(fn, role);
 }
 
 /*

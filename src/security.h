@@ -15,6 +15,15 @@
 
 #include "fmgr.h"
 
+/* The levels of rights (issue 13), each a NOLOGIN group role. */
+typedef enum TaskerLevel
+{
+	TASKER_LEVEL_READER,
+	TASKER_LEVEL_OPERATOR,
+	TASKER_LEVEL_ADMIN,
+	TASKER_LEVEL_WORKER
+} TaskerLevel;
+
 /* What tasker_api_enter changed, for tasker_api_leave to undo. */
 typedef struct TaskerApiScope
 {
@@ -44,6 +53,11 @@ extern void tasker_restore_search_path(int nest);
 extern void tasker_require_task_control(int64 task_id, const char *action);
 extern void tasker_require_step_control(int64 step_id, const char *action);
 extern Oid	tasker_run_as_filter(void);
+extern Oid	tasker_level_role(TaskerLevel level);
+extern bool tasker_sees_all_namespaces(Oid role);
+extern bool tasker_may_in_namespace(const char *namespace, TaskerLevel level);
+extern void tasker_require_namespace(const char *namespace, TaskerLevel level,
+									 const char *action);
 extern void tasker_refuse_in_handler(const char *function);
 
 extern uint64 tasker_nested_changes(void);

@@ -5,11 +5,16 @@
  *		latches, the counters, and one request/startup pair for every part.
  *
  * The struct here holds the executors' slots (pid, latch, state, steps
- * run; the launcher's pid) and the counters of tasks and step attempts.
- * Three more parts live with the module that owns their rules: the HTTP
+ * run; the launcher's pid) and the counters that tasker_metrics()
+ * (metrics.c) reads: tasks by outcome, step attempts by kind and outcome,
+ * retries, HTTP requests by answer, external-worker claims, lost leases,
+ * and a histogram of step run times by kind.  They live as long as the
+ * server: a restart (or a crash) starts them again at zero.
+ * Four more parts live with the module that owns their rules: the HTTP
  * concurrency slots and request counters (http_limits.c), the event
- * relay's ring (notify.c), and the latches of sessions waiting for work in
- * tasker_claim_steps (claim_wait.c).  This file reserves all of them, and
+ * relay's ring (notify.c), the latches of sessions waiting for work in
+ * tasker_claim_steps (claim_wait.c), and the event log's id counters,
+ * ids in flight and the event worker's latch (event_log.c).  This file reserves all of them, and
  * the ring's lock, in one shmem_request_hook, and creates or attaches them
  * in one
  * shmem_startup_hook; nothing else installs a hook.  The hooks are
@@ -18,14 +23,15 @@
  * (tasker_workers_present) and every writer does nothing.
  *
  * A spinlock guards the slots; a slot's latch is set without it.  The
- * counters are atomics, and count what committed: a backend keeps its
- * counts per subtransaction level until its transaction ends, adds them
- * at commit and forgets them on abort (a batch that rolls back left no
- * attempt; a task whose creation rolled back was never created).  Counts
- * made outside a transaction are added at once.  The ready backlog gauge
- * (admission control, backlog.c) is kept here too: an executor publishes
- * what it measured, and each task created since adds its ready steps at
- * commit.
+ * counters are atomics, one per uint64 of TaskerCounts, and count what
+ * committed: a backend keeps its counts per subtransaction level until
+ * its transaction ends, adds them at commit and forgets them on abort (a
+ * batch that rolls back left no attempt; a task whose creation rolled
+ * back was never created).  Counts made outside a transaction are added
+ * at once.  Counting takes no lock and reads no table.  The ready
+ * backlog gauge (admission control, backlog.c) is kept here too: an
+ * executor publishes what it measured, and each task created since adds
+ * its ready steps at commit.
  *
  * This module calls nothing above it: the worker loops (worker.c), the
  * commit-time wake-up (events.c) and the SQL functions (api.c, control.c)
@@ -52,14 +58,33 @@
 #include "utils/timestamp.h"
 
 #include "claim_wait.h"
+#include "event_log.h"
 #include "guc.h"
 #include "http_limits.h"
 #include "notify.h"
 #include "shmem.h"
 
-/* The counters, flat: the task counts, then the attempts by kind. */
-#define NUM_COUNTS \
-	(TASKER_NUM_TASK_COUNTS + TASKER_NUM_STEP_KINDS * TASKER_NUM_ATTEMPT_OUTCOMES)
+/* The counters, flat: TaskerCounts as an array of uint64. */
+#define NUM_COUNTS ((int) (sizeof(TaskerCounts) / sizeof(uint64)))
+/* The flat index of the first counter of a member of TaskerCounts. */
+#define COUNT_INDEX(member) ((int) (offsetof(TaskerCounts, member) / sizeof(uint64)))
+
+StaticAssertDecl(sizeof(TaskerCounts) % sizeof(uint64) == 0,
+				 "TaskerCounts must hold nothing but uint64 counters");
+
+const double tasker_duration_bounds[TASKER_NUM_DURATION_BOUNDS] = {
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300
+};
+
+static const char *const kind_names[TASKER_NUM_STEP_KINDS] = {
+	"sql", "http", "worker", "flow"
+};
+static const char *const outcome_names[TASKER_NUM_ATTEMPT_OUTCOMES] = {
+	"complete", "retry", "failed", "quarantined", "cancelled"
+};
+static const char *const http_class_names[TASKER_NUM_HTTP_CLASSES] = {
+	"2xx", "3xx", "4xx", "5xx", "error", "timeout"
+};
 
 typedef struct TaskerShmem
 {
@@ -86,6 +111,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
  */
 static uint64 *pending_counts = NULL;
 static int	pending_levels = 0;
+static bool counts_pending = false; /* some level holds a count */
 static bool counts_callbacks = false;
 
 /*
@@ -128,10 +154,11 @@ shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(add_size(add_size(slots_shmem_size(),
-													  tasker_http_shmem_size()),
-											 tasker_notify_shmem_size()),
-									tasker_claim_wait_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(add_size(add_size(slots_shmem_size(),
+															   tasker_http_shmem_size()),
+													  tasker_notify_shmem_size()),
+											 tasker_claim_wait_shmem_size()),
+									tasker_event_log_shmem_size()));
 	RequestNamedLWLockTranche(TASKER_NOTIFY_TRANCHE, 1);
 }
 
@@ -148,6 +175,7 @@ shmem_startup(void)
 	tasker_http_shmem_init();
 	tasker_notify_shmem_init();
 	tasker_claim_wait_shmem_init();
+	tasker_event_log_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -390,6 +418,9 @@ counts_at_xact(XactEvent event, void *arg)
 		event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT &&
 		event != XACT_EVENT_PREPARE)
 		return;
+	if (!counts_pending)
+		return;
+	counts_pending = false;
 	for (level = 1; level < pending_levels; level++)
 		for (i = 0; i < NUM_COUNTS; i++)
 		{
@@ -413,7 +444,7 @@ counts_at_subxact(SubXactEvent event, SubTransactionId mySubid,
 	int			level = GetCurrentTransactionNestLevel();
 	int			i;
 
-	if (level >= pending_levels ||
+	if (!counts_pending || level >= pending_levels ||
 		(event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB))
 		return;
 	for (i = 0; i < NUM_COUNTS; i++)
@@ -462,6 +493,7 @@ add_count(int i, uint64 n)
 		pending_levels = levels;
 	}
 	pending_counts[level * NUM_COUNTS + i] += n;
+	counts_pending = true;
 }
 
 /*
@@ -472,7 +504,7 @@ void
 tasker_count_tasks(TaskerTaskCount what, uint64 n)
 {
 	Assert(what < TASKER_NUM_TASK_COUNTS);
-	add_count(what, n);
+	add_count(COUNT_INDEX(tasks) + what, n);
 }
 
 /*
@@ -485,7 +517,67 @@ tasker_count_attempts(TaskerStepKind kind, TaskerAttemptOutcome outcome,
 {
 	Assert(kind < TASKER_NUM_STEP_KINDS);
 	Assert(outcome < TASKER_NUM_ATTEMPT_OUTCOMES);
-	add_count(TASKER_NUM_TASK_COUNTS + kind * TASKER_NUM_ATTEMPT_OUTCOMES + outcome, n);
+	add_count(COUNT_INDEX(attempts) + kind * TASKER_NUM_ATTEMPT_OUTCOMES + outcome, n);
+}
+
+/*
+ * tasker_observe_step_seconds: add the run time of one step attempt of a
+ * kind to its histogram (a negative or unknown time counts as 0).
+ */
+void
+tasker_observe_step_seconds(TaskerStepKind kind, double seconds)
+{
+	int			b = 0;
+
+	Assert(kind < TASKER_NUM_STEP_KINDS);
+	if (!(seconds > 0))
+		seconds = 0;
+	while (b < TASKER_NUM_DURATION_BOUNDS && seconds > tasker_duration_bounds[b])
+		b++;
+	add_count(COUNT_INDEX(duration_buckets) + kind * (TASKER_NUM_DURATION_BOUNDS + 1) + b, 1);
+	add_count(COUNT_INDEX(duration_sum_us) + kind,
+			  (uint64) Min(seconds * 1000000.0 + 0.5, (double) PG_INT64_MAX));
+}
+
+/*
+ * tasker_count_retries: count n attempts of a kind started after a
+ * failed one (attempt 2 and later).
+ */
+void
+tasker_count_retries(TaskerStepKind kind, uint64 n)
+{
+	Assert(kind < TASKER_NUM_STEP_KINDS);
+	add_count(COUNT_INDEX(retries) + kind, n);
+}
+
+/*
+ * tasker_count_http: count one HTTP request by the class of its answer.
+ */
+void
+tasker_count_http(TaskerHttpClass what)
+{
+	Assert(what < TASKER_NUM_HTTP_CLASSES);
+	add_count(COUNT_INDEX(http) + what, 1);
+}
+
+/*
+ * tasker_count_worker_claims: count n steps claimed by external workers.
+ */
+void
+tasker_count_worker_claims(uint64 n)
+{
+	add_count(COUNT_INDEX(worker_claims), n);
+}
+
+/*
+ * tasker_count_lost_leases: count n leased steps of a kind reclaimed after
+ * their lease expired.
+ */
+void
+tasker_count_lost_leases(TaskerStepKind kind, uint64 n)
+{
+	Assert(kind < TASKER_NUM_STEP_KINDS);
+	add_count(COUNT_INDEX(lost_leases) + kind, n);
 }
 
 /*
@@ -495,20 +587,60 @@ tasker_count_attempts(TaskerStepKind kind, TaskerAttemptOutcome outcome,
 bool
 tasker_read_counts(TaskerCounts *out)
 {
-	int			k;
-	int			o;
+	uint64	   *flat = (uint64 *) out;
+	int			i;
 
 	memset(out, 0, sizeof(*out));
 	if (tasker_shmem == NULL)
 		return false;
-	for (k = 0; k < TASKER_NUM_TASK_COUNTS; k++)
-		out->tasks[k] = pg_atomic_read_u64(&tasker_shmem->counts[k]);
-	for (k = 0; k < TASKER_NUM_STEP_KINDS; k++)
-		for (o = 0; o < TASKER_NUM_ATTEMPT_OUTCOMES; o++)
-			out->attempts[k][o] =
-				pg_atomic_read_u64(&tasker_shmem->counts[TASKER_NUM_TASK_COUNTS +
-														 k * TASKER_NUM_ATTEMPT_OUTCOMES + o]);
+	for (i = 0; i < NUM_COUNTS; i++)
+		flat[i] = pg_atomic_read_u64(&tasker_shmem->counts[i]);
 	return true;
+}
+
+/*
+ * tasker_step_kind: the kind of a handler_kind name, or -1 for a name
+ * tasker does not count.
+ */
+int
+tasker_step_kind(const char *name)
+{
+	int			k;
+
+	for (k = 0; name != NULL && k < TASKER_NUM_STEP_KINDS; k++)
+		if (strcmp(name, kind_names[k]) == 0)
+			return k;
+	return -1;
+}
+
+/*
+ * tasker_step_kind_name: a kind's name, as handler_kind spells it.
+ */
+const char *
+tasker_step_kind_name(TaskerStepKind kind)
+{
+	Assert(kind < TASKER_NUM_STEP_KINDS);
+	return kind_names[kind];
+}
+
+/*
+ * tasker_attempt_outcome_name: an attempt outcome's label value.
+ */
+const char *
+tasker_attempt_outcome_name(TaskerAttemptOutcome outcome)
+{
+	Assert(outcome < TASKER_NUM_ATTEMPT_OUTCOMES);
+	return outcome_names[outcome];
+}
+
+/*
+ * tasker_http_class_name: an HTTP answer class's label value.
+ */
+const char *
+tasker_http_class_name(TaskerHttpClass what)
+{
+	Assert(what < TASKER_NUM_HTTP_CLASSES);
+	return http_class_names[what];
 }
 
 /*

@@ -54,29 +54,65 @@ typedef enum TaskerTaskCount
 	TASKER_NUM_TASK_COUNTS
 } TaskerTaskCount;
 
-/* The handler kinds step attempts are counted by. */
+/* The handler kinds steps are counted by (tasker_step_kind_name). */
 typedef enum TaskerStepKind
 {
 	TASKER_STEP_SQL = 0,
 	TASKER_STEP_HTTP,
+	TASKER_STEP_WORKER,
+	TASKER_STEP_FLOW,			/* map fan-out, wait, subtask (issue 10) */
 	TASKER_NUM_STEP_KINDS
 } TaskerStepKind;
 
-/* How a step attempt ended, as counted. */
+/* How a step attempt ended, as counted (tasker_attempt_outcome_name). */
 typedef enum TaskerAttemptOutcome
 {
 	TASKER_ATTEMPT_COMPLETE = 0,
 	TASKER_ATTEMPT_RETRY,		/* failed, a retry is scheduled */
 	TASKER_ATTEMPT_FAILED,		/* failed for good (permanent, or no retry
 								 * left) */
+	TASKER_ATTEMPT_QUARANTINED, /* tasker could not run or record it */
+	TASKER_ATTEMPT_CANCELLED,	/* cancelled while in progress */
 	TASKER_NUM_ATTEMPT_OUTCOMES
 } TaskerAttemptOutcome;
 
-/* A copy of the counters (tasker_read_counts). */
+/* HTTP requests by the class of their answer (tasker_http_class_name). */
+typedef enum TaskerHttpClass
+{
+	TASKER_HTTP_2XX = 0,
+	TASKER_HTTP_3XX,
+	TASKER_HTTP_4XX,
+	TASKER_HTTP_5XX,
+	TASKER_HTTP_ERROR,			/* no answer: connection error, response too
+								 * large, another status */
+	TASKER_HTTP_TIMEOUT,
+	TASKER_NUM_HTTP_CLASSES
+} TaskerHttpClass;
+
+/*
+ * The upper bounds, in seconds, of the step duration histogram's buckets;
+ * one more bucket counts what lies above the last.
+ */
+#define TASKER_NUM_DURATION_BOUNDS 14
+extern const double tasker_duration_bounds[TASKER_NUM_DURATION_BOUNDS];
+
+/*
+ * A copy of the counters (tasker_read_counts).  Every member is an array
+ * of uint64: shared memory keeps the same layout as one flat array of
+ * atomics.
+ */
 typedef struct TaskerCounts
 {
 	uint64		tasks[TASKER_NUM_TASK_COUNTS];
 	uint64		attempts[TASKER_NUM_STEP_KINDS][TASKER_NUM_ATTEMPT_OUTCOMES];
+	uint64		retries[TASKER_NUM_STEP_KINDS]; /* attempts after the first
+												 * started */
+	uint64		http[TASKER_NUM_HTTP_CLASSES];
+	uint64		worker_claims[1];
+	uint64		lost_leases[TASKER_NUM_STEP_KINDS];
+	/* per bucket, not cumulative; the last is above the largest bound */
+	uint64		duration_buckets[TASKER_NUM_STEP_KINDS][TASKER_NUM_DURATION_BOUNDS + 1];
+	uint64		duration_sum_us[TASKER_NUM_STEP_KINDS];
 } TaskerCounts;
 
 extern void tasker_shmem_register(void);
@@ -100,12 +136,22 @@ extern void tasker_release_slot(int i);
 extern void tasker_set_slot_state(int i, TaskerWorkerState state, int steps);
 extern void tasker_wake_other_workers(int i);
 
-/* The counters */
+/* The counters: counted when the current transaction commits */
 extern void tasker_count_tasks(TaskerTaskCount what, uint64 n);
 extern void tasker_count_attempts(TaskerStepKind kind,
 								  TaskerAttemptOutcome outcome, uint64 n);
+extern void tasker_observe_step_seconds(TaskerStepKind kind, double seconds);
+extern void tasker_count_retries(TaskerStepKind kind, uint64 n);
+extern void tasker_count_http(TaskerHttpClass what);
+extern void tasker_count_worker_claims(uint64 n);
+extern void tasker_count_lost_leases(TaskerStepKind kind, uint64 n);
 extern bool tasker_read_counts(TaskerCounts *out);
 
+/* The counters' label values */
+extern int	tasker_step_kind(const char *name);
+extern const char *tasker_step_kind_name(TaskerStepKind kind);
+extern const char *tasker_attempt_outcome_name(TaskerAttemptOutcome outcome);
+extern const char *tasker_http_class_name(TaskerHttpClass what);
 /* The ready backlog gauge (admission control, backlog.c) */
 extern void tasker_backlog_add_at_commit(uint64 n);
 extern bool tasker_backlog_sample_due(int interval_ms);

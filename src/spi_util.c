@@ -39,6 +39,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 #include "spi_util.h"
 
@@ -390,4 +391,72 @@ Datum
 tasker_col(uint64 i, int n, bool *isnull)
 {
 	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
+}
+
+/*
+ * tasker_result_int8s: the bigint first column of every row of the last
+ * SPI result, copied (*n of them).
+ */
+int64 *
+tasker_result_int8s(int *n)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	uint64		i;
+	bool		isnull;
+
+	for (i = 0; i < SPI_processed; i++)
+		ids[i] = DatumGetInt64(tasker_col(i, 1, &isnull));
+	*n = (int) SPI_processed;
+	return ids;
+}
+
+/*
+ * tasker_run_plan_latest: tasker_run_plan for a read-only statement, run
+ * with a new snapshot that sees every transaction committed so far, even
+ * in a transaction whose own snapshot is older.
+ */
+uint64
+tasker_run_plan_latest(SPIPlanPtr plan, Datum *values, int expected)
+{
+	int			nest = pin_search_path();
+	int			rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+										  InvalidSnapshot, true, false, 0);
+
+	unpin_search_path(nest);
+	if (rc != expected)
+		elog(ERROR, "tasker statement failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/*
+ * tasker_installed_version: the installed version of the extension in this
+ * database (palloc'd in the caller's context), or NULL when it is not
+ * installed.  Runs in the caller's transaction.
+ */
+char *
+tasker_installed_version(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("tasker"));
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
 }

@@ -20,6 +20,17 @@
  * expects, and the batch then falls back to tasker_transition, one step
  * at a time.
  *
+ * The same functions count what they moved, for tasker_metrics() (the
+ * counters in shmem.c, added when the transaction commits): tasks that
+ * complete, fail or are cancelled, and every step attempt that ends (a
+ * step leaving in_progress) by its handler kind and outcome, with its run
+ * time since the attempt started (last_attempted_at); attempts started
+ * after the first count as retries.  A failed attempt is a retry or a
+ * final failure as its caller decided (tasker_fail_attempt).  A step
+ * transition that ends an attempt also keeps the attempt's start
+ * (attempt_started_at: the in_progress transition before it), for the
+ * analytics.
+ *
  * The entity row is locked FOR NO KEY UPDATE first, so two sessions that
  * move the same task or step serialise here and the second sees the
  * first's state; the key-share locks that inserting transition rows takes
@@ -43,6 +54,7 @@
 #include "spi_util.h"
 #include "events.h"
 #include "security.h"
+#include "shmem.h"
 #include "state.h"
 
 static const char *const state_names[TASKER_NUM_STATES] = {
@@ -51,7 +63,8 @@ static const char *const state_names[TASKER_NUM_STATES] = {
 	"complete",
 	"error",
 	"cancelled",
-	"resolved_manually"
+	"resolved_manually",
+	"skipped"
 };
 
 #define S(st) (1 << (st))
@@ -70,13 +83,14 @@ static const int task_next[TASKER_NUM_STATES] = {
 /* Allowed next states of a step, indexed by the current state. */
 static const int step_next[TASKER_NUM_STATES] = {
 	[TASKER_PENDING] = S(TASKER_IN_PROGRESS) | S(TASKER_ERROR) |
-	S(TASKER_CANCELLED) | S(TASKER_RESOLVED_MANUALLY),
+	S(TASKER_CANCELLED) | S(TASKER_RESOLVED_MANUALLY) | S(TASKER_SKIPPED),
 	[TASKER_IN_PROGRESS] = S(TASKER_COMPLETE) | S(TASKER_ERROR) | S(TASKER_CANCELLED) |
 	S(TASKER_PENDING),			/* a leased step given back by its worker */
 	[TASKER_COMPLETE] = 0,
 	[TASKER_ERROR] = S(TASKER_PENDING) | S(TASKER_RESOLVED_MANUALLY),
 	[TASKER_CANCELLED] = S(TASKER_RESOLVED_MANUALLY),
-	[TASKER_RESOLVED_MANUALLY] = 0
+	[TASKER_RESOLVED_MANUALLY] = 0,
+	[TASKER_SKIPPED] = 0
 };
 
 /* What the locking query found about the entity being moved. */
@@ -88,6 +102,8 @@ typedef struct EntityRow
 	char	   *namespace;
 	char	   *step_name;		/* steps only */
 	int32		attempts;		/* steps only */
+	char	   *kind;			/* steps only: handler_kind */
+	double		run_seconds;	/* steps only: since the attempt started */
 } EntityRow;
 
 /* Saved plans, prepared on first use in each backend. */
@@ -100,6 +116,7 @@ static SPIPlanPtr step_insert_plan;
 static SPIPlanPtr task_update_plan;
 static SPIPlanPtr step_update_plan;
 static SPIPlanPtr release_children_plan;
+static SPIPlanPtr release_children_010_plan;
 static SPIPlanPtr start_steps_plan;
 static SPIPlanPtr complete_steps_plan;
 
@@ -128,7 +145,7 @@ tasker_state_from_name(const char *name)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown state \"%s\"", name),
-			 errdetail("The states are pending, in_progress, complete, error, cancelled and resolved_manually."),
+			 errdetail("The states are pending, in_progress, complete, error, cancelled, resolved_manually and skipped (steps only)."),
 			 errhint("State names are lower case.")));
 	return TASKER_PENDING;		/* keep the compiler quiet */
 }
@@ -197,6 +214,19 @@ get_int(int n)
 }
 
 /*
+ * get_float: column n of the first result row, a float8 (0 when null).
+ */
+static double
+get_float(int n)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								  n, &isnull);
+
+	return isnull ? 0 : DatumGetFloat8(d);
+}
+
+/*
  * lock_entity: lock the task or step row and read what a transition needs.
  */
 static void
@@ -217,7 +247,8 @@ lock_entity(TaskerEntity entity, int64 id, EntityRow *row)
 	else
 		plan = tasker_keep_plan(&lock_step_plan,
 							"SELECT s.current_state::text, s.task_id, nt.name::text, ns.name::text,"
-							"       st.name::text, s.attempts"
+							"       st.name::text, s.attempts, s.handler_kind,"
+							"       extract(epoch FROM clock_timestamp() - s.last_attempted_at)::float8"
 							"  FROM @extschema@.tasker_workflow_steps s"
 							"  JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id"
 							"  JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id"
@@ -234,6 +265,8 @@ lock_entity(TaskerEntity entity, int64 id, EntityRow *row)
 	row->namespace = get_text(4);
 	row->step_name = (entity == TASKER_ENTITY_STEP) ? get_text(5) : NULL;
 	row->attempts = (entity == TASKER_ENTITY_STEP) ? (int32) get_int(6) : 0;
+	row->kind = (entity == TASKER_ENTITY_STEP) ? get_text(7) : NULL;
+	row->run_seconds = (entity == TASKER_ENTITY_STEP) ? get_float(8) : 0;
 }
 
 /*
@@ -252,14 +285,14 @@ count_unfinished(TaskerEntity entity, int64 id)
 		plan = tasker_keep_plan(&task_guard_plan,
 							"SELECT count(*) FROM @extschema@.tasker_workflow_steps"
 							" WHERE task_id = $1"
-							"   AND current_state NOT IN ('complete', 'resolved_manually')",
+							"   AND current_state NOT IN " TASKER_FINISHED_STATES_SQL,
 							1, argtypes);
 	else
 		plan = tasker_keep_plan(&step_guard_plan,
 							"SELECT count(*) FROM @extschema@.tasker_workflow_step_edges e"
 							"  JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id"
 							" WHERE e.to_step_id = $1"
-							"   AND p.current_state NOT IN ('complete', 'resolved_manually')",
+							"   AND p.current_state NOT IN " TASKER_FINISHED_STATES_SQL,
 							1, argtypes);
 	tasker_run_plan(plan, values, NULL, SPI_OK_SELECT);
 	return get_int(1);
@@ -292,7 +325,7 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("task " INT64_FORMAT " cannot complete", id),
-					 errdetail("The task is in state \"%s\"; " INT64_FORMAT " of its steps are neither complete nor resolved_manually.",
+					 errdetail("The task is in state \"%s\"; " INT64_FORMAT " of its steps are neither complete, resolved_manually nor skipped.",
 							   state_names[from], unfinished),
 					 errhint("Complete or resolve every step first.")));
 	}
@@ -303,11 +336,46 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("step " INT64_FORMAT " cannot start", id),
-					 errdetail("The step is in state \"%s\"; " INT64_FORMAT " of its parents are neither complete nor resolved_manually.",
+					 errdetail("The step is in state \"%s\"; " INT64_FORMAT " of its parents are neither complete, resolved_manually nor skipped.",
 							   state_names[from], unfinished),
 					 errhint("A step runs only after all of its dependencies.")));
 	}
 }
+
+/*
+ * A step's transition: clear the previous most_recent row and insert the
+ * new one after it.  A transition out of in_progress ends an attempt, and
+ * keeps when it started (the in_progress transition before it), so the
+ * analytics read an attempt's run time from one row.  The second form is
+ * for the schema of 0.1.0, not yet updated, which has no such column.
+ */
+#define STEP_INSERT_SQL \
+	"WITH prev AS (" \
+	"  UPDATE @extschema@.tasker_workflow_step_transitions" \
+	"     SET most_recent = false, updated_at = now()" \
+	"   WHERE workflow_step_id = $1 AND most_recent" \
+	"  RETURNING sort_key, to_state, created_at)" \
+	"INSERT INTO @extschema@.tasker_workflow_step_transitions" \
+	" (workflow_step_id, task_id, from_state, to_state, metadata," \
+	"  sort_key, created_at, attempt_started_at)" \
+	" SELECT $1, $2, $3, $4, $5::jsonb," \
+	"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10," \
+	"        clock_timestamp()," \
+	"        (SELECT max(created_at) FROM prev WHERE to_state = 'in_progress')" \
+	" RETURNING created_at"
+#define STEP_INSERT_SQL_0_1_0 \
+	"WITH prev AS (" \
+	"  UPDATE @extschema@.tasker_workflow_step_transitions" \
+	"     SET most_recent = false, updated_at = now()" \
+	"   WHERE workflow_step_id = $1 AND most_recent" \
+	"  RETURNING sort_key)" \
+	"INSERT INTO @extschema@.tasker_workflow_step_transitions" \
+	" (workflow_step_id, task_id, from_state, to_state, metadata," \
+	"  sort_key, created_at)" \
+	" SELECT $1, $2, $3, $4, $5::jsonb," \
+	"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10," \
+	"        clock_timestamp()" \
+	" RETURNING created_at"
 
 /*
  * record_transition: clear the previous most_recent row and insert the new
@@ -344,19 +412,12 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 								" RETURNING created_at",
 								5, argtypes);
 	else
+		/* the catalog is read only when the plan is first prepared */
 		plan = tasker_keep_plan(&step_insert_plan,
-								"WITH prev AS ("
-								"  UPDATE @extschema@.tasker_workflow_step_transitions"
-								"     SET most_recent = false, updated_at = now()"
-								"   WHERE workflow_step_id = $1 AND most_recent"
-								"  RETURNING sort_key)"
-								"INSERT INTO @extschema@.tasker_workflow_step_transitions"
-								" (workflow_step_id, task_id, from_state, to_state, metadata,"
-								"  sort_key, created_at)"
-								" SELECT $1, $2, $3, $4, $5::jsonb,"
-								"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10,"
-								"        clock_timestamp()"
-								" RETURNING created_at",
+								step_insert_plan != NULL ||
+								tasker_has_column("tasker_workflow_step_transitions",
+												  "attempt_started_at") ?
+								STEP_INSERT_SQL : STEP_INSERT_SQL_0_1_0,
 								5, argtypes);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(task_id);
@@ -400,8 +461,8 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 						   "UPDATE @extschema@.tasker_workflow_steps"
 						   "   SET current_state = $2, updated_at = now(),"
 						   "       in_process = ($2 = 'in_progress'),"
-						   "       processed = ($2 IN ('complete', 'resolved_manually')),"
-						   "       processed_at = CASE WHEN $2 IN ('complete', 'resolved_manually')"
+						   "       processed = ($2 IN " TASKER_FINISHED_STATES_SQL "),"
+						   "       processed_at = CASE WHEN $2 IN " TASKER_FINISHED_STATES_SQL
 						   "                           THEN clock_timestamp() ELSE processed_at END,"
 						   "       next_attempt_at = CASE WHEN $2 = 'pending' THEN now() END,"
 						   "       lease_expires_at = CASE WHEN $2 = 'in_progress'"
@@ -410,10 +471,21 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 						   2, argtypes),
 			  values, NULL, SPI_OK_UPDATE);
 
-	if (to == TASKER_COMPLETE || to == TASKER_RESOLVED_MANUALLY)
-		tasker_run_plan(tasker_keep_plan(&release_children_plan,
+	if ((to == TASKER_COMPLETE || to == TASKER_RESOLVED_MANUALLY || to == TASKER_SKIPPED) &&
+		!tasker_has_column("tasker_workflow_steps", "delay_seconds"))
+		tasker_run_plan(tasker_keep_plan(&release_children_010_plan,
 							   "UPDATE @extschema@.tasker_workflow_steps c"
 							   "   SET unfinished_parents = c.unfinished_parents - 1"
+							   "  FROM @extschema@.tasker_workflow_step_edges e"
+							   " WHERE e.from_step_id = $1"
+							   "   AND c.workflow_step_id = e.to_step_id",
+							   1, argtypes),
+				  values, NULL, SPI_OK_UPDATE);
+	else if (to == TASKER_COMPLETE || to == TASKER_RESOLVED_MANUALLY || to == TASKER_SKIPPED)
+		tasker_run_plan(tasker_keep_plan(&release_children_plan,
+							   "UPDATE @extschema@.tasker_workflow_steps c"
+							   "   SET unfinished_parents = c.unfinished_parents - 1,"
+							   "       next_attempt_at = " TASKER_RELEASE_DELAY_SQL("c", "1")
 							   "  FROM @extschema@.tasker_workflow_step_edges e"
 							   " WHERE e.from_step_id = $1"
 							   "   AND c.workflow_step_id = e.to_step_id",
@@ -422,17 +494,64 @@ update_entity(TaskerEntity entity, int64 id, TaskerState to)
 }
 
 /*
- * tasker_transition: move a task or step to a new state.
- *
- * Returns false, writing nothing, when the entity is already in that state.
- * Raises UNDEFINED_OBJECT for an unknown id and
- * OBJECT_NOT_IN_PREREQUISITE_STATE for a transition that the state machine
- * or its guard refuses.  metadata_json (may be NULL) is stored on the
- * transition row.  Runs in the caller's transaction.
+ * count_task: count a task that completed, failed or was cancelled.
  */
-bool
-tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
-				  const char *metadata_json)
+static void
+count_task(TaskerState to)
+{
+	if (to == TASKER_COMPLETE)
+		tasker_count_tasks(TASKER_TASKS_COMPLETED, 1);
+	else if (to == TASKER_ERROR)
+		tasker_count_tasks(TASKER_TASKS_FAILED, 1);
+	else if (to == TASKER_CANCELLED)
+		tasker_count_tasks(TASKER_TASKS_CANCELLED, 1);
+}
+
+/*
+ * count_attempt_end: count a step attempt of a kind (handler_kind) that
+ * ended with an outcome after running for run_seconds; its run time goes
+ * to the histogram unless it was cancelled.  A kind tasker does not know
+ * is not counted.
+ */
+static void
+count_attempt_end(const char *kind, TaskerAttemptOutcome outcome,
+				  double run_seconds)
+{
+	int			k = tasker_step_kind(kind);
+
+	if (k < 0)
+		return;
+	tasker_count_attempts((TaskerStepKind) k, outcome, 1);
+	if (outcome != TASKER_ATTEMPT_CANCELLED)
+		tasker_observe_step_seconds((TaskerStepKind) k, run_seconds);
+}
+
+/*
+ * count_transition: count what a transition ended: a task's outcome, or
+ * a step's attempt (it left in_progress; given back to pending, the
+ * attempt does not count).  failure is the outcome of a move to error.
+ */
+static void
+count_transition(TaskerEntity entity, const EntityRow *row, TaskerState to,
+				 TaskerAttemptOutcome failure)
+{
+	if (entity == TASKER_ENTITY_TASK)
+		count_task(to);
+	else if (row->state == TASKER_IN_PROGRESS && to == TASKER_COMPLETE)
+		count_attempt_end(row->kind, TASKER_ATTEMPT_COMPLETE, row->run_seconds);
+	else if (row->state == TASKER_IN_PROGRESS && to == TASKER_ERROR)
+		count_attempt_end(row->kind, failure, row->run_seconds);
+	else if (row->state == TASKER_IN_PROGRESS && to == TASKER_CANCELLED)
+		count_attempt_end(row->kind, TASKER_ATTEMPT_CANCELLED, 0);
+}
+
+/*
+ * transition: tasker_transition, with the outcome a step attempt ending
+ * in error counts as.
+ */
+static bool
+transition(TaskerEntity entity, int64 id, TaskerState to,
+		   const char *metadata_json, TaskerAttemptOutcome failure)
 {
 	EntityRow	row;
 	TimestampTz at;
@@ -448,6 +567,7 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 	tasker_note_change();
 	at = record_transition(entity, id, row.task_id, row.state, to, metadata_json);
 	update_entity(entity, id, to);
+	count_transition(entity, &row, to, failure);
 
 	tasker_notify_transition(entity == TASKER_ENTITY_STEP ? id : 0,
 							 row.task_id, row.task_name, row.namespace,
@@ -458,9 +578,40 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 }
 
 /*
+ * tasker_transition: move a task or step to a new state.
+ *
+ * Returns false, writing nothing, when the entity is already in that state.
+ * Raises UNDEFINED_OBJECT for an unknown id and
+ * OBJECT_NOT_IN_PREREQUISITE_STATE for a transition that the state machine
+ * or its guard refuses.  metadata_json (may be NULL) is stored on the
+ * transition row.  Runs in the caller's transaction.  A step attempt
+ * moved to error here counts as failed for good.
+ */
+bool
+tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
+				  const char *metadata_json)
+{
+	return transition(entity, id, to, metadata_json, TASKER_ATTEMPT_FAILED);
+}
+
+/*
+ * tasker_fail_attempt: move a step to error (tasker_transition), its
+ * attempt, if one was running, counted with the outcome the caller
+ * decided: a retry, a final failure or a quarantine.
+ */
+bool
+tasker_fail_attempt(int64 step_id, TaskerAttemptOutcome outcome,
+					const char *metadata_json)
+{
+	return transition(TASKER_ENTITY_STEP, step_id, TASKER_ERROR, metadata_json,
+					  outcome);
+}
+
+/*
  * The batch's steps, as a relation m (step_id, task_id, from_error,
  * results, lease, ord) over the arrays $1 to $5, and the clearing of their
- * previous most_recent transition rows (last: step id, sort_key).  The
+ * previous most_recent transition rows (last: step id, sort_key, and when
+ * the attempt started if that row was the move to in_progress).  The
  * aggregate reads all of prev before the first new row is inserted, so
  * no new most_recent row meets an old one not yet cleared in the partial
  * unique index.
@@ -474,26 +625,32 @@ tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 	"  UPDATE @extschema@.tasker_workflow_step_transitions x" \
 	"     SET most_recent = false, updated_at = now()" \
 	"    FROM m WHERE x.workflow_step_id = m.step_id AND x.most_recent" \
-	"  RETURNING x.workflow_step_id, x.sort_key)," \
-	"last AS (SELECT workflow_step_id, max(sort_key) AS sort_key" \
+	"  RETURNING x.workflow_step_id, x.sort_key, x.to_state, x.created_at)," \
+	"last AS (SELECT workflow_step_id, max(sort_key) AS sort_key," \
+	"                max(created_at) FILTER (WHERE to_state = 'in_progress') AS started_at" \
 	"           FROM prev GROUP BY workflow_step_id),"
 
 /*
  * What each new transition row announces, in the order of the rows (tr:
  * ord, k, step_id, task_id, from_state, to_state, metadata, attempts,
- * sort_key, most_recent), after inserting them (ins).
+ * sort_key, most_recent, attempt_started_at), after inserting them (ins),
+ * and what the
+ * counters need: the step's kind and the run time of its attempt (s is
+ * the row before the statement, so last_attempted_at is when the attempt
+ * started; meaningless for a start).
  */
 #define BATCH_INSERT_AND_EVENTS_SQL \
 	"ins AS (" \
 	"  INSERT INTO @extschema@.tasker_workflow_step_transitions" \
 	"   (workflow_step_id, task_id, from_state, to_state, metadata, sort_key," \
-	"    most_recent, created_at)" \
+	"    most_recent, created_at, attempt_started_at)" \
 	"  SELECT step_id, task_id, from_state, to_state, COALESCE(metadata, '{}')::jsonb," \
-	"         sort_key, most_recent, clock_timestamp()" \
+	"         sort_key, most_recent, clock_timestamp(), attempt_started_at" \
 	"    FROM tr ORDER BY ord, k" \
 	"  RETURNING workflow_step_id, sort_key, created_at)" \
 	"SELECT tr.step_id, tr.task_id, tr.from_state, tr.to_state, tr.attempts," \
-	"       ins.created_at, tr.metadata::text, nt.name::text, ns.name::text, st.name::text" \
+	"       ins.created_at, tr.metadata::text, nt.name::text, ns.name::text, st.name::text," \
+	"       s.handler_kind, extract(epoch FROM ins.created_at - s.last_attempted_at)::float8" \
 	"  FROM tr JOIN ins ON ins.workflow_step_id = tr.step_id AND ins.sort_key = tr.sort_key" \
 	"  JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = tr.step_id" \
 	"  JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id" \
@@ -537,6 +694,32 @@ batch_arrays(const StepMove *moves, int n, Datum *values, char *nulls)
 }
 
 /*
+ * count_batch_row: count what one transition row of a batch ended or
+ * started: a completed attempt, with its run time; an attempt after the
+ * first, a retry.
+ */
+static void
+count_batch_row(HeapTuple row, TupleDesc desc)
+{
+	char	   *from = SPI_getvalue(row, desc, 3);
+	char	   *to = SPI_getvalue(row, desc, 4);
+	char	   *kind = SPI_getvalue(row, desc, 11);
+	bool		isnull;
+	int			k;
+	Datum		d;
+
+	if (strcmp(from, "in_progress") == 0 && strcmp(to, "complete") == 0)
+	{
+		d = SPI_getbinval(row, desc, 12, &isnull);
+		count_attempt_end(kind, TASKER_ATTEMPT_COMPLETE, isnull ? 0 : DatumGetFloat8(d));
+	}
+	else if (strcmp(to, "in_progress") == 0 &&
+			 DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull)) > 1 &&
+			 (k = tasker_step_kind(kind)) >= 0)
+		tasker_count_retries((TaskerStepKind) k, 1);
+}
+
+/*
  * announce_batch: queue the event of every transition row the batch
  * statement returned (in its order), after checking that there are as
  * many as expected: a step that was not in the expected state moved
@@ -561,6 +744,7 @@ announce_batch(uint64 expected)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
 		tasker_note_change();
+		count_batch_row(row, desc);
 		tasker_notify_transition(DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull)),
 								 DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull)),
 								 SPI_getvalue(row, desc, 8), SPI_getvalue(row, desc, 9),
@@ -614,7 +798,7 @@ tasker_start_steps(const StepMove *moves, int n)
 			 "  SELECT m.ord, 1 AS k, m.step_id, m.task_id, 'error' AS from_state,"
 			 "         'pending' AS to_state, '{\"reason\": \"retry_backoff_elapsed\"}' AS metadata,"
 			 "         mv.attempts - 1 AS attempts, COALESCE(p.sort_key, 0) + 10 AS sort_key,"
-			 "         false AS most_recent"
+			 "         false AS most_recent, NULL::timestamptz AS attempt_started_at"
 			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
 			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id"
 			 "   WHERE m.from_error"
@@ -622,7 +806,7 @@ tasker_start_steps(const StepMove *moves, int n)
 			 "  SELECT m.ord, 2, m.step_id, m.task_id, 'pending', 'in_progress', NULL,"
 			 "         mv.attempts,"
 			 "         COALESCE(p.sort_key, 0) + CASE WHEN m.from_error THEN 20 ELSE 10 END,"
-			 "         true"
+			 "         true, NULL"
 			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
 			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id),"
 			 BATCH_INSERT_AND_EVENTS_SQL,
@@ -663,7 +847,8 @@ tasker_complete_steps(const StepMove *moves, int n)
 			 "  RETURNING s.workflow_step_id, s.attempts),"
 			 "kids AS ("
 			 "  UPDATE @extschema@.tasker_workflow_steps c"
-			 "     SET unfinished_parents = c.unfinished_parents - k.n"
+			 "     SET unfinished_parents = c.unfinished_parents - k.n,"
+			 "         next_attempt_at = " TASKER_RELEASE_DELAY_SQL("c", "k.n")
 			 "    FROM (SELECT e.to_step_id, count(*)::integer AS n"
 			 "            FROM @extschema@.tasker_workflow_step_edges e"
 			 "            JOIN moved mv ON mv.workflow_step_id = e.from_step_id"
@@ -672,7 +857,8 @@ tasker_complete_steps(const StepMove *moves, int n)
 			 "tr AS ("
 			 "  SELECT m.ord, 1 AS k, m.step_id, m.task_id, 'in_progress' AS from_state,"
 			 "         'complete' AS to_state, NULL::text AS metadata, mv.attempts,"
-			 "         COALESCE(p.sort_key, 0) + 10 AS sort_key, true AS most_recent"
+			 "         COALESCE(p.sort_key, 0) + 10 AS sort_key, true AS most_recent,"
+			 "         p.started_at AS attempt_started_at"
 			 "    FROM m JOIN moved mv ON mv.workflow_step_id = m.step_id"
 			 "    LEFT JOIN last p ON p.workflow_step_id = m.step_id),"
 			 BATCH_INSERT_AND_EVENTS_SQL,

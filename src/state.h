@@ -15,6 +15,8 @@
 
 #include "utils/jsonb.h"
 
+#include "shmem.h"
+
 typedef enum TaskerState
 {
 	TASKER_PENDING = 0,			/* next states: task: in_progress, cancelled,
@@ -28,10 +30,30 @@ typedef enum TaskerState
 								 * task: cancelled */
 	TASKER_CANCELLED,			/* next states: task: none; step:
 								 * resolved_manually */
-	TASKER_RESOLVED_MANUALLY	/* next states: task: cancelled; step: none */
+	TASKER_RESOLVED_MANUALLY,	/* next states: task: cancelled; step: none */
+	TASKER_SKIPPED				/* steps only (a decision's branch not taken,
+								 * issue 10); next states: none (final) */
 } TaskerState;
 
-#define TASKER_NUM_STATES (TASKER_RESOLVED_MANUALLY + 1)
+#define TASKER_NUM_STATES (TASKER_SKIPPED + 1)
+
+/*
+ * The step states that count as finished for the steps after them and
+ * for their task: a step runs once every parent is one of these (and at
+ * least one is not skipped), and a task completes once every step is.
+ */
+/*
+ * The next_attempt_at of child step c once n more of its parents have
+ * finished: a step whose last parent finishes and that has a delay
+ * (delay_seconds) becomes claimable that many seconds from now; any
+ * other keeps its time.  The wake-up is the ready index's, like a retry's.
+ */
+#define TASKER_RELEASE_DELAY_SQL(c, n) \
+	"CASE WHEN " c ".unfinished_parents - " n " = 0 AND " c ".delay_seconds > 0" \
+	" THEN clock_timestamp() + " c ".delay_seconds * interval '1 second'" \
+	" ELSE " c ".next_attempt_at END"
+
+#define TASKER_FINISHED_STATES_SQL "('complete', 'resolved_manually', 'skipped')"
 
 typedef enum TaskerEntity
 {
@@ -46,6 +68,8 @@ extern bool tasker_transition_allowed(TaskerEntity entity, TaskerState from,
 									  TaskerState to);
 extern bool tasker_transition(TaskerEntity entity, int64 id, TaskerState to,
 							  const char *metadata_json);
+extern bool tasker_fail_attempt(int64 step_id, TaskerAttemptOutcome outcome,
+								const char *metadata_json);
 
 /* One step of a batch moved by tasker_start_steps or tasker_complete_steps. */
 typedef struct StepMove

@@ -14,7 +14,9 @@
  * complete set based, one statement for a whole batch
  * (tasker_start_attempts, tasker_record_successes, over state.c's
  * tasker_start_steps and tasker_complete_steps); failures are rarer and
- * go one step at a time through tasker_transition.
+ * go one step at a time through tasker_fail_attempt, which counts each
+ * (for tasker_metrics) as the retry, final failure or quarantine decided
+ * here.
  *
  * A claim locks each step's task row (SKIP LOCKED) before the step row,
  * the one lock order of every transaction that moves steps (see
@@ -49,11 +51,13 @@
 #include "utils/timestamp.h"
 
 #include "events.h"
+#include "flow_rules.h"
 #include "spi_util.h"
 #include "guc.h"
 #include "handler.h"
 #include "step.h"
 #include "security.h"
+#include "shmem.h"
 #include "state.h"
 
 /*
@@ -72,7 +76,10 @@
 	"     FROM @extschema@.tasker_workflow_step_edges e" \
 	"     JOIN @extschema@.tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id" \
 	"     JOIN @extschema@.tasker_named_steps pn ON pn.named_step_id = p.named_step_id" \
-	"    WHERE e.to_step_id = s.workflow_step_id), '{}'))"
+	"    WHERE e.to_step_id = COALESCE(s.map_parent_id, s.workflow_step_id)" \
+	"      AND p.current_state <> 'skipped'), '{}'))" \
+	" || CASE WHEN s.map_parent_id IS NULL THEN '{}'::jsonb" \
+	"    ELSE jsonb_build_object('item', s.map_item, 'item_index', s.map_index) END"
 
 /* The OFFSET 0 subqueries keep each lookup a primary-key probe per step. */
 #define TASKER_CLAIMED_DETAILS_SQL \
@@ -88,6 +95,10 @@
 	" WHERE s.workflow_step_id = ANY (ARRAY(SELECT workflow_step_id FROM claimed))" \
 	" ORDER BY s.next_attempt_at, s.task_id"
 static int	transition_result(TaskerEntity entity, TaskerState to, const char *metadata_json);
+static int	read_step(int64 step_id, int64 *task_id);
+static void subtask_finished(int64 child_id, bool ok);
+static void cancel_children(int64 task_id);
+static void fail_map_step(ClaimedStep *c, StepOutcome *o);
 static void settle_tasks(int64 *ids, int n);
 
 static SPIPlanPtr claim_plan;
@@ -104,6 +115,7 @@ static SPIPlanPtr leftover_plan;
 static SPIPlanPtr quarantine_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr counts_plan;
+static SPIPlanPtr counts_010_plan;
 static SPIPlanPtr lock_tasks_plan;
 static SPIPlanPtr stop_retries_plan;
 static SPIPlanPtr reset_step_plan;
@@ -115,6 +127,9 @@ static SPIPlanPtr expired_plan;
 static SPIPlanPtr queue_due_plan;
 static SPIPlanPtr extend_plan;
 static SPIPlanPtr release_plan;
+static SPIPlanPtr attempts_plan;
+static SPIPlanPtr pause_plan;
+static SPIPlanPtr resume_plan;
 
 /*
  * text_array: the elements of a text[] datum as C strings (none when
@@ -162,6 +177,10 @@ copy_claimed(uint64 i, ClaimedStep *c)
 											 &c->call.npermanent);
 	c->call.retry_sqlstates = text_array(tasker_col(i, 12, &isnull), isnull,
 										 &c->call.nretry);
+	c->step_type = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 13);
+	c->map_parent_id = DatumGetInt64(tasker_col(i, 14, &isnull));
+	if (isnull)
+		c->map_parent_id = 0;
 }
 
 /* What a claim selects, after the claimed CTE. */
@@ -170,7 +189,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"       s.retryable, s.retry_limit, s.attempts," \
 	"       l.handler_function::oid, nt.owner::oid, COALESCE(s.timeout_seconds, 0)," \
 	"       " TASKER_ENVELOPE_SQL "," \
-	"       l.permanent_sqlstates, l.retry_sqlstates" \
+	"       l.permanent_sqlstates, l.retry_sqlstates, s.step_type, s.map_parent_id" \
 	TASKER_CLAIMED_DETAILS_SQL
 
 /*
@@ -188,6 +207,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"  SELECT s.workflow_step_id, s.task_id FROM @extschema@.tasker_workflow_steps s" \
 	"   CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL \
 	"         AND t.current_state IN ('pending', 'in_progress')" \
+	"         AND t.paused_at IS NULL" \
 	TASKER_CLAIM_INTENT_SQL \
 	"         AND ($4 = 0 OR pg_has_role($4, (SELECT nt.owner" \
 	"                FROM @extschema@.tasker_named_tasks nt" \
@@ -642,26 +662,116 @@ tasker_start_attempts(ClaimedStep *steps, int n, int lease_seconds)
 }
 
 /*
+ * fail_decision: a decision step whose results choose no valid branch
+ * fails for good, with the problem as its error.
+ */
+static void
+fail_decision(ClaimedStep *c, char *problem)
+{
+	tasker_record_permanent_failure(c, "22023", problem,
+									pstrdup("Return {\"next\": [...]} with names from the decision step's branches."),
+									"attempt_failed");
+}
+
+/*
+ * complete_map_step: every instance of a map step completed: it
+ * completes with their results, in index order.
+ */
+static void
+complete_map_step(int64 parent_id, int64 task_id)
+{
+	ClaimedStep p;
+	StepOutcome o;
+	ClaimedStep *pp = &p;
+	StepOutcome *op = &o;
+
+	memset(&p, 0, sizeof(p));
+	memset(&o, 0, sizeof(o));
+	p.step_id = parent_id;
+	p.task_id = task_id;
+	p.attempts = read_step(parent_id, &task_id) - 1;
+	o.ok = true;
+	o.results = tasker_map_results(parent_id);
+	if (tasker_accept_results(&p, &o))
+		tasker_record_successes(&pp, &op, 1);
+}
+
+/*
+ * after_completions: the rules that follow the completion of dynamic
+ * steps (flow_rules.c): a decision's branches not taken are skipped, and
+ * each map step whose last instances completed completes in turn.
+ */
+static void
+after_completions(ClaimedStep *const *steps, List **not_chosen, bool *done, int n)
+{
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i++)
+		if (done[i] && not_chosen[i] != NIL)
+			tasker_skip_branches(steps[i]->step_id, not_chosen[i]);
+	for (i = 0; i < n; i++)
+	{
+		int64		parent = steps[i]->map_parent_id;
+		int			count = 0;
+		bool		first = true;
+
+		if (!done[i] || parent == 0)
+			continue;
+		for (j = 0; j < n; j++)
+			if (done[j] && steps[j]->map_parent_id == parent)
+			{
+				first = first && j >= i;
+				count++;
+			}
+		if (first && tasker_map_items_done(parent, count))
+			complete_map_step(parent, steps[i]->task_id);
+	}
+}
+
+/*
  * tasker_record_successes: store the results of n in_progress steps and
  * complete them, in one statement (their children released, one event
- * each).  The results must have been accepted (tasker_accept_results).
- * Runs in the caller's transaction; the steps are locked.
+ * each); then apply the rules of dynamic steps.  A decision step whose
+ * results name no valid branch fails for good instead.  The results must
+ * have been accepted (tasker_accept_results).  Runs in the caller's
+ * transaction; the steps are locked.
  */
 void
 tasker_record_successes(ClaimedStep *const *steps, StepOutcome *const *outcomes, int n)
 {
 	StepMove   *moves = palloc0(sizeof(StepMove) * Max(n, 1));
+	List	  **not_chosen = palloc0(sizeof(List *) * Max(n, 1));
+	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
+	bool		rules = false;
+	int			m = 0;
 	int			i;
 
 	for (i = 0; i < n; i++)
 	{
-		moves[i].step_id = steps[i]->step_id;
-		moves[i].task_id = steps[i]->task_id;
-		moves[i].results = outcomes[i]->results;
+		if (steps[i]->step_type != NULL && strcmp(steps[i]->step_type, "decision") == 0)
+		{
+			char	   *problem = tasker_decision_check(steps[i]->step_id,
+														outcomes[i]->results,
+														&not_chosen[i]);
+
+			if (problem != NULL)
+			{
+				fail_decision(steps[i], problem);
+				continue;
+			}
+		}
+		rules = rules || steps[i]->step_type != NULL || steps[i]->map_parent_id != 0;
+		done[i] = true;
+		moves[m].step_id = steps[i]->step_id;
+		moves[m].task_id = steps[i]->task_id;
+		moves[m++].results = outcomes[i]->results;
 	}
-	tasker_complete_steps(moves, n);
+	tasker_complete_steps(moves, m);
+	if (rules)
+		after_completions(steps, not_chosen, done, n);
 	/* Children may be ready now, for any kind, external workers too. */
-	if (n > 0)
+	if (m > 0)
 		tasker_wake_workers_at_commit();
 }
 
@@ -717,7 +827,8 @@ tasker_claim_expired_leases(const char *kind, int limit, ClaimedStep **out)
 	bool		isnull;
 
 	tasker_run_plan(tasker_keep_plan(&expired_plan,
-			 "SELECT s.workflow_step_id, s.task_id, s.retryable, s.retry_limit, s.attempts"
+			 "SELECT s.workflow_step_id, s.task_id, s.retryable, s.retry_limit, s.attempts,"
+			 "       s.step_type, s.map_parent_id"
 			 "  FROM @extschema@.tasker_workflow_steps s"
 			 " CROSS JOIN LATERAL (" TASKER_LOCK_TASK_SQL
 			 "       FOR NO KEY UPDATE OF t SKIP LOCKED) lt"
@@ -735,6 +846,10 @@ tasker_claim_expired_leases(const char *kind, int limit, ClaimedStep **out)
 		steps[i].retryable = DatumGetBool(tasker_col(i, 3, &isnull));
 		steps[i].retry_limit = DatumGetInt32(tasker_col(i, 4, &isnull));
 		steps[i].attempts = DatumGetInt32(tasker_col(i, 5, &isnull)) - 1;
+		steps[i].step_type = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 6);
+		steps[i].map_parent_id = DatumGetInt64(tasker_col(i, 7, &isnull));
+		if (isnull)
+			steps[i].map_parent_id = 0;
 	}
 	*out = steps;
 	return (int) SPI_processed;
@@ -820,7 +935,7 @@ tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o, const char *reason)
 
 	values[0] = Int64GetDatum(c->step_id);
 	values[1] = CStringGetTextDatum(o->message);
-	values[2] = CStringGetTextDatum(o->sqlstate);
+	values[2] = CStringGetTextDatum(o->sqlstate ? o->sqlstate : "TK001");
 	values[3] = o->detail ? CStringGetTextDatum(o->detail) : (Datum) 0;
 	values[4] = o->hint ? CStringGetTextDatum(o->hint) : (Datum) 0;
 	values[5] = BoolGetDatum(o->permanent);
@@ -836,8 +951,8 @@ tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o, const char *reason)
 							  " WHERE workflow_step_id = $1",
 							  7, fail_types),
 						   values, nulls, SPI_OK_UPDATE);
-	tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
-					  tasker_failure_metadata(reason, o, attempts, !retry));
+	tasker_fail_attempt(c->step_id, retry ? TASKER_ATTEMPT_RETRY : TASKER_ATTEMPT_FAILED,
+						tasker_failure_metadata(reason, o, attempts, !retry));
 
 	if (retry)
 		delay_ms = (o->retry_after >= 0)
@@ -855,6 +970,77 @@ tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o, const char *reason)
 			 " WHERE workflow_step_id = $1",
 			 3, retry_types),
 		values, NULL, SPI_OK_UPDATE);
+	if (!retry && c->map_parent_id != 0)
+		fail_map_step(c, o);
+}
+
+/*
+ * read_step: the attempts counted on a step, and its task (*task_id; 0
+ * when there is no such step).
+ */
+static int
+read_step(int64 step_id, int64 *task_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_id)};
+	bool		isnull;
+
+	tasker_run_plan(tasker_keep_plan(&attempts_plan,
+			 "SELECT attempts, task_id FROM @extschema@.tasker_workflow_steps"
+			 " WHERE workflow_step_id = $1",
+			 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	*task_id = SPI_processed == 1 ? DatumGetInt64(tasker_col(0, 2, &isnull)) : 0;
+	return SPI_processed == 1 ? DatumGetInt32(tasker_col(0, 1, &isnull)) : 0;
+}
+
+/*
+ * tasker_record_permanent_failure: fail a step for good with tasker's own
+ * error (a decision without a valid branch, a failed child task, a flow
+ * rule that cannot apply); reason goes into the transition.
+ */
+void
+tasker_record_permanent_failure(ClaimedStep *c, const char *sqlstate, char *message,
+								char *hint, const char *reason)
+{
+	StepOutcome f;
+
+	memset(&f, 0, sizeof(f));
+	f.message = message;
+	f.sqlstate = pstrdup(sqlstate);
+	f.hint = hint;
+	f.permanent = true;
+	f.retry_after = -1;
+	tasker_record_failure_reason(c, &f, reason);
+}
+
+/*
+ * fail_map_step: an instance of a map step failed for good: the map step
+ * fails for good with its error, and its other instances are claimed no
+ * more (those running finish and are recorded).
+ */
+static void
+fail_map_step(ClaimedStep *c, StepOutcome *o)
+{
+	ClaimedStep p;
+	StepOutcome f = *o;
+	TaskerState step;
+	TaskerState task;
+
+	tasker_step_state(c->map_parent_id, &step, &task);
+	if (step != TASKER_IN_PROGRESS)
+		return;
+	memset(&p, 0, sizeof(p));
+	p.step_id = c->map_parent_id;
+	p.task_id = c->task_id;
+	p.attempts = read_step(p.step_id, &p.task_id) - 1;
+	p.task_id = c->task_id;
+	f.permanent = true;
+	f.details = NULL;
+	f.message = psprintf("map instance step " INT64_FORMAT " failed: %s",
+						 c->step_id, o->message ? o->message : "");
+	tasker_record_failure_reason(&p, &f, "map_item_failed");
+	tasker_stop_map_items(p.step_id);
 }
 
 /*
@@ -880,7 +1066,8 @@ tasker_step_state(int64 step_id, TaskerState *step, TaskerState *task)
 }
 
 /*
- * cancel_leftovers: cancel the pending steps of a cancelled task that no
+ * cancel_leftovers: cancel the pending steps of a cancelled task, and
+ * those held outside a transaction (leased, waiting), that no
  * other transaction holds (a step released after its task was cancelled,
  * or one whose claim was dropped, even by a worker that died), and stop
  * the retries of its steps in error.
@@ -892,14 +1079,16 @@ cancel_leftovers(int64 task_id)
 	Datum		values[1] = {Int64GetDatum(task_id)};
 
 	tasker_run_plan(tasker_keep_plan(&leftover_plan,
-			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps"
-			 " WHERE task_id = $1 AND current_state = 'pending'"
+			 "SELECT workflow_step_id FROM @extschema@.tasker_workflow_steps s"
+			 " WHERE task_id = $1 AND (current_state = 'pending'"
+			 "       OR (current_state = 'in_progress' AND " TASKER_LEASED_STEP_SQL("s") "))"
 			 " ORDER BY workflow_step_id FOR NO KEY UPDATE SKIP LOCKED",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	(void) transition_result(TASKER_ENTITY_STEP, TASKER_CANCELLED,
 							 "{\"reason\": \"task_cancelled\"}");
 	tasker_stop_retries(task_id);
+	cancel_children(task_id);
 }
 
 /*
@@ -994,9 +1183,9 @@ quarantine_row(ClaimedStep *c, const char *message)
 		memset(&o, 0, sizeof(o));
 		o.message = psprintf("tasker could not run the step: %s", message);
 		o.permanent = true;
-		tasker_transition(TASKER_ENTITY_STEP, c->step_id, TASKER_ERROR,
-						  tasker_failure_metadata("internal_error", &o,
-												  c->attempts + 1, true));
+		tasker_fail_attempt(c->step_id, TASKER_ATTEMPT_QUARANTINED,
+							tasker_failure_metadata("internal_error", &o,
+													c->attempts + 1, true));
 	}
 }
 
@@ -1077,6 +1266,10 @@ tasker_ms_until_next_step(void)
 			 "  WHERE s.handler_kind = %s AND " TASKER_READY_STEP_SQL
 			 "    AND " TASKER_DUE_INDEX_SQL ")",
 			 ", ",
+			 /* a waiting flow step's deadline (wait timeout_seconds) */
+			 ", (SELECT min(s.lease_expires_at) FROM @extschema@.tasker_workflow_steps s"
+			 "    WHERE s.lease_expires_at IS NOT NULL AND s.handler_kind = 'flow'"
+			 "      AND s.current_state = 'in_progress')"
 			 ") - clock_timestamp()) * 1000))::bigint");
 	tasker_run_plan(tasker_keep_plan(&next_due_plan, due_sql, 0, NULL),
 		NULL, NULL, SPI_OK_SELECT);
@@ -1087,13 +1280,75 @@ tasker_ms_until_next_step(void)
 }
 
 /*
+ * subtask_finished: a task finished (complete, or error when ok is
+ * false); if a subtask step created it and still waits for it, that step
+ * completes with the task's results, or fails for good, and its task is
+ * settled.  The parent's task row is locked after the child's: a
+ * deadlock with a control on the parent is detected and retried.
+ */
+static void
+subtask_finished(int64 child_id, bool ok)
+{
+	int64		parent = tasker_subtask_parent(child_id);
+	ClaimedStep c;
+	TaskerState step;
+	TaskerState task;
+
+	if (parent == 0)
+		return;
+	tasker_step_state(parent, &step, &task);
+	if (step != TASKER_IN_PROGRESS)
+		return;
+	memset(&c, 0, sizeof(c));
+	c.step_id = parent;
+	c.attempts = read_step(parent, &c.task_id) - 1;
+	tasker_lock_tasks(&c.task_id, 1);
+	if (!tasker_step_still_ours(&c))
+		return;
+	if (ok)
+	{
+		StepOutcome o;
+
+		memset(&o, 0, sizeof(o));
+		o.ok = true;
+		o.results = tasker_task_results(child_id);
+		tasker_record_success(&c, &o);
+	}
+	else
+		tasker_record_permanent_failure(&c, "TK001",
+										psprintf("child task " INT64_FORMAT " failed", child_id),
+										psprintf("Inspect task " INT64_FORMAT "; retry it, then retry this task.", child_id),
+										"subtask_failed");
+	tasker_finalize_task(c.task_id);
+}
+
+/*
+ * cancel_children: the unfinished child tasks of a cancelled task's
+ * subtask steps are cancelled too, and settled (their own children
+ * follow).
+ */
+static void
+cancel_children(int64 task_id)
+{
+	int			n;
+	int64	   *ids = tasker_child_tasks(task_id, &n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (tasker_transition(TASKER_ENTITY_TASK, ids[i], TASKER_CANCELLED,
+							  "{\"reason\": \"parent_cancelled\"}"))
+			tasker_finalize_task(ids[i]);
+}
+
+/*
  * settle: what a task's state and step counts call for: cancel the
  * leftovers of a cancelled task, complete a task whose steps are all
  * complete or resolved, fail one where none can make progress.  The task
  * row is locked.
  */
 static void
-settle(int64 task_id, const char *state, int64 total, int64 done, int64 live)
+settle(int64 task_id, const char *state, int64 total, int64 done, int64 live,
+	   bool paused)
 {
 	if (strcmp(state, "cancelled") == 0)
 		cancel_leftovers(task_id);
@@ -1104,12 +1359,31 @@ settle(int64 task_id, const char *state, int64 total, int64 done, int64 live)
 			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_IN_PROGRESS, NULL);
 			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_COMPLETE,
 							  "{\"reason\": \"all_steps_complete\"}");
+			subtask_finished(task_id, true);
 		}
-		else if (live == 0)
+		else if (live == 0 && !paused)
+		{
 			tasker_transition(TASKER_ENTITY_TASK, task_id, TASKER_ERROR,
 							  "{\"reason\": \"steps_in_error_state\"}");
+			subtask_finished(task_id, false);
+		}
 	}
 }
+
+/*
+ * What settle_tasks reads of each task: its state, step counts (all,
+ * finished, live: running or ready) and whether a pause holds it.
+ */
+#define COUNTS_SQL(paused) \
+	"SELECT t.task_id, t.current_state::text, c.total, c.done, c.live, " paused \
+	"  FROM @extschema@.tasker_tasks t" \
+	" CROSS JOIN LATERAL (SELECT count(*) AS total," \
+	"       count(*) FILTER (WHERE s.current_state IN " TASKER_FINISHED_STATES_SQL ") AS done," \
+	"       count(*) FILTER (WHERE s.current_state = 'in_progress'" \
+	"           OR (" TASKER_READY_STEP_SQL ")) AS live" \
+	"  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = t.task_id) c" \
+	" WHERE t.task_id = ANY ($1)" \
+	" ORDER BY t.task_id"
 
 /* One task's row as settle_tasks reads it. */
 typedef struct TaskCounts
@@ -1119,6 +1393,7 @@ typedef struct TaskCounts
 	int64		total;
 	int64		done;
 	int64		live;
+	bool		paused;			/* held by a pause: not failed for want of ready steps */
 } TaskCounts;
 
 /*
@@ -1145,18 +1420,14 @@ settle_tasks(int64 *ids, int n)
 			 " ORDER BY task_id FOR NO KEY UPDATE",
 			 1, argtypes),
 		values, NULL, SPI_OK_SELECT);
-	tasker_run_plan(tasker_keep_plan(&counts_plan,
-			 "SELECT t.task_id, t.current_state::text, c.total, c.done, c.live"
-			 "  FROM @extschema@.tasker_tasks t"
-			 " CROSS JOIN LATERAL (SELECT count(*) AS total,"
-			 "       count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually')) AS done,"
-			 "       count(*) FILTER (WHERE s.current_state = 'in_progress'"
-			 "           OR (" TASKER_READY_STEP_SQL ")) AS live"
-			 "  FROM @extschema@.tasker_workflow_steps s WHERE s.task_id = t.task_id) c"
-			 " WHERE t.task_id = ANY ($1)"
-			 " ORDER BY t.task_id",
-			 1, argtypes),
-		values, NULL, SPI_OK_SELECT);
+	/* A 0.1.0 schema, not yet updated, has no pause. */
+	if (tasker_has_column("tasker_tasks", "paused_at"))
+		tasker_run_plan(tasker_keep_plan(&counts_plan, COUNTS_SQL("t.paused_at IS NOT NULL"),
+										 1, argtypes),
+						values, NULL, SPI_OK_SELECT);
+	else
+		tasker_run_plan(tasker_keep_plan(&counts_010_plan, COUNTS_SQL("false"), 1, argtypes),
+						values, NULL, SPI_OK_SELECT);
 	nrows = SPI_processed;
 	rows = palloc(sizeof(TaskCounts) * Max(nrows, 1));
 	for (i = 0; i < nrows; i++)
@@ -1166,9 +1437,11 @@ settle_tasks(int64 *ids, int n)
 		rows[i].total = DatumGetInt64(tasker_col(i, 3, &isnull));
 		rows[i].done = DatumGetInt64(tasker_col(i, 4, &isnull));
 		rows[i].live = DatumGetInt64(tasker_col(i, 5, &isnull));
+		rows[i].paused = DatumGetBool(tasker_col(i, 6, &isnull));
 	}
 	for (i = 0; i < nrows; i++)
-		settle(rows[i].task_id, rows[i].state, rows[i].total, rows[i].done, rows[i].live);
+		settle(rows[i].task_id, rows[i].state, rows[i].total, rows[i].done, rows[i].live,
+			   rows[i].paused);
 	SPI_finish();
 }
 
@@ -1252,8 +1525,9 @@ tasker_release_attempt(int64 step_id)
 /*
  * tasker_reclaim_expired: record the in_progress steps of a kind whose
  * lease ran out (their worker died or stalled) as failed attempts, so
- * they retry under the normal rules, and settle their tasks.  Their claim
- * tokens stay, but the claims are no longer current.  Returns how many.
+ * they retry under the normal rules, and settle their tasks; each counts
+ * as a lost lease.  Their claim tokens stay, but the claims are no longer
+ * current.  Returns how many.
  */
 int
 tasker_reclaim_expired(const char *kind, int limit, const char *message,
@@ -1277,6 +1551,73 @@ tasker_reclaim_expired(const char *kind, int limit, const char *message,
 		tasker_record_failure_reason(&steps[i], &o, "lease_expired");
 		tasks[i] = steps[i].task_id;
 	}
+	if (tasker_step_kind(kind) >= 0)
+		tasker_count_lost_leases((TaskerStepKind) tasker_step_kind(kind), n);
 	tasker_finalize_tasks(tasks, n);
 	return n;
+}
+
+/*
+ * tasker_pause_tasks: mark the unfinished tasks among ids (not paused
+ * yet) paused, by 'task' or 'namespace', and take their ready steps out
+ * of the ready index, keeping when each was due.  The claim skips a
+ * paused task; a step that becomes ready while its task is paused is
+ * skipped that way too.  Returns the ids paused (*n of them), in order.
+ */
+int64 *
+tasker_pause_tasks(int64 *ids, int n, const char *by, const char *reason, int *npaused)
+{
+	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {tasker_int8_array(ids, n), CStringGetTextDatum(by),
+	reason ? CStringGetTextDatum(reason) : (Datum) 0};
+	char		nulls[3] = {' ', ' ', reason ? ' ' : 'n'};
+
+	tasker_run_plan(tasker_keep_plan(&pause_plan,
+			 "WITH t AS ("
+			 "  UPDATE @extschema@.tasker_tasks SET paused_at = clock_timestamp(),"
+			 "         paused_by = $2, pause_reason = $3"
+			 "   WHERE task_id = ANY ($1) AND paused_at IS NULL"
+			 "     AND current_state IN ('pending', 'in_progress', 'error')"
+			 "  RETURNING task_id),"
+			 "h AS ("
+			 "  UPDATE @extschema@.tasker_workflow_steps s"
+			 "     SET held_next_attempt_at = s.next_attempt_at, next_attempt_at = NULL"
+			 "    FROM t WHERE s.task_id = t.task_id"
+			 "     AND s.current_state IN ('pending', 'error') AND s.next_attempt_at IS NOT NULL"
+			 "  RETURNING 1)"
+			 "SELECT task_id FROM t ORDER BY task_id",
+			 3, argtypes),
+		values, nulls, SPI_OK_SELECT);
+	return tasker_result_int8s(npaused);
+}
+
+/*
+ * tasker_resume_tasks: the paused tasks among ids (paused by 'by' only,
+ * when it is not NULL) run again: their held steps are due when they
+ * were.  The caller settles them (a task whose steps all failed while it
+ * was paused fails now).  Returns the ids resumed (*n of them).
+ */
+int64 *
+tasker_resume_tasks(int64 *ids, int n, const char *by, int *nresumed)
+{
+	Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
+	Datum		values[2] = {tasker_int8_array(ids, n), by ? CStringGetTextDatum(by) : (Datum) 0};
+	char		nulls[2] = {' ', by ? ' ' : 'n'};
+
+	tasker_run_plan(tasker_keep_plan(&resume_plan,
+			 "WITH t AS ("
+			 "  UPDATE @extschema@.tasker_tasks SET paused_at = NULL, paused_by = NULL,"
+			 "         pause_reason = NULL"
+			 "   WHERE task_id = ANY ($1) AND paused_at IS NOT NULL"
+			 "     AND ($2 IS NULL OR paused_by = $2)"
+			 "  RETURNING task_id),"
+			 "r AS ("
+			 "  UPDATE @extschema@.tasker_workflow_steps s"
+			 "     SET next_attempt_at = s.held_next_attempt_at, held_next_attempt_at = NULL"
+			 "    FROM t WHERE s.task_id = t.task_id AND s.held_next_attempt_at IS NOT NULL"
+			 "  RETURNING 1)"
+			 "SELECT task_id FROM t ORDER BY task_id",
+			 2, argtypes),
+		values, nulls, SPI_OK_SELECT);
+	return tasker_result_int8s(nresumed);
 }

@@ -50,6 +50,8 @@ typedef struct ClaimedStep
 	int			retry_limit;
 	int			attempts;		/* before this attempt */
 	bool		skip;			/* quarantined at claim time: not run */
+	const char *step_type;		/* map, decision, wait, subtask; NULL: plain */
+	int64		map_parent_id;	/* a map instance's map step, or 0 */
 	StepCall	call;
 } ClaimedStep;
 
@@ -94,6 +96,9 @@ extern void tasker_record_success(ClaimedStep *c, StepOutcome *o);
 extern void tasker_record_failure(ClaimedStep *c, StepOutcome *o);
 extern void tasker_record_failure_reason(ClaimedStep *c, StepOutcome *o,
 										 const char *reason);
+extern void tasker_record_permanent_failure(ClaimedStep *c, const char *sqlstate,
+											char *message, char *hint,
+											const char *reason);
 extern char *tasker_failure_metadata(const char *reason, const StepOutcome *o,
 									 int attempt, bool final);
 
@@ -108,6 +113,9 @@ extern void tasker_release_attempt(int64 step_id);
 extern int	tasker_reclaim_expired(const char *kind, int limit, const char *message,
 								   const char *detail);
 extern void tasker_restart_step(int64 step_id, const char *metadata_json);
+extern int64 *tasker_pause_tasks(int64 *ids, int n, const char *by, const char *reason,
+								 int *npaused);
+extern int64 *tasker_resume_tasks(int64 *ids, int n, const char *by, int *nresumed);
 extern bool tasker_resolve_step_by_hand(int64 step_id, Jsonb *results,
 										const char *metadata_json);
 

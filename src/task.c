@@ -50,6 +50,7 @@
 #include "backlog.h"
 #include "events.h"
 #include "jsonschema.h"
+#include "security.h"
 #include "semver.h"
 #include "state.h"
 #include "guc.h"
@@ -63,6 +64,8 @@ static SPIPlanPtr versions_plan;
 static SPIPlanPtr names_plan;
 static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr existing_task_plan;
+static SPIPlanPtr parent_step_plan;
+static SPIPlanPtr ns_paused_plan;
 static SPIPlanPtr legacy_task_plan;
 static SPIPlanPtr insert_steps_plan;
 static SPIPlanPtr insert_steps_010_plan;
@@ -384,12 +387,17 @@ insert_steps(int64 task_id, int32 named_task_id, int32 priority, int *roots)
 		plan = tasker_keep_plan(&insert_steps_plan,
 			  "INSERT INTO @extschema@.tasker_workflow_steps (task_id, named_step_id, retryable,"
 			  "   retry_limit, skippable, timeout_seconds, unfinished_parents,"
-			  "   next_attempt_at, results, handler_kind, queue, priority)"
+			  "   next_attempt_at, results, handler_kind, queue, step_type, delay_seconds,"
+			  "   priority)"
 			  " SELECT $1, l.named_step_id, l.default_retryable, l.default_retry_limit,"
-			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on), now(), NULL,"
+			  "        l.skippable, l.timeout_seconds, cardinality(l.depends_on),"
+			  "        CASE WHEN l.delay_seconds > 0 AND cardinality(l.depends_on) = 0"
+			  "             THEN clock_timestamp() + l.delay_seconds * interval '1 second'"
+			  "             ELSE now() END, NULL,"
 			  "        " TASKER_STEP_KIND_SQL("l") ","
 			  "        CASE WHEN l.handler_config->>'type' = 'worker'"
-			  "             THEN l.handler_config->>'queue' END, $3"
+			  "             THEN l.handler_config->>'queue' END,"
+			  "        COALESCE(l.flow->>'type', NULL), l.delay_seconds, $3"
 			  "   FROM @extschema@.tasker_named_tasks_named_steps l"
 			  "  WHERE l.named_task_id = $2 ORDER BY l.position"
 			  " RETURNING named_step_id, workflow_step_id, unfinished_parents = 0",
@@ -634,6 +642,42 @@ bypass_steps(int64 task_id, const char *task_name, ArrayType *names)
 }
 
 /*
+ * namespace_paused: whether tasks created in a namespace start paused
+ * (tasker_pause_namespace, issue 11).
+ */
+static bool
+namespace_paused(const char *namespace)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(namespace)};
+
+	if (!tasker_has_column("tasker_task_namespaces", "paused_at"))
+		return false;
+	tasker_run_plan(tasker_keep_plan(&ns_paused_plan,
+			  "SELECT 1 FROM @extschema@.tasker_task_namespaces"
+			  " WHERE name = $1 AND paused_at IS NOT NULL",
+			  1, argtypes),
+		values, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+/*
+ * set_parent_step: a subtask's child task records the step that created
+ * it (flow.c completes that step when the child finishes).
+ */
+static void
+set_parent_step(int64 task_id, int64 step_id)
+{
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(task_id), Int64GetDatum(step_id)};
+
+	tasker_run_plan(tasker_keep_plan(&parent_step_plan,
+			  "UPDATE @extschema@.tasker_tasks SET parent_step_id = $2 WHERE task_id = $1",
+			  2, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+}
+
+/*
  * set_priority: the new task's priority (its steps get it as they are
  * inserted).  The 0.1.0 schema, not yet updated, has none.
  */
@@ -679,6 +723,7 @@ tasker_create_task_internal(const TaskRequest *req)
 				 errhint("Pass the context as '{\"key\": \"value\"}'.")));
 
 	SPI_connect();
+	tasker_require_namespace(req->namespace, TASKER_LEVEL_OPERATOR, "create tasks in");
 	resolve_template(req->namespace, req->name, req->version, &tmpl);
 	if (tmpl.schema != NULL)
 	{
@@ -700,10 +745,18 @@ tasker_create_task_internal(const TaskRequest *req)
 	{
 		/* Admission control: refuse new work over the ready backlog. */
 		tasker_admit_task();
+		if (req->parent_step_id != 0)
+			set_parent_step(task_id, req->parent_step_id);
 		if (req->priority != 0)
 			set_priority(task_id, req->priority);
 		tasker_backlog_add_at_commit(insert_steps_and_edges(task_id, tmpl.named_task_id,
 															req->priority));
+		if (namespace_paused(req->namespace))
+		{
+			int			n;
+
+			(void) tasker_pause_tasks(&task_id, 1, "namespace", NULL, &n);
+		}
 		tasker_count_tasks(TASKER_TASKS_CREATED, 1);
 		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
 								 NULL, "pending", 0, GetCurrentTimestamp(),

@@ -32,6 +32,7 @@ typedef struct TaskRequest
 	ArrayType  *bypass_steps_array; /* NULL when empty */
 	TimestampTz requested_at;
 	const char *identity_key;	/* NULL: no deduplication */
+	int64		parent_step_id; /* a subtask's child: the step creating it */
 	int32		priority;		/* higher first; 0 by default */
 } TaskRequest;
 

@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "flow.h"
 #include "guc.h"
 #include "handler.h"
 #include "notify.h"
@@ -41,6 +42,7 @@ _PG_init(void)
 	tasker_register_handler_kind(&tasker_sql_kind);
 	tasker_register_handler_kind(&tasker_http_kind);
 	tasker_register_handler_kind(&tasker_worker_kind);
+	tasker_register_handler_kind(&tasker_flow_kind);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	tasker_shmem_register();

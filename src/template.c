@@ -415,6 +415,22 @@ file_error_context(void *arg)
 }
 
 /*
+ * file_errcode: the SQLSTATE of a failed file access: what
+ * errcode_for_file_access gives (missing file, permissions, ...), except
+ * for the errors of a path that names no regular file (too long, a
+ * directory, a loop of links), which are bad arguments, not internal
+ * errors.
+ */
+static int
+file_errcode(int saved_errno)
+{
+	if (saved_errno == ENAMETOOLONG || saved_errno == EISDIR ||
+		saved_errno == ELOOP)
+		return errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	return errcode_for_file_access();
+}
+
+/*
  * read_template_file: the whole content of a server file.
  */
 static StringInfo
@@ -424,19 +440,22 @@ read_template_file(const char *path)
 	FILE	   *file;
 	char		chunk[8192];
 	size_t		n;
+	int			saved_errno;
 
 	file = AllocateFile(path, PG_BINARY_R);
+	saved_errno = errno;
 	if (file == NULL)
 		ereport(ERROR,
-				(errcode_for_file_access(),
+				(file_errcode(saved_errno),
 				 errmsg("could not open task template file \"%s\": %m", path),
 				 errdetail("The server process reads the file; a relative path is relative to the data directory."),
 				 errhint("Check the path and the file's permissions.")));
 	while ((n = fread(chunk, 1, sizeof(chunk), file)) > 0)
 		appendBinaryStringInfo(buf, chunk, (int) n);
+	saved_errno = errno;
 	if (ferror(file))
 		ereport(ERROR,
-				(errcode_for_file_access(),
+				(file_errcode(saved_errno),
 				 errmsg("could not read task template file \"%s\": %m", path),
 				 errdetail("The server process reads the file; a relative path is relative to the data directory."),
 				 errhint("Check that the path names a readable regular file.")));

@@ -71,8 +71,13 @@ static const char *const step_key_list[] = {
 	"name", "description", "handler_class", "handler_config",
 	"depends_on_step", "depends_on_steps", "default_retryable",
 	"default_retry_limit", "skippable", "dependent_system", "custom_events",
-	"timeout_seconds", "permanent_sqlstates", "retry_sqlstates", NULL
+	"timeout_seconds", "permanent_sqlstates", "retry_sqlstates",
+	"type", "map_over", "map_max_parallel", "branches", "signal",
+	"delay_seconds", "task", "context_from", NULL
 };
+
+/* The keys of a subtask's task mapping. */
+static const char *const subtask_key_list[] = {"name", "namespace", "version", NULL};
 
 static const char *const event_key_list[] = {"name", "description", NULL};
 
@@ -80,6 +85,7 @@ static const KeySet task_keys = {task_key_list, "a template"};
 static const KeySet env_keys = {env_key_list, "an environment"};
 static const KeySet step_keys = {step_key_list, "a step template"};
 static const KeySet event_keys = {event_key_list, "a custom event"};
+static const KeySet subtask_keys = {subtask_key_list, "a subtask's task"};
 
 static const char *const reserved_event_prefixes[] = {
 	"task.", "step.", "workflow.", "observability.", "test.", NULL
@@ -483,6 +489,9 @@ check_step_handler(const Ctx *c, const TNode *node, StepTemplate *s)
 		config = tasker_http_check_config(c->t->name, c->subject, config);
 	else if (s->is_worker)
 		s->queue = get_string(c, config, "queue", TEMPLATE_NAME_MAX, true);
+	else if (s->handler_class == NULL && s->flow_type != NULL &&
+			 (strcmp(s->flow_type, "wait") == 0 || strcmp(s->flow_type, "subtask") == 0))
+		;						/* tasker itself runs the step */
 	else if (s->handler_class == NULL)
 		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
 					   "Name a registered handler class, or an SQL function taking and returning jsonb, in handler_class; or set handler_config.type to api or worker.",
@@ -648,6 +657,292 @@ check_sqlstates(const Ctx *c, const TNode *node, StepTemplate *s)
 	}
 }
 
+/* ---- dynamic rules (issue 10): map, decision, wait, subtask, delay ---- */
+
+static int	find_step(const TaskTemplate *t, const char *name);
+
+/*
+ * check_path: a map_over or context_from path: context.KEY[.KEY...] or
+ * dependencies.STEP[.KEY...], each part non-empty.  (That STEP is a
+ * dependency is checked once every step is read.)
+ */
+static void
+check_path(const Ctx *c, const TNode *at, const char *key, const char *path)
+{
+	bool		is_context = strncmp(path, "context.", 8) == 0;
+	bool		is_deps = strncmp(path, "dependencies.", 13) == 0;
+	const char *p;
+	bool		empty_part = false;
+
+	for (p = path; *p; p++)
+		if (*p == '.' && (p[1] == '.' || p[1] == '\0'))
+			empty_part = true;
+	if ((!is_context && !is_deps) || empty_part)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+					   "Write the path as context.KEY[.KEY...] or dependencies.STEP[.KEY...], for example context.order.lines.",
+					   "\"%s\" of %s is \"%s\", which is not a path into the context or a dependency's results.",
+					   key, c->subject, path);
+}
+
+/*
+ * flow_type_of: the step's type key: decision, wait or subtask (a map is
+ * a step with map_over), or NULL for a plain step.
+ */
+static const char *
+flow_type_of(const Ctx *c, const TNode *node)
+{
+	const char *type = get_string(c, node, "type", 0, true);
+
+	if (type == NULL)
+		return NULL;
+	if (strcmp(type, "decision") != 0 && strcmp(type, "wait") != 0 &&
+		strcmp(type, "subtask") != 0)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, tnode_get(node, "type"),
+					   "Use type: decision, wait or subtask, or leave type out for a plain step (map_over makes a map step).",
+					   "\"type\" of %s is \"%s\", which tasker does not know.",
+					   c->subject, type);
+	return type;
+}
+
+/*
+ * refuse_key: a key that a step of this type does not take.
+ */
+static void
+refuse_key(const Ctx *c, const TNode *node, const char *key, const char *why)
+{
+	if (!is_null(tnode_get(node, key)))
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, tnode_get(node, key),
+					   psprintf("Remove \"%s\".", key),
+					   "\"%s\" of %s has no meaning here: %s.", key, c->subject, why);
+}
+
+/*
+ * check_map: map_over and map_max_parallel.
+ */
+static void
+check_map(const Ctx *c, const TNode *node, StepTemplate *s, StringInfo flow)
+{
+	int32		parallel = get_int(c, node, "map_max_parallel", 1, 0);
+
+	s->map_over = get_string(c, node, "map_over", 0, true);
+	s->map_over_node = tnode_get(node, "map_over");
+	if (s->map_over == NULL)
+	{
+		refuse_key(c, node, "map_max_parallel", "it bounds a map step, and this step has no map_over");
+		return;
+	}
+	if (s->flow_type != NULL)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, s->map_over_node,
+					   "Map a plain step, and make the decision, wait or subtask a step of its own.",
+					   "%s has both type %s and map_over.", c->subject, s->flow_type);
+	check_path(c, s->map_over_node, "map_over", s->map_over);
+	s->flow_type = "map";
+	appendStringInfoString(flow, "{\"type\": \"map\", \"map_over\": ");
+	escape_json(flow, s->map_over);
+	if (parallel > 0)
+		appendStringInfo(flow, ", \"map_max_parallel\": %d", (int) parallel);
+	appendStringInfoChar(flow, '}');
+}
+
+/*
+ * check_decision: the branches of a decision step, names of steps (that
+ * they exist and depend on it is checked once every step is read).
+ */
+static void
+check_decision(const Ctx *c, const TNode *node, StepTemplate *s, StringInfo flow)
+{
+	const TNode *list = get_list(c, node, "branches");
+	int			i;
+
+	if (list == NULL || list->nitems == 0)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, list ? list : node,
+					   "List the steps the decision may run in branches: [step, ...]; each of them depends on the decision step.",
+					   "decision %s has no branches.", c->subject);
+	s->branches_node = list;
+	appendStringInfoString(flow, "{\"type\": \"decision\", \"branches\": [");
+	for (i = 0; i < list->nitems; i++)
+	{
+		const char *b = list_string(c, list, i, "branches");
+
+		s->branches = lappend(s->branches, (void *) b);
+		if (i > 0)
+			appendStringInfoString(flow, ", ");
+		escape_json(flow, b);
+	}
+	appendStringInfoString(flow, "]}");
+}
+
+/*
+ * check_wait: the signal of a wait step.
+ */
+static void
+check_wait(const Ctx *c, const TNode *node, StepTemplate *s, StringInfo flow)
+{
+	s->signal = get_required_string(c, node, "signal", TEMPLATE_NAME_MAX);
+	refuse_key(c, node, "handler_class", "tasker completes a wait step when its signal arrives");
+	refuse_key(c, node, "handler_config", "tasker completes a wait step when its signal arrives");
+	appendStringInfoString(flow, "{\"type\": \"wait\", \"signal\": ");
+	escape_json(flow, s->signal);
+	appendStringInfoChar(flow, '}');
+}
+
+/*
+ * check_subtask: the task (name, namespace, version) a subtask step
+ * creates, and the path of its context.
+ */
+static void
+check_subtask(const Ctx *c, const TNode *node, StepTemplate *s, StringInfo flow)
+{
+	const TNode *task = tnode_get(node, "task");
+	Ctx			tc = {c->t, psprintf("the task of %s", c->subject)};
+
+	if (is_null(task) || task->kind != TNODE_MAPPING)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, is_null(task) ? node : task,
+					   "Name the child template: task: {name: NAME, namespace: NS, version: V} (namespace and version optional).",
+					   "subtask %s has no \"task\" mapping.", c->subject);
+	check_keys(&tc, task, &subtask_keys);
+	s->subtask_node = task;
+	s->subtask_name = get_required_string(&tc, task, "name", TEMPLATE_NAME_MAX);
+	s->subtask_namespace = get_string(&tc, task, "namespace", TEMPLATE_NAMESPACE_MAX, true);
+	if (s->subtask_namespace == NULL)
+		s->subtask_namespace = "default";
+	s->subtask_version = get_string(&tc, task, "version", TEMPLATE_VERSION_MAX, true);
+	s->context_from = get_string(c, node, "context_from", 0, true);
+	s->context_from_node = tnode_get(node, "context_from");
+	if (s->context_from != NULL)
+		check_path(c, s->context_from_node, "context_from", s->context_from);
+	refuse_key(c, node, "handler_class", "a subtask step runs a child task, not a handler");
+	refuse_key(c, node, "handler_config", "a subtask step runs a child task, not a handler");
+	appendStringInfoString(flow, "{\"type\": \"subtask\", \"task\": {\"name\": ");
+	escape_json(flow, s->subtask_name);
+	appendStringInfoString(flow, ", \"namespace\": ");
+	escape_json(flow, s->subtask_namespace);
+	if (s->subtask_version != NULL)
+	{
+		appendStringInfoString(flow, ", \"version\": ");
+		escape_json(flow, s->subtask_version);
+	}
+	appendStringInfoChar(flow, '}');
+	if (s->context_from != NULL)
+	{
+		appendStringInfoString(flow, ", \"context_from\": ");
+		escape_json(flow, s->context_from);
+	}
+	appendStringInfoChar(flow, '}');
+}
+
+/*
+ * check_step_flow: the dynamic rule of a step (type, map_over and the
+ * keys of each), and its delay_seconds.
+ */
+static void
+check_step_flow(const Ctx *c, const TNode *node, StepTemplate *s)
+{
+	StringInfoData flow;
+
+	initStringInfo(&flow);
+	s->flow_type = flow_type_of(c, node);
+	s->delay_seconds = get_int(c, node, "delay_seconds", 0, 0);
+	if (s->delay_seconds > TEMPLATE_TIMEOUT_MAX)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, tnode_get(node, "delay_seconds"),
+					   psprintf("Give the delay in whole seconds, at most %d (one day); schedule longer waits with tasker_schedule.",
+								TEMPLATE_TIMEOUT_MAX),
+					   "\"delay_seconds\" of %s is over one day.", c->subject);
+	if (s->flow_type == NULL || strcmp(s->flow_type, "decision") != 0)
+		refuse_key(c, node, "branches", "only a decision step (type: decision) has branches");
+	if (s->flow_type == NULL || strcmp(s->flow_type, "wait") != 0)
+		refuse_key(c, node, "signal", "only a wait step (type: wait) waits for a signal");
+	if (s->flow_type == NULL || strcmp(s->flow_type, "subtask") != 0)
+	{
+		refuse_key(c, node, "task", "only a subtask step (type: subtask) names a task");
+		refuse_key(c, node, "context_from", "only a subtask step (type: subtask) has context_from");
+	}
+	check_map(c, node, s, &flow);
+	if (s->flow_type == NULL || strcmp(s->flow_type, "map") == 0)
+		;
+	else if (strcmp(s->flow_type, "decision") == 0)
+		check_decision(c, node, s, &flow);
+	else if (strcmp(s->flow_type, "wait") == 0)
+		check_wait(c, node, s, &flow);
+	else
+		check_subtask(c, node, s, &flow);
+	s->flow_json = (flow.len > 0) ? flow.data : NULL;
+}
+
+/*
+ * depends_on_step: whether step s names dep among its dependencies.
+ */
+static bool
+depends_on_step(const StepTemplate *s, const char *dep)
+{
+	ListCell   *lc;
+
+	foreach(lc, s->depends_on)
+		if (strcmp((const char *) lfirst(lc), dep) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * check_path_step: a dependencies.STEP path names a dependency of s.
+ */
+static void
+check_path_step(const TaskTemplate *t, const StepTemplate *s, const TNode *at,
+				const char *key, const char *path)
+{
+	const char *step;
+	const char *dot;
+
+	if (path == NULL || strncmp(path, "dependencies.", 13) != 0)
+		return;
+	step = path + 13;
+	dot = strchr(step, '.');
+	step = dot ? pnstrdup(step, dot - step) : step;
+	if (!depends_on_step(s, step))
+		template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+					   psprintf("Add \"%s\" to the depends_on_steps of step \"%s\", or correct the path.", step, s->name),
+					   "\"%s\" of step \"%s\" reads the results of \"%s\", which is not one of its dependencies.",
+					   key, s->name, step);
+}
+
+/*
+ * check_flow_references: the names the dynamic rules use: each branch of
+ * a decision is a step that depends on the decision, and each
+ * dependencies.STEP path names a dependency of its step.
+ */
+static void
+check_flow_references(TaskTemplate *t)
+{
+	int			i;
+
+	for (i = 0; i < t->nsteps; i++)
+	{
+		StepTemplate *s = &t->steps[i];
+		ListCell   *lc;
+		int			j = 0;
+
+		check_path_step(t, s, s->map_over_node, "map_over", s->map_over);
+		check_path_step(t, s, s->context_from_node, "context_from", s->context_from);
+		foreach(lc, s->branches)
+		{
+			const char *b = (const char *) lfirst(lc);
+			int			k = find_step(t, b);
+			const TNode *at = s->branches_node->items[j++];
+
+			if (k < 0)
+				template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+							   "Declare a step of that name in step_templates, or correct the branch.",
+							   "branch \"%s\" of decision step \"%s\" is not a step of the template.",
+							   b, s->name);
+			if (!depends_on_step(&t->steps[k], s->name))
+				template_error(t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+							   psprintf("Add \"%s\" to the depends_on_steps of step \"%s\".", s->name, b),
+							   "branch \"%s\" of decision step \"%s\" does not depend on the decision.",
+							   b, s->name);
+		}
+	}
+}
+
 /*
  * check_step: validate one item of step_templates.
  */
@@ -671,6 +966,7 @@ check_step(TaskTemplate *t, const TNode *node, int index, StepTemplate *s)
 								TEMPLATE_DESCRIPTION_MAX, false);
 	if (s->description == NULL)
 		s->description = s->name;
+	check_step_flow(&c, node, s);
 	check_step_handler(&c, node, s);
 	check_step_dependencies(&c, node, s);
 	s->default_retryable = get_bool(&c, node, "default_retryable", true);
@@ -1192,4 +1488,5 @@ template_check(TaskTemplate *t, const TNode *root)
 	check_dependency_names(t);
 	check_named_steps(&c, root);
 	check_cycles(t);
+	check_flow_references(t);
 }

@@ -42,6 +42,22 @@ typedef struct StepTemplate
 	List	   *permanent_sqlstates;	/* char *: codes or classes */
 	List	   *retry_sqlstates;	/* char *: codes or classes */
 	Oid			handler_function;	/* InvalidOid for api steps */
+
+	/* Dynamic rules (issue 10): NULL flow_type for a plain step. */
+	const char *flow_type;		/* map, decision, wait, subtask */
+	char	   *flow_json;		/* the flow column: type and its keys */
+	int32		delay_seconds;
+	const char *map_over;		/* map: the path of the array */
+	const TNode *map_over_node;
+	List	   *branches;		/* decision: char *, the steps it may run */
+	const TNode *branches_node;
+	const char *signal;			/* wait */
+	const char *subtask_name;	/* subtask: the child template */
+	const char *subtask_namespace;
+	const char *subtask_version;	/* NULL: the highest */
+	const TNode *subtask_node;
+	const char *context_from;	/* subtask: the path of the child's context */
+	const TNode *context_from_node;
 } StepTemplate;
 
 /* A task template, validated. */

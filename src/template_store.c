@@ -55,6 +55,10 @@
 
 #define TASK_NARGS	12
 
+static SPIPlanPtr step_flow_plan;
+static SPIPlanPtr subtask_cycle_plan;
+static SPIPlanPtr subtask_exists_plan;
+static void store_step_flow(int32 task_id, Datum step_id, const StepTemplate *s);
 static SPIPlanPtr unfinished_plan;
 static SPIPlanPtr namespace_select_plan;
 static SPIPlanPtr namespace_insert_plan;
@@ -207,7 +211,8 @@ set_worker_config(TaskTemplate *t, StepTemplate *s)
 /*
  * template_resolve_handlers: resolve the handler function of every step
  * but api and worker steps, whose handler_class is only a label (a worker
- * step's class may be registered for a queue).  SPI must be connected.
+ * step's class may be registered for a queue), and wait and subtask
+ * steps, which have none.  SPI must be connected.
  */
 void
 template_resolve_handlers(TaskTemplate *t)
@@ -223,8 +228,9 @@ template_resolve_handlers(TaskTemplate *t)
 			s->is_worker = true;
 		if (s->is_worker)
 			set_worker_config(t, s);
-		s->handler_function = (s->is_api || s->is_worker) ? InvalidOid
-			: resolve_step_handler(t, s);
+		/* A wait or subtask step has no handler: tasker runs it (flow.c). */
+		s->handler_function = (s->is_api || s->is_worker || s->handler_class == NULL)
+			? InvalidOid : resolve_step_handler(t, s);
 	}
 }
 
@@ -484,6 +490,8 @@ store_named_task(const TaskTemplate *t, int32 ns_id, bool replace)
 	int32		id;
 	bool		exists;
 
+	tasker_require_namespace(t->namespace_name, TASKER_LEVEL_ADMIN,
+							 "register templates in");
 	task_values(t, ns_id, values, nulls);
 	lock_namespace(values, nulls);
 	exists = existing_task(values, nulls, &id);
@@ -598,6 +606,132 @@ store_step(const TaskTemplate *t, int32 task_id, int i)
 						   "         $10::jsonb, $11, $12, $13::jsonb, $14, $15)",
 						   15, argtypes),
 				 values, nulls, SPI_OK_INSERT);
+	if (s->flow_json != NULL || s->delay_seconds > 0)
+		store_step_flow(task_id, values[1], s);
+}
+
+/*
+ * store_step_flow: the dynamic rule and delay of a step template (issue
+ * 10), which a 0.1.0 schema cannot hold.
+ */
+static void
+store_step_flow(int32 task_id, Datum step_id, const StepTemplate *s)
+{
+	Oid			argtypes[4] = {INT4OID, INT4OID, TEXTOID, INT4OID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+
+	if (!tasker_has_column("tasker_named_tasks_named_steps", "flow"))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("step \"%s\" uses a dynamic rule or a delay, which this database's tasker schema cannot store",
+						s->name),
+				 errdetail("The extension's schema is older than its library (0.2.0)."),
+				 errhint("Run ALTER EXTENSION tasker UPDATE.")));
+	values[0] = Int32GetDatum(task_id);
+	values[1] = step_id;
+	values[2] = s->flow_json ? CStringGetTextDatum(s->flow_json) : (Datum) 0;
+	nulls[2] = s->flow_json ? ' ' : 'n';
+	values[3] = Int32GetDatum(s->delay_seconds);
+	tasker_run_plan(tasker_keep_plan(&step_flow_plan,
+						   "UPDATE @extschema@.tasker_named_tasks_named_steps"
+						   "   SET flow = $3::jsonb, delay_seconds = $4"
+						   " WHERE named_task_id = $1 AND named_step_id = $2",
+						   4, argtypes),
+				 values, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * subtask_cycle: the chain of registered templates (namespace/name, in
+ * order) through which the child template of a subtask step creates, as
+ * subtasks, the template being registered; NULL when none does.
+ */
+static char *
+subtask_cycle(const TaskTemplate *t, const StepTemplate *s)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4] = {CStringGetTextDatum(s->subtask_namespace),
+		CStringGetTextDatum(s->subtask_name), CStringGetTextDatum(t->namespace_name),
+	CStringGetTextDatum(t->name)};
+
+	tasker_run_plan(tasker_keep_plan(&subtask_cycle_plan,
+						   "WITH RECURSIVE r(ns, name, depth, path) AS ("
+						   "  SELECT $1, $2, 0, $1 || '/' || $2"
+						   "  UNION"
+						   "  SELECT l.flow->'task'->>'namespace', l.flow->'task'->>'name', r.depth + 1,"
+						   "         r.path || ' -> ' || (l.flow->'task'->>'namespace') || '/'"
+						   "           || (l.flow->'task'->>'name')"
+						   "    FROM r"
+						   "    JOIN @extschema@.tasker_task_namespaces ns ON ns.name = r.ns"
+						   "    JOIN @extschema@.tasker_named_tasks nt"
+						   "      ON nt.task_namespace_id = ns.task_namespace_id AND nt.name = r.name"
+						   "    JOIN @extschema@.tasker_named_tasks_named_steps l"
+						   "      ON l.named_task_id = nt.named_task_id"
+						   "   WHERE l.flow->>'type' = 'subtask' AND r.depth < 32)"
+						   " SELECT path FROM r WHERE ns = $3 AND name = $4 LIMIT 1",
+						   4, argtypes),
+				 values, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+}
+
+/*
+ * subtask_exists: whether the child template of a subtask step is
+ * registered (in the version it names, if it names one).
+ */
+static bool
+subtask_exists(const StepTemplate *s)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {CStringGetTextDatum(s->subtask_namespace),
+		CStringGetTextDatum(s->subtask_name),
+	s->subtask_version ? CStringGetTextDatum(s->subtask_version) : (Datum) 0};
+	char		nulls[3] = {' ', ' ', s->subtask_version ? ' ' : 'n'};
+
+	tasker_run_plan(tasker_keep_plan(&subtask_exists_plan,
+						   "SELECT 1 FROM @extschema@.tasker_named_tasks nt"
+						   "  JOIN @extschema@.tasker_task_namespaces ns"
+						   "    ON ns.task_namespace_id = nt.task_namespace_id"
+						   " WHERE ns.name = $1 AND nt.name = $2 AND ($3 IS NULL OR nt.version = $3)"
+						   " LIMIT 1",
+						   3, argtypes),
+				 values, nulls, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+/*
+ * check_subtasks: each subtask step names a registered template, and no
+ * chain of subtasks leads back to the template being registered (its
+ * tasks would create children without end).
+ */
+static void
+check_subtasks(const TaskTemplate *t)
+{
+	int			i;
+
+	for (i = 0; i < t->nsteps; i++)
+	{
+		const StepTemplate *s = &t->steps[i];
+		char	   *cycle;
+
+		if (s->subtask_name == NULL)
+			continue;
+		if (strcmp(s->subtask_name, t->name) == 0 &&
+			strcmp(s->subtask_namespace, t->namespace_name) == 0)
+			cycle = psprintf("%s/%s", t->namespace_name, t->name);
+		else if (!subtask_exists(s))
+			template_error(t->name, ERRCODE_UNDEFINED_OBJECT, s->subtask_node,
+						   "Register the child template first, or correct its name, namespace or version.",
+						   "subtask step \"%s\" names task \"%s\" in namespace \"%s\"%s, which is not registered.",
+						   s->name, s->subtask_name, s->subtask_namespace,
+						   s->subtask_version ? psprintf(" version %s", s->subtask_version) : "");
+		else
+			cycle = subtask_cycle(t, s);
+		if (cycle != NULL)
+			template_error(t->name, ERRCODE_INVALID_OBJECT_DEFINITION, s->subtask_node,
+						   "A subtask must not lead back to its own template; break the chain.",
+						   "subtask step \"%s\" of \"%s\" creates a cycle of subtasks: %s/%s -> %s.",
+						   s->name, t->name, t->namespace_name, t->name, cycle);
+	}
 }
 
 /*
@@ -608,9 +742,13 @@ store_step(const TaskTemplate *t, int32 task_id, int i)
 int32
 template_store(TaskTemplate *t, bool replace)
 {
-	int32		ns_id = namespace_id(t->namespace_name);
-	int32		task_id = store_named_task(t, ns_id, replace);
+	int32		ns_id;
+	int32		task_id;
 	int			i;
+
+	check_subtasks(t);
+	ns_id = namespace_id(t->namespace_name);
+	task_id = store_named_task(t, ns_id, replace);
 
 	for (i = 0; i < t->nsteps; i++)
 		store_step(t, task_id, i);

@@ -4,7 +4,9 @@
  *		The tasker launcher and executor background workers.
  *
  * When the library is in shared_preload_libraries, _PG_init registers one
- * launcher.  The launcher keeps tasker.max_workers executors running: each
+ * launcher.  The launcher keeps tasker.max_workers executors running (and
+ * the event worker of event_worker.c, which delivers events to subscribers
+ * and prunes the event log): each
  * executor owns a slot in shared memory (pid, latch, counters), and the
  * launcher starts a dynamic worker for every empty slot, again after the
  * executor exits or crashes, once tasker.database_name exists (until then
@@ -44,6 +46,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -56,6 +59,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/relcache.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
@@ -65,6 +69,7 @@
 #include "backlog.h"
 #include "bgw.h"
 #include "compat.h"
+#include "event_worker.h"
 #include "guc.h"
 #include "handler.h"
 #include "retention.h"
@@ -126,11 +131,27 @@ start_executor(int i)
 static bool
 database_exists(void)
 {
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
 	bool		found;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	found = OidIsValid(get_database_oid(tasker_database_name, true));
+	/*
+	 * A heap scan, as InitPostgres reads pg_database: connected to no
+	 * database, the launcher cannot open the catalog's index until a
+	 * backend has written the shared relcache init file (just after
+	 * initdb, none has), and get_database_oid would fail.
+	 */
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(tasker_database_name));
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, DatabaseNameIndexId, criticalSharedRelcachesBuilt,
+							  NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return found;
 }
@@ -188,6 +209,7 @@ tasker_launcher_main(Datum arg)
 			for (i = 0; i < tasker_slot_count(); i++)
 				if (tasker_slot_needs_worker(i))
 					start_executor(i);
+			tasker_event_worker_launch();
 			tasker_retention_tick();
 		}
 
@@ -219,39 +241,6 @@ set_slot_state(TaskerWorkerState state, int steps)
 }
 
 /*
- * extension_version: the installed version of the extension in this
- * database (palloc'd in the caller's context), or NULL when it is not
- * installed.  Runs in the caller's transaction.
- */
-static char *
-extension_version(void)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	char	   *version = NULL;
-
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("tasker"));
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			version = TextDatumGetCString(d);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return version;
-}
-
-/*
  * extension_state: whether this database's extension is ready for this
  * library: installed (else TASKER_WORKER_WAITING) and at the library's own
  * version (else TASKER_WORKER_WAITING_FOR_UPDATE: the SQL objects of
@@ -271,7 +260,7 @@ extension_state(void)
 	if (ready)
 		return TASKER_WORKER_IDLE;
 	StartTransactionCommand();
-	version = extension_version();
+	version = tasker_installed_version();
 	version = version ? MemoryContextStrdup(oldcxt, version) : NULL;
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(oldcxt);
@@ -424,13 +413,7 @@ wake_other_workers(void)
 static int
 run_in_transaction_kinds(void)
 {
-	const TaskerHandlerKind *const *k;
-	int			n = 0;
-
-	for (k = tasker_handler_kinds; *k != NULL; k++)
-		if ((*k)->run_ready != NULL)
-			n += (*k)->run_ready(0, tasker_batch_size, InvalidOid);
-	return n;
+	return tasker_run_in_transaction_kinds(0, tasker_batch_size, InvalidOid);
 }
 
 /*

@@ -16,10 +16,22 @@ set -euo pipefail
 
 TASKER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# TASKER_PG_ROOT (developers' option, default none): the root of a copy of
+# the PostgreSQL installation (cp -a /usr/lib/postgresql/15 to
+# ROOT/usr/lib/postgresql/, /usr/share/postgresql/15 to
+# ROOT/usr/share/postgresql/, a link to /usr/include/postgresql at
+# ROOT/usr/include/postgresql).  PostgreSQL finds its files relative to its
+# binaries, so builds and suites against different copies run at the same
+# time on one machine, each under its own install lock.
+PG_ROOT=${TASKER_PG_ROOT:-}
+PG_LIB=$PG_ROOT/usr/lib/postgresql/$PG_MAJOR
+PG_BIN=$PG_LIB/bin
+export PG_CONFIG=$PG_BIN/pg_config
+INSTALL_LOCK=/tmp/tasker-install$(echo "$PG_ROOT" | tr / _).lock
 PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
 postgresql-$PG_MAJOR-cron libyaml-dev libcurl4-openssl-dev libipc-run-perl pkg-config
-make gcc python3 python3-psycopg libtap-parser-sourcehandler-pgtap-perl graphviz ruby ruby-pg"
+make gcc python3 python3-psycopg libtap-parser-sourcehandler-pgtap-perl graphviz ruby ruby-pg
+prometheus-postgres-exporter"
 TASKER_PORT=${TASKER_PORT:-54329}
 
 as_pg() {
@@ -48,6 +60,10 @@ tasker_install_packages() {
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends $missing >/dev/null
 	fi
+	# The exporter's package starts a service; the tests start their own.
+	if command -v systemctl >/dev/null && [ "$(id -u)" = 0 ]; then
+		systemctl disable --now prometheus-postgres-exporter >/dev/null 2>&1 || true
+	fi
 	# The Debian package starts a default cluster we do not use.
 	if command -v pg_lsclusters >/dev/null && [ "$(id -u)" = 0 ]; then
 		pg_ctlcluster $PG_MAJOR main stop >/dev/null 2>&1 || true
@@ -56,15 +72,55 @@ tasker_install_packages() {
 
 # Build with warnings as errors and install into the PostgreSQL tree.
 tasker_build() {
-	echo "== building tasker"
-	make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 >/dev/null
+	echo "== building tasker${TASKER_SANITIZE:+ with -fsanitize=address,undefined}"
+	if [ -n "${TASKER_SANITIZE:-}" ]; then
+		# Objects built with other flags are not rebuilt by make: start clean.
+		make -C "$TASKER_ROOT" -s clean >/dev/null
+		make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 TASKER_SANITIZE=1 >/dev/null
+	else
+		make -C "$TASKER_ROOT" -s -j2 TASKER_WERROR=1 >/dev/null
+	fi
 	make -C "$TASKER_ROOT" -s install >/dev/null
+}
+
+# sanitize_start DIR: an empty DIR for the sanitizers' reports.  The
+# runtimes' options (reports under /tmp/tasker-sanitizer, the build's
+# TASKER_SANITIZE_LOG) are compiled into tasker.so (src/sanitize.c): a
+# backend cannot read them from its environment.  Run under the install
+# lock, so no other run writes there.
+sanitize_start() {
+	local dir=$1
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	chmod 1777 "$dir"
+}
+
+# sanitize_reports DIR: print the sanitizer reports in DIR and set
+# SANITIZER_REPORTS to their number.
+sanitize_reports() {
+	local dir=$1 f
+	SANITIZER_REPORTS=0
+	for f in "$dir"/asan.* "$dir"/ubsan.*; do
+		[ -f "$f" ] || continue
+		SANITIZER_REPORTS=$((SANITIZER_REPORTS + $(grep -cE 'ERROR: AddressSanitizer|runtime error:' "$f" || true)))
+		echo "-- $f"
+		head -40 "$f"
+	done
+}
+
+# sanitize_restore: put back the ordinary build: the installation is
+# shared, and an instrumented tasker.so cannot load without the runtime.
+sanitize_restore() {
+	unset TASKER_SANITIZE
+	echo "== restoring the ordinary build"
+	make -C "$TASKER_ROOT" -s clean >/dev/null
+	tasker_build
 }
 
 tasker_setup() {
 	# One install-and-test at a time on this machine: every run installs
 	# into the same PostgreSQL tree.
-	exec 9>/tmp/tasker-install.lock
+	exec 9>"$INSTALL_LOCK"
 	flock 9
 	tasker_install_packages
 	tasker_build

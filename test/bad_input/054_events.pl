@@ -61,7 +61,7 @@ is(scalar(grep { /"step_name":"doomed".*"attempt":2,"final":true/ } @failed), 1,
 	'its last failure is final');
 my ($custom) = grep { /"event":"order.flagged"/ } @events;
 like($custom // '',
-	qr/^\{"event":"order.flagged","task_id":1,"step_id":\d+,"step_name":"flaky","task_name":"events","namespace":"default","at":"[^"]+","payload":\{"order_id": 7\}\}$/,
+	qr/^\{"event":"order.flagged","task_id":1,"step_id":\d+,"step_name":"flaky","task_name":"events","namespace":"default","at":"[^"]+","payload":\{"order_id": 7\},"event_id":\d+\}$/,
 	'a custom event published from a handler names its task and step, in the shape of the built-in events');
 
 ($rc, $out, $err) = $node->psql('postgres', q{
@@ -72,7 +72,7 @@ like($custom // '',
 @events = @{ notifications($out) };
 like($events[0] // '', qr/^\{"event":"order.flagged","task_id":1,"task_name":"events","namespace":"default","at":/,
 	'a custom event names the task given');
-like($events[1] // '', qr/^\{"event":"order.flagged","at":"[^"]+","payload":\{\}\}$/,
+like($events[1] // '', qr/^\{"event":"order.flagged","at":"[^"]+","payload":\{\},"event_id":\d+\}$/,
 	'outside a handler, with no task given, it names none');
 
 ($rc, $out, $err) = $node->psql('postgres', q{

@@ -50,7 +50,9 @@ SELECT has_column(t, 'task_id') FROM unnest(ARRAY[
     'tasker_task_annotations']) AS t;
 
 -- Unique constraints the Ruby engine lacked, and the ones it had.
-SELECT col_is_unique('tasker_workflow_steps', ARRAY['task_id', 'named_step_id']);
+SELECT ok(pg_get_indexdef('tasker_workflow_steps_task_named_step_idx'::regclass)
+          ~ 'UNIQUE .*\(task_id, named_step_id\) WHERE \(map_parent_id IS NULL\)',
+          'one step per template step and task, map instances aside');
 SELECT col_is_unique('tasker_workflow_step_edges', ARRAY['from_step_id', 'to_step_id']);
 SELECT col_is_unique('tasker_named_tasks', ARRAY['task_namespace_id', 'name', 'version']);
 SELECT col_is_unique('tasker_tasks', 'identity_hash');
@@ -83,7 +85,7 @@ SELECT is(
     (SELECT count(*)::int FROM pg_constraint
       WHERE contype = 'f' AND confdeltype = 'c'
         AND confrelid = 'tasker_tasks'::regclass),
-    5, 'the five runtime tables that reference tasker_tasks cascade its deletes');
+    7, 'the seven runtime tables that reference tasker_tasks cascade its deletes');
 
 -- The partial index that makes "ready steps" an index scan.
 SELECT has_index('tasker_workflow_steps', 'tasker_workflow_steps_ready_idx');

@@ -2,7 +2,7 @@
 -- 55000, same-state requests write nothing, and the transition history
 -- keeps its invariants.
 BEGIN;
-SELECT plan(88);
+SELECT plan(114);
 
 INSERT INTO tasker_named_tasks (name, task_namespace_id) VALUES ('machine', 1);
 INSERT INTO tasker_named_steps (dependent_system_id, name) VALUES (1, 'solo');
@@ -21,11 +21,12 @@ CREATE FUNCTION pg_temp.step_in(state text) RETURNS bigint LANGUAGE sql AS $$
 
 CREATE TEMP TABLE states (s text, n int);
 INSERT INTO states VALUES ('pending', 1), ('in_progress', 2), ('complete', 3),
-    ('error', 4), ('cancelled', 5), ('resolved_manually', 6);
+    ('error', 4), ('cancelled', 5), ('resolved_manually', 6), ('skipped', 7);
 
 -- The allowed pairs, written out here independently of the C table: the
 -- Ruby engine's, plus step in_progress -> pending, a leased step given
--- back by its external worker (tasker_release_step, issue 9).
+-- back by its external worker (tasker_release_step, issue 9), and step
+-- pending -> skipped, a decision's branch not taken (issue 10).
 CREATE TEMP TABLE allowed (entity text, f text, t text);
 INSERT INTO allowed VALUES
     ('task', 'pending', 'in_progress'), ('task', 'pending', 'cancelled'),
@@ -36,6 +37,7 @@ INSERT INTO allowed VALUES
     ('task', 'resolved_manually', 'cancelled'),
     ('step', 'pending', 'in_progress'), ('step', 'pending', 'error'),
     ('step', 'pending', 'cancelled'), ('step', 'pending', 'resolved_manually'),
+    ('step', 'pending', 'skipped'),
     ('step', 'in_progress', 'complete'), ('step', 'in_progress', 'error'),
     ('step', 'in_progress', 'cancelled'), ('step', 'in_progress', 'pending'),
     ('step', 'error', 'pending'),
@@ -46,7 +48,7 @@ SELECT set_eq($$SELECT from_state, to_state FROM tasker_allowed_transitions('tas
               'the task machine allows exactly the Ruby transitions');
 SELECT set_eq($$SELECT from_state, to_state FROM tasker_allowed_transitions('step')$$,
               $$SELECT f, t FROM allowed WHERE entity = 'step'$$,
-              'the step machine allows exactly the Ruby transitions and the release');
+              'the step machine allows exactly the Ruby transitions, the release and the skip');
 
 -- 36 task pairs and 36 step pairs.
 SELECT CASE

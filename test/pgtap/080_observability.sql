@@ -61,15 +61,16 @@ SELECT is((SELECT pg_get_function_arguments('tasker_analytics_metrics(timestampt
           'since timestamp with time zone DEFAULT (now() - ''01:00:00''::interval)',
           'tasker_analytics_metrics: since defaults to an hour ago');
 
--- The readers run as the owner under a pinned search_path, and say what they do.
+-- The readers run as their caller (so that row-level security applies,
+-- issue 13) under a pinned search_path, and say what they do.
 SELECT is(array_agg(p.proname::text ORDER BY p.proname), NULL,
-          'every public observability function is SECURITY DEFINER with search_path pg_catalog, pg_temp')
+          'every public observability function is SECURITY INVOKER with search_path pg_catalog, pg_temp')
   FROM pg_proc p
  WHERE p.proname IN ('tasker_system_health', 'tasker_analytics_metrics', 'tasker_slowest_steps',
                      'tasker_slowest_tasks', 'tasker_health', 'tasker_task_summary', 'tasker_task_diagram',
                      'tasker_template_diagram', 'tasker_task_bottlenecks', 'tasker_critical_path',
                      'tasker_task_graph')
-   AND NOT (p.prosecdef AND p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp']);
+   AND NOT (NOT p.prosecdef AND p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp']);
 SELECT is(array_agg(p.oid::regprocedure::text ORDER BY 1), NULL, 'every observability function has a comment')
   FROM pg_proc p
  WHERE p.proname IN ('tasker_system_health', 'tasker_analytics_metrics', 'tasker_slowest_steps',
@@ -79,31 +80,31 @@ SELECT is(array_agg(p.oid::regprocedure::text ORDER BY 1), NULL, 'every observab
                      'tasker_check_window', 'tasker_require_task', 'tasker_template_for', 'tasker_state_styles')
    AND obj_description(p.oid, 'pg_proc') IS NULL;
 
--- Who may execute: the summary shows contexts and results, so it is
--- granted like the tables' SELECT; the internal checks are not granted.
+-- Who may execute (issue 13): the reader level, not PUBLIC.
 CREATE ROLE tasker_tap_watcher;
 SELECT ok(NOT has_function_privilege('tasker_tap_watcher', 'tasker_task_summary(bigint)', 'EXECUTE'),
           'tasker_task_summary is not granted to PUBLIC');
 SELECT ok(NOT has_function_privilege('tasker_tap_watcher', 'tasker_require_task(bigint)', 'EXECUTE'),
-          'tasker_require_task is internal');
+          'tasker_require_task is not granted to PUBLIC');
 SELECT ok(NOT has_function_privilege('tasker_tap_watcher', 'tasker_template_for(text, text, text)', 'EXECUTE'),
-          'tasker_template_for is internal');
+          'tasker_template_for is not granted to PUBLIC');
 SELECT ok(NOT has_function_privilege('tasker_tap_watcher', 'tasker_check_window(timestamptz, integer)', 'EXECUTE'),
-          'tasker_check_window is internal');
+          'tasker_check_window is not granted to PUBLIC');
 SELECT ok(NOT has_function_privilege('tasker_tap_watcher', 'tasker_state_styles()', 'EXECUTE'),
-          'tasker_state_styles is internal');
-SELECT ok(has_function_privilege('tasker_tap_watcher', 'tasker_health()', 'EXECUTE')
-          AND has_function_privilege('tasker_tap_watcher', 'tasker_analytics_metrics(timestamptz)', 'EXECUTE')
-          AND has_function_privilege('tasker_tap_watcher', 'tasker_task_diagram(bigint, text)', 'EXECUTE')
-          AND has_function_privilege('tasker_tap_watcher', 'tasker_task_bottlenecks(bigint, jsonb)', 'EXECUTE'),
-          'health, analytics, diagrams and bottlenecks are open, like tasker_task_execution_context');
-GRANT EXECUTE ON FUNCTION tasker_task_summary(bigint) TO tasker_tap_watcher;
+          'tasker_state_styles is not granted to PUBLIC');
+SELECT ok(NOT has_function_privilege('tasker_tap_watcher', 'tasker_health()', 'EXECUTE')
+          AND has_function_privilege('tasker_reader', 'tasker_health()', 'EXECUTE')
+          AND has_function_privilege('tasker_reader', 'tasker_analytics_metrics(timestamptz)', 'EXECUTE')
+          AND has_function_privilege('tasker_reader', 'tasker_task_diagram(bigint, text)', 'EXECUTE')
+          AND has_function_privilege('tasker_reader', 'tasker_task_bottlenecks(bigint, jsonb)', 'EXECUTE'),
+          'health, analytics, diagrams and bottlenecks are for tasker_reader, not PUBLIC');
+GRANT tasker_reader TO tasker_tap_watcher;
 SELECT tasker_create_task('diamond_workflow', '{"order": 1}', namespace => 'shapes') AS diamond \gset
 SET ROLE tasker_tap_watcher;
 SELECT is(tasker_task_summary(:diamond)->'context', '{"order": 1}',
-          'granted, a role without SELECT on the tables reads the summary');
+          'a member of tasker_reader reads the summary');
 SELECT is((SELECT count(*) FROM tasker_task_bottlenecks(:diamond)), 7::bigint,
-          'and any role analyses a task');
+          'and analyses a task');
 RESET ROLE;
 
 -- The indexes behind the time windows.
