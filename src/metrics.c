@@ -15,6 +15,10 @@
  * (through the lease index) with one statement, run as the extension's
  * owner (security.c) in the caller's transaction.
  *
+ * Under namespace isolation (tasker.namespace_isolation), a role that
+ * does not see every namespace gets only the gauges of its namespaces'
+ * steps and the executors' gauges (collect()).
+ *
  * One table (families) names every metric family, with its type and
  * help text; samples are collected in that order, so both functions
  * return the same samples, and the text format keeps each family's
@@ -32,6 +36,7 @@
 #include <math.h>
 #include <signal.h>
 
+#include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -142,7 +147,42 @@ typedef struct KindGauges
 	double		in_progress;
 } KindGauges;
 
+/*
+ * The gauges statement, in two forms: for every namespace, and (under
+ * namespace isolation, for a role that does not see them all) for the
+ * steps of the namespaces granted to the role $1, as the row-level
+ * security policy of tasker_tasks grants them.
+ */
+#define GAUGE_TASK_FILTER \
+	" AND t.named_task_id IN (SELECT nt.named_task_id" \
+	"       FROM @extschema@.tasker_named_tasks nt" \
+	"       JOIN @extschema@.tasker_task_namespaces ns" \
+	"         ON ns.task_namespace_id = nt.task_namespace_id" \
+	"       JOIN @extschema@.tasker_namespace_grants g ON g.namespace = ns.name::text" \
+	"      WHERE pg_catalog.pg_has_role($1, g.grantee::oid, 'USAGE'))"
+#define GAUGES_SQL(filter) \
+	"SELECT k.kind," \
+	"  (SELECT count(*) FROM (SELECT 1 FROM @extschema@.tasker_workflow_steps s" \
+	"      JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id" \
+	"     WHERE s.handler_kind = k.kind AND " TASKER_READY_STEP_SQL \
+	"       AND s.next_attempt_at <= now()" \
+	"       AND t.current_state IN ('pending', 'in_progress')" filter \
+	"     LIMIT " CppAsString2(TASKER_METRICS_READY_CAP) ") r)::float8," \
+	"  COALESCE((SELECT extract(epoch FROM now() - s.next_attempt_at)" \
+	"      FROM @extschema@.tasker_workflow_steps s" \
+	"      JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id" \
+	"     WHERE s.handler_kind = k.kind AND " TASKER_READY_STEP_SQL \
+	"       AND s.next_attempt_at <= now()" \
+	"       AND t.current_state IN ('pending', 'in_progress')" filter \
+	"     ORDER BY s.next_attempt_at LIMIT 1), 0)::float8," \
+	"  (SELECT count(*) FROM @extschema@.tasker_workflow_steps s" \
+	"      JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id" \
+	"     WHERE s.lease_expires_at IS NOT NULL AND s.current_state = 'in_progress'" \
+	"       AND s.handler_kind = k.kind" filter ")::float8" \
+	"  FROM unnest(ARRAY['sql', 'http', 'worker']) AS k(kind)"
+
 static SPIPlanPtr gauges_plan;
+static SPIPlanPtr scoped_gauges_plan;
 
 /*
  * add_sample: append a sample with up to two labels (k2 NULL: one; k1
@@ -251,39 +291,29 @@ add_counters(MetricSamples *s)
  * lease index, which holds only steps in progress).  Ready means what the
  * executors would claim: the ready index's predicate, due, of a pending or
  * in_progress task (as tasker_health counts it).  Runs as the
- * extension's owner.
+ * extension's owner; scope_role, when valid, keeps the steps of the
+ * namespaces granted to that role.
  */
 static void
-read_kind_gauges(KindGauges *out)
+read_kind_gauges(KindGauges *out, Oid scope_role)
 {
 	TaskerApiScope scope;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
 	uint64		i;
 	bool		isnull;
+	SPIPlanPtr	plan;
 
 	memset(out, 0, sizeof(KindGauges) * TASKER_NUM_STEP_KINDS);
 	tasker_api_enter(&scope);
 	SPI_connect();
-	tasker_run_plan(tasker_keep_plan(&gauges_plan,
-			 "SELECT k.kind,"
-			 "  (SELECT count(*) FROM (SELECT 1 FROM @extschema@.tasker_workflow_steps s"
-			 "      JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id"
-			 "     WHERE s.handler_kind = k.kind AND " TASKER_READY_STEP_SQL
-			 "       AND s.next_attempt_at <= now()"
-			 "       AND t.current_state IN ('pending', 'in_progress')"
-			 "     LIMIT " CppAsString2(TASKER_METRICS_READY_CAP) ") r)::float8,"
-			 "  COALESCE((SELECT extract(epoch FROM now() - s.next_attempt_at)"
-			 "      FROM @extschema@.tasker_workflow_steps s"
-			 "      JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id"
-			 "     WHERE s.handler_kind = k.kind AND " TASKER_READY_STEP_SQL
-			 "       AND s.next_attempt_at <= now()"
-			 "       AND t.current_state IN ('pending', 'in_progress')"
-			 "     ORDER BY s.next_attempt_at LIMIT 1), 0)::float8,"
-			 "  (SELECT count(*) FROM @extschema@.tasker_workflow_steps s"
-			 "     WHERE s.lease_expires_at IS NOT NULL AND s.current_state = 'in_progress'"
-			 "       AND s.handler_kind = k.kind)::float8"
-			 "  FROM unnest(ARRAY['sql', 'http', 'worker']) AS k(kind)",
-			 0, NULL),
-		NULL, NULL, SPI_OK_SELECT);
+	values[0] = ObjectIdGetDatum(scope_role);
+	if (OidIsValid(scope_role))
+		plan = tasker_keep_plan(&scoped_gauges_plan,
+								GAUGES_SQL(GAUGE_TASK_FILTER), 1, argtypes);
+	else
+		plan = tasker_keep_plan(&gauges_plan, GAUGES_SQL(""), 0, NULL);
+	tasker_run_plan(plan, OidIsValid(scope_role) ? values : NULL, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		int			k = tasker_step_kind(SPI_getvalue(SPI_tuptable->vals[i],
@@ -321,12 +351,12 @@ workers_alive(void)
  * add_gauges: the gauges, from the tables and from shared memory.
  */
 static void
-add_gauges(MetricSamples *s)
+add_gauges(MetricSamples *s, Oid scope_role)
 {
 	KindGauges g[TASKER_NUM_STEP_KINDS];
 	int			k;
 
-	read_kind_gauges(g);
+	read_kind_gauges(g, scope_role);
 	for (k = 0; k < TASKER_NUM_STEP_KINDS; k++)
 		add_sample(s, F_READY, "", g[k].ready, "kind", tasker_step_kind_name(k), NULL, NULL);
 	for (k = 0; k < TASKER_NUM_STEP_KINDS; k++)
@@ -334,21 +364,29 @@ add_gauges(MetricSamples *s)
 	for (k = 0; k < TASKER_NUM_STEP_KINDS; k++)
 		add_sample(s, F_IN_PROGRESS, "", g[k].in_progress,
 				   "kind", tasker_step_kind_name(k), NULL, NULL);
-	add_sample(s, F_HTTP_IN_FLIGHT, "", http_in_flight(), NULL, NULL, NULL, NULL);
+	if (!OidIsValid(scope_role))
+		add_sample(s, F_HTTP_IN_FLIGHT, "", http_in_flight(), NULL, NULL, NULL, NULL);
 	add_sample(s, F_WORKERS_ALIVE, "", workers_alive(), NULL, NULL, NULL, NULL);
 	add_sample(s, F_WORKERS_MAX, "", tasker_slot_count(), NULL, NULL, NULL, NULL);
 }
 
 /*
- * collect: every sample, in family order.
+ * collect: every sample, in family order.  Under namespace isolation, a
+ * caller who does not see every namespace (security.c) gets the gauges of
+ * the steps of its namespaces and the executors' gauges only: the
+ * counters and the HTTP requests in flight are kept for the whole server,
+ * not per namespace, so they would tell of other tenants' work.
  */
 static MetricSamples *
 collect(void)
 {
 	MetricSamples *s = palloc0(sizeof(MetricSamples));
+	Oid			caller = tasker_caller();
+	Oid			scope_role = tasker_sees_all_namespaces(caller) ? InvalidOid : caller;
 
-	add_counters(s);
-	add_gauges(s);
+	if (!OidIsValid(scope_role))
+		add_counters(s);
+	add_gauges(s, scope_role);
 	return s;
 }
 

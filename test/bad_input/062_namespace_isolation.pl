@@ -157,6 +157,26 @@ is(as_role('rea', q{SELECT count(*) FILTER (WHERE event->>'namespace' = 'a') > 0
 is(as_role('nob', 'SELECT count(*) FROM tasker_events_since(0, 100000)'), '0',
 	'nob reads no event');
 
+# Metrics: a role that does not see every namespace gets the gauges of its
+# namespaces' steps and none of the server-wide counters.
+my $ready = q{SELECT value FROM tasker_metrics()
+	WHERE name = 'tasker_ready_steps' AND labels->>'kind' = 'sql'};
+my $all_before = $node->safe_psql('postgres', $ready);
+my $rea_before = as_role('rea', $ready);
+as_role('ben', "SELECT tasker_create_task('job', namespace => 'b')");
+is($node->safe_psql('postgres', $ready), $all_before + 1, 'the superuser counts a new ready step of b');
+is(as_role('rea', $ready), $rea_before, 'rea does not');
+is(as_role('rea', q{SELECT count(*) FROM tasker_metrics()
+		WHERE name LIKE '%_total' OR name LIKE 'tasker_step_duration%' OR name = 'tasker_http_requests_in_flight'}),
+	'0', 'rea gets no server-wide counter');
+is($node->safe_psql('postgres', q{SELECT count(*) > 0 FROM tasker_metrics() WHERE name LIKE '%_total'}),
+	't', 'the superuser gets them');
+as_role('opa', "SELECT tasker_create_task('job', namespace => 'a')");
+is(as_role('rea', $ready), $rea_before + 1, 'rea counts a new ready step of a');
+my $n = $rea_before + 1;
+like(as_role('rea', 'SELECT tasker_metrics_prometheus()'), qr/^tasker_ready_steps\{kind="sql"\} $n$/m,
+	'and so does the text format');
+
 # Isolation is a superuser's setting.
 is(sqlstate('rea', 'SELECT tasker_sees_all_namespaces(); SET tasker.namespace_isolation = off'), '42501',
 	'a role cannot turn isolation off for its session');
