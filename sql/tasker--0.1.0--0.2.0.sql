@@ -342,78 +342,6 @@ AS $$
 $$;
 
 /*
- * C17: tasker_check() lists every task that breaks an invariant of the
- * engine, with the way out.  Empty on a healthy installation.
- */
-CREATE FUNCTION tasker_check()
-RETURNS TABLE (task_id bigint, problem text, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH counts AS (
-        SELECT s.task_id,
-               count(*) AS total,
-               count(*) FILTER (WHERE s.current_state IN ('complete', 'resolved_manually')) AS done,
-               count(*) FILTER (WHERE s.current_state = 'in_progress'
-                                   OR (s.current_state IN ('pending', 'error')
-                                       AND s.unfinished_parents = 0
-                                       AND s.next_attempt_at IS NOT NULL)) AS live,
-               count(*) FILTER (WHERE s.current_state IN ('pending', 'in_progress')
-                                   OR (s.current_state = 'error'
-                                       AND s.next_attempt_at IS NOT NULL)) AS unsettled
-          FROM @extschema@.tasker_workflow_steps s
-         GROUP BY s.task_id)
-    SELECT t.task_id, 'no way forward',
-           format('The task is %s, but none of its %s steps is running, ready or waiting for a retry (%s finished). Way out: tasker_resolve_step or tasker_cancel_step on the blocking steps, or tasker_cancel_task.',
-                  t.current_state, c.total, c.done)
-      FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
-     WHERE t.current_state IN ('pending', 'in_progress') AND c.live = 0 AND c.done < c.total
-    UNION ALL
-    SELECT t.task_id, 'finished but not complete',
-           format('Every step of the task finished, but the task is %s. Way out: any batch that touches the task settles it (tasker_run_task).',
-                  t.current_state)
-      FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
-     WHERE t.current_state IN ('pending', 'in_progress') AND c.done = c.total
-    UNION ALL
-    SELECT t.task_id, 'cancelled with unsettled steps',
-           format('The task is cancelled, but %s of its steps are pending, in progress or waiting for a retry. Way out: the next batch of any worker (or tasker_run_steps) cancels them.',
-                  c.unsettled)
-      FROM @extschema@.tasker_tasks t JOIN counts c ON c.task_id = t.task_id
-     WHERE t.current_state = 'cancelled' AND c.unsettled > 0
-    UNION ALL
-    SELECT t.task_id, 'task state disagrees with its transitions',
-           format('current_state is %s; the most recent transition goes to %s.',
-                  t.current_state, COALESCE(tt.to_state::text, '(none: pending)'))
-      FROM @extschema@.tasker_tasks t
-      LEFT JOIN @extschema@.tasker_task_transitions tt
-             ON tt.task_id = t.task_id AND tt.most_recent
-     WHERE COALESCE(tt.to_state, 'pending') <> t.current_state
-    UNION ALL
-    SELECT s.task_id, 'step state disagrees with its transitions',
-           format('Step %s has current_state %s; its most recent transition goes to %s.',
-                  s.workflow_step_id, s.current_state,
-                  COALESCE(st.to_state::text, '(none: pending)'))
-      FROM @extschema@.tasker_workflow_steps s
-      LEFT JOIN @extschema@.tasker_workflow_step_transitions st
-             ON st.workflow_step_id = s.workflow_step_id AND st.most_recent
-     WHERE COALESCE(st.to_state, 'pending') <> s.current_state
-    UNION ALL
-    SELECT s.task_id, 'unfinished_parents disagrees with the edges',
-           format('Step %s counts %s unfinished parents; its edges give %s.',
-                  s.workflow_step_id, s.unfinished_parents, p.n)
-      FROM @extschema@.tasker_workflow_steps s
-     CROSS JOIN LATERAL (
-           SELECT count(*) AS n
-             FROM @extschema@.tasker_workflow_step_edges e
-             JOIN @extschema@.tasker_workflow_steps ps ON ps.workflow_step_id = e.from_step_id
-            WHERE e.to_step_id = s.workflow_step_id
-              AND ps.current_state NOT IN ('complete', 'resolved_manually')) p
-     WHERE s.unfinished_parents <> p.n
-    ORDER BY 1, 2
-$$;
-COMMENT ON FUNCTION tasker_check() IS
-    'Tasks that break an invariant (no way forward, state columns that disagree with the transitions, unfinished_parents that disagrees with the edges), each with the way out; no rows when all is well';
-
-/*
  * D23: controls by step name, and a reason on every control.  Each
  * control's transitions record the reason and the calling role (actor).
  * The 0.1.0 signatures stay as they were (their grants too); the reason
@@ -2069,10 +1997,14 @@ COMMENT ON FUNCTION tasker_signal(bigint, text, jsonb) IS
     'Complete the task''s wait step for this signal with the payload as its results (or keep the signal until the step is reached); false when the task has no such wait step or it already finished';
 REVOKE ALL ON FUNCTION tasker_signal(bigint, text, jsonb) FROM PUBLIC;
 
-/* skipped counts as finished wherever a step's finish is counted (tasker_check is
-   replaced here, not above, as it reads the pause columns added above). */
-
-CREATE OR REPLACE FUNCTION tasker_check()
+/*
+ * C17: tasker_check() lists every task that breaks an invariant of the
+ * engine, with the way out.  Empty on a healthy installation.  skipped
+ * counts as finished wherever a step's finish is counted, and a paused
+ * task is not stuck: it is defined here, after the pause columns and the
+ * skipped state.
+ */
+CREATE FUNCTION tasker_check()
 RETURNS TABLE (task_id bigint, problem text, detail text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2138,6 +2070,8 @@ AS $$
      WHERE s.unfinished_parents <> p.n
     ORDER BY 1, 2
 $$;
+COMMENT ON FUNCTION tasker_check() IS
+    'Tasks that break an invariant (no way forward, state columns that disagree with the transitions, unfinished_parents that disagrees with the edges), each with the way out; no rows when all is well';
 
 
 /*
