@@ -428,6 +428,7 @@ static int
 run_one_batch(long *sleep_ms)
 {
 	int			n;
+	uint64		deferred = tasker_claims_deferred();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -435,7 +436,15 @@ run_one_batch(long *sleep_ms)
 	pgstat_report_activity(STATE_RUNNING, "tasker: running steps");
 	n = run_in_transaction_kinds();
 	*sleep_ms = tasker_poll_interval;
-	if (n == 0)
+	if (tasker_claims_deferred() != deferred)
+	{
+		/*
+		 * The claim deferred steps over their rate limits: other ready
+		 * steps may wait behind them, so look again at once.
+		 */
+		*sleep_ms = 0;
+	}
+	else if (n == 0)
 	{
 		long		due;
 
