@@ -17,8 +17,10 @@
  *   never before the bucket could let it start.  The caller defers it to
  *   that time (step.c), so waiting steps come back one by one, not all at
  *   once, and nothing polls.  Coming back is not a reservation: the step
- *   asks again, so a step claimed late (its executor was busy) cannot
- *   start in a bunch with others; it goes to the end of the queue.
+ *   asks again, so steps claimed late (their executor was busy) cannot
+ *   start in a bunch.  A step that comes back and is still early (the
+ *   step before it started late) waits only until the bucket lets it
+ *   start, keeping its turn; a new step queues behind the waiting ones.
  * - Keys are per database, at most TASKER_RATE_KEY_MAX bytes; the table
  *   holds TASKER_RATE_BUCKETS buckets.  A bucket whose tat and qat have
  *   passed is as good as new, so its entry may be reused for another key.
@@ -127,11 +129,12 @@ find_bucket(const char *key, TimestampTz now)
 
 /*
  * tasker_rate_ask: whether a step of rate key 'key' may start at now (then
- * its start is counted): returns now; or the time it should come back,
- * its place in the key's queue (see the file header).
+ * its start is counted): returns now; or the time it should come back
+ * (see the file header).  returning: the step comes back from the queue.
  */
 TimestampTz
-tasker_rate_ask(const char *key, double per_second, int burst, TimestampTz now)
+tasker_rate_ask(const char *key, double per_second, int burst, bool returning,
+				TimestampTz now)
 {
 	int64		interval = (int64) Max(ceil(1000000.0 / per_second), 1.0);
 	int64		tolerance = interval * (int64) (Max(burst, 1) - 1);
@@ -157,8 +160,12 @@ tasker_rate_ask(const char *key, double per_second, int burst, TimestampTz now)
 		SpinLockRelease(&rate_table->mutex);
 		return now;
 	}
-	back = Max(b->qat, b->tat - tolerance);
-	b->qat = back + interval;
+	back = b->tat - tolerance;
+	if (!returning)
+	{
+		back = Max(b->qat, back);
+		b->qat = back + interval;
+	}
 	SpinLockRelease(&rate_table->mutex);
 	return back;
 }

@@ -24,6 +24,6 @@
 extern Size tasker_rate_shmem_size(void);
 extern void tasker_rate_shmem_init(void);
 extern TimestampTz tasker_rate_ask(const char *key, double per_second,
-								   int burst, TimestampTz now);
+								   int burst, bool returning, TimestampTz now);
 
 #endif							/* TASKER_RATE_LIMIT_H */

@@ -189,6 +189,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	{
 		c->rate_per_second = DatumGetFloat8(tasker_col(i, 16, &isnull));
 		c->rate_burst = DatumGetInt32(tasker_col(i, 17, &isnull));
+		c->rate_returning = DatumGetBool(tasker_col(i, 18, &isnull));
 	}
 }
 
@@ -200,7 +201,8 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"       " TASKER_ENVELOPE_SQL "," \
 	"       l.permanent_sqlstates, l.retry_sqlstates, s.step_type, s.map_parent_id," \
 	"       l.rate_limit ->> 'key', (l.rate_limit ->> 'per_second')::float8," \
-	"       COALESCE((l.rate_limit ->> 'burst')::integer, 1)" \
+	"       COALESCE((l.rate_limit ->> 'burst')::integer, 1)," \
+	"       s.rate_slot_at IS NOT NULL" \
 	TASKER_CLAIMED_DETAILS_SQL
 
 /*
@@ -413,7 +415,7 @@ apply_rate_limits(ClaimedStep *steps, int n)
 
 		if (c->rate_key != NULL && !c->skip)
 			start = tasker_rate_ask(c->rate_key, c->rate_per_second,
-									c->rate_burst, now);
+									c->rate_burst, c->rate_returning, now);
 		if (start > now)
 		{
 			defer_step(c->step_id, start);
@@ -1333,11 +1335,16 @@ tasker_quarantine_step(ClaimedStep *c, ErrorData *edata)
 /*
  * tasker_ms_until_next_step: milliseconds until the earliest scheduled
  * step is due (0 if one is due now), or -1 when none is scheduled.  Lets an
- * idle worker wake exactly when a retry backoff ends.
+ * idle worker wake exactly when a retry backoff ends.  A step that fell
+ * due after claimed_at (the start of the caller's claim, which could not
+ * see it due) counts as due in 1 ms, not 0: the caller looks again at
+ * once instead of taking it for a step held elsewhere.
  */
 long
-tasker_ms_until_next_step(void)
+tasker_ms_until_next_step(TimestampTz claimed_at)
 {
+	Oid			argtypes[1] = {TIMESTAMPTZOID};
+	Datum		values[1] = {TimestampTzGetDatum(claimed_at)};
 	bool		isnull;
 	Datum		d;
 	long		ms;
@@ -1346,7 +1353,8 @@ tasker_ms_until_next_step(void)
 	SPI_connect();
 	if (next_due_plan == NULL)
 		due_sql = per_kind_sql(
-			 "SELECT GREATEST(0, ceil(extract(epoch FROM LEAST(",
+			 "SELECT (SELECT GREATEST(0, ceil(extract(epoch FROM d - clock_timestamp()) * 1000))::bigint),"
+			 "       d > $1 FROM (SELECT LEAST(",
 			 "(SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
 			 "  WHERE s.handler_kind = %s AND " TASKER_READY_STEP_SQL
 			 "    AND " TASKER_DUE_INDEX_SQL ")",
@@ -1355,11 +1363,13 @@ tasker_ms_until_next_step(void)
 			 ", (SELECT min(s.lease_expires_at) FROM @extschema@.tasker_workflow_steps s"
 			 "    WHERE s.lease_expires_at IS NOT NULL AND s.handler_kind = 'flow'"
 			 "      AND s.current_state = 'in_progress')"
-			 ") - clock_timestamp()) * 1000))::bigint");
-	tasker_run_plan(tasker_keep_plan(&next_due_plan, due_sql, 0, NULL),
-		NULL, NULL, SPI_OK_SELECT);
+			 ") AS d) due");
+	tasker_run_plan(tasker_keep_plan(&next_due_plan, due_sql, 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	ms = isnull ? -1 : (long) DatumGetInt64(d);
+	if (ms == 0 && DatumGetBool(tasker_col(0, 2, &isnull)))
+		ms = 1;
 	SPI_finish();
 	return ms;
 }

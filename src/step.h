@@ -72,6 +72,7 @@ typedef struct ClaimedStep
 	const char *rate_key;		/* the step's rate limit key, or NULL */
 	double		rate_per_second;
 	int			rate_burst;
+	bool		rate_returning; /* sent away by its rate limit before */
 	StepCall	call;
 } ClaimedStep;
 
@@ -108,7 +109,7 @@ extern void tasker_finalize_task(int64 task_id);
 extern void tasker_finalize_tasks(int64 *ids, int n);
 extern void tasker_lock_tasks(int64 *ids, int n);
 extern int	tasker_start_ready_tasks(int64 task_id, int limit);
-extern long tasker_ms_until_next_step(void);
+extern long tasker_ms_until_next_step(TimestampTz claimed_at);
 extern void tasker_start_attempts(ClaimedStep *steps, int n, int lease_seconds);
 extern bool tasker_accept_results(ClaimedStep *c, StepOutcome *o);
 extern void tasker_record_successes(ClaimedStep *const *steps,

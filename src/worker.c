@@ -429,6 +429,7 @@ run_one_batch(long *sleep_ms)
 {
 	int			n;
 	uint64		deferred = tasker_claims_deferred();
+	TimestampTz claimed_at = GetCurrentTimestamp();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -450,7 +451,7 @@ run_one_batch(long *sleep_ms)
 
 		/* Settle the cancelled tasks a dead batch left with ready steps. */
 		(void) tasker_start_ready_tasks(0, tasker_batch_size);
-		due = tasker_ms_until_next_step();
+		due = tasker_ms_until_next_step(claimed_at);
 
 		/*
 		 * A step due now that no batch could claim is held elsewhere (or
