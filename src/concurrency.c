@@ -20,11 +20,15 @@
  *   lock on (namespace, slot number), held while the claiming transaction
  *   runs (an SQL step runs inside it), plus, once that transaction has
  *   committed, the step's own in_progress row (a leased step: HTTP or an
- *   external worker).  A slot is granted only while the locks this
- *   transaction took and saw taken, plus the committed in_progress steps
- *   counted after the locks were probed, stay within the cap; counting
- *   after probing can count a step twice, never miss one.  A slot that was
- *   locked and then refused stays locked until the transaction ends.
+ *   external worker).  A slot is granted while the locks this
+ *   transaction took and saw taken, plus the namespace's committed
+ *   in_progress steps (counted once, at its first slot), stay within the
+ *   cap.  A step of another transaction that committed after that count,
+ *   and whose slot this one then found free, would be missed: so after
+ *   each claim the count is taken again (tasker_namespace_excess) and the
+ *   claim gives back the steps over the cap.  Counting after probing can
+ *   count a step twice, never miss one.  A slot that was locked and then
+ *   refused or given back stays locked until the transaction ends.
  * - Flow steps (map fan-outs, waits, subtasks) take no slot: they hold no
  *   worker while they wait.
  *
@@ -63,7 +67,10 @@ typedef struct NsSlots
 	int32		max;			/* 0: no cap */
 	int32		next_probe;		/* slots below were probed */
 	int32		mine;			/* locked by this transaction */
+	int32		granted;		/* of mine, granted to a step */
 	int32		others;			/* found locked by other transactions */
+	int32		returned;		/* of mine, given back by claims */
+	int64		committed;		/* leased steps in progress; -1: not counted */
 	bool		full;
 } NsSlots;
 
@@ -201,6 +208,7 @@ namespace_slots(int32 ns_id, int32 max)
 	memset(&ns_slots[i], 0, sizeof(NsSlots));
 	ns_slots[i].ns_id = ns_id;
 	ns_slots[i].max = max;
+	ns_slots[i].committed = -1;
 	ns_nslots++;
 	return i;
 }
@@ -306,11 +314,67 @@ tasker_namespace_slot_sql(PG_FUNCTION_ARGS)
 	if (e->max == 0)
 		ok = true;
 	else if (!e->full && take_slot(e))
-		ok = e->mine + e->others + committed_in_progress(e->ns_id) <= e->max;
+	{
+		if (e->committed < 0)
+			e->committed = committed_in_progress(e->ns_id);
+		ok = e->mine + e->others + e->committed <= e->max;
+		e->granted += ok ? 1 : 0;
+	}
 	if (!ok && e->max > 0)
 		e->full = true;
 	SPI_finish();
 	PG_RETURN_BOOL(ok);
+}
+
+/*
+ * tasker_namespace_excess: after a claim that took nclaimed steps of
+ * namespace ns_id, how many of them to give back because this
+ * transaction's slots there are over the cap, counting the committed
+ * leased steps again (see the file header).  The ones given back still
+ * hold their locks, but no longer count as steps of this transaction.
+ */
+int
+tasker_namespace_excess(int32 ns_id, int nclaimed)
+{
+	int			i;
+	int64		over = 0;
+
+	if (ns_cache_xact != MyProc->lxid)
+		return 0;
+	for (i = 0; i < ns_nslots; i++)
+	{
+		NsSlots    *e = &ns_slots[i];
+
+		if (e->ns_id != ns_id || e->max == 0 || e->granted == 0)
+			continue;
+		SPI_connect();
+		e->committed = committed_in_progress(ns_id);
+		SPI_finish();
+		over = Min((int64) nclaimed,
+				   (e->granted - e->returned) + e->others + e->committed - e->max);
+		if (over <= 0)
+			return 0;
+		e->full = true;
+		e->returned += (int32) over;
+	}
+	return (int) Max(over, 0);
+}
+
+/*
+ * tasker_namespace_slots_taken: whether this transaction took a slot of
+ * a capped namespace (the claim then checks tasker_namespace_excess).
+ */
+bool
+tasker_namespace_slots_taken(void)
+{
+	int			i;
+
+	if (ns_cache_xact != MyProc->lxid)
+		return false;
+	for (i = 0; i < ns_nslots; i++)
+		if (ns_slots[i].granted > ns_slots[i].returned)
+			return true;
+	return false;
 }
 
 /*

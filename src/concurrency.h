@@ -22,6 +22,8 @@
 
 extern void tasker_set_task_concurrency(int64 task_id, Jsonb *concurrency,
 										Jsonb *context, const char *task_name);
+extern bool tasker_namespace_slots_taken(void);
+extern int	tasker_namespace_excess(int32 ns_id, int nclaimed);
 extern void tasker_set_namespace_limit(const char *namespace, int32 max_in_progress,
 									   bool remove);
 

@@ -50,6 +50,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "concurrency.h"
 #include "events.h"
 #include "flow_rules.h"
 #include "spi_util.h"
@@ -191,6 +192,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 		c->rate_burst = DatumGetInt32(tasker_col(i, 17, &isnull));
 		c->rate_returning = DatumGetBool(tasker_col(i, 18, &isnull));
 	}
+	c->namespace_id = DatumGetInt32(tasker_col(i, 19, &isnull));
 }
 
 /* What a claim selects, after the claimed CTE. */
@@ -202,7 +204,7 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"       l.permanent_sqlstates, l.retry_sqlstates, s.step_type, s.map_parent_id," \
 	"       l.rate_limit ->> 'key', (l.rate_limit ->> 'per_second')::float8," \
 	"       COALESCE((l.rate_limit ->> 'burst')::integer, 1)," \
-	"       s.rate_slot_at IS NOT NULL" \
+	"       s.rate_slot_at IS NOT NULL, ns.task_namespace_id" \
 	TASKER_CLAIMED_DETAILS_SQL
 
 /*
@@ -376,6 +378,52 @@ start_claimed_tasks(ClaimedStep *steps, int n)
 }
 
 /*
+ * enforce_namespace_caps: give back the claimed steps over their
+ * namespaces' caps (concurrency.c: the committed steps counted again after
+ * the claim), last claimed first; returns how many stay.  Their rows stay
+ * locked by this transaction and unchanged, to be claimed later.
+ */
+static int
+enforce_namespace_caps(ClaimedStep *steps, int n)
+{
+	bool	   *seen;
+	bool	   *gone;
+	int			i;
+	int			j;
+	int			kept = 0;
+
+	if (n == 0 || !tasker_namespace_slots_taken())
+		return n;
+	seen = palloc0(sizeof(bool) * n);
+	gone = palloc0(sizeof(bool) * n);
+	for (i = 0; i < n; i++)
+	{
+		int			count = 0;
+		int			over;
+
+		if (seen[i])
+			continue;
+		for (j = i; j < n; j++)
+			if (steps[j].namespace_id == steps[i].namespace_id)
+			{
+				seen[j] = true;
+				count++;
+			}
+		over = tasker_namespace_excess(steps[i].namespace_id, count);
+		for (j = n - 1; j >= i && over > 0; j--)
+			if (steps[j].namespace_id == steps[i].namespace_id)
+			{
+				gone[j] = true;
+				over--;
+			}
+	}
+	for (i = 0; i < n; i++)
+		if (!gone[i])
+			steps[kept++] = steps[i];
+	return kept;
+}
+
+/*
  * defer_step: a step claimed over its rate waits until the time its
  * bucket gave it (rate_limit.c), as its next due time and in
  * rate_slot_at (cleared when an attempt starts), and then asks again.
@@ -462,6 +510,8 @@ tasker_claim_ready_steps(const char *kind, int64 task_id, int limit, Oid run_as,
 
 	if (tasker_try(claim_together_call, &args) != NULL)
 		args.n = claim_one_by_one(values, out);
+	if (strcmp(kind, "flow") != 0)
+		args.n = enforce_namespace_caps(*out, args.n);
 	args.n = apply_rate_limits(*out, args.n);
 	start_claimed_tasks(*out, args.n);
 	return args.n;

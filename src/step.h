@@ -73,6 +73,7 @@ typedef struct ClaimedStep
 	double		rate_per_second;
 	int			rate_burst;
 	bool		rate_returning; /* sent away by its rate limit before */
+	int32		namespace_id;	/* its task's namespace */
 	StepCall	call;
 } ClaimedStep;
 
