@@ -22,6 +22,10 @@
  * gauge at commit; a task's priority (priority.c) is stored on the task
  * and copied to its steps, whose claim_key a trigger derives from it.
  *
+ * Each task created on the current schema joins a W3C trace (trace.c):
+ * the traceparent argument's, else the context's traceparent key's, else
+ * a new one; a bad traceparent is refused before anything is written.
+ *
  * identity_key makes creation idempotent: the task row is inserted with
  * ON CONFLICT DO NOTHING on identity_hash, so a second create with the same
  * key (even a concurrent one, which waits for the first to commit) returns

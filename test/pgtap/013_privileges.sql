@@ -72,7 +72,7 @@ SELECT is((SELECT array_agg(signature ORDER BY signature) FROM ext_functions
               AND name NOT IN ('tasker_permanent_error', 'tasker_retry_error', 'tasker_running_step',
                                'tasker_allowed_transitions', 'tasker_validate_json',
                                'tasker_render_diagram', 'tasker_bottleneck_config',
-                               'tasker_sees_all_namespaces')),
+                               'tasker_sees_all_namespaces', 'tasker_span_id')),
           NULL,
           'PUBLIC executes only what handlers call and pure helpers');
 SELECT ok(NOT has_function_privilege('tasker_admin', 'tasker_claim_steps(text, text, integer, interval, interval)', 'EXECUTE')
