@@ -49,10 +49,12 @@ BEGIN
     IF (step->>'attempt')::integer = 1 THEN
         RAISE EXCEPTION 'first attempt fails';
     END IF;
+    PERFORM tasker_publish_event('traced.noted', '{}');
     RETURN jsonb_build_object('traceparent', step->'traceparent');
 END \$\$;
 SELECT tasker_register_template(\$y\$
 name: traced
+custom_events: [traced.noted]
 step_templates:
   - {name: a, handler_class: public.traced_sql, default_retry_limit: 3}
   - {name: h, depends_on_step: a, handler_config: {type: api, url: '$base/echo', method: GET}}
@@ -145,6 +147,10 @@ is(one(qq{SELECT string_agg(event->>'span_id', ',' ORDER BY event_id) FROM taske
 	   AND event->>'event' IN ('step.execution_requested', 'step.failed', 'step.completed')}),
 	"$a_spans[0],$a_spans[0],$a_spans[1],$a_spans[1]",
 	'the start and the end of each attempt carry the attempt\'s span id');
+
+is(one(qq{SELECT event->>'trace_id' || ' ' || (event->>'span_id') FROM tasker_events_since(0, 100000)
+	 WHERE (event->>'task_id')::bigint = $task AND event->>'event' = 'traced.noted'}),
+	"$trace $a_spans[1]", 'a custom event published by a handler is in its attempt\'s span');
 
 # A NOTIFY payload, heard by a listener.
 my $listener = $node->background_psql('postgres');
