@@ -31,6 +31,10 @@
  * (attempt_started_at: the in_progress transition before it), for the
  * analytics.
  *
+ * The event of a transition of a task in a W3C trace names the trace and
+ * a span (trace.c): the attempt's, when the transition starts an attempt
+ * (its own sort_key) or ends one (the sort_key 10 below), else the task's.
+ *
  * The entity row is locked FOR NO KEY UPDATE first, so two sessions that
  * move the same task or step serialise here and the second sees the
  * first's state; the key-share locks that inserting transition rows takes

@@ -239,13 +239,14 @@ is(one("SELECT tasker_span_id(NULL, 1) IS NULL"), 't', 'no trace, no span');
 
 # ---- the OpenTelemetry example: OTLP JSON from the spans
 my $exporter = "$tree/contrib/opentelemetry/tasker_otlp.py";
-is(system('python3', '-m', 'py_compile', $exporter), 0, 'the exporter compiles');
+my $python = '/usr/bin/python3';
+is(system($python, '-m', 'py_compile', $exporter), 0, 'the exporter compiles');
 SKIP:
 {
 	skip 'python3-psycopg is not installed', 3
-	  if system('python3', '-c', 'import psycopg') != 0;
+	  if system($python, '-c', 'import psycopg') != 0;
 	my ($otlp, $oerr) = ('', '');
-	IPC::Run::run([ 'python3', $exporter, '--dsn', $node->connstr('postgres'), '--once' ],
+	IPC::Run::run([ $python, $exporter, '--dsn', $node->connstr('postgres'), '--once' ],
 		'>', \$otlp, '2>', \$oerr);
 	my @lines = grep { /resourceSpans/ } split /\n/, $otlp;
 	ok(@lines >= 3, 'the exporter prints OTLP JSON for each finished task') or diag($oerr);
