@@ -60,6 +60,17 @@ step_templates:
   - {name: h, depends_on_step: a, handler_config: {type: api, url: '$base/echo', method: GET}}
   - {name: w, depends_on_step: h, handler_config: {type: worker, queue: tq}}
 \$y\$);
+CREATE FUNCTION public.noop(step jsonb) RETURNS jsonb LANGUAGE sql AS \$\$ SELECT '{}'::jsonb \$\$;
+SELECT tasker_register_template(\$y\$
+name: leaf
+step_templates:
+  - {name: l, handler_class: public.noop}
+\$y\$);
+SELECT tasker_register_template(\$y\$
+name: nest
+step_templates:
+  - {name: sub, type: subtask, task: {name: leaf}}
+\$y\$);
 SELECT tasker_register_template(\$y\$
 name: plain
 step_templates:
@@ -198,6 +209,15 @@ isnt(one("SELECT trace_id FROM tasker_tasks WHERE task_id = $t5"),
 is(one("SELECT tasker_wait_for_task($t5, '30 seconds')"), 'complete', 'the task of a new trace completes');
 is(one(qq{SELECT count(*) FILTER (WHERE parent_span_id IS NULL) || ' ' || count(*) FROM tasker_task_spans($t5)}),
 	'1 3', 'a new trace: the task\'s span is the root, with its two attempts under it');
+
+# ---- a subtask's child task joins its parent's trace, under the subtask step's span
+my $nest = one(qq{SELECT tasker_create_task('nest', '{}', traceparent => '00-$trace-$parent-01')});
+is(one("SELECT tasker_wait_for_task($nest, '30 seconds')"), 'complete', 'a task with a subtask completes');
+is(one(qq{SELECT c.trace_id || ' ' || (c.trace_parent_id = tasker_span_id('$trace', $nest, x.workflow_step_id, x.sort_key))
+	  FROM tasker_tasks c
+	  JOIN tasker_workflow_step_transitions x ON x.workflow_step_id = c.parent_step_id AND x.to_state = 'in_progress'
+	 WHERE x.task_id = $nest}),
+	"$trace t", 'the child task is in the parent\'s trace, a child of the subtask step\'s attempt');
 
 # ---- bad traceparents: 22023, with detail and hint
 my $tasks_before = one("SELECT count(*) FROM tasker_tasks");
