@@ -217,7 +217,7 @@ is(one(qq{SELECT c.trace_id || ' ' || (c.trace_parent_id = tasker_span_id('$trac
 	  FROM tasker_tasks c
 	  JOIN tasker_workflow_step_transitions x ON x.workflow_step_id = c.parent_step_id AND x.to_state = 'in_progress'
 	 WHERE x.task_id = $nest}),
-	"$trace t", 'the child task is in the parent\'s trace, a child of the subtask step\'s attempt');
+	"$trace true", 'the child task is in the parent\'s trace, a child of the subtask step\'s attempt');
 
 # ---- bad traceparents: 22023, with detail and hint
 my $tasks_before = one("SELECT count(*) FROM tasker_tasks");
