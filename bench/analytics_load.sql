@@ -9,7 +9,8 @@
 -- pending -> in_progress -> complete, its attempt running 1 ms to 2 s
 -- (log-uniform), the steps of a task one after the other 10 ms apart; a
 -- transition that ends an attempt keeps the attempt's start
--- (attempt_started_at), as src/state.c writes it.
+-- (attempt_started_at), and one that finishes a task the task's creation
+-- (task_created_at), as src/state.c writes them.
 -- Every 50th step failed its first attempt and succeeded after a 1 s
 -- backoff (in_progress -> error -> pending -> in_progress -> complete);
 -- every 100th task failed for good at s3 (in_progress -> error, not
@@ -119,10 +120,10 @@ SELECT x.step_id, x.task_id, x.from_state::tasker_state, x.to_state::tasker_stat
 
 -- Task transitions: started with s1, finished with s5 (or failed at s3).
 INSERT INTO tasker_task_transitions (task_id, from_state, to_state, metadata, sort_key, most_recent,
-                                     created_at, updated_at)
+                                     created_at, updated_at, task_created_at)
 SELECT x.task_id, x.from_state::tasker_state, x.to_state::tasker_state, x.metadata, x.sort_key,
-       x.most_recent, x.at, x.at
-  FROM (SELECT f.task_id, v.*
+       x.most_recent, x.at, x.at, CASE WHEN x.sort_key = 20 THEN x.task_created_at END
+  FROM (SELECT f.task_id, f.created_at AS task_created_at, v.*
           FROM b_step f
           JOIN b_step l ON l.task_id = f.task_id AND l.j = CASE WHEN f.failed THEN 3 ELSE 5 END
          CROSS JOIN LATERAL (VALUES

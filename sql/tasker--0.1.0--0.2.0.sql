@@ -535,6 +535,276 @@ COMMENT ON COLUMN tasker_workflow_step_transitions.attempt_started_at IS
     'For a transition out of in_progress (the end of an attempt): when the attempt started, the created_at of the in_progress transition before it; NULL otherwise, and on rows written before 0.2.0';
 
 /*
+ * Every foreign key's columns lead an index of their table
+ * (test/pgtap/001_schema.sql checks it), so that deleting or checking a
+ * referenced row probes an index instead of reading the referencing
+ * table: the steps of a task (the purge's cascade, tasker_slowest_tasks'
+ * step counts) had only the partial unique index on (task_id,
+ * named_step_id) of steps that are not map instances, which a look-up by
+ * task alone cannot use.
+ */
+CREATE INDEX tasker_workflow_steps_task_idx ON tasker_workflow_steps (task_id);
+CREATE INDEX tasker_named_tasks_named_steps_step_idx
+    ON tasker_named_tasks_named_steps (named_step_id);
+CREATE INDEX tasker_dsom_system_two_idx
+    ON tasker_dependent_system_object_maps (dependent_system_two_id);
+CREATE INDEX tasker_task_annotations_type_idx
+    ON tasker_task_annotations (annotation_type_id);
+
+/*
+ * A task transition that finishes the task (to complete or error) keeps
+ * the task's created_at (src/state.c), so a task's duration, from its
+ * creation to that outcome, is read from the one row; NULL on other rows
+ * and on rows written before 0.2.0 (the readers look it up for those).
+ */
+ALTER TABLE tasker_task_transitions ADD COLUMN task_created_at timestamptz;
+COMMENT ON COLUMN tasker_task_transitions.task_created_at IS
+    'For a transition to complete or error (the task finished): the task''s created_at; NULL otherwise, and on rows written before 0.2.0';
+
+/*
+ * The attempts and tasks that finished in a window (complete or error),
+ * read by tasker_analytics_metrics and the window reads of the slowest_*
+ * functions: a B-tree on the finishing rows alone, carrying what the
+ * readers compute from, so a window is one range of the index, read
+ * without the table (the BRIN indexes on created_at read every
+ * transition of the window's blocks: twice as many rows, and the table's
+ * pages).  One entry per finishing row.
+ *
+ * The slowest steps and tasks of a window, from indexes in order of
+ * duration (the run of the attempt; the task's time from creation),
+ * slowest first: tasker_slowest_steps and tasker_slowest_tasks read the
+ * slowest 5,000 finishing rows of all time and keep those of the window,
+ * which for any window that holds a fair share of the history fills the
+ * answer in a few dozen index entries (a week of 232,000 completed steps
+ * among 1,000,000, bench/RESULTS.md); when it does not (a short window),
+ * they read the window itself instead, which is then small.  The
+ * durations are the readers' own expressions, rounded to the millisecond
+ * as they report them, so the order is theirs, ties by id.  Rows whose
+ * start is not on the row (written before 0.2.0, or a completion without
+ * an attempt before it) are not in these indexes; the second index of
+ * each pair finds them, and a window that holds one is read directly.
+ * Each finishing row adds one entry to each index (one per step, one per
+ * task); no other row does.
+ */
+CREATE INDEX tasker_step_transitions_finished_idx
+    ON tasker_workflow_step_transitions (created_at)
+       INCLUDE (to_state, attempt_started_at, workflow_step_id, sort_key)
+    WHERE to_state IN ('complete', 'error');
+CREATE INDEX tasker_task_transitions_finished_idx
+    ON tasker_task_transitions (created_at)
+       INCLUDE (to_state, task_created_at, task_id, sort_key)
+    WHERE to_state IN ('complete', 'error');
+CREATE INDEX tasker_step_transitions_duration_idx
+    ON tasker_workflow_step_transitions
+       ((round(extract(epoch FROM created_at - attempt_started_at), 3)) DESC, workflow_step_id)
+       INCLUDE (created_at, attempt_started_at, task_id, id)
+    WHERE to_state = 'complete' AND attempt_started_at IS NOT NULL;
+CREATE INDEX tasker_step_transitions_unstarted_idx
+    ON tasker_workflow_step_transitions (created_at)
+    WHERE to_state = 'complete' AND attempt_started_at IS NULL;
+CREATE INDEX tasker_task_transitions_duration_idx
+    ON tasker_task_transitions
+       ((round(extract(epoch FROM created_at - task_created_at), 3)) DESC, task_id)
+       INCLUDE (created_at, task_created_at, sort_key, id)
+    WHERE to_state IN ('complete', 'error') AND task_created_at IS NOT NULL;
+CREATE INDEX tasker_task_transitions_unstarted_idx
+    ON tasker_task_transitions (created_at)
+    WHERE to_state IN ('complete', 'error') AND task_created_at IS NULL;
+
+/*
+ * tasker_state_counts: how many tasks and steps are in each state, kept as
+ * the tables change, so tasker_system_health reads a few rows instead of
+ * counting the whole history.  Each statement that inserts, updates or
+ * deletes tasks or steps appends its net change by state (statement-level
+ * triggers over the transition tables; nothing when no state changed), so
+ * the counts commit and roll back with the change and a snapshot sees
+ * exactly the changes it sees; no row is ever updated, so concurrent
+ * batches never wait on each other here (a shared counter row would queue
+ * every batch of every executor behind the one before).  A state's count
+ * is the sum of its rows.  Every 128th appended row, the appending
+ * statement folds the table's rows of that entity into one per state, when
+ * no other transaction is folding them (a transaction advisory lock,
+ * tried, never waited for) and only in READ COMMITTED (a later snapshot
+ * would fail on rows a concurrent fold deleted).  TRUNCATE empties the
+ * entity's counts.  The triggers fire ALWAYS, also under
+ * session_replication_role = replica (bulk loads, logical replication).
+ * pg_dump writes none of its rows (the filter 'WHERE false'): restoring
+ * the tasks and steps through their triggers counts them again.
+ * tasker_check() reports counts that disagree with the tables.
+ */
+CREATE TABLE tasker_state_counts (
+    id     bigserial,
+    entity text NOT NULL CHECK (entity IN ('task', 'step')),
+    state  text NOT NULL,
+    n      bigint NOT NULL
+);
+COMMENT ON TABLE tasker_state_counts IS
+    'Tasks and steps by state, as changes: the count of an entity in a state is the sum of n over its rows (kept by triggers; read by tasker_system_health)';
+SELECT pg_catalog.pg_extension_config_dump('tasker_state_counts', 'WHERE false');
+SELECT pg_catalog.pg_extension_config_dump('tasker_state_counts_id_seq', '');
+
+/*
+ * tasker_count_states: the statement trigger of tasker_tasks and
+ * tasker_workflow_steps (TG_ARGV[0]: task or step).  Appends the
+ * statement's net change by state, folds the rows now and then (above);
+ * after TRUNCATE, removes the entity's counts.  Runs as the extension's
+ * owner: the rows are tasker's, whoever changed the tasks.
+ */
+CREATE FUNCTION @extschema@.tasker_count_states()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fold boolean;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM @extschema@.tasker_state_counts c WHERE c.entity = TG_ARGV[0];
+        RETURN NULL;
+    ELSIF TG_OP = 'INSERT' THEN
+        WITH ins AS (
+            INSERT INTO @extschema@.tasker_state_counts (entity, state, n)
+            SELECT TG_ARGV[0], r.current_state, count(*)
+              FROM new_rows r GROUP BY r.current_state
+            RETURNING id)
+        SELECT bool_or(ins.id % 128 = 0) INTO fold FROM ins;
+    ELSIF TG_OP = 'DELETE' THEN
+        WITH ins AS (
+            INSERT INTO @extschema@.tasker_state_counts (entity, state, n)
+            SELECT TG_ARGV[0], r.current_state, -count(*)
+              FROM old_rows r GROUP BY r.current_state
+            RETURNING id)
+        SELECT bool_or(ins.id % 128 = 0) INTO fold FROM ins;
+    ELSE
+        WITH d AS (
+            SELECT r.current_state AS state, 1 AS n FROM new_rows r
+            UNION ALL
+            SELECT r.current_state, -1 FROM old_rows r),
+        ins AS (
+            INSERT INTO @extschema@.tasker_state_counts (entity, state, n)
+            SELECT TG_ARGV[0], d.state, sum(d.n)
+              FROM d GROUP BY d.state HAVING sum(d.n) <> 0
+            RETURNING id)
+        SELECT bool_or(ins.id % 128 = 0) INTO fold FROM ins;
+    END IF;
+    IF fold AND current_setting('transaction_isolation') = 'read committed'
+       AND pg_try_advisory_xact_lock(1668183155, CASE TG_ARGV[0] WHEN 'task' THEN 1 ELSE 2 END) THEN
+        WITH gone AS (
+            DELETE FROM @extschema@.tasker_state_counts c
+             WHERE c.entity = TG_ARGV[0]
+            RETURNING c.state, c.n)
+        INSERT INTO @extschema@.tasker_state_counts (entity, state, n)
+        SELECT TG_ARGV[0], gone.state, sum(gone.n)
+          FROM gone GROUP BY gone.state HAVING sum(gone.n) <> 0;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_count_states() IS
+    'Internal: the statement trigger that keeps tasker_state_counts (the net change of tasks or steps by state)';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_count_states() FROM PUBLIC;
+
+CREATE TRIGGER tasker_count_task_inserts AFTER INSERT ON tasker_tasks
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.tasker_count_states('task');
+CREATE TRIGGER tasker_count_task_updates AFTER UPDATE ON tasker_tasks
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.tasker_count_states('task');
+CREATE TRIGGER tasker_count_task_deletes AFTER DELETE ON tasker_tasks
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.tasker_count_states('task');
+CREATE TRIGGER tasker_count_task_truncates AFTER TRUNCATE ON tasker_tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.tasker_count_states('task');
+CREATE TRIGGER tasker_count_step_inserts AFTER INSERT ON tasker_workflow_steps
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.tasker_count_states('step');
+CREATE TRIGGER tasker_count_step_updates AFTER UPDATE ON tasker_workflow_steps
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.tasker_count_states('step');
+CREATE TRIGGER tasker_count_step_deletes AFTER DELETE ON tasker_workflow_steps
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.tasker_count_states('step');
+CREATE TRIGGER tasker_count_step_truncates AFTER TRUNCATE ON tasker_workflow_steps
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.tasker_count_states('step');
+ALTER TABLE tasker_tasks
+    ENABLE ALWAYS TRIGGER tasker_count_task_inserts,
+    ENABLE ALWAYS TRIGGER tasker_count_task_updates,
+    ENABLE ALWAYS TRIGGER tasker_count_task_deletes,
+    ENABLE ALWAYS TRIGGER tasker_count_task_truncates;
+ALTER TABLE tasker_workflow_steps
+    ENABLE ALWAYS TRIGGER tasker_count_step_inserts,
+    ENABLE ALWAYS TRIGGER tasker_count_step_updates,
+    ENABLE ALWAYS TRIGGER tasker_count_step_deletes,
+    ENABLE ALWAYS TRIGGER tasker_count_step_truncates;
+
+/* The rows already there, counted under the triggers' locks (no change
+ * can come between the count and the triggers). */
+INSERT INTO tasker_state_counts (entity, state, n)
+SELECT 'task', t.current_state, count(*) FROM tasker_tasks t GROUP BY t.current_state;
+INSERT INTO tasker_state_counts (entity, state, n)
+SELECT 'step', s.current_state, count(*) FROM tasker_workflow_steps s GROUP BY s.current_state;
+
+/*
+ * tasker_state_count_errors: the states whose kept count (the sum in
+ * tasker_state_counts) differs from the table's, for tasker_check().  Only
+ * for a role that sees every namespace (the counts are of them all):
+ * empty for others.  It counts every row, as a check may.
+ */
+CREATE FUNCTION @extschema@.tasker_state_count_errors()
+RETURNS TABLE (entity text, state text, kept bigint, actual bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET jit = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF NOT @extschema@.tasker_sees_all_namespaces() THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT COALESCE(a.entity, b.entity), COALESCE(a.state, b.state),
+           COALESCE(a.n, 0)::bigint, COALESCE(b.n, 0)::bigint
+      FROM (SELECT c.entity, c.state, sum(c.n) AS n
+              FROM @extschema@.tasker_state_counts c GROUP BY c.entity, c.state) a
+      FULL JOIN (SELECT 'task'::text AS entity, t.current_state::text AS state, count(*) AS n
+                   FROM @extschema@.tasker_tasks t GROUP BY t.current_state
+                 UNION ALL
+                 SELECT 'step', s.current_state::text, count(*)
+                   FROM @extschema@.tasker_workflow_steps s GROUP BY s.current_state) b
+        ON b.entity = a.entity AND b.state = a.state
+     WHERE COALESCE(a.n, 0) <> COALESCE(b.n, 0)
+     ORDER BY 1, 2;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_state_count_errors() IS
+    'States whose count kept in tasker_state_counts differs from the tables (for tasker_check; empty for a role that does not see every namespace)';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_state_count_errors() FROM PUBLIC;
+
+/*
+ * tasker_recount_states: count the tasks and steps by state again, with
+ * their writers held off (SHARE locks until the transaction ends), and
+ * replace the kept counts: after a restore or load that bypassed the
+ * triggers (pg_restore --disable-triggers).  Returns the rows written.
+ */
+CREATE FUNCTION @extschema@.tasker_recount_states()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    LOCK TABLE @extschema@.tasker_tasks, @extschema@.tasker_workflow_steps IN SHARE MODE;
+    DELETE FROM @extschema@.tasker_state_counts;
+    INSERT INTO @extschema@.tasker_state_counts (entity, state, n)
+    SELECT 'task', t.current_state, count(*) FROM @extschema@.tasker_tasks t GROUP BY t.current_state
+    UNION ALL
+    SELECT 'step', s.current_state, count(*) FROM @extschema@.tasker_workflow_steps s GROUP BY s.current_state;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_recount_states() IS
+    'Count tasks and steps by state again and replace the counts tasker_system_health reads (after a load or restore that bypassed the triggers); returns the rows written';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_recount_states() FROM PUBLIC;
+
+/*
  * tasker_check_window: the argument checks of the slowest_* functions.
  * Internal (not granted); the readers call it as the owner.
  */
@@ -566,7 +836,11 @@ REVOKE EXECUTE ON FUNCTION @extschema@.tasker_check_window(timestamptz, integer)
  * the state columns (a task or step without a transition row is pending,
  * not missing), resolved_manually and cancelled counted too, and the retry
  * columns read next_attempt_at (the engine's own record of whether a retry
- * will come).  One pass over tasks and one over steps.
+ * will come).  A role that sees every namespace reads the counts kept in
+ * tasker_state_counts (a few rows, whatever the history) and the steps in
+ * error through their partial index; a role that sees only some
+ * namespaces counts the rows it sees (row-level security), one pass over
+ * tasks and one over steps.
  */
 CREATE FUNCTION @extschema@.tasker_system_health(
     OUT total_tasks bigint, OUT pending_tasks bigint, OUT in_progress_tasks bigint,
@@ -577,37 +851,74 @@ CREATE FUNCTION @extschema@.tasker_system_health(
     OUT in_backoff_steps bigint, OUT active_connections bigint,
     OUT max_connections bigint, OUT resolved_manually_tasks bigint,
     OUT cancelled_steps bigint, OUT resolved_manually_steps bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
-    SELECT t.total, t.pending, t.in_progress, t.complete, t.error, t.cancelled,
-           s.total, s.pending, s.in_progress, s.complete, s.error,
-           s.retrying, s.exhausted, s.backoff,
-           (SELECT count(*) FROM pg_catalog.pg_stat_activity a
-             WHERE a.datname = current_database() AND a.state = 'active'),
-           current_setting('max_connections')::bigint,
-           t.resolved, s.cancelled, s.resolved
-      FROM (SELECT count(*) AS total,
-                   count(*) FILTER (WHERE x.current_state = 'pending') AS pending,
-                   count(*) FILTER (WHERE x.current_state = 'in_progress') AS in_progress,
-                   count(*) FILTER (WHERE x.current_state = 'complete') AS complete,
-                   count(*) FILTER (WHERE x.current_state = 'error') AS error,
-                   count(*) FILTER (WHERE x.current_state = 'cancelled') AS cancelled,
-                   count(*) FILTER (WHERE x.current_state = 'resolved_manually') AS resolved
-              FROM @extschema@.tasker_tasks x) t,
-           (SELECT count(*) AS total,
-                   count(*) FILTER (WHERE x.current_state = 'pending') AS pending,
-                   count(*) FILTER (WHERE x.current_state = 'in_progress') AS in_progress,
-                   count(*) FILTER (WHERE x.current_state = 'complete') AS complete,
-                   count(*) FILTER (WHERE x.current_state = 'error') AS error,
-                   count(*) FILTER (WHERE x.current_state = 'error'
-                                      AND x.next_attempt_at IS NOT NULL) AS retrying,
-                   count(*) FILTER (WHERE x.current_state = 'error'
-                                      AND x.next_attempt_at IS NULL) AS exhausted,
-                   count(*) FILTER (WHERE x.current_state = 'error'
-                                      AND x.next_attempt_at > now()) AS backoff,
-                   count(*) FILTER (WHERE x.current_state = 'cancelled') AS cancelled,
-                   count(*) FILTER (WHERE x.current_state = 'resolved_manually') AS resolved
-              FROM @extschema@.tasker_workflow_steps x) s
+BEGIN
+    IF @extschema@.tasker_sees_all_namespaces() THEN
+        SELECT t.total, t.pending, t.in_progress, t.complete, t.error, t.cancelled, t.resolved,
+               s.total, s.pending, s.in_progress, s.complete, s.error, s.cancelled, s.resolved,
+               e.retrying, e.exhausted, e.backoff
+          INTO total_tasks, pending_tasks, in_progress_tasks, complete_tasks, error_tasks,
+               cancelled_tasks, resolved_manually_tasks,
+               total_steps, pending_steps, in_progress_steps, complete_steps, error_steps,
+               cancelled_steps, resolved_manually_steps,
+               retryable_error_steps, exhausted_retry_steps, in_backoff_steps
+          FROM (SELECT COALESCE(sum(c.n), 0) AS total,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'pending'), 0) AS pending,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'in_progress'), 0) AS in_progress,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'complete'), 0) AS complete,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'error'), 0) AS error,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'cancelled'), 0) AS cancelled,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'resolved_manually'), 0) AS resolved
+                  FROM @extschema@.tasker_state_counts c WHERE c.entity = 'task') t,
+               (SELECT COALESCE(sum(c.n), 0) AS total,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'pending'), 0) AS pending,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'in_progress'), 0) AS in_progress,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'complete'), 0) AS complete,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'error'), 0) AS error,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'cancelled'), 0) AS cancelled,
+                       COALESCE(sum(c.n) FILTER (WHERE c.state = 'resolved_manually'), 0) AS resolved
+                  FROM @extschema@.tasker_state_counts c WHERE c.entity = 'step') s,
+               (SELECT count(*) FILTER (WHERE x.next_attempt_at IS NOT NULL) AS retrying,
+                       count(*) FILTER (WHERE x.next_attempt_at IS NULL) AS exhausted,
+                       count(*) FILTER (WHERE x.next_attempt_at > now()) AS backoff
+                  FROM @extschema@.tasker_workflow_steps x WHERE x.current_state = 'error') e;
+    ELSE
+        SELECT t.total, t.pending, t.in_progress, t.complete, t.error, t.cancelled, t.resolved,
+               s.total, s.pending, s.in_progress, s.complete, s.error, s.cancelled, s.resolved,
+               s.retrying, s.exhausted, s.backoff
+          INTO total_tasks, pending_tasks, in_progress_tasks, complete_tasks, error_tasks,
+               cancelled_tasks, resolved_manually_tasks,
+               total_steps, pending_steps, in_progress_steps, complete_steps, error_steps,
+               cancelled_steps, resolved_manually_steps,
+               retryable_error_steps, exhausted_retry_steps, in_backoff_steps
+          FROM (SELECT count(*) AS total,
+                       count(*) FILTER (WHERE x.current_state = 'pending') AS pending,
+                       count(*) FILTER (WHERE x.current_state = 'in_progress') AS in_progress,
+                       count(*) FILTER (WHERE x.current_state = 'complete') AS complete,
+                       count(*) FILTER (WHERE x.current_state = 'error') AS error,
+                       count(*) FILTER (WHERE x.current_state = 'cancelled') AS cancelled,
+                       count(*) FILTER (WHERE x.current_state = 'resolved_manually') AS resolved
+                  FROM @extschema@.tasker_tasks x) t,
+               (SELECT count(*) AS total,
+                       count(*) FILTER (WHERE x.current_state = 'pending') AS pending,
+                       count(*) FILTER (WHERE x.current_state = 'in_progress') AS in_progress,
+                       count(*) FILTER (WHERE x.current_state = 'complete') AS complete,
+                       count(*) FILTER (WHERE x.current_state = 'error') AS error,
+                       count(*) FILTER (WHERE x.current_state = 'error'
+                                          AND x.next_attempt_at IS NOT NULL) AS retrying,
+                       count(*) FILTER (WHERE x.current_state = 'error'
+                                          AND x.next_attempt_at IS NULL) AS exhausted,
+                       count(*) FILTER (WHERE x.current_state = 'error'
+                                          AND x.next_attempt_at > now()) AS backoff,
+                       count(*) FILTER (WHERE x.current_state = 'cancelled') AS cancelled,
+                       count(*) FILTER (WHERE x.current_state = 'resolved_manually') AS resolved
+                  FROM @extschema@.tasker_workflow_steps x) s;
+    END IF;
+    active_connections := (SELECT count(*) FROM pg_catalog.pg_stat_activity a
+                            WHERE a.datname = current_database() AND a.state = 'active');
+    max_connections := current_setting('max_connections')::bigint;
+END
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_system_health() IS
     'Tasks and steps by state, steps in error by whether a retry will come, and connection use (the Ruby get_system_health_counts_v01, counting by the state columns)';
@@ -649,15 +960,17 @@ BEGIN
     WITH task_done AS (
         -- each task's last outcome in the window
         SELECT DISTINCT ON (x.task_id) x.to_state::text AS outcome,
-               extract(epoch FROM x.created_at - t.created_at) AS seconds
+               extract(epoch FROM x.created_at - COALESCE(x.task_created_at, (
+                   SELECT t.created_at FROM @extschema@.tasker_tasks t
+                    WHERE t.task_id = x.task_id))) AS seconds
           FROM @extschema@.tasker_task_transitions x
-          JOIN @extschema@.tasker_tasks t ON t.task_id = x.task_id
          WHERE x.to_state IN ('complete', 'error')
            AND x.created_at >= since AND x.created_at <= now()
          ORDER BY x.task_id, x.sort_key DESC),
     step_done AS (
         -- each attempt that ended in the window, with its run time (the
-        -- start kept on the row; looked up for rows older than 0.2.0)
+        -- start kept on the row; looked up for rows older than 0.2.0),
+        -- computed once per row (OFFSET 0), not once per aggregate
         SELECT x.to_state::text AS outcome,
                extract(epoch FROM x.created_at - COALESCE(x.attempt_started_at, (
                    SELECT p.created_at
@@ -667,7 +980,8 @@ BEGIN
                     ORDER BY p.sort_key DESC LIMIT 1))) AS seconds
           FROM @extschema@.tasker_workflow_step_transitions x
          WHERE x.to_state IN ('complete', 'error')
-           AND x.created_at >= since AND x.created_at <= now()),
+           AND x.created_at >= since AND x.created_at <= now()
+        OFFSET 0),
     tasks AS (
         SELECT count(*) AS finished,
                count(*) FILTER (WHERE d.outcome = 'complete') AS completed,
@@ -720,10 +1034,14 @@ COMMENT ON FUNCTION @extschema@.tasker_analytics_metrics(timestamptz) IS
  * slowest first.  A step's duration is the run of the attempt that
  * completed it (Ruby measured from the step's creation, so the last steps
  * of every chain came first), read from the complete transition
- * (attempt_started_at; looked up for rows older than 0.2.0).  The window's
- * transitions are ranked first and only the slowest joined to their step
- * and names; a filter is the set of templates it matches, checked against
- * each transition's task (joined only under a filter).
+ * (attempt_started_at; looked up for rows older than 0.2.0).  First from
+ * the duration index (the slowest 5,000 completions of all time, kept if
+ * in the window and of a template the filter matches: when that fills the
+ * limit, no completion outside them can rank above the rows found); else,
+ * or when the window holds a completion that index lacks, from the
+ * window's transitions, ranked before the join to steps and names, a
+ * filter being the set of templates it matches, checked against each
+ * transition's task (joined only under a filter).
  */
 CREATE FUNCTION @extschema@.tasker_slowest_steps(
     since timestamptz DEFAULT now() - interval '24 hours',
@@ -739,6 +1057,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     templates integer[];
+    picked bigint[];
 BEGIN
     PERFORM @extschema@.tasker_check_window(since, limit_count);
     IF namespace_filter IS NOT NULL OR task_name_filter IS NOT NULL OR version_filter IS NOT NULL THEN
@@ -750,33 +1069,61 @@ BEGIN
                AND (task_name_filter IS NULL OR nt.name = task_name_filter)
                AND (version_filter IS NULL OR nt.version = version_filter));
     END IF;
+    IF limit_count <= 1000 AND NOT EXISTS (
+           SELECT 1 FROM @extschema@.tasker_workflow_step_transitions u
+            WHERE u.to_state = 'complete' AND u.attempt_started_at IS NULL
+              AND u.created_at >= since AND u.created_at <= now()) THEN
+        picked := ARRAY(
+            SELECT c.id
+              FROM (SELECT x.id, x.task_id, x.created_at
+                      FROM @extschema@.tasker_workflow_step_transitions x
+                     WHERE x.to_state = 'complete' AND x.attempt_started_at IS NOT NULL
+                     ORDER BY round(extract(epoch FROM x.created_at - x.attempt_started_at), 3) DESC,
+                              x.workflow_step_id
+                     LIMIT 5000) c
+             WHERE c.created_at >= since AND c.created_at <= now()
+               AND (templates IS NULL
+                    OR (SELECT t.named_task_id FROM @extschema@.tasker_tasks t
+                         WHERE t.task_id = c.task_id) = ANY (templates))
+             LIMIT limit_count);
+    END IF;
+    IF cardinality(picked) < limit_count OR picked IS NULL THEN
+        picked := ARRAY(
+            WITH done AS (
+                SELECT x.id, x.workflow_step_id,
+                       round(extract(epoch FROM x.created_at - COALESCE(x.attempt_started_at, (
+                           SELECT p.created_at
+                             FROM @extschema@.tasker_workflow_step_transitions p
+                            WHERE p.workflow_step_id = x.workflow_step_id
+                              AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
+                            ORDER BY p.sort_key DESC LIMIT 1))), 3) AS seconds
+                  FROM @extschema@.tasker_workflow_step_transitions x
+                  -- the task's template, read only under a filter (OFFSET 0:
+                  -- one probe per task, not a hash of every task of the templates)
+                  LEFT JOIN LATERAL (
+                        SELECT t.named_task_id FROM @extschema@.tasker_tasks t
+                         WHERE templates IS NOT NULL AND t.task_id = x.task_id OFFSET 0) tt ON true
+                 WHERE x.to_state = 'complete'
+                   AND x.created_at >= since AND x.created_at <= now()
+                   AND (templates IS NULL OR tt.named_task_id = ANY (templates)))
+            SELECT d.id FROM done d
+             WHERE d.seconds IS NOT NULL
+             ORDER BY d.seconds DESC, d.workflow_step_id
+             LIMIT limit_count);
+    END IF;
     RETURN QUERY
-    WITH done AS (
-        SELECT x.workflow_step_id, x.created_at AS completed_at,
-               round(extract(epoch FROM x.created_at - COALESCE(x.attempt_started_at, (
-                   SELECT p.created_at
-                     FROM @extschema@.tasker_workflow_step_transitions p
-                    WHERE p.workflow_step_id = x.workflow_step_id
-                      AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
-                    ORDER BY p.sort_key DESC LIMIT 1))), 3) AS seconds
-          FROM @extschema@.tasker_workflow_step_transitions x
-          -- the task's template, read only under a filter (OFFSET 0: one
-          -- probe per task, not a hash of every task of the templates)
-          LEFT JOIN LATERAL (
-                SELECT t.named_task_id FROM @extschema@.tasker_tasks t
-                 WHERE templates IS NOT NULL AND t.task_id = x.task_id OFFSET 0) tt ON true
-         WHERE x.to_state = 'complete'
-           AND x.created_at >= since AND x.created_at <= now()
-           AND (templates IS NULL OR tt.named_task_id = ANY (templates))),
-    slowest AS (
-        SELECT d.* FROM done d
-         WHERE d.seconds IS NOT NULL
-         ORDER BY d.seconds DESC, d.workflow_step_id
-         LIMIT limit_count)
     SELECT s.workflow_step_id, s.task_id, n.name::text, nt.name::text, ns.name::text,
            nt.version::text, d.seconds, s.attempts, s.created_at, d.completed_at,
            s.retryable, s.current_state::text
-      FROM slowest d
+      FROM (SELECT x.workflow_step_id, x.created_at AS completed_at,
+                   round(extract(epoch FROM x.created_at - COALESCE(x.attempt_started_at, (
+                       SELECT p.created_at
+                         FROM @extschema@.tasker_workflow_step_transitions p
+                        WHERE p.workflow_step_id = x.workflow_step_id
+                          AND p.sort_key < x.sort_key AND p.to_state = 'in_progress'
+                        ORDER BY p.sort_key DESC LIMIT 1))), 3) AS seconds
+              FROM @extschema@.tasker_workflow_step_transitions x
+             WHERE x.id = ANY (picked)) d
       JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = d.workflow_step_id
       JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
       JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id
@@ -792,7 +1139,12 @@ COMMENT ON FUNCTION @extschema@.tasker_slowest_steps(timestamptz, integer, text,
  * The Ruby get_slowest_tasks_v01: the tasks whose last outcome in the
  * window is complete or error, slowest first, from creation to that
  * outcome (Ruby took a step's transition and only tasks created in the
- * window).  task_status says which outcome.
+ * window).  task_status says which outcome.  First from the duration
+ * index (the slowest 5,000 finishing transitions of all time, kept if in
+ * the window, the task's last outcome there, and of a template the filter
+ * matches), else, or when the window holds a finishing row that index
+ * lacks, from the window's transitions; the step counts are read for the
+ * tasks returned only.
  */
 CREATE FUNCTION @extschema@.tasker_slowest_tasks(
     since timestamptz DEFAULT now() - interval '24 hours',
@@ -805,22 +1157,69 @@ RETURNS TABLE (task_id bigint, task_name text, namespace_name text, version text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 #variable_conflict use_column
+DECLARE
+    templates integer[];
+    picked bigint[];
 BEGIN
     PERFORM @extschema@.tasker_check_window(since, limit_count);
+    IF namespace_filter IS NOT NULL OR task_name_filter IS NOT NULL OR version_filter IS NOT NULL THEN
+        templates := ARRAY(
+            SELECT nt.named_task_id
+              FROM @extschema@.tasker_named_tasks nt
+              JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+             WHERE (namespace_filter IS NULL OR ns.name = namespace_filter)
+               AND (task_name_filter IS NULL OR nt.name = task_name_filter)
+               AND (version_filter IS NULL OR nt.version = version_filter));
+    END IF;
+    IF limit_count <= 1000 AND NOT EXISTS (
+           SELECT 1 FROM @extschema@.tasker_task_transitions u
+            WHERE u.to_state IN ('complete', 'error') AND u.task_created_at IS NULL
+              AND u.created_at >= since AND u.created_at <= now()) THEN
+        picked := ARRAY(
+            SELECT c.id
+              FROM (SELECT x.id, x.task_id, x.sort_key, x.created_at
+                      FROM @extschema@.tasker_task_transitions x
+                     WHERE x.to_state IN ('complete', 'error') AND x.task_created_at IS NOT NULL
+                     ORDER BY round(extract(epoch FROM x.created_at - x.task_created_at), 3) DESC,
+                              x.task_id
+                     LIMIT 5000) c
+             WHERE c.created_at >= since AND c.created_at <= now()
+               AND NOT EXISTS (
+                   SELECT 1 FROM @extschema@.tasker_task_transitions y
+                    WHERE y.task_id = c.task_id AND y.sort_key > c.sort_key
+                      AND y.to_state IN ('complete', 'error')
+                      AND y.created_at >= since AND y.created_at <= now())
+               AND (templates IS NULL
+                    OR (SELECT t.named_task_id FROM @extschema@.tasker_tasks t
+                         WHERE t.task_id = c.task_id) = ANY (templates))
+             LIMIT limit_count);
+    END IF;
+    IF cardinality(picked) < limit_count OR picked IS NULL THEN
+        picked := ARRAY(
+            WITH done AS (
+                SELECT DISTINCT ON (x.task_id) x.id, x.task_id, x.created_at AS finished_at
+                  FROM @extschema@.tasker_task_transitions x
+                 WHERE x.to_state IN ('complete', 'error')
+                   AND x.created_at >= since AND x.created_at <= now()
+                 ORDER BY x.task_id, x.sort_key DESC)
+            SELECT d.id
+              FROM done d
+              JOIN @extschema@.tasker_tasks t ON t.task_id = d.task_id
+              JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
+              JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+             WHERE (namespace_filter IS NULL OR ns.name = namespace_filter)
+               AND (task_name_filter IS NULL OR nt.name = task_name_filter)
+               AND (version_filter IS NULL OR nt.version = version_filter)
+             ORDER BY round(extract(epoch FROM d.finished_at - t.created_at), 3) DESC, d.task_id
+             LIMIT limit_count);
+    END IF;
     RETURN QUERY
-    WITH done AS (
-        SELECT DISTINCT ON (x.task_id) x.task_id, x.to_state::text AS outcome,
-               x.created_at AS finished_at
-          FROM @extschema@.tasker_task_transitions x
-         WHERE x.to_state IN ('complete', 'error')
-           AND x.created_at >= since AND x.created_at <= now()
-         ORDER BY x.task_id, x.sort_key DESC)
     SELECT t.task_id, nt.name::text, ns.name::text, nt.version::text,
-           round(extract(epoch FROM d.finished_at - t.created_at), 3),
-           c.total, c.done, c.failed, t.created_at, d.finished_at,
-           t.initiator::text, t.source_system::text, d.outcome
-      FROM done d
-      JOIN @extschema@.tasker_tasks t ON t.task_id = d.task_id
+           round(extract(epoch FROM x.created_at - t.created_at), 3),
+           c.total, c.done, c.failed, t.created_at, x.created_at,
+           t.initiator::text, t.source_system::text, x.to_state::text
+      FROM @extschema@.tasker_task_transitions x
+      JOIN @extschema@.tasker_tasks t ON t.task_id = x.task_id
       JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
       JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
      CROSS JOIN LATERAL (
@@ -829,11 +1228,8 @@ BEGIN
                   count(*) FILTER (WHERE s.current_state = 'error') AS failed
              FROM @extschema@.tasker_workflow_steps s
             WHERE s.task_id = t.task_id) c
-     WHERE (namespace_filter IS NULL OR ns.name = namespace_filter)
-       AND (task_name_filter IS NULL OR nt.name = task_name_filter)
-       AND (version_filter IS NULL OR nt.version = version_filter)
-     ORDER BY 5 DESC, 1
-     LIMIT limit_count;
+     WHERE x.id = ANY (picked)
+     ORDER BY 5 DESC, 1;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_slowest_tasks(timestamptz, integer, text, text, text) IS
@@ -2068,10 +2464,15 @@ AS $$
             WHERE e.to_step_id = s.workflow_step_id
               AND ps.current_state NOT IN ('complete', 'resolved_manually', 'skipped')) p
      WHERE s.unfinished_parents <> p.n
+    UNION ALL
+    SELECT NULL::bigint, 'state count disagrees with the table',
+           format('tasker_state_counts keeps %s %s in state %s; the table has %s. Way out: SELECT tasker_recount_states();',
+                  e.kept, e.entity || 's', e.state, e.actual)
+      FROM @extschema@.tasker_state_count_errors() e
     ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION tasker_check() IS
-    'Tasks that break an invariant (no way forward, state columns that disagree with the transitions, unfinished_parents that disagrees with the edges), each with the way out; no rows when all is well';
+    'Tasks that break an invariant (no way forward, state columns that disagree with the transitions, unfinished_parents that disagrees with the edges), and state counts kept for tasker_system_health that disagree with the tables (task_id NULL), each with the way out; no rows when all is well';
 
 
 /*
@@ -3184,6 +3585,9 @@ AS $$
     ('tasker_transition_task', '{owner}'),
     ('tasker_transition_step', '{owner}'),
     ('tasker_step_claim_key', '{owner}'),
+    ('tasker_count_states', '{owner}'),
+    ('tasker_state_count_errors', '{reader}'),
+    ('tasker_recount_states', '{admin}'),
     ('tasker_grant_namespace', '{owner}'),
     ('tasker_revoke_namespace', '{owner}'),
     ('tasker_function_levels', '{owner}'),
@@ -3277,6 +3681,15 @@ BEGIN
                        OR (event->>'namespace') IN (
                           SELECT g.namespace FROM @extschema@.tasker_namespace_grants g
                            WHERE pg_catalog.pg_has_role(g.grantee::oid, 'USAGE')))$p$, r.rel);
+            CONTINUE;
+        END IF;
+        IF r.relkind IN ('r', 'p') AND r.rel::text LIKE '%tasker_state_counts' THEN
+            /* Counts of every namespace together: for roles that see them all. */
+            EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.rel);
+            EXECUTE pg_catalog.format('DROP POLICY IF EXISTS tasker_namespace_isolation ON %s', r.rel);
+            EXECUTE pg_catalog.format($p$
+                CREATE POLICY tasker_namespace_isolation ON %s FOR SELECT
+                USING ((SELECT @extschema@.tasker_sees_all_namespaces()))$p$, r.rel);
             CONTINUE;
         END IF;
         IF r.relkind NOT IN ('r', 'p') OR NOT (r.has_task_id OR r.rel = '@extschema@.tasker_tasks'::regclass) THEN

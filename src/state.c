@@ -28,8 +28,9 @@
  * after the first count as retries.  A failed attempt is a retry or a
  * final failure as its caller decided (tasker_fail_attempt).  A step
  * transition that ends an attempt also keeps the attempt's start
- * (attempt_started_at: the in_progress transition before it), for the
- * analytics.
+ * (attempt_started_at: the in_progress transition before it), and a task
+ * transition that finishes the task keeps the task's created_at
+ * (task_created_at), for the analytics.
  *
  * The event of a transition of a task in a W3C trace names the trace and
  * a span (trace.c): the attempt's, when the transition starts an attempt
@@ -399,6 +400,41 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 	" RETURNING created_at, sort_key"
 
 /*
+ * A task's transition: the same, and one that finishes the task (complete
+ * or error) keeps the task's created_at (task_created_at), so the
+ * analytics read a task's duration from one row; the second form is for
+ * the schema of 0.1.0.
+ */
+#define TASK_INSERT_SQL \
+	"WITH prev AS (" \
+	"  UPDATE @extschema@.tasker_task_transitions" \
+	"     SET most_recent = false, updated_at = now()" \
+	"   WHERE task_id = $1 AND most_recent" \
+	"  RETURNING sort_key)" \
+	"INSERT INTO @extschema@.tasker_task_transitions" \
+	" (task_id, from_state, to_state, metadata, sort_key, created_at," \
+	"  task_created_at)" \
+	" SELECT $1, $3, $4, $5::jsonb," \
+	"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10," \
+	"        clock_timestamp()," \
+	"        CASE WHEN $4 IN ('complete', 'error') THEN" \
+	"          (SELECT t.created_at FROM @extschema@.tasker_tasks t" \
+	"            WHERE t.task_id = $1) END" \
+	" RETURNING created_at, sort_key"
+#define TASK_INSERT_SQL_0_1_0 \
+	"WITH prev AS (" \
+	"  UPDATE @extschema@.tasker_task_transitions" \
+	"     SET most_recent = false, updated_at = now()" \
+	"   WHERE task_id = $1 AND most_recent" \
+	"  RETURNING sort_key)" \
+	"INSERT INTO @extschema@.tasker_task_transitions" \
+	" (task_id, from_state, to_state, metadata, sort_key, created_at)" \
+	" SELECT $1, $3, $4, $5::jsonb," \
+	"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10," \
+	"        clock_timestamp()" \
+	" RETURNING created_at, sort_key"
+
+/*
  * record_transition: clear the previous most_recent row and insert the new
  * one with a sort_key 10 above it (10 for the first); returns its
  * created_at, and its sort_key in *sort_key.
@@ -420,18 +456,12 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 	 * row as a conflict, since this transaction has replaced it.
 	 */
 	if (entity == TASKER_ENTITY_TASK)
+		/* the catalog is read only when the plan is first prepared */
 		plan = tasker_keep_plan(&task_insert_plan,
-								"WITH prev AS ("
-								"  UPDATE @extschema@.tasker_task_transitions"
-								"     SET most_recent = false, updated_at = now()"
-								"   WHERE task_id = $1 AND most_recent"
-								"  RETURNING sort_key)"
-								"INSERT INTO @extschema@.tasker_task_transitions"
-								" (task_id, from_state, to_state, metadata, sort_key, created_at)"
-								" SELECT $1, $3, $4, $5::jsonb,"
-								"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10,"
-								"        clock_timestamp()"
-								" RETURNING created_at, sort_key",
+								task_insert_plan != NULL ||
+								tasker_has_column("tasker_task_transitions",
+												  "task_created_at") ?
+								TASK_INSERT_SQL : TASK_INSERT_SQL_0_1_0,
 								5, argtypes);
 	else
 		/* the catalog is read only when the plan is first prepared */

@@ -1,6 +1,6 @@
 -- 001_schema: every table, key column, constraint and index of the schema.
 BEGIN;
-SELECT plan(81);
+SELECT plan(82);
 
 -- The thirteen tables of the Ruby engine.
 SELECT has_table(t) FROM unnest(ARRAY[
@@ -86,6 +86,30 @@ SELECT is(
       WHERE contype = 'f' AND confdeltype = 'c'
         AND confrelid = 'tasker_tasks'::regclass),
     7, 'the seven runtime tables that reference tasker_tasks cascade its deletes');
+
+-- Every foreign key's columns lead an index of their table, so that a
+-- delete of the referenced row (the purge's cascades) or a look-up by the
+-- key probes an index: the index's first columns are the key's columns, in
+-- any order, and it is not partial, or only on those columns IS NOT NULL
+-- (which an equality on the key implies).
+SELECT is(array_agg(c.conrelid::regclass::text || '(' || k.cols || ')' ORDER BY 1), NULL,
+          'every foreign key of tasker''s tables leads an index')
+  FROM pg_constraint c
+ CROSS JOIN LATERAL (
+       SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) AS cols,
+              string_agg('(' || quote_ident(a.attname) || ' IS NOT NULL)', ' AND ' ORDER BY a.attnum) AS notnull
+         FROM pg_attribute a
+        WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)) k
+ WHERE c.contype = 'f'
+   AND c.conrelid IN (SELECT d.objid FROM pg_depend d
+                       WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'tasker')
+                         AND d.deptype = 'e' AND d.classid = 'pg_class'::regclass)
+   AND NOT EXISTS (
+       SELECT 1 FROM pg_index i
+        WHERE i.indrelid = c.conrelid
+          AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
+          AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey
+          AND (i.indpred IS NULL OR pg_get_expr(i.indpred, i.indrelid) = k.notnull));
 
 -- The partial index that makes "ready steps" an index scan.
 SELECT has_index('tasker_workflow_steps', 'tasker_workflow_steps_ready_idx');

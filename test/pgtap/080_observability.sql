@@ -6,7 +6,7 @@
 BEGIN;
 SET client_min_messages = warning;
 \ir ../fixtures/shapes.sql
-SELECT plan(71);
+SELECT plan(97);
 
 -- Signatures.
 SELECT has_function('tasker_system_health', ARRAY[]::text[]);
@@ -202,6 +202,157 @@ SELECT throws_ok($$SELECT tasker_bottleneck_config('{"severity_thresholds": {"me
 SELECT throws_ok('SELECT * FROM tasker_analytics_metrics(NULL)', '22004', 'since must not be NULL');
 SELECT throws_ok('SELECT * FROM tasker_slowest_steps(now(), -5)', '22023', 'limit_count must be a positive number');
 SELECT throws_ok('SELECT * FROM tasker_slowest_tasks(NULL)', '22004', 'since must not be NULL');
+
+-- The indexes behind tasker_system_health and the slowest_* functions.
+SELECT has_index('tasker_workflow_steps', 'tasker_workflow_steps_task_idx', 'task_id');
+SELECT has_index('tasker_workflow_step_transitions', 'tasker_step_transitions_finished_idx', 'created_at');
+SELECT has_index('tasker_task_transitions', 'tasker_task_transitions_finished_idx', 'created_at');
+SELECT ok(pg_get_indexdef('tasker_step_transitions_duration_idx'::regclass)
+          ~ 'round\(EXTRACT\(epoch FROM \(created_at - attempt_started_at\)\), 3\) DESC, workflow_step_id\)',
+          'the steps'' duration index: the run of the attempt, slowest first, ties by step');
+SELECT ok(pg_get_indexdef('tasker_task_transitions_duration_idx'::regclass)
+          ~ 'round\(EXTRACT\(epoch FROM \(created_at - task_created_at\)\), 3\) DESC, task_id\)',
+          'the tasks'' duration index: from creation to the outcome, slowest first, ties by task');
+
+-- State counts (tasker_state_counts), kept by the statement triggers: they
+-- agree with the tables whatever changes them.
+SELECT is((SELECT count(*) FROM tasker_state_count_errors()), 0::bigint,
+          'the kept counts agree with the tables');
+SELECT is((SELECT total_steps || ',' || pending_steps || ',' || total_tasks FROM tasker_system_health()),
+          (SELECT count(*) || ',' || count(*) FILTER (WHERE current_state = 'pending') FROM tasker_workflow_steps)
+          || ',' || (SELECT count(*) FROM tasker_tasks),
+          'tasker_system_health counts steps and tasks as the tables do');
+SELECT pending_steps AS p0, in_progress_steps AS i0 FROM tasker_system_health() \gset
+SELECT tasker_transition_step((SELECT min(workflow_step_id) FROM tasker_workflow_steps WHERE task_id = :diamond),
+                              'in_progress') IS NOT NULL AS moved \gset
+SELECT is((SELECT pending_steps || ',' || in_progress_steps FROM tasker_system_health()),
+          (:p0 - 1) || ',' || (:i0 + 1), 'a step that starts moves from pending to in_progress');
+SELECT count(*) AS rows0 FROM tasker_state_counts \gset
+UPDATE tasker_workflow_steps SET updated_at = now() WHERE task_id = :diamond;
+SELECT is((SELECT count(*) FROM tasker_state_counts), :rows0::bigint,
+          'an update that changes no state appends no count');
+-- Many small changes: the rows are folded now and then.
+DO $$
+DECLARE
+    sid bigint := (SELECT max(workflow_step_id) FROM tasker_workflow_steps);
+BEGIN
+    FOR i IN 1 .. 300 LOOP
+        UPDATE tasker_workflow_steps
+           SET current_state = CASE current_state WHEN 'pending' THEN 'cancelled' ELSE 'pending' END
+         WHERE workflow_step_id = sid;
+    END LOOP;
+END
+$$;
+SELECT cmp_ok((SELECT count(*) FROM tasker_state_counts), '<', 150::bigint,
+              '300 changes of state leave fewer than 150 rows (folded)');
+SELECT is((SELECT count(*) FROM tasker_state_count_errors()), 0::bigint, 'and the counts still agree');
+-- A load that bypasses ordinary triggers (replica) is counted too.
+SET session_replication_role = replica;
+INSERT INTO tasker_tasks (named_task_id, identity_hash, current_state)
+SELECT named_task_id, 'replica-' || i, 'cancelled'
+  FROM tasker_named_tasks, generate_series(1, 3) i WHERE name = 'linear_workflow';
+RESET session_replication_role;
+SELECT is((SELECT cancelled_tasks FROM tasker_system_health()),
+          (SELECT count(*) FROM tasker_tasks WHERE current_state = 'cancelled'),
+          'rows inserted with session_replication_role = replica are counted');
+-- A count that disagrees is reported, and recounted.
+INSERT INTO tasker_state_counts (entity, state, n) VALUES ('step', 'complete', 5);
+SELECT is((SELECT problem || ': ' || detail FROM tasker_check() WHERE task_id IS NULL),
+          'state count disagrees with the table: tasker_state_counts keeps 5 steps in state complete; the table has 0. Way out: SELECT tasker_recount_states();',
+          'tasker_check reports a count that disagrees');
+SELECT cmp_ok(tasker_recount_states(), '>', 0::bigint, 'tasker_recount_states writes the counts again');
+SELECT is((SELECT count(*) FROM tasker_state_count_errors()), 0::bigint, 'and they agree');
+SELECT ok(NOT has_function_privilege('tasker_reader', 'tasker_recount_states()', 'EXECUTE')
+          AND has_function_privilege('tasker_admin', 'tasker_recount_states()', 'EXECUTE'),
+          'recounting is for tasker_admin');
+
+-- The slowest steps and tasks: the answer from the duration indexes (a
+-- limit of 1,000 or less) is the window's own (a limit above 1,000 reads
+-- the window), over 300 finished tasks of one step across 30 days, with
+-- durations in 50 values (ties), every tenth task failing once before it
+-- completes (the 300th is created at now() and finishes after it: it is
+-- in no window).
+CREATE TEMP TABLE slow_t AS
+SELECT i, now() - interval '30 days' + i * interval '144 minutes' AS created_at,
+       ((i * 7919) % 50) / 10.0 AS dur
+  FROM generate_series(1, 300) i;
+INSERT INTO tasker_tasks (named_task_id, identity_hash, current_state, complete, created_at)
+SELECT nt.named_task_id, 'slow-' || s.i, 'complete', true, s.created_at
+  FROM slow_t s, tasker_named_tasks nt WHERE nt.name = 'linear_workflow';
+INSERT INTO tasker_workflow_steps (task_id, named_step_id, current_state, attempts, created_at)
+SELECT t.task_id, (SELECT min(named_step_id) FROM tasker_named_steps), 'complete', 1, t.created_at
+  FROM tasker_tasks t WHERE t.identity_hash LIKE 'slow-%';
+INSERT INTO tasker_workflow_step_transitions (workflow_step_id, task_id, from_state, to_state, sort_key,
+                                              most_recent, created_at, attempt_started_at)
+SELECT w.workflow_step_id, w.task_id, v.f, v.t, v.k, v.k = 20, v.at, v.started
+  FROM tasker_workflow_steps w
+  JOIN tasker_tasks t ON t.task_id = w.task_id
+  JOIN slow_t s ON 'slow-' || s.i = t.identity_hash
+ CROSS JOIN LATERAL (VALUES
+       ('pending', 'in_progress', 10, s.created_at + interval '1 second', NULL::timestamptz),
+       ('in_progress', 'complete', 20, s.created_at + interval '1 second' + s.dur * interval '1 second',
+        s.created_at + interval '1 second')) v(f, t, k, at, started);
+INSERT INTO tasker_task_transitions (task_id, from_state, to_state, sort_key, most_recent, created_at,
+                                     task_created_at)
+SELECT t.task_id, v.f, v.t, v.k, v.k = 40, v.at, CASE WHEN v.t IN ('complete', 'error') THEN s.created_at END
+  FROM tasker_tasks t
+  JOIN slow_t s ON 'slow-' || s.i = t.identity_hash
+ CROSS JOIN LATERAL (VALUES
+       ('pending', 'in_progress', 10, s.created_at),
+       ('in_progress', 'error', 20, s.created_at + interval '2 seconds' + s.dur * interval '1 second'),
+       ('error', 'in_progress', 30, s.created_at + interval '3 seconds' + s.dur * interval '1 second'),
+       ('in_progress', 'complete', 40, s.created_at + interval '9 seconds' + s.dur * interval '1 second')) v(f, t, k, at)
+ WHERE v.k IN (10, 40) OR s.i % 10 = 0;
+-- Task 150 failed 100 s after its creation and completed 200 s after: its
+-- two outcomes are the slowest rows of all.
+UPDATE tasker_task_transitions x
+   SET created_at = s.created_at + CASE x.to_state WHEN 'error' THEN interval '100 seconds'
+                                                   ELSE interval '200 seconds' END
+  FROM tasker_tasks t JOIN slow_t s ON 'slow-' || s.i = t.identity_hash
+ WHERE x.task_id = t.task_id AND s.i = 150 AND x.to_state IN ('error', 'complete');
+CREATE FUNCTION pg_temp.same(q1 text, q2 text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE a text; b text;
+BEGIN
+    EXECUTE format('SELECT array_agg(x::text) FROM (%s) x', q1) INTO a;
+    EXECUTE format('SELECT array_agg(x::text) FROM (%s) x', q2) INTO b;
+    RETURN a IS NOT NULL AND a = b;
+END $$;
+SELECT ok(pg_temp.same($$SELECT * FROM tasker_slowest_steps(now() - interval '31 days', 7)$$,
+                       $$SELECT * FROM tasker_slowest_steps(now() - interval '31 days', 1001) LIMIT 7$$),
+          'slowest steps of 30 days: the index''s answer is the window''s');
+SELECT ok(pg_temp.same($$SELECT * FROM tasker_slowest_steps(now() - interval '3 days', 5, 'shapes')$$,
+                       $$SELECT * FROM tasker_slowest_steps(now() - interval '3 days', 1001, 'shapes') LIMIT 5$$),
+          'slowest steps of 3 days in a namespace: the same');
+SELECT is((SELECT count(*) FROM tasker_slowest_steps(now() - interval '3 days', 5, 'default')), 0::bigint,
+          'none in a namespace without them');
+SELECT ok(pg_temp.same($$SELECT * FROM tasker_slowest_tasks(now() - interval '31 days', 7)$$,
+                       $$SELECT * FROM tasker_slowest_tasks(now() - interval '31 days', 1001) LIMIT 7$$),
+          'slowest tasks of 30 days: the index''s answer is the window''s');
+SELECT ok(pg_temp.same($$SELECT * FROM tasker_slowest_tasks(now() - interval '5 days', 12, task_name_filter => 'linear_workflow')$$,
+                       $$SELECT * FROM tasker_slowest_tasks(now() - interval '5 days', 1001, task_name_filter => 'linear_workflow') LIMIT 12$$),
+          'slowest tasks of 5 days of one template: the same');
+SELECT is((SELECT count(DISTINCT task_id) FROM tasker_slowest_tasks(now() - interval '31 days', 2)), 2::bigint,
+          'the two slowest tasks are two tasks (an earlier outcome of the slowest is not its own row)');
+SELECT is((SELECT string_agg(task_status, ',') FROM tasker_slowest_tasks(now() - interval '31 days', 1000)
+            WHERE task_id IN (SELECT task_id FROM tasker_tasks t JOIN slow_t s ON 'slow-' || s.i = t.identity_hash
+                               WHERE s.i % 10 = 0 AND s.i < 300)),
+          repeat('complete,', 28) || 'complete',
+          'a task that failed, then completed, counts once, by its last outcome');
+UPDATE tasker_workflow_step_transitions SET attempt_started_at = NULL
+ WHERE to_state = 'complete'
+   AND task_id = (SELECT t.task_id FROM tasker_tasks t JOIN slow_t s ON 'slow-' || s.i = t.identity_hash
+                   ORDER BY s.dur DESC, s.i DESC LIMIT 1);
+SELECT ok(pg_temp.same($$SELECT * FROM tasker_slowest_steps(now() - interval '31 days', 3)$$,
+                       $$SELECT * FROM tasker_slowest_steps(now() - interval '31 days', 1001) LIMIT 3$$),
+          'a completion without its start on the row (before 0.2.0) is looked up, in the window''s answer');
+
+-- Deleting tasks, and TRUNCATE, keep the counts.
+DELETE FROM tasker_tasks WHERE identity_hash LIKE 'slow-%';
+SELECT is((SELECT count(*) FROM tasker_state_count_errors()), 0::bigint,
+          'deleting tasks (their steps by cascade) keeps the counts');
+TRUNCATE tasker_tasks CASCADE;
+SELECT is((SELECT total_tasks || ',' || total_steps FROM tasker_system_health()), '0,0',
+          'after TRUNCATE, no task and no step');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -3,8 +3,10 @@
 # - tasker_health() is ok while the workers serve the database, and failing
 #   while they are paused (tasker.enabled off) and a step is ready;
 # - the analytics read a time window of a large history through the
-#   created_at indexes, never scanning the transition tables (auto_explain
-#   logs the plans, custom and generic);
+#   indexes of finishing transitions, never scanning the transition tables
+#   (auto_explain logs the plans, custom and generic); the slowest steps
+#   and tasks read the duration indexes when the starts are on the rows,
+#   and give the window's answer;
 # - every diagram in DOT format is one that Graphviz's dot renders.
 use strict;
 use warnings;
@@ -103,7 +105,7 @@ foreach my $query (
 }
 is($rendered, $diagrams, "Graphviz renders all $diagrams DOT diagrams");
 
-# --- a large history: windows read through the created_at indexes ---
+# --- a large history: windows read through the indexes ---
 # 20,000 finished two-step tasks spread over 60 days, written directly (the
 # workers do not serve this database), then a few recent ones.
 $node->safe_psql('postgres', 'CREATE DATABASE history');
@@ -160,10 +162,38 @@ cmp_ok(scalar(@plans), '>=', 6, 'auto_explain logged the window queries');
 # planner's choice: with a history this small it may hash a whole table.)
 is(scalar(grep { /Seq Scan on tasker_(?:workflow_step_transitions|task_transitions)\b/ } @plans), 0,
 	'no window query scans the transition tables');
-is(scalar(grep { /tasker_step_transitions_created_at_idx/ } @plans), 4,
-	'the step windows (analytics and slowest steps, custom and generic) read the BRIN index');
-cmp_ok(scalar(grep { /tasker_task_transitions_created_at_idx/ } @plans), '>=', 4,
+cmp_ok(scalar(grep { /tasker_step_transitions_finished_idx/ } @plans), '>=', 2,
+	'the step windows (custom and generic) read the index of finishing rows');
+cmp_ok(scalar(grep { /tasker_task_transitions_finished_idx/ } @plans), '>=', 2,
 	'the task windows read theirs');
+cmp_ok(scalar(grep { /tasker_(?:step|task)_transitions_unstarted_idx/ } @plans), '>=', 4,
+	'the slowest steps and tasks look for rows without their start (written as before 0.2.0) through their index');
+
+# With the starts on the rows, as the engine writes them, the slowest steps
+# and tasks come from the duration indexes, and give the window's answer.
+$node->safe_psql('history', q{
+	UPDATE tasker_workflow_step_transitions x SET attempt_started_at = p.created_at
+	  FROM tasker_workflow_step_transitions p
+	 WHERE x.to_state = 'complete' AND p.workflow_step_id = x.workflow_step_id AND p.to_state = 'in_progress';
+	UPDATE tasker_task_transitions x SET task_created_at = t.created_at
+	  FROM tasker_tasks t WHERE x.to_state = 'complete' AND t.task_id = x.task_id;
+	VACUUM ANALYZE tasker_workflow_step_transitions, tasker_task_transitions;
+});
+$log_start = -s $node->logfile;
+my $answers = $node->safe_psql('history', q{
+	LOAD 'auto_explain';
+	SET auto_explain.log_min_duration = 0;
+	SET auto_explain.log_nested_statements = on;
+	SELECT (SELECT array_agg(x::text) FROM tasker_slowest_steps(now() - interval '30 days') x)
+	     = (SELECT array_agg(x::text) FROM (SELECT * FROM tasker_slowest_steps(now() - interval '30 days', 1001) LIMIT 10) x),
+	       (SELECT array_agg(x::text) FROM tasker_slowest_tasks(now() - interval '30 days') x)
+	     = (SELECT array_agg(x::text) FROM (SELECT * FROM tasker_slowest_tasks(now() - interval '30 days', 1001) LIMIT 10) x);
+});
+is($answers, 't|t', 'the duration indexes give the window\'s answer, for steps and tasks');
+$log = slurp_file($node->logfile, $log_start);
+@plans = split /(?=LOG:  duration:)/, $log;
+ok(scalar(grep { /tasker_step_transitions_duration_idx/ } @plans), 'the slowest steps read the duration index');
+ok(scalar(grep { /tasker_task_transitions_duration_idx/ } @plans), 'the slowest tasks read theirs');
 
 $node->stop;
 done_testing();
