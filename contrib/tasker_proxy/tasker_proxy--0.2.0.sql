@@ -59,8 +59,12 @@ RETURNS integer
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-    n integer := pg_catalog.cardinality(@extschema@.tasker_proxy_connstrs());
+    n integer;
 BEGIN
+    /* On every routed call: the cheapest form of the count. */
+    SELECT count(*) INTO n
+      FROM pg_catalog.pg_foreign_server s, pg_catalog.unnest(s.srvoptions) o
+     WHERE s.srvname = 'tasker_shards' AND o OPERATOR(pg_catalog.~) '^p[0-9]+=';
     IF n = 0 THEN
         RAISE EXCEPTION 'the tasker router has no shards'
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -211,6 +215,23 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.tasker_proxy_registry_en
 
 /* ---- the PL/Proxy functions, and the routed API generated from one list ---- */
 
+/* The row types of two of tasker's reports, as on a shard. */
+CREATE TYPE @extschema@.tasker_task_execution_context AS (
+    task_id bigint, named_task_id integer, status text, total_steps bigint, pending_steps bigint,
+    in_progress_steps bigint, completed_steps bigint, failed_steps bigint, ready_steps bigint,
+    execution_status text, recommended_action text, completion_percentage numeric, health_status text,
+    skipped_steps bigint, waiting_steps bigint);
+COMMENT ON TYPE @extschema@.tasker_task_execution_context IS
+    'A row of tasker_task_execution_context, as on a shard';
+CREATE TYPE @extschema@.tasker_step_readiness AS (
+    workflow_step_id bigint, task_id bigint, named_step_id integer, name text, current_state text,
+    dependencies_satisfied boolean, retry_eligible boolean, ready_for_execution boolean,
+    last_failure_at timestamptz, next_retry_at timestamptz, total_parents integer, completed_parents integer,
+    attempts integer, retry_limit integer, backoff_request_seconds integer, last_attempted_at timestamptz,
+    step_type text, map_parent_id bigint, map_index integer, waiting_for text, waiting_detail jsonb);
+COMMENT ON TYPE @extschema@.tasker_step_readiness IS
+    'A row of tasker_step_readiness_status, as on a shard';
+
 /*
  * Each row: a tasker function (its name and arguments as on a shard, with
  * their defaults), its result, and how the router routes it:
@@ -254,6 +275,13 @@ AS $$
         'TABLE(workflow_step_id bigint, dependency_level integer)', 'id:task_id'),
     ('tasker_critical_path', ARRAY['task_id bigint', 'config jsonb DEFAULT ''{}'''],
         'TABLE(path_position integer, workflow_step_id bigint, step_name text, current_state text, attempts integer, duration_seconds numeric, duration_source text, cumulative_seconds numeric)',
+        'id:task_id'),
+    ('tasker_task_execution_context', ARRAY['task_id bigint', 'as_of timestamptz DEFAULT now()'],
+        'SETOF @extschema@.tasker_task_execution_context', 'id:task_id'),
+    ('tasker_step_readiness_status', ARRAY['task_id bigint', 'step_ids bigint[] DEFAULT NULL', 'as_of timestamptz DEFAULT now()'],
+        'SETOF @extschema@.tasker_step_readiness', 'id:task_id'),
+    ('tasker_task_bottlenecks', ARRAY['task_id bigint', 'config jsonb DEFAULT ''{}'''],
+        'TABLE(workflow_step_id bigint, step_name text, current_state text, attempts integer, retry_limit integer, dependencies_satisfied boolean, downstream_count integer, blocked_count integer, critical_path_length integer, base_score numeric, path_score numeric, penalty_score numeric, severity_multiplier numeric, impact_score integer, severity text)',
         'id:task_id'),
     ('tasker_complete_step', ARRAY['step_id bigint', 'claim_token uuid', 'results jsonb'], 'boolean', 'id:step_id'),
     ('tasker_fail_step', ARRAY['step_id bigint', 'claim_token uuid', 'error jsonb', 'retryable boolean DEFAULT true',
@@ -511,15 +539,16 @@ COMMENT ON FUNCTION @extschema@.tasker_proxy_measure_loads() IS
  * without an identity key.  Each session keeps the loads it measured
  * (tasker_proxy.placement, "epoch;l0,l1,...") for tasker_proxy.load_refresh
  * seconds (default 1), counting the tasks it placed since, so placement
- * costs no remote call most of the time; ties go round the shards from a
- * place that depends on the backend.
+ * costs no remote call and no catalog read most of the time (a shard
+ * added meanwhile gets tasks from the next measure on); ties go round the
+ * shards from a place that depends on the backend.
  */
 CREATE FUNCTION @extschema@.tasker_proxy_pick_shard()
 RETURNS integer
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    n integer := @extschema@.tasker_proxy_require_shards();
+    n integer;
     state text := pg_catalog.current_setting('tasker_proxy.placement', true);
     refresh double precision := COALESCE(NULLIF(pg_catalog.current_setting('tasker_proxy.load_refresh', true), '')::double precision, 1);
     now_s double precision := extract(epoch FROM pg_catalog.clock_timestamp());
@@ -533,10 +562,11 @@ BEGIN
         at := pg_catalog.split_part(state, ';', 1)::double precision;
         loads := pg_catalog.string_to_array(pg_catalog.split_part(state, ';', 2), ',')::bigint[];
     END IF;
-    IF loads IS NULL OR pg_catalog.cardinality(loads) <> n OR now_s - at >= refresh OR now_s < at THEN
+    IF loads IS NULL OR now_s - at >= refresh OR now_s < at THEN
         loads := @extschema@.tasker_proxy_measure_loads();
         at := now_s;
     END IF;
+    n := pg_catalog.cardinality(loads);
     FOR k IN 0 .. n - 1 LOOP
         s := (pg_catalog.pg_backend_pid() + k) % n;
         IF loads[s + 1] >= 0 AND (best IS NULL OR loads[s + 1] < loads[best + 1]) THEN
