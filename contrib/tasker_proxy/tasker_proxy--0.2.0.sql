@@ -939,6 +939,32 @@ $$;
 COMMENT ON FUNCTION @extschema@.tasker_events_since(bigint[], integer) IS
     'Router: the durable event log of every reachable shard after a per-shard cursor (after_ids[k + 1] for shard k), with the shard';
 
+/*
+ * tasker_events_since(after_id): the shard's signature, for a router with
+ * one shard (then the same as the shard's); with more, one cursor cannot
+ * say where a reader is on each shard, so it refuses and names the form
+ * that can.
+ */
+CREATE FUNCTION @extschema@.tasker_events_since(after_id bigint, max_events integer DEFAULT 1000)
+RETURNS TABLE (event_id bigint, event jsonb)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer := @extschema@.tasker_proxy_require_shards();
+BEGIN
+    IF n > 1 THEN
+        RAISE EXCEPTION 'the router reads the event log with one cursor per shard'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = pg_catalog.format('Event ids are numbered per shard, and this router has %s shards.', n),
+                  HINT = 'Call tasker_events_since(ARRAY[cursor of shard 0, cursor of shard 1, ...]::bigint[], max_events); it returns each event with its shard.';
+    END IF;
+    RETURN QUERY SELECT e.event_id, e.event
+                   FROM @extschema@.tasker_events_since(ARRAY[after_id], max_events) e;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_events_since(bigint, integer) IS
+    'Router: the event log after one cursor, for a router with one shard (with more, 0A000: use the per-shard form)';
+
 CREATE FUNCTION @extschema@.tasker_worker_status()
 RETURNS TABLE (shard integer, role text, slot integer, pid integer, state text, steps_run bigint,
                last_activity timestamptz)

@@ -206,7 +206,7 @@ SKIP:
 
 # ---- merged reads
 my $events = r(q{SELECT string_agg(shard || ':' || n || ':' || last, ',' ORDER BY shard)
-	FROM (SELECT shard, count(*) AS n, max(event_id) AS last FROM tasker_events_since('{}', 100000) GROUP BY shard) e});
+	FROM (SELECT shard, count(*) AS n, max(event_id) AS last FROM tasker_events_since('{}'::bigint[], 100000) GROUP BY shard) e});
 my @ev = map { [ split /:/ ] } split /,/, $events;
 is(scalar(@ev), 4, 'the event log is read from all four shards');
 my $cursors = 'ARRAY[' . join(',', map { $_->[2] } @ev) . ']::bigint[]';
@@ -218,6 +218,9 @@ ok($router->poll_query_until('postgres',
 	'one more task completes');
 is(r("SELECT string_agg(DISTINCT shard::text, ',') FROM tasker_events_since($cursors)"),
 	r("SELECT (hashtext('after-cursor') & 3)::text"), 'its events come from its shard only, after the cursor');
+($rc, $out, $err) = $router->psql('postgres', "\\set VERBOSITY verbose\nSELECT * FROM tasker_events_since(0)");
+like($err, qr/0A000: the router reads the event log with one cursor per shard/,
+	'the single-cursor form refuses with four shards and names the per-shard one');
 is(r('SELECT count(DISTINCT shard) FROM tasker_analytics_metrics(now() - interval \'1 hour\')'), '4',
 	'analytics: one row per shard');
 is(r("SELECT count(DISTINCT labels->>'shard') FROM tasker_metrics() WHERE name <> 'tasker_proxy_shard_up'"), '4',
