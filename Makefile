@@ -59,6 +59,9 @@ OBJS = \
 # script in order, so a fresh install and an upgraded one are the same by
 # construction (the server drops the \\echo guard lines of each part).
 DATA = sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.1.0--0.2.0.sql
+# The router extension of scale-out (docs/scale-out.md) installs with
+# tasker: PL/pgSQL and PL/Proxy only, no library of its own.
+DATA += contrib/tasker_proxy/tasker_proxy.control contrib/tasker_proxy/tasker_proxy--0.2.0.sql
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 UPGRADES = sql/$(EXTENSION)--0.1.0--0.2.0.sql
 
@@ -81,7 +84,8 @@ REGRESS = \
 	090_event_log \
 	090_annotations \
 	091_purge \
-	092_schedules_without_cron
+	092_schedules_without_cron \
+	093_shard
 
 # Isolation specs (test/isolation/specs): concurrent claims; controls
 # racing batches (lock order, issue 15 C16).

@@ -3372,6 +3372,133 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_task_spans(bigint) IS
     'The spans of a task, rebuilt from its transitions for export to OpenTelemetry: the task''s (child of the creator''s span) and one per step attempt (child of the task''s), with start and end times, status (ok, error, unset) and attributes; none for a task without a trace; raises 42704 for an unknown id';
+/* ---- issue 14: a shard of a scaled-out installation (contrib/tasker_proxy) ---- */
+
+/*
+ * Scale-out puts tasker on several nodes, each an ordinary installation
+ * with its own workers, behind a router database running the
+ * tasker_proxy extension (PL/Proxy, docs/scale-out.md).  A task lives
+ * whole on one shard, so the only thing a shard must know is its index:
+ * task and step ids carry it in their high bits,
+ *
+ *     id = shard_index * 2^48 + n,    1 <= n < 2^48,    0 <= shard_index < 32768
+ *
+ * so ids are unique across shards and the router finds a task's shard
+ * from its id alone (id >> 48), without a lookup.  The encoding does not
+ * depend on the shard count: adding shards later changes no existing id.
+ * Shard 0 keeps the ids of an unsharded installation, and ids stay below
+ * 2^53 (exact in a JSON double) while there are fewer than 32 shards.
+ * tasker_shard_configure moves the two sequences into the shard's range;
+ * it refuses to change the index of a shard that holds tasks.
+ */
+CREATE TABLE @extschema@.tasker_shard (
+    singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    shard_index     integer NOT NULL CHECK (shard_index BETWEEN 0 AND 32767),
+    shard_count     integer NOT NULL CHECK (shard_count BETWEEN 1 AND 32768),
+    configured_at   timestamptz NOT NULL DEFAULT now(),
+    CHECK (shard_index < shard_count)
+);
+COMMENT ON TABLE @extschema@.tasker_shard IS
+    'This node''s place in a scaled-out installation (one row, or none when it is not a shard): its index, encoded in the high bits of task and step ids, and the shard count';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.tasker_shard', '');
+
+/*
+ * tasker_shard_range: the first and last id of a shard's range (shard 0
+ * starts at 1, as an unsharded installation does).
+ */
+CREATE FUNCTION @extschema@.tasker_shard_range(shard_index integer,
+                                               OUT first_id bigint, OUT last_id bigint)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (($1::bigint) << 48) + 1, (($1::bigint + 1) << 48) - 1
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_shard_range(integer) IS
+    'The first and last task and step id of a shard: shard_index * 2^48 + 1 to (shard_index + 1) * 2^48 - 1';
+
+/*
+ * tasker_shard_move_sequence: put one id sequence into a range, its next
+ * value after the highest id already in the range.  Refuses when the
+ * table holds an id outside the range.
+ */
+CREATE FUNCTION @extschema@.tasker_shard_move_sequence(seq regclass, tab regclass, col name,
+                                                       first_id bigint, last_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    outside bigint;
+    top bigint;
+BEGIN
+    EXECUTE pg_catalog.format('SELECT min(%1$I) FROM %2$s WHERE %1$I NOT BETWEEN $1 AND $2', col, tab)
+       INTO outside USING first_id, last_id;
+    IF outside IS NOT NULL THEN
+        RAISE EXCEPTION 'id % of % is outside this shard''s range', outside, tab
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('The shard''s ids run from %s to %s; rows created under another shard index stay where they are.', first_id, last_id),
+                  HINT = 'Configure a node as a shard before it holds tasks, or keep the index it already has.';
+    END IF;
+    EXECUTE pg_catalog.format('SELECT max(%I) FROM %s', col, tab) INTO top;
+    EXECUTE pg_catalog.format('ALTER SEQUENCE %1$s MINVALUE %2$s MAXVALUE %3$s START WITH %2$s RESTART WITH %4$s',
+                              seq, first_id, last_id, COALESCE(top + 1, first_id));
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_shard_move_sequence(regclass, regclass, name, bigint, bigint) IS
+    'Internal: move an id sequence into a shard''s range (tasker_shard_configure)';
+
+CREATE FUNCTION @extschema@.tasker_shard_configure(shard_index integer, shard_count integer)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    old @extschema@.tasker_shard;
+BEGIN
+    IF shard_index IS NULL OR shard_count IS NULL OR shard_count NOT BETWEEN 1 AND 32768
+       OR shard_index NOT BETWEEN 0 AND shard_count - 1 THEN
+        RAISE EXCEPTION 'shard % of % is not a valid shard', shard_index, shard_count
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The shard count is 1 to 32768 and the index 0 to the count minus one.',
+                  HINT = 'The router (tasker_proxy_set_shards) configures each shard with its position in its list.';
+    END IF;
+    SELECT * INTO old FROM @extschema@.tasker_shard FOR UPDATE;
+    IF FOUND AND old.shard_index = shard_index AND old.shard_count = shard_count THEN
+        RETURN false;
+    END IF;
+    r := @extschema@.tasker_shard_range(shard_index);
+    PERFORM @extschema@.tasker_shard_move_sequence('@extschema@.tasker_tasks_task_id_seq',
+                '@extschema@.tasker_tasks', 'task_id', r.first_id, r.last_id);
+    PERFORM @extschema@.tasker_shard_move_sequence('@extschema@.tasker_workflow_steps_workflow_step_id_seq',
+                '@extschema@.tasker_workflow_steps', 'workflow_step_id', r.first_id, r.last_id);
+    INSERT INTO @extschema@.tasker_shard (shard_index, shard_count)
+    VALUES (shard_index, shard_count)
+    ON CONFLICT (singleton) DO UPDATE
+       SET shard_index = EXCLUDED.shard_index, shard_count = EXCLUDED.shard_count,
+           configured_at = now();
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_shard_configure(integer, integer) IS
+    'Make this node shard shard_index of shard_count: new task and step ids are shard_index * 2^48 + n; refuses a new index while the node holds ids of another; false when nothing changed';
+
+/*
+ * tasker_shard_status: what the router reads to place tasks and to show
+ * its shards: the configured index and count (NULL when the node is not
+ * a shard), the unfinished tasks (its load) and the ready steps.
+ */
+CREATE FUNCTION @extschema@.tasker_shard_status(OUT shard_index integer, OUT shard_count integer,
+                                                OUT active_tasks bigint, OUT ready_steps bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (SELECT s.shard_index FROM @extschema@.tasker_shard s),
+           (SELECT s.shard_count FROM @extschema@.tasker_shard s),
+           (SELECT count(*) FROM @extschema@.tasker_tasks t
+             WHERE t.current_state IN ('pending', 'in_progress')),
+           (SELECT count(*) FROM @extschema@.tasker_workflow_steps w
+             WHERE w.current_state IN ('pending', 'error') AND w.unfinished_parents = 0
+               AND w.next_attempt_at IS NOT NULL AND w.next_attempt_at <= now())
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_shard_status() IS
+    'This shard''s index and count (NULL when not a shard), its unfinished tasks and its ready steps: what the tasker_proxy router reads';
 
 /* ---- issue 13: privilege levels and tenant isolation ---- */
 
@@ -3518,6 +3645,7 @@ AS $$
     ('tasker_purge_check', '{admin}'),
     ('tasker_purge_in_batches', '{admin}'),
     ('tasker_fire_schedule', '{admin}'),
+    ('tasker_shard_configure', '{admin}'),
     -- operator: create tasks and control them
     ('tasker_create_task', '{operator}'),
     ('tasker_cancel_task', '{operator}'),
@@ -3564,6 +3692,8 @@ AS $$
     ('tasker_tasks_by_annotation', '{reader}'),
     ('tasker_ready_backlog', '{reader}'),
     ('tasker_task_spans', '{reader}'),
+    ('tasker_shard_status', '{reader}'),
+    ('tasker_shard_range', '{reader}'),
     -- worker: the external workers' protocol (issue 7)
     ('tasker_claim_steps', '{worker}'),
     ('tasker_complete_step', '{worker}'),
@@ -3588,6 +3718,7 @@ AS $$
     ('tasker_count_states', '{owner}'),
     ('tasker_state_count_errors', '{reader}'),
     ('tasker_recount_states', '{admin}'),
+    ('tasker_shard_move_sequence', '{owner}'),
     ('tasker_grant_namespace', '{owner}'),
     ('tasker_revoke_namespace', '{owner}'),
     ('tasker_function_levels', '{owner}'),

@@ -31,7 +31,7 @@ INSTALL_LOCK=/tmp/tasker-install$(echo "$PG_ROOT" | tr / _).lock
 PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
 postgresql-$PG_MAJOR-cron libyaml-dev libcurl4-openssl-dev libipc-run-perl pkg-config
 make gcc python3 python3-psycopg libtap-parser-sourcehandler-pgtap-perl graphviz ruby ruby-pg
-prometheus-postgres-exporter"
+prometheus-postgres-exporter postgresql-$PG_MAJOR-plproxy"
 TASKER_PORT=${TASKER_PORT:-54329}
 
 as_pg() {
