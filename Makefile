@@ -48,6 +48,8 @@ OBJS = \
 	src/cron.o \
 	src/schedule.o \
 	src/priority.o \
+	src/concurrency.o \
+	src/rate_limit.o \
 	src/api.o \
 	src/sanitize.o
 

@@ -2782,6 +2782,91 @@ BEGIN
 END
 $grants$;
 
+/* ---- issue 11 item 4: concurrency keys, namespace limits, rate limits (src/concurrency.c, src/rate_limit.c) ---- */
+
+/*
+ * A template's concurrency: {key, limit} is rendered at task creation from
+ * the context into tasker_tasks.concurrency_key and concurrency_limit.  A
+ * pending task with a key starts only while fewer than its limit of tasks
+ * with the same key are in progress or pending ahead of it (lower
+ * task_id), so with limit 1 one key's tasks run one at a time, in
+ * creation order.  The claim and the start of tasks state it once
+ * (TASKER_ADMITTED_TASK_SQL, src/step.h), reading the index below.
+ */
+ALTER TABLE tasker_named_tasks ADD COLUMN concurrency jsonb;
+COMMENT ON COLUMN tasker_named_tasks.concurrency IS
+    'The template''s concurrency: {"key": "...{{context.PATH}}...", "limit": N}, or NULL';
+ALTER TABLE tasker_tasks
+    ADD COLUMN concurrency_key text,
+    ADD COLUMN concurrency_limit integer,
+    ADD CONSTRAINT tasker_tasks_concurrency CHECK
+        ((concurrency_key IS NULL) = (concurrency_limit IS NULL) AND concurrency_limit >= 1);
+COMMENT ON COLUMN tasker_tasks.concurrency_key IS
+    'The task''s concurrency key, rendered from its template''s concurrency.key and its context; NULL: none';
+COMMENT ON COLUMN tasker_tasks.concurrency_limit IS
+    'How many tasks with the same concurrency_key may be in progress at once';
+CREATE INDEX tasker_tasks_concurrency_idx ON tasker_tasks (concurrency_key, task_id)
+    WHERE concurrency_key IS NOT NULL AND current_state IN ('pending', 'in_progress');
+
+/*
+ * A step template's rate_limit: {key, per_second, burst}: a token bucket
+ * in shared memory (src/rate_limit.c) shared by every step naming the key.
+ * A step claimed over the rate is not run: its next_attempt_at and
+ * rate_slot_at become the time the bucket gave it (its place in the key's
+ * queue), so it waits without holding a worker, then asks again.
+ */
+ALTER TABLE tasker_named_tasks_named_steps ADD COLUMN rate_limit jsonb;
+COMMENT ON COLUMN tasker_named_tasks_named_steps.rate_limit IS
+    'The step''s rate limit: {"key": NAME, "per_second": R, "burst": B}, or NULL';
+ALTER TABLE tasker_workflow_steps ADD COLUMN rate_slot_at timestamptz;
+COMMENT ON COLUMN tasker_workflow_steps.rate_slot_at IS
+    'When the step, sent away by its rate limit, comes back to be claimed; NULL: not waiting for its rate';
+
+/*
+ * A namespace's cap on its steps in progress (tasker_set_namespace_limit).
+ * A step takes one of max_in_progress slots when it is claimed: a
+ * transaction advisory lock while its claiming transaction runs, then its
+ * committed in_progress row (src/concurrency.c).
+ */
+ALTER TABLE tasker_task_namespaces
+    ADD COLUMN max_in_progress integer
+        CONSTRAINT tasker_task_namespaces_max_in_progress CHECK (max_in_progress BETWEEN 1 AND 100000);
+COMMENT ON COLUMN tasker_task_namespaces.max_in_progress IS
+    'At most this many steps of the namespace in progress at once (tasker_set_namespace_limit); NULL: no cap';
+
+CREATE FUNCTION @extschema@.tasker_set_namespace_limit(namespace text, max_in_progress integer)
+RETURNS void LANGUAGE C CALLED ON NULL INPUT VOLATILE
+AS 'MODULE_PATHNAME', 'tasker_set_namespace_limit_sql';
+COMMENT ON FUNCTION @extschema@.tasker_set_namespace_limit(text, integer) IS
+    'Cap the steps of a namespace in progress at once (1 to 100000); NULL removes the cap';
+
+CREATE FUNCTION @extschema@.tasker_namespace_slot(named_task_id integer)
+RETURNS boolean LANGUAGE C STRICT VOLATILE COST 1000
+AS 'MODULE_PATHNAME', 'tasker_namespace_slot_sql';
+COMMENT ON FUNCTION @extschema@.tasker_namespace_slot(integer) IS
+    'Internal, for the claim: take a slot of the namespace of a template for one step of this transaction; false when the namespace is at its cap';
+
+/* What the limits hold now: for operators and tasker_health readers. */
+CREATE VIEW @extschema@.tasker_limits AS
+SELECT 'namespace'::text AS kind, ns.name AS key, ns.max_in_progress AS "limit",
+       (SELECT count(*) FROM @extschema@.tasker_workflow_steps s
+          JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id
+          JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
+         WHERE nt.task_namespace_id = ns.task_namespace_id
+           AND s.current_state = 'in_progress' AND s.handler_kind <> 'flow') AS in_progress,
+       NULL::bigint AS waiting
+  FROM @extschema@.tasker_task_namespaces ns
+ WHERE ns.max_in_progress IS NOT NULL
+UNION ALL
+SELECT 'concurrency', t.concurrency_key, max(t.concurrency_limit),
+       count(*) FILTER (WHERE t.current_state = 'in_progress'),
+       count(*) FILTER (WHERE t.current_state = 'pending')
+  FROM @extschema@.tasker_tasks t
+ WHERE t.concurrency_key IS NOT NULL AND t.current_state IN ('pending', 'in_progress')
+ GROUP BY t.concurrency_key;
+COMMENT ON VIEW @extschema@.tasker_limits IS
+    'Namespace caps (steps in progress against the cap) and concurrency keys (tasks in progress and waiting) in use';
+
 /* ---- issue 14: a shard of a scaled-out installation (contrib/tasker_proxy) ---- */
 
 /*
@@ -3046,6 +3131,7 @@ AS $$
     ('tasker_pause_schedule', '{admin}'),
     ('tasker_resume_schedule', '{admin}'),
     ('tasker_set_namespace_limit', '{admin}'),
+    ('tasker_namespace_slot', '{owner}'),
     ('tasker_subscribe', '{admin}'),
     ('tasker_unsubscribe', '{admin}'),
     ('tasker_purge', '{admin}'),

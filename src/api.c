@@ -26,6 +26,7 @@
 
 #include "annotation.h"
 #include "backlog.h"
+#include "concurrency.h"
 #include "control.h"
 #include "dag.h"
 #include "event_log.h"
@@ -85,6 +86,7 @@ PG_FUNCTION_INFO_V1(tasker_events_since_sql);
 PG_FUNCTION_INFO_V1(tasker_subscribe_sql);
 PG_FUNCTION_INFO_V1(tasker_unsubscribe_sql);
 PG_FUNCTION_INFO_V1(tasker_prune_event_log_sql);
+PG_FUNCTION_INFO_V1(tasker_set_namespace_limit_sql);
 
 /*
  * AS_OWNER: run a statement as the extension's owner, for the caller
@@ -421,6 +423,16 @@ tasker_resume_namespace_sql(PG_FUNCTION_ARGS)
 	tasker_require_arg(fcinfo, 0, "namespace", "Pass a namespace name, as in tasker_templates.");
 	AS_OWNER(done = tasker_resume_namespace(text_to_cstring(PG_GETARG_TEXT_PP(0))));
 	PG_RETURN_BOOL(done);
+}
+
+Datum
+tasker_set_namespace_limit_sql(PG_FUNCTION_ARGS)
+{
+	tasker_require_arg(fcinfo, 0, "namespace", "Pass a namespace name, as in tasker_templates.");
+	AS_OWNER(tasker_set_namespace_limit(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+										PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
+										PG_ARGISNULL(1)));
+	PG_RETURN_VOID();
 }
 
 /*

@@ -10,11 +10,12 @@
  * retries, HTTP requests by answer, external-worker claims, lost leases,
  * and a histogram of step run times by kind.  They live as long as the
  * server: a restart (or a crash) starts them again at zero.
- * Four more parts live with the module that owns their rules: the HTTP
+ * Five more parts live with the module that owns their rules: the HTTP
  * concurrency slots and request counters (http_limits.c), the event
  * relay's ring (notify.c), the latches of sessions waiting for work in
  * tasker_claim_steps (claim_wait.c), and the event log's id counters,
- * ids in flight and the event worker's latch (event_log.c).  This file reserves all of them, and
+ * ids in flight and the event worker's latch (event_log.c), and the rate
+ * limits' token buckets (rate_limit.c).  This file reserves all of them, and
  * the ring's lock, in one shmem_request_hook, and creates or attaches them
  * in one
  * shmem_startup_hook; nothing else installs a hook.  The hooks are
@@ -62,6 +63,7 @@
 #include "guc.h"
 #include "http_limits.h"
 #include "notify.h"
+#include "rate_limit.h"
 #include "shmem.h"
 
 /* The counters, flat: TaskerCounts as an array of uint64. */
@@ -152,13 +154,16 @@ slots_shmem_init(void)
 static void
 shmem_request(void)
 {
+	Size		size = slots_shmem_size();
+
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(add_size(add_size(add_size(slots_shmem_size(),
-															   tasker_http_shmem_size()),
-													  tasker_notify_shmem_size()),
-											 tasker_claim_wait_shmem_size()),
-									tasker_event_log_shmem_size()));
+	size = add_size(size, tasker_http_shmem_size());
+	size = add_size(size, tasker_notify_shmem_size());
+	size = add_size(size, tasker_claim_wait_shmem_size());
+	size = add_size(size, tasker_event_log_shmem_size());
+	size = add_size(size, tasker_rate_shmem_size());
+	RequestAddinShmemSpace(size);
 	RequestNamedLWLockTranche(TASKER_NOTIFY_TRANCHE, 1);
 }
 
@@ -176,6 +181,7 @@ shmem_startup(void)
 	tasker_notify_shmem_init();
 	tasker_claim_wait_shmem_init();
 	tasker_event_log_shmem_init();
+	tasker_rate_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -784,7 +784,7 @@ tasker_start_steps(const StepMove *moves, int n)
 			 "moved AS ("
 			 "  UPDATE @extschema@.tasker_workflow_steps s"
 			 "     SET current_state = 'in_progress', updated_at = now(), in_process = true,"
-			 "         processed = false, next_attempt_at = NULL,"
+			 "         processed = false, next_attempt_at = NULL, rate_slot_at = NULL,"
 			 "         attempts = s.attempts + 1, last_attempted_at = clock_timestamp(),"
 			 "         lease_expires_at = CASE WHEN m.lease > 0"
 			 "             THEN clock_timestamp() + m.lease * interval '1 second' END,"

@@ -50,6 +50,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "concurrency.h"
 #include "events.h"
 #include "flow_rules.h"
 #include "spi_util.h"
@@ -58,6 +59,7 @@
 #include "step.h"
 #include "security.h"
 #include "shmem.h"
+#include "rate_limit.h"
 #include "state.h"
 
 /*
@@ -130,6 +132,8 @@ static SPIPlanPtr release_plan;
 static SPIPlanPtr attempts_plan;
 static SPIPlanPtr pause_plan;
 static SPIPlanPtr resume_plan;
+static SPIPlanPtr defer_plan;
+static uint64 rate_deferrals = 0;
 
 /*
  * text_array: the elements of a text[] datum as C strings (none when
@@ -181,6 +185,14 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	c->map_parent_id = DatumGetInt64(tasker_col(i, 14, &isnull));
 	if (isnull)
 		c->map_parent_id = 0;
+	c->rate_key = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 15);
+	if (c->rate_key != NULL)
+	{
+		c->rate_per_second = DatumGetFloat8(tasker_col(i, 16, &isnull));
+		c->rate_burst = DatumGetInt32(tasker_col(i, 17, &isnull));
+		c->rate_returning = DatumGetBool(tasker_col(i, 18, &isnull));
+	}
+	c->namespace_id = DatumGetInt32(tasker_col(i, 19, &isnull));
 }
 
 /* What a claim selects, after the claimed CTE. */
@@ -189,7 +201,10 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"       s.retryable, s.retry_limit, s.attempts," \
 	"       l.handler_function::oid, nt.owner::oid, COALESCE(s.timeout_seconds, 0)," \
 	"       " TASKER_ENVELOPE_SQL "," \
-	"       l.permanent_sqlstates, l.retry_sqlstates, s.step_type, s.map_parent_id" \
+	"       l.permanent_sqlstates, l.retry_sqlstates, s.step_type, s.map_parent_id," \
+	"       l.rate_limit ->> 'key', (l.rate_limit ->> 'per_second')::float8," \
+	"       COALESCE((l.rate_limit ->> 'burst')::integer, 1)," \
+	"       s.rate_slot_at IS NOT NULL, ns.task_namespace_id" \
 	TASKER_CLAIMED_DETAILS_SQL
 
 /*
@@ -200,7 +215,9 @@ copy_claimed(uint64 i, ClaimedStep *c)
  * the privileges of unless it is 0.  The lateral subquery locks each
  * step's task row (skipping tasks another transaction holds, or that a
  * control waits for) before the step row is locked: the lock order of
- * control.c's header.
+ * control.c's header.  It also skips tasks a concurrency key holds back
+ * and, when $7 and some namespace has a cap, takes a namespace slot
+ * (concurrency.c); the uncorrelated EXISTS is computed once per claim.
  */
 #define CLAIM_CTE_SQL \
 	"WITH claimed AS (" \
@@ -212,6 +229,10 @@ copy_claimed(uint64 i, ClaimedStep *c)
 	"         AND ($4 = 0 OR pg_has_role($4, (SELECT nt.owner" \
 	"                FROM @extschema@.tasker_named_tasks nt" \
 	"               WHERE nt.named_task_id = t.named_task_id), 'USAGE'))" \
+	"         AND " TASKER_ADMITTED_TASK_SQL \
+	"         AND (NOT $7 OR NOT EXISTS (SELECT 1 FROM @extschema@.tasker_task_namespaces cap" \
+	"                                     WHERE cap.max_in_progress IS NOT NULL)" \
+	"              OR @extschema@.tasker_namespace_slot(t.named_task_id))" \
 	"       FOR NO KEY UPDATE OF t SKIP LOCKED) lt" \
 	"   WHERE s.handler_kind = $5" \
 	"     AND " TASKER_READY_STEP_SQL \
@@ -229,12 +250,12 @@ copy_claimed(uint64 i, ClaimedStep *c)
 static int
 claim_together(Datum *values, ClaimedStep **out)
 {
-	Oid			argtypes[6] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID, TEXTOID};
+	Oid			argtypes[7] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID, TEXTOID, BOOLOID};
 	ClaimedStep *steps;
 	uint64		i;
 
 	tasker_run_plan(tasker_keep_plan(&claim_plan,
-			 CLAIM_CTE_SQL CLAIMED_STEP_SQL, 6, argtypes),
+			 CLAIM_CTE_SQL CLAIMED_STEP_SQL, 7, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	steps = palloc0(sizeof(ClaimedStep) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -272,7 +293,7 @@ claim_together_call(void *arg)
 static int
 claim_one_by_one(Datum *values, ClaimedStep **out)
 {
-	Oid			argtypes[6] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID, TEXTOID};
+	Oid			argtypes[7] = {INT4OID, INT8OID, TIMESTAMPTZOID, OIDOID, TEXTOID, TEXTOID, BOOLOID};
 	Oid			one_type[1] = {INT8ARRAYOID};
 	ClaimedStep *steps;
 	int64	   *ids;
@@ -282,7 +303,7 @@ claim_one_by_one(Datum *values, ClaimedStep **out)
 	bool		isnull;
 
 	tasker_run_plan(tasker_keep_plan(&claim_ids_plan,
-			 CLAIM_CTE_SQL "SELECT workflow_step_id, task_id FROM claimed", 6, argtypes),
+			 CLAIM_CTE_SQL "SELECT workflow_step_id, task_id FROM claimed", 7, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	ids = palloc(sizeof(int64) * Max(n, 1));
@@ -357,6 +378,117 @@ start_claimed_tasks(ClaimedStep *steps, int n)
 }
 
 /*
+ * enforce_namespace_caps: give back the claimed steps over their
+ * namespaces' caps (concurrency.c: the committed steps counted again after
+ * the claim), last claimed first; returns how many stay.  Their rows stay
+ * locked by this transaction and unchanged, to be claimed later.
+ */
+static int
+enforce_namespace_caps(ClaimedStep *steps, int n)
+{
+	bool	   *seen;
+	bool	   *gone;
+	int			i;
+	int			j;
+	int			kept = 0;
+
+	if (n == 0 || !tasker_namespace_slots_taken())
+		return n;
+	seen = palloc0(sizeof(bool) * n);
+	gone = palloc0(sizeof(bool) * n);
+	for (i = 0; i < n; i++)
+	{
+		int			count = 0;
+		int			over;
+
+		if (seen[i])
+			continue;
+		for (j = i; j < n; j++)
+			if (steps[j].namespace_id == steps[i].namespace_id)
+			{
+				seen[j] = true;
+				count++;
+			}
+		over = tasker_namespace_excess(steps[i].namespace_id, count);
+		for (j = n - 1; j >= i && over > 0; j--)
+			if (steps[j].namespace_id == steps[i].namespace_id)
+			{
+				gone[j] = true;
+				over--;
+			}
+	}
+	for (i = 0; i < n; i++)
+		if (!gone[i])
+			steps[kept++] = steps[i];
+	return kept;
+}
+
+/*
+ * defer_step: a step claimed over its rate waits until the time its
+ * bucket gave it (rate_limit.c), as its next due time and in
+ * rate_slot_at (cleared when an attempt starts), and then asks again.
+ * Its row stays locked by this transaction and its state unchanged.
+ */
+static void
+defer_step(int64 step_id, TimestampTz back)
+{
+	Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		values[2] = {Int64GetDatum(step_id), TimestampTzGetDatum(back)};
+
+	tasker_run_plan(tasker_keep_plan(&defer_plan,
+			 "UPDATE @extschema@.tasker_workflow_steps"
+			 "   SET next_attempt_at = $2, rate_slot_at = $2"
+			 " WHERE workflow_step_id = $1",
+			 2, argtypes),
+		values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * apply_rate_limits: keep the claimed steps their rate limits let start
+ * now, defer the others; returns how many stay, compacted at the front of
+ * steps.  Deferred steps wake the executors when they fall due like any
+ * step with a next_attempt_at.
+ */
+static int
+apply_rate_limits(ClaimedStep *steps, int n)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			kept = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		ClaimedStep *c = &steps[i];
+		TimestampTz start = now;
+
+		if (c->rate_key != NULL && !c->skip)
+			start = tasker_rate_ask(c->rate_key, c->rate_per_second,
+									c->rate_burst, c->rate_returning, now);
+		if (start > now)
+		{
+			defer_step(c->step_id, start);
+			rate_deferrals++;
+			continue;
+		}
+		if (kept != i)
+			steps[kept] = *c;
+		kept++;
+	}
+	return kept;
+}
+
+/*
+ * tasker_claims_deferred: how many claimed steps this backend deferred
+ * for their rate limits, since it started (the executors wake at once
+ * after a claim that deferred some, to claim others in their place).
+ */
+uint64
+tasker_claims_deferred(void)
+{
+	return rate_deferrals;
+}
+
+/*
  * tasker_claim_ready_steps: lock up to limit ready steps of a handler kind
  * ("sql", "http", "worker"; of one task when task_id is not 0; of tasks
  * whose template owner run_as has the privileges of, when it is valid; of
@@ -370,13 +502,17 @@ int
 tasker_claim_ready_steps(const char *kind, int64 task_id, int limit, Oid run_as,
 						 const char *queue, ClaimedStep **out)
 {
-	Datum		values[6] = {Int32GetDatum(limit), Int64GetDatum(task_id),
+	Datum		values[7] = {Int32GetDatum(limit), Int64GetDatum(task_id),
 		TimestampTzGetDatum(GetCurrentTimestamp()), ObjectIdGetDatum(run_as),
-	CStringGetTextDatum(kind), CStringGetTextDatum(queue ? queue : "")};
+		CStringGetTextDatum(kind), CStringGetTextDatum(queue ? queue : ""),
+	BoolGetDatum(strcmp(kind, "flow") != 0)};
 	ClaimArgs	args = {values, out, 0};
 
 	if (tasker_try(claim_together_call, &args) != NULL)
 		args.n = claim_one_by_one(values, out);
+	if (strcmp(kind, "flow") != 0)
+		args.n = enforce_namespace_caps(*out, args.n);
+	args.n = apply_rate_limits(*out, args.n);
 	start_claimed_tasks(*out, args.n);
 	return args.n;
 }
@@ -582,6 +718,7 @@ tasker_start_ready_tasks(int64 task_id, int limit)
 			 " UNION ",
 			 "))"
 			 "   AND t.current_state = 'pending'"
+			 "   AND " TASKER_ADMITTED_TASK_SQL
 			 " ORDER BY t.task_id"
 			 " FOR NO KEY UPDATE OF t SKIP LOCKED");
 	tasker_run_plan(tasker_keep_plan(&start_plan, start_sql, 3, argtypes),
@@ -1248,11 +1385,16 @@ tasker_quarantine_step(ClaimedStep *c, ErrorData *edata)
 /*
  * tasker_ms_until_next_step: milliseconds until the earliest scheduled
  * step is due (0 if one is due now), or -1 when none is scheduled.  Lets an
- * idle worker wake exactly when a retry backoff ends.
+ * idle worker wake exactly when a retry backoff ends.  A step that fell
+ * due after claimed_at (the start of the caller's claim, which could not
+ * see it due) counts as due in 1 ms, not 0: the caller looks again at
+ * once instead of taking it for a step held elsewhere.
  */
 long
-tasker_ms_until_next_step(void)
+tasker_ms_until_next_step(TimestampTz claimed_at)
 {
+	Oid			argtypes[1] = {TIMESTAMPTZOID};
+	Datum		values[1] = {TimestampTzGetDatum(claimed_at)};
 	bool		isnull;
 	Datum		d;
 	long		ms;
@@ -1261,7 +1403,8 @@ tasker_ms_until_next_step(void)
 	SPI_connect();
 	if (next_due_plan == NULL)
 		due_sql = per_kind_sql(
-			 "SELECT GREATEST(0, ceil(extract(epoch FROM LEAST(",
+			 "SELECT (SELECT GREATEST(0, ceil(extract(epoch FROM d - clock_timestamp()) * 1000))::bigint),"
+			 "       d > $1 FROM (SELECT LEAST(",
 			 "(SELECT min(s.next_attempt_at) FROM @extschema@.tasker_workflow_steps s"
 			 "  WHERE s.handler_kind = %s AND " TASKER_READY_STEP_SQL
 			 "    AND " TASKER_DUE_INDEX_SQL ")",
@@ -1270,11 +1413,13 @@ tasker_ms_until_next_step(void)
 			 ", (SELECT min(s.lease_expires_at) FROM @extschema@.tasker_workflow_steps s"
 			 "    WHERE s.lease_expires_at IS NOT NULL AND s.handler_kind = 'flow'"
 			 "      AND s.current_state = 'in_progress')"
-			 ") - clock_timestamp()) * 1000))::bigint");
-	tasker_run_plan(tasker_keep_plan(&next_due_plan, due_sql, 0, NULL),
-		NULL, NULL, SPI_OK_SELECT);
+			 ") AS d) due");
+	tasker_run_plan(tasker_keep_plan(&next_due_plan, due_sql, 1, argtypes),
+		values, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	ms = isnull ? -1 : (long) DatumGetInt64(d);
+	if (ms == 0 && DatumGetBool(tasker_col(0, 2, &isnull)))
+		ms = 1;
 	SPI_finish();
 	return ms;
 }

@@ -40,6 +40,23 @@
  */
 #define TASKER_DUE_INDEX_SQL "s.claim_key IS NOT NULL"
 
+/*
+ * Admission under a concurrency key (issue 11, concurrency.c), defined
+ * once: a task (aliased t) may have steps claimed when it has no key, is
+ * already in progress, or fewer than its limit of the tasks with its key
+ * are in progress or pending ahead of it.  Pending tasks ahead keep their
+ * place, so tasks of one key start in creation order.  The claim and the
+ * start of tasks state it; the partial index tasker_tasks_concurrency_idx
+ * serves the count.
+ */
+#define TASKER_ADMITTED_TASK_SQL \
+	"(t.concurrency_key IS NULL OR t.current_state <> 'pending'" \
+	" OR (SELECT count(*) FROM (SELECT 1 FROM @extschema@.tasker_tasks o" \
+	"      WHERE o.concurrency_key = t.concurrency_key" \
+	"        AND o.current_state IN ('pending', 'in_progress')" \
+	"        AND (o.current_state = 'in_progress' OR o.task_id < t.task_id)" \
+	"      LIMIT t.concurrency_limit) o) < t.concurrency_limit)"
+
 /* A claimed step, copied out of a claim query's result. */
 typedef struct ClaimedStep
 {
@@ -52,12 +69,18 @@ typedef struct ClaimedStep
 	bool		skip;			/* quarantined at claim time: not run */
 	const char *step_type;		/* map, decision, wait, subtask; NULL: plain */
 	int64		map_parent_id;	/* a map instance's map step, or 0 */
+	const char *rate_key;		/* the step's rate limit key, or NULL */
+	double		rate_per_second;
+	int			rate_burst;
+	bool		rate_returning; /* sent away by its rate limit before */
+	int32		namespace_id;	/* its task's namespace */
 	StepCall	call;
 } ClaimedStep;
 
 extern int	tasker_claim_ready_steps(const char *kind, int64 task_id, int limit,
 									 Oid run_as, const char *queue,
 									 ClaimedStep **out);
+extern uint64 tasker_claims_deferred(void);
 extern bool tasker_read_step(int64 step_id, ClaimedStep *out, char **kind);
 
 /*
@@ -87,7 +110,7 @@ extern void tasker_finalize_task(int64 task_id);
 extern void tasker_finalize_tasks(int64 *ids, int n);
 extern void tasker_lock_tasks(int64 *ids, int n);
 extern int	tasker_start_ready_tasks(int64 task_id, int limit);
-extern long tasker_ms_until_next_step(void);
+extern long tasker_ms_until_next_step(TimestampTz claimed_at);
 extern void tasker_start_attempts(ClaimedStep *steps, int n, int lease_seconds);
 extern bool tasker_accept_results(ClaimedStep *c, StepOutcome *o);
 extern void tasker_record_successes(ClaimedStep *const *steps,

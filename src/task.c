@@ -48,6 +48,7 @@
 
 #include "spi_util.h"
 #include "backlog.h"
+#include "concurrency.h"
 #include "events.h"
 #include "jsonschema.h"
 #include "security.h"
@@ -80,6 +81,7 @@ typedef struct ResolvedTemplate
 	int32		named_task_id;
 	char	   *version;
 	Jsonb	   *schema;			/* NULL when the template has none */
+	Jsonb	   *concurrency;	/* NULL when the template has none */
 } ResolvedTemplate;
 
 /*
@@ -152,8 +154,16 @@ resolve_template(const char *namespace, const char *name, const char *version,
 	bool		isnull;
 	char	   *listed;
 
+	/* A 0.1.0 schema not yet updated has no concurrency column. */
 	tasker_keep_plan(&versions_plan,
-			  "SELECT nt.named_task_id, nt.version::text, nt.context_schema"
+			  versions_plan != NULL ? NULL
+			  : tasker_has_column("tasker_named_tasks", "concurrency")
+			  ? "SELECT nt.named_task_id, nt.version::text, nt.context_schema, nt.concurrency"
+			  "  FROM @extschema@.tasker_named_tasks nt"
+			  "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
+			  " WHERE ns.name = $1 AND nt.name = $2"
+			  " ORDER BY nt.named_task_id"
+			  : "SELECT nt.named_task_id, nt.version::text, nt.context_schema, NULL::jsonb"
 			  "  FROM @extschema@.tasker_named_tasks nt"
 			  "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
 			  " WHERE ns.name = $1 AND nt.name = $2"
@@ -179,6 +189,8 @@ resolve_template(const char *namespace, const char *name, const char *version,
 		out->version = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
 		schema = SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull);
 		out->schema = isnull ? NULL : DatumGetJsonbPCopy(schema);
+		schema = SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull);
+		out->concurrency = isnull ? NULL : DatumGetJsonbPCopy(schema);
 		return;
 	}
 
@@ -749,6 +761,9 @@ tasker_create_task_internal(const TaskRequest *req)
 			set_parent_step(task_id, req->parent_step_id);
 		if (req->priority != 0)
 			set_priority(task_id, req->priority);
+		if (tmpl.concurrency != NULL)
+			tasker_set_task_concurrency(task_id, tmpl.concurrency, req->context,
+										req->name);
 		tasker_backlog_add_at_commit(insert_steps_and_edges(task_id, tmpl.named_task_id,
 															req->priority));
 		if (namespace_paused(req->namespace))

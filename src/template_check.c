@@ -56,7 +56,8 @@ static const char *const task_key_list[] = {
 	"name", "namespace_name", "version", "module_namespace",
 	"task_handler_class", "description", "concurrent",
 	"default_dependent_system", "named_steps", "schema", "configuration",
-	"custom_events", "step_templates", "environments", "handler_config", NULL
+	"custom_events", "step_templates", "environments", "handler_config",
+	"concurrency", NULL
 };
 
 /* An environment may override any key but environments. */
@@ -64,7 +65,7 @@ static const char *const env_key_list[] = {
 	"name", "namespace_name", "version", "module_namespace",
 	"task_handler_class", "description", "concurrent",
 	"default_dependent_system", "named_steps", "schema", "configuration",
-	"custom_events", "step_templates", "handler_config", NULL
+	"custom_events", "step_templates", "handler_config", "concurrency", NULL
 };
 
 static const char *const step_key_list[] = {
@@ -73,8 +74,12 @@ static const char *const step_key_list[] = {
 	"default_retry_limit", "skippable", "dependent_system", "custom_events",
 	"timeout_seconds", "permanent_sqlstates", "retry_sqlstates",
 	"type", "map_over", "map_max_parallel", "branches", "signal",
-	"delay_seconds", "task", "context_from", NULL
+	"delay_seconds", "task", "context_from", "rate_limit", NULL
 };
+
+/* The keys of a template's concurrency and of a step's rate_limit. */
+static const char *const concurrency_key_list[] = {"key", "limit", NULL};
+static const char *const rate_limit_key_list[] = {"key", "per_second", "burst", NULL};
 
 /* The keys of a subtask's task mapping. */
 static const char *const subtask_key_list[] = {"name", "namespace", "version", NULL};
@@ -86,6 +91,8 @@ static const KeySet env_keys = {env_key_list, "an environment"};
 static const KeySet step_keys = {step_key_list, "a step template"};
 static const KeySet event_keys = {event_key_list, "a custom event"};
 static const KeySet subtask_keys = {subtask_key_list, "a subtask's task"};
+static const KeySet concurrency_keys = {concurrency_key_list, "concurrency"};
+static const KeySet rate_limit_keys = {rate_limit_key_list, "rate_limit"};
 
 static const char *const reserved_event_prefixes[] = {
 	"task.", "step.", "workflow.", "observability.", "test.", NULL
@@ -944,6 +951,146 @@ check_flow_references(TaskTemplate *t)
 }
 
 /*
+ * limit_mapping: the value of a limit key (concurrency, rate_limit),
+ * which must be a mapping of the given keys, or NULL when absent.
+ */
+static const TNode *
+limit_mapping(const Ctx *c, const TNode *map, const char *key, const KeySet *keys,
+			  Ctx *sub)
+{
+	const TNode *node = tnode_get(map, key);
+
+	if (is_null(node))
+		return NULL;
+	sub->t = c->t;
+	sub->subject = psprintf("\"%s\" of %s", key, c->subject);
+	if (node->kind != TNODE_MAPPING)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   psprintf("Write %s as a mapping: %s.", key,
+								strcmp(key, "concurrency") == 0
+								? "{key: '{{context.customer_id}}', limit: 1}"
+								: "{key: partner_api, per_second: 10, burst: 10}"),
+					   "\"%s\" of %s must be a mapping, not %s.",
+					   key, c->subject, tnode_describe(node));
+	check_keys(sub, node, keys);
+	return node;
+}
+
+/*
+ * check_key_references: every {{...}} of a concurrency key must be
+ * {{context.PATH}}: the context is all a task has when it is created.
+ */
+static void
+check_key_references(const Ctx *c, const TNode *at, const char *key)
+{
+	const char *p = key;
+	const char *start;
+
+	while ((start = strstr(p, "{{")) != NULL)
+	{
+		const char *end = strstr(start + 2, "}}");
+
+		if (end == NULL || strncmp(start + 2, "context.", 8) != 0 || end == start + 10)
+			template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, at,
+						   "A concurrency key may name values of the task's context only, as in '{{context.customer_id}}'.",
+						   "the key \"%s\" of %s has a reference that is not {{context.PATH}}.",
+						   key, c->subject);
+		p = end + 2;
+	}
+}
+
+/*
+ * check_concurrency: the template's concurrency {key, limit} as JSON, or
+ * NULL when it has none.
+ */
+static char *
+check_concurrency(const Ctx *c, const TNode *root)
+{
+	Ctx			sub;
+	const TNode *node = limit_mapping(c, root, "concurrency", &concurrency_keys, &sub);
+	const char *key;
+	int32		limit;
+	StringInfoData buf;
+
+	if (node == NULL)
+		return NULL;
+	key = get_required_string(&sub, node, "key", 200);
+	check_key_references(&sub, tnode_get(node, "key"), key);
+	limit = get_int(&sub, node, "limit", 1, 0);
+	if (limit == 0)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   "Add limit: N, how many tasks with the same key may run at once.",
+					   "%s has no \"limit\" key.", sub.subject);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"key\": ");
+	escape_json(&buf, key);
+	appendStringInfo(&buf, ", \"limit\": %d}", (int) limit);
+	return buf.data;
+}
+
+/*
+ * get_rate: the per_second of a rate_limit: a number above 0, at most
+ * TEMPLATE_RATE_MAX.
+ */
+static double
+get_rate(const Ctx *c, const TNode *map)
+{
+	const TNode *node = tnode_get(map, "per_second");
+	double		rate = -1;
+	char	   *end = NULL;
+
+	if (is_null(node))
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, map,
+					   "Add per_second: R, the steps per second the key allows.",
+					   "%s has no \"per_second\" key.", c->subject);
+	if (node->kind == TNODE_SCALAR && tnode_scalar_type(node) == TSCALAR_NUMBER)
+		rate = strtod(node->value, &end);
+	if (end == NULL || *end != '\0' || !(rate > 0) || rate > TEMPLATE_RATE_MAX)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, node,
+					   psprintf("Write a number above 0 and at most %d, without quotes (0.5 is one step every two seconds).",
+								TEMPLATE_RATE_MAX),
+					   "\"per_second\" of %s must be a positive number, not %s.",
+					   c->subject, tnode_describe(node));
+	return rate;
+}
+
+/*
+ * check_rate_limit: a step's rate_limit {key, per_second, burst} as JSON,
+ * or NULL when it has none.
+ */
+static char *
+check_rate_limit(const Ctx *c, const TNode *step)
+{
+	Ctx			sub;
+	const TNode *node = limit_mapping(c, step, "rate_limit", &rate_limit_keys, &sub);
+	const char *key;
+	double		rate;
+	int32		burst;
+	StringInfoData buf;
+
+	if (node == NULL)
+		return NULL;
+	key = get_required_string(&sub, node, "key", 0);
+	if (strlen(key) > TEMPLATE_RATE_KEY_MAX)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, tnode_get(node, "key"),
+					   psprintf("Shorten it to %d bytes or fewer; tasker does not truncate names.",
+								TEMPLATE_RATE_KEY_MAX),
+					   "the key of %s is %d bytes long; the limit is %d.",
+					   sub.subject, (int) strlen(key), TEMPLATE_RATE_KEY_MAX);
+	rate = get_rate(&sub, node);
+	burst = get_int(&sub, node, "burst", 1, 1);
+	if (burst > TEMPLATE_RATE_MAX)
+		template_error(c->t->name, ERRCODE_INVALID_PARAMETER_VALUE, tnode_get(node, "burst"),
+					   psprintf("Give a burst from 1 to %d.", TEMPLATE_RATE_MAX),
+					   "\"burst\" of %s is over %d.", sub.subject, TEMPLATE_RATE_MAX);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"key\": ");
+	escape_json(&buf, key);
+	appendStringInfo(&buf, ", \"per_second\": %.17g, \"burst\": %d}", rate, (int) burst);
+	return buf.data;
+}
+
+/*
  * check_step: validate one item of step_templates.
  */
 static void
@@ -981,6 +1128,7 @@ check_step(TaskTemplate *t, const TNode *node, int index, StepTemplate *s)
 		s->dependent_system = t->default_dependent_system;
 	s->custom_events_json = check_custom_events(&c, node);
 	check_sqlstates(&c, node, s);
+	s->rate_limit_json = check_rate_limit(&c, node);
 }
 
 /*
@@ -1338,6 +1486,7 @@ check_task_keys(const Ctx *c, const TNode *root)
 	t->custom_events_json = check_custom_events(c, root);
 	/* The task handler's settings (Ruby): kept in the stored template. */
 	(void) get_object(c, root, "handler_config");
+	t->concurrency_json = check_concurrency(c, root);
 }
 
 /* How many errors of one template registration reports, at most. */

@@ -47,6 +47,7 @@ typedef struct StepTemplate
 	const char *flow_type;		/* map, decision, wait, subtask */
 	char	   *flow_json;		/* the flow column: type and its keys */
 	int32		delay_seconds;
+	char	   *rate_limit_json;	/* {key, per_second, burst}, or NULL */
 	const char *map_over;		/* map: the path of the array */
 	const TNode *map_over_node;
 	List	   *branches;		/* decision: char *, the steps it may run */
@@ -75,6 +76,7 @@ typedef struct TaskTemplate
 	char	   *configuration_json;
 	char	   *custom_events_json;
 	char	   *template_json;
+	char	   *concurrency_json;	/* {key, limit}, or NULL */
 	int			nsteps;
 	StepTemplate *steps;
 	int		   *order;			/* step indexes sorted by name */

@@ -55,6 +55,11 @@
 
 #define TASK_NARGS	12
 
+static void store_limits(const TaskTemplate *t, int32 task_id);
+static void check_rate_keys(void);
+static SPIPlanPtr concurrency_plan;
+static SPIPlanPtr rate_limit_plan;
+static SPIPlanPtr rate_keys_plan;
 static SPIPlanPtr step_flow_plan;
 static SPIPlanPtr subtask_cycle_plan;
 static SPIPlanPtr subtask_exists_plan;
@@ -735,6 +740,84 @@ check_subtasks(const TaskTemplate *t)
 }
 
 /*
+ * store_limits: a template's concurrency and its steps' rate limits
+ * (issue 11), which a 0.1.0 schema cannot hold.  The rate buckets are a
+ * fixed table in shared memory, so the distinct rate limit keys of all
+ * templates are capped at TASKER_RATE_BUCKETS (53400 beyond).
+ */
+static void
+store_limits(const TaskTemplate *t, int32 task_id)
+{
+	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = "   ";
+	bool		any = (t->concurrency_json != NULL);
+	int			i;
+
+	for (i = 0; i < t->nsteps; i++)
+		any |= (t->steps[i].rate_limit_json != NULL);
+	if (!any)
+		return;
+	if (!tasker_has_column("tasker_named_tasks", "concurrency"))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("template \"%s\" has a concurrency or rate_limit key, which this database's tasker schema cannot store",
+						t->name),
+				 errdetail("The extension's schema is older than its library (0.2.0)."),
+				 errhint("Run ALTER EXTENSION tasker UPDATE.")));
+	values[0] = Int32GetDatum(task_id);
+	values[1] = t->concurrency_json ? CStringGetTextDatum(t->concurrency_json) : (Datum) 0;
+	nulls[1] = t->concurrency_json ? ' ' : 'n';
+	tasker_run_plan(tasker_keep_plan(&concurrency_plan,
+						   "UPDATE @extschema@.tasker_named_tasks SET concurrency = $2::jsonb"
+						   " WHERE named_task_id = $1",
+						   2, argtypes),
+				 values, nulls, SPI_OK_UPDATE);
+	for (i = 0; i < t->nsteps; i++)
+	{
+		if (t->steps[i].rate_limit_json == NULL)
+			continue;
+		values[1] = CStringGetTextDatum(t->steps[i].rate_limit_json);
+		values[2] = CStringGetTextDatum(t->steps[i].name);
+		tasker_run_plan(tasker_keep_plan(&rate_limit_plan,
+						   "UPDATE @extschema@.tasker_named_tasks_named_steps l"
+						   "   SET rate_limit = $2::jsonb"
+						   "  FROM @extschema@.tasker_named_steps n"
+						   " WHERE l.named_task_id = $1 AND n.named_step_id = l.named_step_id"
+						   "   AND n.name = $3",
+						   3, argtypes),
+					 values, NULL, SPI_OK_UPDATE);
+	}
+	check_rate_keys();
+}
+
+/*
+ * check_rate_keys: refuse more distinct rate limit keys than there are
+ * rate buckets.
+ */
+static void
+check_rate_keys(void)
+{
+	bool		isnull;
+	int64		n;
+
+	tasker_run_plan(tasker_keep_plan(&rate_keys_plan,
+						   "SELECT count(DISTINCT rate_limit ->> 'key')"
+						   "  FROM @extschema@.tasker_named_tasks_named_steps"
+						   " WHERE rate_limit IS NOT NULL",
+						   0, NULL),
+				 NULL, NULL, SPI_OK_SELECT);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (n > TEMPLATE_RATE_BUCKETS)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("the templates would use %lld distinct rate limit keys", (long long) n),
+				 errdetail("tasker keeps at most %d rate buckets in shared memory.",
+						   TEMPLATE_RATE_BUCKETS),
+				 errhint("Share rate limit keys between steps that call the same service.")));
+}
+
+/*
  * template_store: write the catalog rows of a validated template whose
  * handlers are resolved; returns its named_task_id.  SPI must be
  * connected.
@@ -752,5 +835,6 @@ template_store(TaskTemplate *t, bool replace)
 
 	for (i = 0; i < t->nsteps; i++)
 		store_step(t, task_id, i);
+	store_limits(t, task_id);
 	return task_id;
 }

@@ -428,6 +428,8 @@ static int
 run_one_batch(long *sleep_ms)
 {
 	int			n;
+	uint64		deferred = tasker_claims_deferred();
+	TimestampTz claimed_at = GetCurrentTimestamp();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -435,13 +437,21 @@ run_one_batch(long *sleep_ms)
 	pgstat_report_activity(STATE_RUNNING, "tasker: running steps");
 	n = run_in_transaction_kinds();
 	*sleep_ms = tasker_poll_interval;
-	if (n == 0)
+	if (tasker_claims_deferred() != deferred)
+	{
+		/*
+		 * The claim deferred steps over their rate limits: other ready
+		 * steps may wait behind them, so look again at once.
+		 */
+		*sleep_ms = 0;
+	}
+	else if (n == 0)
 	{
 		long		due;
 
 		/* Settle the cancelled tasks a dead batch left with ready steps. */
 		(void) tasker_start_ready_tasks(0, tasker_batch_size);
-		due = tasker_ms_until_next_step();
+		due = tasker_ms_until_next_step(claimed_at);
 
 		/*
 		 * A step due now that no batch could claim is held elsewhere (or

@@ -22,6 +22,11 @@
 #define TEMPLATE_NAMESPACE_MAX		64
 #define TEMPLATE_VERSION_MAX		64
 #define TEMPLATE_STEP_NAME_MAX		128
+/* A rate_limit key, in bytes (rate_limit.h), and its largest per_second and burst. */
+#define TEMPLATE_RATE_KEY_MAX		63
+#define TEMPLATE_RATE_MAX			1000000
+/* How many distinct rate_limit keys all templates may use (rate buckets). */
+#define TEMPLATE_RATE_BUCKETS		256
 #define TEMPLATE_SYSTEM_MAX			64
 #define TEMPLATE_DESCRIPTION_MAX	255
 /* The longest timeout a template may give, in seconds (one day). */

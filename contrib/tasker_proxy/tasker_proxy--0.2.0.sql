@@ -20,9 +20,9 @@
  *   - tasks with an identity key go to shard hashtext(key) & (count - 1),
  *     so deduplication holds across shards; others go to the least
  *     loaded reachable shard, and to another when that one is down;
- *   - templates and handlers registered through the router run on every
- *     shard and are kept in tasker_proxy_registry, so a shard added later
- *     gets them with tasker_proxy_sync_shard(shard);
+ *   - templates, handlers and namespace caps set through the router run
+ *     on every shard and are kept in tasker_proxy_registry, so a shard
+ *     added later gets them with tasker_proxy_sync_shard(shard);
  *   - reads that span tasks (metrics, health, analytics, the event log)
  *     are merged here, with the shard in a column or label; a shard that
  *     is down is reported, not fatal.
@@ -200,7 +200,8 @@ COMMENT ON FUNCTION @extschema@.tasker_proxy_reraise(integer, text, text, text, 
 CREATE TABLE @extschema@.tasker_proxy_registry (
     entry_id        bigserial PRIMARY KEY,
     call            text NOT NULL CHECK (call IN ('tasker_register_template', 'tasker_register_templates',
-                                                  'tasker_register_handler', 'tasker_proxy_register_handler')),
+                                                  'tasker_register_handler', 'tasker_proxy_register_handler',
+                                                  'tasker_set_namespace_limit')),
     args            text[] NOT NULL,
     missing_shards  integer[] NOT NULL DEFAULT '{}',
     registered_by   name NOT NULL DEFAULT current_user,
@@ -297,6 +298,7 @@ AS $$
     ('tasker_register_templates', ARRAY['yaml text', 'replace boolean DEFAULT false'], 'integer[]', 'all'),
     ('tasker_register_handler', ARRAY['handler_class text', 'queue text'], 'void', 'all'),
     ('tasker_pause_namespace', ARRAY['namespace text'], 'boolean', 'all'),
+    ('tasker_set_namespace_limit', ARRAY['namespace text', 'max_in_progress integer'], 'void', 'all'),
     ('tasker_resume_namespace', ARRAY['namespace text'], 'boolean', 'all'),
     ('tasker_complete_steps', ARRAY['completions jsonb'], 'integer', 'inner'),
     ('tasker_claim_steps', ARRAY['queue text', 'worker_id text', 'max_steps integer DEFAULT 10',
@@ -475,13 +477,13 @@ AS $def$
         $o$$f$, fn, outer_args, result,
         CASE WHEN result = 'void' THEN 'integer' ELSE result END,
         CASE WHEN fn IN ('tasker_register_template', 'tasker_register_templates', 'tasker_register_handler',
-                         'tasker_proxy_register_handler')
+                         'tasker_proxy_register_handler', 'tasker_set_namespace_limit')
              THEN pg_catalog.format('INSERT INTO @extschema@.tasker_proxy_registry (call, args) VALUES (%L, ARRAY[%s]::text[]) RETURNING entry_id INTO entry;',
                                     fn, pg_catalog.regexp_replace(pg_catalog.regexp_replace(names, '^target_shard, ', ''),
                                                                   '(\w+)', '\1::text', 'g'))
              ELSE '' END,
         inner_fn, names,
-        CASE WHEN fn LIKE '%register%'
+        CASE WHEN fn LIKE '%register%' OR fn = 'tasker_set_namespace_limit'
              THEN 'When they are back, SELECT tasker_proxy_sync_shard(shard) for each gives them what was registered meanwhile.'
              ELSE 'Call it again when they are back.' END,
         CASE WHEN result = 'void' THEN '' ELSE 'first_result' END)
@@ -1148,6 +1150,8 @@ BEGIN
                 PERFORM @extschema@.tasker_proxy_call_register_templates(shard, e.args[1], e.args[2]::boolean);
             WHEN 'tasker_register_handler' THEN
                 PERFORM @extschema@.tasker_proxy_call_register_handler(shard, e.args[1], e.args[2]);
+            WHEN 'tasker_set_namespace_limit' THEN
+                PERFORM @extschema@.tasker_proxy_call_set_namespace_limit(shard, e.args[1], e.args[2]::integer);
             ELSE
                 PERFORM @extschema@.tasker_proxy_call_proxy_register_handler(shard, e.args[1], e.args[2]);
             END CASE;

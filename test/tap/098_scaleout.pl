@@ -101,6 +101,10 @@ step_templates:
 $y$)});
 is(join(',', map { sq($_, "SELECT count(*) FROM tasker_templates WHERE name = 'so_work'") } 0 .. 3),
 	'1,1,1,1', 'a template registered with four shards exists on all four');
+r("SELECT tasker_set_namespace_limit('default', 50)");
+is(join(',', map { sq($_, "SELECT max_in_progress FROM tasker_task_namespaces WHERE name = 'default'") } 0 .. 3),
+	'50,50,50,50', 'a namespace cap set through the router is set on every shard');
+r("SELECT tasker_set_namespace_limit('default', NULL)");
 
 # ---- 1,000 tasks through the router
 my @ids = split /,/, r(q{
