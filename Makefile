@@ -17,6 +17,7 @@ OBJS = \
 	src/shmem.o \
 	src/bgw.o \
 	src/semver.o \
+	src/trace.o \
 	src/spi_util.o \
 	src/security.o \
 	src/task.o \

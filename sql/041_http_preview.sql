@@ -60,8 +60,11 @@ step_templates:
     handler_class: preview_noop
 $$) > 0 AS registered;
 
+-- In a fixed trace, so the traceparent header (its span id derived from
+-- the trace, task, step and attempt) is the same on every run.
 SELECT tasker_create_task('preview',
-         '{"order_id": 42, "token": "t0k3n", "key": "k3y", "name": "Ann & Bob", "items": [1, 2]}') AS task \gset
+         '{"order_id": 42, "token": "t0k3n", "key": "k3y", "name": "Ann & Bob", "items": [1, 2]}',
+         traceparent => '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01') AS task \gset
 SELECT max(s.workflow_step_id) FILTER (WHERE n.name = 'fetch') AS fetch,
        max(s.workflow_step_id) FILTER (WHERE n.name = 'notify') AS notify,
        max(s.workflow_step_id) FILTER (WHERE n.name = 'envelope') AS envelope,

@@ -2739,9 +2739,11 @@ CREATE INDEX tasker_workflow_steps_due_idx
       AND next_attempt_at IS NOT NULL AND claim_key IS NOT NULL;
 
 /*
- * tasker_create_task gains priority.  A function's arguments cannot be
- * added in place, so it is dropped and created again; the EXECUTE grants
- * an operator gave on the 0.1.0 form are given again on the new one.
+ * tasker_create_task gains priority, and traceparent (issue 12: the W3C
+ * trace the task joins; see the tracing section below).  A function's
+ * arguments cannot be added in place, so the 0.1.0 form is dropped and
+ * the final one created; the EXECUTE grants an operator gave on the
+ * 0.1.0 form are given again on the new one.
  */
 SELECT pg_catalog.set_config('tasker_upgrade.create_task_grants', COALESCE((
     SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -2762,20 +2764,21 @@ CREATE FUNCTION @extschema@.tasker_create_task(name text, context jsonb DEFAULT 
                                                bypass_steps text[] DEFAULT '{}',
                                                requested_at timestamptz DEFAULT now(),
                                                identity_key text DEFAULT NULL,
-                                               priority integer DEFAULT 0)
+                                               priority integer DEFAULT 0,
+                                               traceparent text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'tasker_create_task_sql'
 LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) IS
-    'Create a task from a registered template, with a priority (-1000 to 1000, higher first, default 0); returns its task_id (the existing one for a repeated identity_key)';
-REVOKE EXECUTE ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer, text) IS
+    'Create a task from a registered template, with a priority (-1000 to 1000, higher first, default 0) and in the W3C trace of traceparent (or of the context''s traceparent key; a new trace without either); returns its task_id (the existing one for a repeated identity_key)';
+REVOKE EXECUTE ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer, text) FROM PUBLIC;
 DO $grants$
 DECLARE
     g jsonb;
 BEGIN
     FOR g IN SELECT pg_catalog.jsonb_array_elements(
                  pg_catalog.current_setting('tasker_upgrade.create_task_grants')::jsonb) LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) TO %s%s',
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer, text) TO %s%s',
                                   g->>'grantee',
                                   CASE WHEN (g->>'grantable')::boolean THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
@@ -2866,6 +2869,108 @@ SELECT 'concurrency', t.concurrency_key, max(t.concurrency_limit),
  GROUP BY t.concurrency_key;
 COMMENT ON VIEW @extschema@.tasker_limits IS
     'Namespace caps (steps in progress against the cap) and concurrency keys (tasks in progress and waiting) in use';
+
+/* ---- issue 12 item 7: W3C trace context (src/trace.c) ---- */
+
+/*
+ * Each task belongs to one W3C trace: the one the traceparent given to
+ * tasker_create_task (or the context's traceparent key) names, whose span
+ * becomes the parent of the task's span, or a new one tasker begins.
+ * Tasks created before this version have no trace (NULL): their envelopes
+ * and events carry no trace fields and they have no spans.  Span ids are
+ * derived, not stored (tasker_span_id): the task's from its trace id and
+ * task id, a step attempt's also from its step id and the sort_key of its
+ * transition to in_progress.
+ */
+ALTER TABLE tasker_tasks
+    ADD COLUMN trace_id text,
+    ADD COLUMN trace_parent_id text,
+    ADD COLUMN trace_flags smallint;
+COMMENT ON COLUMN tasker_tasks.trace_id IS
+    'The W3C trace id (32 lower-case hex digits) of the trace the task belongs to; NULL for a task created before tasker 0.2.0';
+COMMENT ON COLUMN tasker_tasks.trace_parent_id IS
+    'The span id (16 hex digits) of the creator''s span, from the traceparent given at creation; NULL when tasker began the trace';
+COMMENT ON COLUMN tasker_tasks.trace_flags IS
+    'The W3C trace-flags (0 to 255; 1 is sampled) passed on in every traceparent of the task';
+
+CREATE FUNCTION @extschema@.tasker_span_id(trace_id text, task_id bigint,
+                                           step_id bigint DEFAULT NULL,
+                                           attempt_serial integer DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'tasker_span_id_sql'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.tasker_span_id(text, bigint, bigint, integer) IS
+    'The W3C span id (16 hex digits) of a task''s span (step_id NULL) or of a step attempt (attempt_serial: the sort_key of the attempt''s transition to in_progress); NULL when trace_id or task_id is NULL';
+
+/*
+ * tasker_task_spans: the spans of a task, rebuilt from its transitions
+ * for export (contrib/opentelemetry): the task's span, from its creation
+ * to its last finishing transition, child of the creator's span; and one
+ * span per step attempt, from its transition to in_progress to the
+ * transition that ended it, child of the task's span.  An attempt still
+ * running, or a task not finished, has no end_time.  status is ok, error
+ * or unset (cancelled, given back, running).  Runs as the caller, so
+ * namespace isolation applies (tasker_apply_privileges).
+ */
+CREATE FUNCTION @extschema@.tasker_task_spans(task_id bigint)
+RETURNS TABLE (trace_id text, span_id text, parent_span_id text, name text,
+               start_time timestamptz, end_time timestamptz, status text,
+               attributes jsonb)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@.tasker_require_task(task_id);
+    RETURN QUERY
+    WITH task AS (
+        SELECT t.task_id, t.trace_id, t.trace_parent_id, t.created_at, t.current_state::text AS state,
+               nt.name::text AS task_name, nt.version::text AS version, ns.name::text AS namespace,
+               @extschema@.tasker_span_id(t.trace_id, t.task_id) AS span_id,
+               (SELECT x.created_at FROM @extschema@.tasker_task_transitions x
+                 WHERE x.task_id = t.task_id AND x.most_recent
+                   AND x.to_state IN ('complete', 'error', 'cancelled', 'resolved_manually')) AS ended_at
+          FROM @extschema@.tasker_tasks t
+          JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id
+          JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id
+         WHERE t.task_id = $1 AND t.trace_id IS NOT NULL),
+    attempt AS (
+        SELECT x.workflow_step_id, x.sort_key, x.created_at AS started_at,
+               n.name::text AS step_name, s.handler_kind, s.step_type,
+               e.to_state::text AS outcome, e.created_at AS ended_at, e.metadata
+          FROM @extschema@.tasker_workflow_step_transitions x
+          JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = x.workflow_step_id
+          JOIN @extschema@.tasker_named_steps n ON n.named_step_id = s.named_step_id
+          LEFT JOIN LATERAL (
+                SELECT y.to_state, y.created_at, y.metadata
+                  FROM @extschema@.tasker_workflow_step_transitions y
+                 WHERE y.workflow_step_id = x.workflow_step_id AND y.sort_key > x.sort_key
+                 ORDER BY y.sort_key LIMIT 1) e ON true
+         WHERE x.task_id = $1 AND x.to_state = 'in_progress')
+    SELECT k.trace_id, k.span_id, k.trace_parent_id, k.task_name, k.created_at, k.ended_at,
+           CASE k.state WHEN 'complete' THEN 'ok' WHEN 'resolved_manually' THEN 'ok'
+                        WHEN 'error' THEN 'error' ELSE 'unset' END,
+           jsonb_build_object('tasker.task_id', k.task_id, 'tasker.namespace', k.namespace,
+                              'tasker.task_name', k.task_name, 'tasker.version', k.version,
+                              'tasker.state', k.state)
+      FROM task k
+    UNION ALL
+    SELECT k.trace_id,
+           @extschema@.tasker_span_id(k.trace_id, k.task_id, a.workflow_step_id, a.sort_key),
+           k.span_id, a.step_name, a.started_at, a.ended_at,
+           CASE a.outcome WHEN 'complete' THEN 'ok' WHEN 'error' THEN 'error' ELSE 'unset' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'tasker.task_id', k.task_id, 'tasker.step_id', a.workflow_step_id,
+               'tasker.step_name', a.step_name, 'tasker.handler_kind', a.handler_kind,
+               'tasker.step_type', a.step_type, 'tasker.attempt_serial', a.sort_key,
+               'tasker.attempt', a.metadata->'error'->'attempt',
+               'tasker.outcome', a.outcome,
+               'error.message', a.metadata->'error'->>'message',
+               'error.sqlstate', a.metadata->'error'->>'sqlstate'))
+      FROM task k CROSS JOIN attempt a
+     ORDER BY 5, 2;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.tasker_task_spans(bigint) IS
+    'The spans of a task, rebuilt from its transitions for export to OpenTelemetry: the task''s (child of the creator''s span) and one per step attempt (child of the task''s), with start and end times, status (ok, error, unset) and attributes; none for a task without a trace; raises 42704 for an unknown id';
 
 /* ---- issue 14: a shard of a scaled-out installation (contrib/tasker_proxy) ---- */
 
@@ -3186,6 +3291,7 @@ AS $$
     ('tasker_metrics_prometheus', '{reader}'),
     ('tasker_tasks_by_annotation', '{reader}'),
     ('tasker_ready_backlog', '{reader}'),
+    ('tasker_task_spans', '{reader}'),
     ('tasker_shard_status', '{reader}'),
     ('tasker_shard_range', '{reader}'),
     -- worker: the external workers' protocol (issue 7)
@@ -3204,6 +3310,7 @@ AS $$
     ('tasker_render_diagram', '{public}'),
     ('tasker_bottleneck_config', '{public}'),
     ('tasker_sees_all_namespaces', '{public}'),
+    ('tasker_span_id', '{public}'),
     -- owner: raw state changes, and the privileges themselves
     ('tasker_transition_task', '{owner}'),
     ('tasker_transition_step', '{owner}'),

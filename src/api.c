@@ -47,11 +47,13 @@
 #include "subscribers.h"
 #include "task.h"
 #include "template.h"
+#include "trace.h"
 
 PG_FUNCTION_INFO_V1(tasker_transition_task_sql);
 PG_FUNCTION_INFO_V1(tasker_transition_step_sql);
 PG_FUNCTION_INFO_V1(tasker_allowed_transitions_sql);
 PG_FUNCTION_INFO_V1(tasker_create_task_sql);
+PG_FUNCTION_INFO_V1(tasker_span_id_sql);
 PG_FUNCTION_INFO_V1(tasker_cancel_task_sql);
 PG_FUNCTION_INFO_V1(tasker_retry_task_sql);
 PG_FUNCTION_INFO_V1(tasker_resolve_step_sql);
@@ -297,7 +299,7 @@ interval_ms(FunctionCallInfo fcinfo, int n)
 /*
  * tasker_create_task(name, context, namespace, version, initiator,
  *                    source_system, reason, tags, bypass_steps,
- *                    requested_at, identity_key[, priority])
+ *                    requested_at, identity_key[, priority, traceparent])
  */
 Datum
 tasker_create_task_sql(PG_FUNCTION_ARGS)
@@ -340,6 +342,9 @@ tasker_create_task_sql(PG_FUNCTION_ARGS)
 					 errhint("Omit it for the default priority, 0.")));
 		req.priority = PG_GETARG_INT32(11);
 	}
+	/* traceparent: 0.2.0's thirteenth argument (NULL: the context's, or new) */
+	if (PG_NARGS() > 12)
+		req.traceparent = arg_text(fcinfo, 12);
 	AS_OWNER(task_id = tasker_create_task_internal(&req));
 	PG_RETURN_INT64(task_id);
 }
@@ -1187,4 +1192,25 @@ tasker_fire_schedule_sql(PG_FUNCTION_ARGS)
 	if (paused)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(task_id);
+}
+
+/*
+ * tasker_span_id(trace_id text, task_id bigint, step_id bigint DEFAULT
+ * NULL, attempt_serial integer DEFAULT NULL): the span id of a task or of
+ * a step attempt (trace.c).  NULL for a NULL trace_id or task_id.
+ */
+Datum
+tasker_span_id_sql(PG_FUNCTION_ARGS)
+{
+	char		span[TASKER_SPAN_ID_LEN + 1];
+	char	   *trace_id;
+	int64		step_id = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2);
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	trace_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	tasker_trace_span_id_checked(trace_id, PG_GETARG_INT64(1), step_id,
+								 PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_INT32(3),
+								 span);
+	PG_RETURN_TEXT_P(cstring_to_text(span));
 }

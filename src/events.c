@@ -118,14 +118,17 @@ append_final(StringInfo buf, const char *metadata_json)
  * tasker_notify_transition: queue the event for a task transition (step_id
  * 0) or a step transition made at the time at (the created_at of its
  * transition row).  metadata_json (may be NULL) is the transition's
- * metadata; a step.failed event takes its "final" key.
+ * metadata; a step.failed event takes its "final" key.  trace_id and
+ * span_id (NULL for a task without a trace) say which span the
+ * transition belongs to (state.c decides).
  */
 void
 tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
 						 const char *namespace, const char *step_name,
 						 const char *from_state, const char *to_state,
 						 int32 attempt, TimestampTz at,
-						 const char *metadata_json)
+						 const char *metadata_json, const char *trace_id,
+						 const char *span_id)
 {
 	StringInfoData buf;
 	bool		is_step = (step_id != 0);
@@ -147,6 +150,8 @@ tasker_notify_transition(int64 step_id, int64 task_id, const char *task_name,
 		append_final(&buf, metadata_json);
 	append_field(&buf, "at", JsonEncodeDateTime(NULL, TimestampTzGetDatum(at),
 												 TIMESTAMPTZOID, NULL));
+	append_field(&buf, "trace_id", trace_id);
+	append_field(&buf, "span_id", span_id);
 	appendStringInfoChar(&buf, '}');
 
 	tasker_queue_event(buf.data);
@@ -209,6 +214,8 @@ typedef struct EventSubject
 	char	   *step_name;
 	char	   *task_name;
 	char	   *namespace;
+	char	   *trace_id;		/* NULL: the task has no trace */
+	char	   *span_id;		/* the step's running attempt's, or the task's */
 } EventSubject;
 
 /*
@@ -234,6 +241,27 @@ check_declared(const char *name)
 }
 
 /*
+ * The task (and step) of a custom event, with its trace id and span id
+ * (expressions over t, the task, and x, the step's transition to
+ * in_progress when it is running; the 0.1.0 schema has no trace).
+ */
+#define SUBJECT_SQL(trace_id, span_id) \
+	"SELECT t.task_id, s.workflow_step_id, st.name::text, nt.name::text, ns.name::text," \
+	"       " trace_id ", " span_id \
+	"  FROM @extschema@.tasker_tasks t" \
+	"  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id" \
+	"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id" \
+	"  LEFT JOIN @extschema@.tasker_workflow_steps s" \
+	"         ON s.workflow_step_id = $2 AND s.task_id = t.task_id" \
+	"  LEFT JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id" \
+	"  LEFT JOIN @extschema@.tasker_workflow_step_transitions x" \
+	"         ON x.workflow_step_id = s.workflow_step_id AND x.most_recent" \
+	"        AND x.to_state = 'in_progress'" \
+	" WHERE t.task_id = CASE WHEN $1 <> 0 THEN $1 ELSE" \
+	"        (SELECT s2.task_id FROM @extschema@.tasker_workflow_steps s2" \
+	"          WHERE s2.workflow_step_id = $2) END"
+
+/*
  * find_subject: the task (and step) a custom event is about, from a task
  * id or a step id (0 for none); false when there is none such.
  */
@@ -247,16 +275,11 @@ find_subject(int64 task_id, int64 step_id, EventSubject *subject)
 	bool		isnull;
 
 	tasker_run_plan(tasker_keep_plan(&subject_plan,
-			 "SELECT t.task_id, s.workflow_step_id, st.name::text, nt.name::text, ns.name::text"
-			 "  FROM @extschema@.tasker_tasks t"
-			 "  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
-			 "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-			 "  LEFT JOIN @extschema@.tasker_workflow_steps s"
-			 "         ON s.workflow_step_id = $2 AND s.task_id = t.task_id"
-			 "  LEFT JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id"
-			 " WHERE t.task_id = CASE WHEN $1 <> 0 THEN $1 ELSE"
-			 "        (SELECT s2.task_id FROM @extschema@.tasker_workflow_steps s2"
-			 "          WHERE s2.workflow_step_id = $2) END",
+			 subject_plan != NULL || tasker_has_column("tasker_tasks", "trace_id") ?
+			 SUBJECT_SQL("t.trace_id",
+						 "@extschema@.tasker_span_id(t.trace_id, t.task_id, x.workflow_step_id,"
+						 " x.sort_key)") :
+			 SUBJECT_SQL("NULL::text", "NULL::text"),
 			 2, argtypes),
 		values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -270,6 +293,8 @@ find_subject(int64 task_id, int64 step_id, EventSubject *subject)
 	subject->step_name = SPI_getvalue(row, desc, 3);
 	subject->task_name = SPI_getvalue(row, desc, 4);
 	subject->namespace = SPI_getvalue(row, desc, 5);
+	subject->trace_id = SPI_getvalue(row, desc, 6);
+	subject->span_id = SPI_getvalue(row, desc, 7);
 	return step_id == 0 || subject->step_id != 0;
 }
 
@@ -294,6 +319,8 @@ custom_event_message(const char *name, const EventSubject *subject, Jsonb *paylo
 	append_field(&buf, "namespace", subject->namespace);
 	append_field(&buf, "at", JsonEncodeDateTime(NULL, TimestampTzGetDatum(GetCurrentTimestamp()),
 												 TIMESTAMPTZOID, NULL));
+	append_field(&buf, "trace_id", subject->trace_id);
+	append_field(&buf, "span_id", subject->span_id);
 	appendStringInfoString(&buf, ",\"payload\":");
 	appendStringInfoString(&buf, JsonbToCString(NULL, &payload->root, VARSIZE(payload)));
 	appendStringInfoChar(&buf, '}');

@@ -24,7 +24,9 @@ extern void tasker_notify_transition(int64 step_id, int64 task_id,
 									 const char *from_state,
 									 const char *to_state, int32 attempt,
 									 TimestampTz at,
-									 const char *metadata_json);
+									 const char *metadata_json,
+									 const char *trace_id,
+									 const char *span_id);
 
 extern void tasker_wake_workers_at_commit(void);
 

@@ -342,6 +342,22 @@ child_state(int64 task_id)
 }
 
 /*
+ * envelope_traceparent: the traceparent of a claimed step's attempt (its
+ * envelope's, step.c), or NULL: a subtask's child task joins the trace of
+ * its parent task, as a child of the subtask step's span.
+ */
+static const char *
+envelope_traceparent(ClaimedStep *c)
+{
+	JsonbValue	v;
+
+	if (getKeyJsonValueFromContainer(&c->call.envelope->root, "traceparent", 11, &v) == NULL ||
+		v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+/*
  * run_subtask: create a subtask step's child task (or find the one an
  * earlier attempt created) and wait for it; a child that already
  * finished settles the step at once.
@@ -377,6 +393,7 @@ run_subtask(ClaimedStep *c, FlowRule *r)
 	a.req.requested_at = GetCurrentTimestamp();
 	a.req.identity_key = psprintf("tasker.subtask." INT64_FORMAT, c->step_id);
 	a.req.parent_step_id = c->step_id;
+	a.req.traceparent = envelope_traceparent(c);
 	edata = tasker_try(create_child, &a);
 	if (edata != NULL)
 	{

@@ -465,13 +465,30 @@ build_url(HttpRequest *r)
 }
 
 /*
- * reserved_header: whether a header name is one tasker sets itself.
+ * envelope_traceparent: the W3C traceparent of the step attempt, from its
+ * envelope (step.c), or NULL for a task without a trace.
+ */
+static char *
+envelope_traceparent(HttpRequest *r)
+{
+	JsonbValue	v;
+
+	if (getKeyJsonValueFromContainer(&r->envelope->root, "traceparent", 11, &v) == NULL ||
+		v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+/*
+ * reserved_header: whether a header name is one tasker sets itself
+ * (traceparent only when the step's task is in a trace).
  */
 static bool
-reserved_header(const char *name)
+reserved_header(HttpRequest *r, const char *name)
 {
 	return pg_strcasecmp(name, "Idempotency-Key") == 0 ||
-		pg_strcasecmp(name, "X-Tasker-Attempt") == 0;
+		pg_strcasecmp(name, "X-Tasker-Attempt") == 0 ||
+		(pg_strcasecmp(name, "traceparent") == 0 && envelope_traceparent(r) != NULL);
 }
 
 /*
@@ -489,8 +506,9 @@ add_header(HttpRequest *r, const char *name, const char *value)
 
 /*
  * build_headers: handler_config.headers interpolated, then tasker's own:
- * Idempotency-Key, X-Tasker-Attempt and, with a body, Content-Type
- * application/json unless given.
+ * Idempotency-Key, X-Tasker-Attempt, traceparent (W3C trace context, for
+ * a task in a trace) and, with a body, Content-Type application/json
+ * unless given.
  */
 static char *
 build_headers(HttpRequest *r)
@@ -501,6 +519,7 @@ build_headers(HttpRequest *r)
 	JsonbIteratorToken tok;
 	char	   *name = NULL;
 	char	   *error = NULL;
+	char	   *traceparent;
 	bool		has_type = false;
 
 	if (config_get(r, "headers", &hv) && hv.type == jbvBinary &&
@@ -513,7 +532,7 @@ build_headers(HttpRequest *r)
 
 			if (tok == WJB_KEY)
 				name = pnstrdup(v.val.string.val, v.val.string.len);
-			if (tok != WJB_VALUE || reserved_header(name))
+			if (tok != WJB_VALUE || reserved_header(r, name))
 				continue;
 			value = interpolate(r, value_text(&v), false, &error);
 			if (value == NULL)
@@ -528,6 +547,8 @@ build_headers(HttpRequest *r)
 	add_header(r, "Idempotency-Key",
 			   psprintf(INT64_FORMAT "-" INT64_FORMAT, r->step.task_id, r->step.step_id));
 	add_header(r, "X-Tasker-Attempt", psprintf("%d", r->step.attempts + 1));
+	if ((traceparent = envelope_traceparent(r)) != NULL)
+		add_header(r, "traceparent", traceparent);
 	/* "Expect:" with no value stops curl from waiting for 100-continue. */
 	r->headers = curl_slist_append(r->headers, "Expect:");
 	if (r->body != NULL && !has_type)

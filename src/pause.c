@@ -70,7 +70,8 @@ log_pause(int64 task_id, const char *namespace, const char *action,
 }
 
 /*
- * announce_task: queue task.paused or task.resumed for a task.
+ * announce_task: queue task.paused or task.resumed for a task (in the
+ * task's span, trace.c, when it has a trace).
  */
 static void
 announce_task(const char *event, int64 task_id, const char *reason)
@@ -83,7 +84,8 @@ announce_task(const char *event, int64 task_id, const char *reason)
 	tasker_run_plan(tasker_keep_plan(&task_event_plan,
 			 "SELECT jsonb_strip_nulls(jsonb_build_object('event', $1, 'task_id', t.task_id,"
 			 "         'task_name', nt.name, 'namespace', ns.name, 'reason', $3,"
-			 "         'at', clock_timestamp()))::text"
+			 "         'at', clock_timestamp(), 'trace_id', t.trace_id,"
+			 "         'span_id', @extschema@.tasker_span_id(t.trace_id, t.task_id)))::text"
 			 "  FROM @extschema@.tasker_tasks t"
 			 "  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
 			 "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"

@@ -31,6 +31,10 @@
  * (attempt_started_at: the in_progress transition before it), for the
  * analytics.
  *
+ * The event of a transition of a task in a W3C trace names the trace and
+ * a span (trace.c): the attempt's, when the transition starts an attempt
+ * (its own sort_key) or ends one (the sort_key 10 below), else the task's.
+ *
  * The entity row is locked FOR NO KEY UPDATE first, so two sessions that
  * move the same task or step serialise here and the second sees the
  * first's state; the key-share locks that inserting transition rows takes
@@ -56,6 +60,7 @@
 #include "security.h"
 #include "shmem.h"
 #include "state.h"
+#include "trace.h"
 
 static const char *const state_names[TASKER_NUM_STATES] = {
 	"pending",
@@ -104,6 +109,7 @@ typedef struct EntityRow
 	int32		attempts;		/* steps only */
 	char	   *kind;			/* steps only: handler_kind */
 	double		run_seconds;	/* steps only: since the attempt started */
+	char	   *trace_id;		/* the task's trace; NULL: none */
 } EntityRow;
 
 /* Saved plans, prepared on first use in each backend. */
@@ -227,6 +233,28 @@ get_float(int n)
 }
 
 /*
+ * What lock_entity reads, the task's trace id given as an expression over
+ * t (the schema of 0.1.0, not yet updated, has none).
+ */
+#define LOCK_TASK_SQL(trace_id) \
+	"SELECT t.current_state::text, t.task_id, nt.name::text, ns.name::text," \
+	"       NULL, NULL, NULL, NULL, " trace_id \
+	"  FROM @extschema@.tasker_tasks t" \
+	"  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id" \
+	"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id" \
+	" WHERE t.task_id = $1 FOR NO KEY UPDATE OF t"
+#define LOCK_STEP_SQL(trace_id) \
+	"SELECT s.current_state::text, s.task_id, nt.name::text, ns.name::text," \
+	"       st.name::text, s.attempts, s.handler_kind," \
+	"       extract(epoch FROM clock_timestamp() - s.last_attempted_at)::float8, " trace_id \
+	"  FROM @extschema@.tasker_workflow_steps s" \
+	"  JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id" \
+	"  JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id" \
+	"  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id" \
+	"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id" \
+	" WHERE s.workflow_step_id = $1 FOR NO KEY UPDATE OF s"
+
+/*
  * lock_entity: lock the task or step row and read what a transition needs.
  */
 static void
@@ -236,26 +264,18 @@ lock_entity(TaskerEntity entity, int64 id, EntityRow *row)
 	Datum		values[1] = {Int64GetDatum(id)};
 	SPIPlanPtr	plan;
 
+	/* the catalog is read only when a plan is first prepared */
+	bool		traced = (entity == TASKER_ENTITY_TASK ? lock_task_plan : lock_step_plan) != NULL ||
+		tasker_has_column("tasker_tasks", "trace_id");
+
 	if (entity == TASKER_ENTITY_TASK)
-		plan = tasker_keep_plan(&lock_task_plan,
-							"SELECT t.current_state::text, t.task_id, nt.name::text, ns.name::text"
-							"  FROM @extschema@.tasker_tasks t"
-							"  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
-							"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-							" WHERE t.task_id = $1 FOR NO KEY UPDATE OF t",
-							1, argtypes);
+		plan = tasker_keep_plan(&lock_task_plan, traced ?
+								LOCK_TASK_SQL("t.trace_id") : LOCK_TASK_SQL("NULL::text"),
+								1, argtypes);
 	else
-		plan = tasker_keep_plan(&lock_step_plan,
-							"SELECT s.current_state::text, s.task_id, nt.name::text, ns.name::text,"
-							"       st.name::text, s.attempts, s.handler_kind,"
-							"       extract(epoch FROM clock_timestamp() - s.last_attempted_at)::float8"
-							"  FROM @extschema@.tasker_workflow_steps s"
-							"  JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id"
-							"  JOIN @extschema@.tasker_tasks t ON t.task_id = s.task_id"
-							"  JOIN @extschema@.tasker_named_tasks nt ON nt.named_task_id = t.named_task_id"
-							"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-							" WHERE s.workflow_step_id = $1 FOR NO KEY UPDATE OF s",
-							1, argtypes);
+		plan = tasker_keep_plan(&lock_step_plan, traced ?
+								LOCK_STEP_SQL("t.trace_id") : LOCK_STEP_SQL("NULL::text"),
+								1, argtypes);
 	tasker_run_plan(plan, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		tasker_report_missing(entity, id);
@@ -267,6 +287,7 @@ lock_entity(TaskerEntity entity, int64 id, EntityRow *row)
 	row->attempts = (entity == TASKER_ENTITY_STEP) ? (int32) get_int(6) : 0;
 	row->kind = (entity == TASKER_ENTITY_STEP) ? get_text(7) : NULL;
 	row->run_seconds = (entity == TASKER_ENTITY_STEP) ? get_float(8) : 0;
+	row->trace_id = get_text(9);
 }
 
 /*
@@ -362,7 +383,7 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 	"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10," \
 	"        clock_timestamp()," \
 	"        (SELECT max(created_at) FROM prev WHERE to_state = 'in_progress')" \
-	" RETURNING created_at"
+	" RETURNING created_at, sort_key"
 #define STEP_INSERT_SQL_0_1_0 \
 	"WITH prev AS (" \
 	"  UPDATE @extschema@.tasker_workflow_step_transitions" \
@@ -375,16 +396,17 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 	" SELECT $1, $2, $3, $4, $5::jsonb," \
 	"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10," \
 	"        clock_timestamp()" \
-	" RETURNING created_at"
+	" RETURNING created_at, sort_key"
 
 /*
  * record_transition: clear the previous most_recent row and insert the new
  * one with a sort_key 10 above it (10 for the first); returns its
- * created_at.
+ * created_at, and its sort_key in *sort_key.
  */
 static TimestampTz
 record_transition(TaskerEntity entity, int64 id, int64 task_id,
-				  TaskerState from, TaskerState to, const char *metadata_json)
+				  TaskerState from, TaskerState to, const char *metadata_json,
+				  int32 *sort_key)
 {
 	Oid			argtypes[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[5];
@@ -409,7 +431,7 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 								" SELECT $1, $3, $4, $5::jsonb,"
 								"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10,"
 								"        clock_timestamp()"
-								" RETURNING created_at",
+								" RETURNING created_at, sort_key",
 								5, argtypes);
 	else
 		/* the catalog is read only when the plan is first prepared */
@@ -425,6 +447,8 @@ record_transition(TaskerEntity entity, int64 id, int64 task_id,
 	values[3] = CStringGetTextDatum(state_names[to]);
 	values[4] = CStringGetTextDatum(metadata_json ? metadata_json : "{}");
 	tasker_run_plan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
+	*sort_key = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 2, &isnull));
 	return DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -546,6 +570,31 @@ count_transition(TaskerEntity entity, const EntityRow *row, TaskerState to,
 }
 
 /*
+ * event_span: the span id (in out) of the span a transition's event
+ * belongs to (trace.c): a step transition that starts an attempt (to
+ * in_progress, at sort_key) or ends one (from in_progress: the attempt
+ * whose start is the transition just before, 10 lower) is in that
+ * attempt's span; every other transition is in the task's span.  NULL
+ * when the task has no trace.
+ */
+static char *
+event_span(const char *trace_id, int64 task_id, int64 step_id,
+		   const char *from, const char *to, int32 sort_key,
+		   char out[TASKER_SPAN_ID_LEN + 1])
+{
+	int32		serial = 0;
+
+	if (trace_id == NULL)
+		return NULL;
+	if (step_id != 0 && strcmp(to, "in_progress") == 0)
+		serial = sort_key;
+	else if (step_id != 0 && from != NULL && strcmp(from, "in_progress") == 0)
+		serial = sort_key - 10;
+	tasker_trace_span_id(trace_id, task_id, serial != 0 ? step_id : 0, serial, out);
+	return out;
+}
+
+/*
  * transition: tasker_transition, with the outcome a step attempt ending
  * in error counts as.
  */
@@ -555,6 +604,8 @@ transition(TaskerEntity entity, int64 id, TaskerState to,
 {
 	EntityRow	row;
 	TimestampTz at;
+	int32		sort_key;
+	char		span[TASKER_SPAN_ID_LEN + 1];
 
 	SPI_connect();
 	lock_entity(entity, id, &row);
@@ -565,14 +616,20 @@ transition(TaskerEntity entity, int64 id, TaskerState to,
 	}
 	check_transition(entity, id, row.state, to);
 	tasker_note_change();
-	at = record_transition(entity, id, row.task_id, row.state, to, metadata_json);
+	at = record_transition(entity, id, row.task_id, row.state, to, metadata_json,
+						   &sort_key);
 	update_entity(entity, id, to);
 	count_transition(entity, &row, to, failure);
 
 	tasker_notify_transition(entity == TASKER_ENTITY_STEP ? id : 0,
 							 row.task_id, row.task_name, row.namespace,
 							 row.step_name, state_names[row.state],
-							 state_names[to], row.attempts, at, metadata_json);
+							 state_names[to], row.attempts, at, metadata_json,
+							 row.trace_id,
+							 event_span(row.trace_id, row.task_id,
+										entity == TASKER_ENTITY_STEP ? id : 0,
+										state_names[row.state], state_names[to],
+										sort_key, span));
 	SPI_finish();
 	return true;
 }
@@ -637,7 +694,8 @@ tasker_fail_attempt(int64 step_id, TaskerAttemptOutcome outcome,
  * and what the
  * counters need: the step's kind and the run time of its attempt (s is
  * the row before the statement, so last_attempted_at is when the attempt
- * started; meaningless for a start).
+ * started; meaningless for a start); then the task's trace id and the
+ * row's sort_key, for the event's span.
  */
 #define BATCH_INSERT_AND_EVENTS_SQL \
 	"ins AS (" \
@@ -650,7 +708,8 @@ tasker_fail_attempt(int64 step_id, TaskerAttemptOutcome outcome,
 	"  RETURNING workflow_step_id, sort_key, created_at)" \
 	"SELECT tr.step_id, tr.task_id, tr.from_state, tr.to_state, tr.attempts," \
 	"       ins.created_at, tr.metadata::text, nt.name::text, ns.name::text, st.name::text," \
-	"       s.handler_kind, extract(epoch FROM ins.created_at - s.last_attempted_at)::float8" \
+	"       s.handler_kind, extract(epoch FROM ins.created_at - s.last_attempted_at)::float8," \
+	"       t.trace_id, ins.sort_key" \
 	"  FROM tr JOIN ins ON ins.workflow_step_id = tr.step_id AND ins.sort_key = tr.sort_key" \
 	"  JOIN @extschema@.tasker_workflow_steps s ON s.workflow_step_id = tr.step_id" \
 	"  JOIN @extschema@.tasker_named_steps st ON st.named_step_id = s.named_step_id" \
@@ -742,17 +801,25 @@ announce_batch(uint64 expected)
 	{
 		HeapTuple	row = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		step_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		int64		task_id = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+		char	   *trace_id = SPI_getvalue(row, desc, 13);
+		char		span[TASKER_SPAN_ID_LEN + 1];
 
 		tasker_note_change();
 		count_batch_row(row, desc);
-		tasker_notify_transition(DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull)),
-								 DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull)),
+		tasker_notify_transition(step_id, task_id,
 								 SPI_getvalue(row, desc, 8), SPI_getvalue(row, desc, 9),
 								 SPI_getvalue(row, desc, 10), SPI_getvalue(row, desc, 3),
 								 SPI_getvalue(row, desc, 4),
 								 DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull)),
 								 DatumGetTimestampTz(SPI_getbinval(row, desc, 6, &isnull)),
-								 SPI_getvalue(row, desc, 7));
+								 SPI_getvalue(row, desc, 7), trace_id,
+								 event_span(trace_id, task_id, step_id,
+											SPI_getvalue(row, desc, 3),
+											SPI_getvalue(row, desc, 4),
+											DatumGetInt32(SPI_getbinval(row, desc, 14, &isnull)),
+											span));
 	}
 }
 

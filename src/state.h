@@ -81,6 +81,18 @@ typedef struct StepMove
 	int			lease_seconds;	/* start: > 0 for a lease that long */
 } StepMove;
 
+/*
+ * The sort_key tasker_start_steps gives the transition to in_progress of
+ * ready step s (one in error goes through pending first): 10 above its
+ * most recent transition's, 20 from error.  A step attempt's span id is
+ * derived from it (trace.c), so a claim can name the span of the attempt
+ * it is about to start.
+ */
+#define TASKER_START_SORT_KEY_SQL \
+	"(COALESCE((SELECT x.sort_key FROM @extschema@.tasker_workflow_step_transitions x" \
+	"   WHERE x.workflow_step_id = s.workflow_step_id AND x.most_recent), 0)" \
+	" + CASE WHEN s.current_state = 'error' THEN 20 ELSE 10 END)"
+
 extern void tasker_start_steps(const StepMove *moves, int n);
 extern void tasker_complete_steps(const StepMove *moves, int n);
 

@@ -81,7 +81,12 @@
 	"    WHERE e.to_step_id = COALESCE(s.map_parent_id, s.workflow_step_id)" \
 	"      AND p.current_state <> 'skipped'), '{}'))" \
 	" || CASE WHEN s.map_parent_id IS NULL THEN '{}'::jsonb" \
-	"    ELSE jsonb_build_object('item', s.map_item, 'item_index', s.map_index) END"
+	"    ELSE jsonb_build_object('item', s.map_item, 'item_index', s.map_index) END" \
+	" || CASE WHEN t.trace_id IS NULL THEN '{}'::jsonb" \
+	"    ELSE jsonb_build_object('traceparent', '00-' || t.trace_id || '-'" \
+	"         || @extschema@.tasker_span_id(t.trace_id, t.task_id, s.workflow_step_id," \
+	"                                       " TASKER_START_SORT_KEY_SQL ")" \
+	"         || '-' || lpad(to_hex(t.trace_flags::integer), 2, '0')) END"
 
 /* The OFFSET 0 subqueries keep each lookup a primary-key probe per step. */
 #define TASKER_CLAIMED_DETAILS_SQL \

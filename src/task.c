@@ -22,6 +22,10 @@
  * gauge at commit; a task's priority (priority.c) is stored on the task
  * and copied to its steps, whose claim_key a trigger derives from it.
  *
+ * Each task created on the current schema joins a W3C trace (trace.c):
+ * the traceparent argument's, else the context's traceparent key's, else
+ * a new one; a bad traceparent is refused before anything is written.
+ *
  * identity_key makes creation idempotent: the task row is inserted with
  * ON CONFLICT DO NOTHING on identity_hash, so a second create with the same
  * key (even a concurrent one, which waits for the first to commit) returns
@@ -60,10 +64,12 @@
 #include "shmem.h"
 #include "step.h"
 #include "task.h"
+#include "trace.h"
 
 static SPIPlanPtr versions_plan;
 static SPIPlanPtr names_plan;
 static SPIPlanPtr insert_task_plan;
+static SPIPlanPtr insert_task_010_plan;
 static SPIPlanPtr existing_task_plan;
 static SPIPlanPtr parent_step_plan;
 static SPIPlanPtr ns_paused_plan;
@@ -303,20 +309,15 @@ legacy_identity_task(const char *namespace, const char *name, const char *key)
  */
 static int64
 insert_task(const TaskRequest *req, int32 named_task_id, const char *hash,
-			bool *created)
+			const TraceContext *trace, bool *created)
 {
-	Oid			argtypes[9] = {INT4OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID,
-	JSONBOID, JSONBOID, JSONBOID, TEXTOID};
-	Datum		values[9];
+	Oid			argtypes[12] = {INT4OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID,
+	JSONBOID, JSONBOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID, INT2OID};
+	Datum		values[12];
+	char		nulls[12];
 	Oid			lookup_types[1] = {TEXTOID};
 	bool		isnull;
 
-	tasker_keep_plan(&insert_task_plan,
-			  "INSERT INTO @extschema@.tasker_tasks (named_task_id, requested_at, initiator,"
-			  "   source_system, reason, bypass_steps, tags, context, identity_hash)"
-			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-			  " ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id",
-			  9, argtypes);
 	values[0] = Int32GetDatum(named_task_id);
 	values[1] = TimestampTzGetDatum(req->requested_at);
 	values[2] = CStringGetTextDatum(req->initiator);
@@ -326,7 +327,31 @@ insert_task(const TaskRequest *req, int32 named_task_id, const char *hash,
 	values[6] = JsonbPGetDatum(req->tags);
 	values[7] = JsonbPGetDatum(req->context);
 	values[8] = CStringGetTextDatum(hash);
-	(void) tasker_run_plan(insert_task_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+	memset(nulls, ' ', sizeof(nulls));
+	if (trace == NULL)
+		/* the schema of 0.1.0, not yet updated: no trace columns */
+		(void) tasker_run_plan(tasker_keep_plan(&insert_task_010_plan,
+				  "INSERT INTO @extschema@.tasker_tasks (named_task_id, requested_at, initiator,"
+				  "   source_system, reason, bypass_steps, tags, context, identity_hash)"
+				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+				  " ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id",
+				  9, argtypes),
+			values, nulls, SPI_OK_INSERT_RETURNING);
+	else
+	{
+		values[9] = CStringGetTextDatum(trace->trace_id);
+		values[10] = CStringGetTextDatum(trace->parent_id);
+		nulls[10] = trace->parent_id[0] ? ' ' : 'n';
+		values[11] = Int16GetDatum((int16) trace->flags);
+		(void) tasker_run_plan(tasker_keep_plan(&insert_task_plan,
+				  "INSERT INTO @extschema@.tasker_tasks (named_task_id, requested_at, initiator,"
+				  "   source_system, reason, bypass_steps, tags, context, identity_hash,"
+				  "   trace_id, trace_parent_id, trace_flags)"
+				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+				  " ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id",
+				  12, argtypes),
+			values, nulls, SPI_OK_INSERT_RETURNING);
+	}
 	*created = (SPI_processed == 1);
 	if (*created)
 		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -712,6 +737,36 @@ set_priority(int64 task_id, int32 priority)
 }
 
 /*
+ * resolve_trace: the trace a new task joins (trace.c): the traceparent
+ * argument, else the context's traceparent key, else a new trace.
+ * Returns NULL, checking nothing, on the 0.1.0 schema (no trace columns).
+ */
+static TraceContext *
+resolve_trace(const TaskRequest *req)
+{
+	TraceContext *trace;
+	JsonbValue	v;
+
+	if (!tasker_has_column("tasker_tasks", "trace_id"))
+		return NULL;
+	trace = palloc0(sizeof(TraceContext));
+	if (req->traceparent != NULL)
+		tasker_trace_parse(req->traceparent, "traceparent argument", trace);
+	else if (getKeyJsonValueFromContainer(&req->context->root, "traceparent", 11, &v) == NULL)
+		tasker_trace_new(trace);
+	else if (v.type == jbvString)
+		tasker_trace_parse(pnstrdup(v.val.string.val, v.val.string.len),
+						   "context's traceparent key", trace);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the context's traceparent key is not a string"),
+				 errdetail("A traceparent in the context is a W3C traceparent string."),
+				 errhint("Pass \"traceparent\": \"00-<trace id>-<parent id>-<flags>\", or remove the key.")));
+	return trace;
+}
+
+/*
  * tasker_create_task_internal: create a task from a request; returns its id.
  */
 int64
@@ -719,6 +774,8 @@ tasker_create_task_internal(const TaskRequest *req)
 {
 	ResolvedTemplate tmpl;
 	StringInfoData what;
+	TraceContext *trace;
+	char		span[TASKER_SPAN_ID_LEN + 1];
 	char	   *hash;
 	bool		created;
 	int64		task_id;
@@ -735,6 +792,7 @@ tasker_create_task_internal(const TaskRequest *req)
 				 errhint("Pass the context as '{\"key\": \"value\"}'.")));
 
 	SPI_connect();
+	trace = resolve_trace(req);
 	tasker_require_namespace(req->namespace, TASKER_LEVEL_OPERATOR, "create tasks in");
 	resolve_template(req->namespace, req->name, req->version, &tmpl);
 	if (tmpl.schema != NULL)
@@ -752,7 +810,7 @@ tasker_create_task_internal(const TaskRequest *req)
 		return task_id;
 	}
 	hash = identity_hash(req->namespace, req->name, req->identity_key);
-	task_id = insert_task(req, tmpl.named_task_id, hash, &created);
+	task_id = insert_task(req, tmpl.named_task_id, hash, trace, &created);
 	if (created)
 	{
 		/* Admission control: refuse new work over the ready backlog. */
@@ -773,9 +831,12 @@ tasker_create_task_internal(const TaskRequest *req)
 			(void) tasker_pause_tasks(&task_id, 1, "namespace", NULL, &n);
 		}
 		tasker_count_tasks(TASKER_TASKS_CREATED, 1);
+		if (trace != NULL)
+			tasker_trace_span_id(trace->trace_id, task_id, 0, 0, span);
 		tasker_notify_transition(0, task_id, req->name, req->namespace, NULL,
 								 NULL, "pending", 0, GetCurrentTimestamp(),
-								 NULL);
+								 NULL, trace ? trace->trace_id : NULL,
+								 trace ? span : NULL);
 		if (req->bypass_steps_array != NULL)
 		{
 			bypass_steps(task_id, req->name, req->bypass_steps_array);

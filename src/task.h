@@ -34,6 +34,7 @@ typedef struct TaskRequest
 	const char *identity_key;	/* NULL: no deduplication */
 	int64		parent_step_id; /* a subtask's child: the step creating it */
 	int32		priority;		/* higher first; 0 by default */
+	const char *traceparent;	/* W3C; NULL: the context's, or a new trace */
 } TaskRequest;
 
 extern int64 tasker_create_task_internal(const TaskRequest *req);

@@ -19,7 +19,8 @@ PORTFILE once it accepts connections.  Endpoints (GET unless said):
                         as an HTTP date (MODE date); later ones 200
   /redirect?to=PATH     302 to PATH
   /log                  JSON list of the requests seen: path, method,
-                        idempotency_key, attempt, at (not logged itself)
+                        idempotency_key, attempt, traceparent, at (not
+                        logged itself)
   /stats                {"in_flight": n, "max_in_flight": n, "requests": n}
   /reset                clears the log and the counters
 Every request is logged; any method works on any path.
@@ -83,6 +84,7 @@ class Handler(BaseHTTPRequestHandler):
             LOG.append({"path": self.path, "method": self.command,
                         "idempotency_key": key,
                         "attempt": self.headers.get("X-Tasker-Attempt"),
+                        "traceparent": self.headers.get("traceparent"),
                         "at": time.time()})
             STATS["requests"] += 1
             STATS["in_flight"] += 1

@@ -252,7 +252,8 @@ AS $$
     ('tasker_create_task', ARRAY['name text', 'context jsonb DEFAULT ''{}''', 'namespace text DEFAULT ''default''',
         'version text DEFAULT NULL', 'initiator text DEFAULT ''unknown''', 'source_system text DEFAULT ''unknown''',
         'reason text DEFAULT ''unknown''', 'tags text[] DEFAULT ''{}''', 'bypass_steps text[] DEFAULT ''{}''',
-        'requested_at timestamptz DEFAULT now()', 'identity_key text DEFAULT NULL', 'priority integer DEFAULT 0'],
+        'requested_at timestamptz DEFAULT now()', 'identity_key text DEFAULT NULL', 'priority integer DEFAULT 0',
+        'traceparent text DEFAULT NULL'],
         'bigint', 'inner'),
     ('tasker_wait_for_task', ARRAY['task_id bigint', 'timeout interval DEFAULT ''60 seconds'''], 'text', 'id:task_id'),
     ('tasker_run_task', ARRAY['task_id bigint', 'timeout interval DEFAULT ''60 seconds'''], 'text', 'id:task_id'),
@@ -611,7 +612,9 @@ COMMENT ON FUNCTION @extschema@.tasker_proxy_mark_down(integer) IS
     'Internal: leave a shard that did not answer out of this session''s placement until the loads are measured again';
 
 /*
- * tasker_create_task: with an identity key, on the key's shard (so a
+ * tasker_create_task (its arguments are also listed in tasker_proxy_api(),
+ * for the PL/Proxy call: a new argument goes in both places): with an
+ * identity key, on the key's shard (so a
  * repeated key finds the task, whichever router session sends it; that
  * shard being down is an error); without one, on the least loaded
  * reachable shard, and on another if that one does not answer.
@@ -626,7 +629,8 @@ CREATE FUNCTION @extschema@.tasker_create_task(name text, context jsonb DEFAULT 
                                                bypass_steps text[] DEFAULT '{}',
                                                requested_at timestamptz DEFAULT now(),
                                                identity_key text DEFAULT NULL,
-                                               priority integer DEFAULT 0)
+                                               priority integer DEFAULT 0,
+                                               traceparent text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -641,7 +645,7 @@ BEGIN
         BEGIN
             RETURN @extschema@.tasker_proxy_call_create_task(target_shard, name, context, namespace, version,
                        initiator, source_system, reason, tags, bypass_steps, requested_at, identity_key,
-                       priority);
+                       priority, traceparent);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS _st = RETURNED_SQLSTATE, _msg = MESSAGE_TEXT,
                                     _det = PG_EXCEPTION_DETAIL, _hnt = PG_EXCEPTION_HINT;
@@ -653,7 +657,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) IS
+COMMENT ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer, text) IS
     'Router: create a task on the shard of its identity key, or else on the least loaded reachable shard; returns its task_id';
 
 /* ---- external workers ---- */

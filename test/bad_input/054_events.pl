@@ -61,7 +61,7 @@ is(scalar(grep { /"step_name":"doomed".*"attempt":2,"final":true/ } @failed), 1,
 	'its last failure is final');
 my ($custom) = grep { /"event":"order.flagged"/ } @events;
 like($custom // '',
-	qr/^\{"event":"order.flagged","task_id":1,"step_id":\d+,"step_name":"flaky","task_name":"events","namespace":"default","at":"[^"]+","payload":\{"order_id": 7\},"event_id":\d+\}$/,
+	qr/^\{"event":"order.flagged","task_id":1,"step_id":\d+,"step_name":"flaky","task_name":"events","namespace":"default","at":"[^"]+","trace_id":"[0-9a-f]{32}","span_id":"[0-9a-f]{16}","payload":\{"order_id": 7\},"event_id":\d+\}$/,
 	'a custom event published from a handler names its task and step, in the shape of the built-in events');
 
 ($rc, $out, $err) = $node->psql('postgres', q{

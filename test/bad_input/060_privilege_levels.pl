@@ -242,7 +242,7 @@ like($node->safe_psql('postgres',
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 $node->safe_psql('other', 'CREATE EXTENSION tasker');
 is($node->safe_psql('other', q{SELECT has_function_privilege('op',
-		'tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer)', 'EXECUTE')}),
+		'tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer, text)', 'EXECUTE')}),
 	't', 'a second database\'s CREATE EXTENSION finds the roles and grants them');
 
 done_testing();

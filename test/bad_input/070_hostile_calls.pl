@@ -114,6 +114,8 @@ $y$) WHERE tasker_register_handler('Hx::Remote', 'q') IS NOT NULL;
 	      WHEN argname = 'path' THEN $q$'/nonexistent/fx.yaml'$q$
 	      WHEN argname IN ('yaml') THEN $q$'name: fx2' || chr(10) || 'step_templates: [{name: s, handler_class: hx.ok}]'$q$
 	      WHEN argname = 'schema' THEN $q$'{"type": "object"}'::jsonb$q$
+	      WHEN argname = 'trace_id' THEN $q$'4bf92f3577b34da6a3ce929d0e0e4736'$q$
+	      WHEN argname = 'traceparent' THEN $q$'00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'$q$
 	      WHEN argtype = 'text'::regtype THEN $q$'fx'$q$
 	      WHEN argtype = 'jsonb'::regtype THEN $q$'{}'::jsonb$q$
 	      WHEN argtype IN ('bigint'::regtype, 'integer'::regtype) THEN '1'
@@ -226,6 +228,8 @@ my @specials = (
 	['tasker_create_task', 'wrong type', q{SELECT tasker_create_task(42)}],
 	['tasker_cancel_task', 'wrong type', q{SELECT tasker_cancel_task('abc')}],
 	['tasker_create_task', 'context is text', q{SELECT tasker_create_task('fx', 'not json')}],
+	['tasker_create_task', 'a traceparent key that is a number', q{SELECT tasker_create_task('fx', '{"traceparent": 1}')}],
+	['tasker_create_task', 'a traceparent of version ff', q{SELECT tasker_create_task('fx', traceparent => 'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')}],
 	['tasker_register_template', 'binary-looking text', q{SELECT tasker_register_template(E'name: \x01\x7f\n  - [')}],
 	['tasker_retry_task', 'a pending task', q{SELECT tasker_retry_task(2)}],
 	['tasker_resolve_step', 'a complete step', q{SELECT tasker_resolve_step((SELECT workflow_step_id FROM tasker_workflow_steps WHERE task_id = 1 AND current_state = 'complete' LIMIT 1), '{}')}],
@@ -304,6 +308,17 @@ my %expect = (
 	'tasker_register_template_file|special|a directory' => '22023',
 	'tasker_register_template_file|special|a 300-byte file name' => '22023',
 	'tasker_validate_json|special|10,000-level deep schema' => '54001',
+	'tasker_create_task|traceparent|empty' => '22023',
+	'tasker_create_task|traceparent|injection' => '22023',
+	'tasker_create_task|traceparent|100,000 characters' => '22023',
+	'tasker_create_task|special|a traceparent key that is a number' => '22023',
+	'tasker_create_task|special|a traceparent of version ff' => '22023',
+	'tasker_span_id|trace_id|Unicode' => '22023',
+	'tasker_span_id|trace_id|NULL' => 'success',
+	'tasker_span_id|attempt_serial|NULL' => '22004',
+	'tasker_span_id|step_id|largest' => 'success',
+	'tasker_task_spans|task_id|unknown id' => '42704',
+	'tasker_task_spans|task_id|NULL' => '22004',
 );
 for my $k (sort keys %expect)
 {

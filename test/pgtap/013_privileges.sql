@@ -72,11 +72,11 @@ SELECT is((SELECT array_agg(signature ORDER BY signature) FROM ext_functions
               AND name NOT IN ('tasker_permanent_error', 'tasker_retry_error', 'tasker_running_step',
                                'tasker_allowed_transitions', 'tasker_validate_json',
                                'tasker_render_diagram', 'tasker_bottleneck_config',
-                               'tasker_sees_all_namespaces')),
+                               'tasker_sees_all_namespaces', 'tasker_span_id')),
           NULL,
           'PUBLIC executes only what handlers call and pure helpers');
 SELECT ok(NOT has_function_privilege('tasker_admin', 'tasker_claim_steps(text, text, integer, interval, interval)', 'EXECUTE')
-          AND NOT has_function_privilege('tasker_worker', 'tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer)', 'EXECUTE')
+          AND NOT has_function_privilege('tasker_worker', 'tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer, text)', 'EXECUTE')
           AND NOT has_function_privilege('tasker_worker', 'tasker_health()', 'EXECUTE')
           AND NOT has_function_privilege('tasker_reader', 'tasker_cancel_task(bigint, text)', 'EXECUTE')
           AND NOT has_function_privilege('tasker_operator', 'tasker_register_template(text, boolean)', 'EXECUTE')
