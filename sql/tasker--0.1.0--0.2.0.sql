@@ -3372,6 +3372,7 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.tasker_task_spans(bigint) IS
     'The spans of a task, rebuilt from its transitions for export to OpenTelemetry: the task''s (child of the creator''s span) and one per step attempt (child of the task''s), with start and end times, status (ok, error, unset) and attributes; none for a task without a trace; raises 42704 for an unknown id';
+
 /* ---- issue 14: a shard of a scaled-out installation (contrib/tasker_proxy) ---- */
 
 /*

@@ -20,9 +20,9 @@
  *   - tasks with an identity key go to shard hashtext(key) & (count - 1),
  *     so deduplication holds across shards; others go to the least
  *     loaded reachable shard, and to another when that one is down;
- *   - templates and handlers registered through the router run on every
- *     shard and are kept in tasker_proxy_registry, so a shard added later
- *     gets them with tasker_proxy_sync_shard(shard);
+ *   - templates, handlers and namespace caps set through the router run
+ *     on every shard and are kept in tasker_proxy_registry, so a shard
+ *     added later gets them with tasker_proxy_sync_shard(shard);
  *   - reads that span tasks (metrics, health, analytics, the event log)
  *     are merged here, with the shard in a column or label; a shard that
  *     is down is reported, not fatal.
@@ -200,7 +200,8 @@ COMMENT ON FUNCTION @extschema@.tasker_proxy_reraise(integer, text, text, text, 
 CREATE TABLE @extschema@.tasker_proxy_registry (
     entry_id        bigserial PRIMARY KEY,
     call            text NOT NULL CHECK (call IN ('tasker_register_template', 'tasker_register_templates',
-                                                  'tasker_register_handler', 'tasker_proxy_register_handler')),
+                                                  'tasker_register_handler', 'tasker_proxy_register_handler',
+                                                  'tasker_set_namespace_limit')),
     args            text[] NOT NULL,
     missing_shards  integer[] NOT NULL DEFAULT '{}',
     registered_by   name NOT NULL DEFAULT current_user,
@@ -251,7 +252,8 @@ AS $$
     ('tasker_create_task', ARRAY['name text', 'context jsonb DEFAULT ''{}''', 'namespace text DEFAULT ''default''',
         'version text DEFAULT NULL', 'initiator text DEFAULT ''unknown''', 'source_system text DEFAULT ''unknown''',
         'reason text DEFAULT ''unknown''', 'tags text[] DEFAULT ''{}''', 'bypass_steps text[] DEFAULT ''{}''',
-        'requested_at timestamptz DEFAULT now()', 'identity_key text DEFAULT NULL', 'priority integer DEFAULT 0'],
+        'requested_at timestamptz DEFAULT now()', 'identity_key text DEFAULT NULL', 'priority integer DEFAULT 0',
+        'traceparent text DEFAULT NULL'],
         'bigint', 'inner'),
     ('tasker_wait_for_task', ARRAY['task_id bigint', 'timeout interval DEFAULT ''60 seconds'''], 'text', 'id:task_id'),
     ('tasker_run_task', ARRAY['task_id bigint', 'timeout interval DEFAULT ''60 seconds'''], 'text', 'id:task_id'),
@@ -297,6 +299,7 @@ AS $$
     ('tasker_register_templates', ARRAY['yaml text', 'replace boolean DEFAULT false'], 'integer[]', 'all'),
     ('tasker_register_handler', ARRAY['handler_class text', 'queue text'], 'void', 'all'),
     ('tasker_pause_namespace', ARRAY['namespace text'], 'boolean', 'all'),
+    ('tasker_set_namespace_limit', ARRAY['namespace text', 'max_in_progress integer'], 'void', 'all'),
     ('tasker_resume_namespace', ARRAY['namespace text'], 'boolean', 'all'),
     ('tasker_complete_steps', ARRAY['completions jsonb'], 'integer', 'inner'),
     ('tasker_claim_steps', ARRAY['queue text', 'worker_id text', 'max_steps integer DEFAULT 10',
@@ -475,13 +478,13 @@ AS $def$
         $o$$f$, fn, outer_args, result,
         CASE WHEN result = 'void' THEN 'integer' ELSE result END,
         CASE WHEN fn IN ('tasker_register_template', 'tasker_register_templates', 'tasker_register_handler',
-                         'tasker_proxy_register_handler')
+                         'tasker_proxy_register_handler', 'tasker_set_namespace_limit')
              THEN pg_catalog.format('INSERT INTO @extschema@.tasker_proxy_registry (call, args) VALUES (%L, ARRAY[%s]::text[]) RETURNING entry_id INTO entry;',
                                     fn, pg_catalog.regexp_replace(pg_catalog.regexp_replace(names, '^target_shard, ', ''),
                                                                   '(\w+)', '\1::text', 'g'))
              ELSE '' END,
         inner_fn, names,
-        CASE WHEN fn LIKE '%register%'
+        CASE WHEN fn LIKE '%register%' OR fn = 'tasker_set_namespace_limit'
              THEN 'When they are back, SELECT tasker_proxy_sync_shard(shard) for each gives them what was registered meanwhile.'
              ELSE 'Call it again when they are back.' END,
         CASE WHEN result = 'void' THEN '' ELSE 'first_result' END)
@@ -609,7 +612,9 @@ COMMENT ON FUNCTION @extschema@.tasker_proxy_mark_down(integer) IS
     'Internal: leave a shard that did not answer out of this session''s placement until the loads are measured again';
 
 /*
- * tasker_create_task: with an identity key, on the key's shard (so a
+ * tasker_create_task (its arguments are also listed in tasker_proxy_api(),
+ * for the PL/Proxy call: a new argument goes in both places): with an
+ * identity key, on the key's shard (so a
  * repeated key finds the task, whichever router session sends it; that
  * shard being down is an error); without one, on the least loaded
  * reachable shard, and on another if that one does not answer.
@@ -624,7 +629,8 @@ CREATE FUNCTION @extschema@.tasker_create_task(name text, context jsonb DEFAULT 
                                                bypass_steps text[] DEFAULT '{}',
                                                requested_at timestamptz DEFAULT now(),
                                                identity_key text DEFAULT NULL,
-                                               priority integer DEFAULT 0)
+                                               priority integer DEFAULT 0,
+                                               traceparent text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -639,7 +645,7 @@ BEGIN
         BEGIN
             RETURN @extschema@.tasker_proxy_call_create_task(target_shard, name, context, namespace, version,
                        initiator, source_system, reason, tags, bypass_steps, requested_at, identity_key,
-                       priority);
+                       priority, traceparent);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS _st = RETURNED_SQLSTATE, _msg = MESSAGE_TEXT,
                                     _det = PG_EXCEPTION_DETAIL, _hnt = PG_EXCEPTION_HINT;
@@ -651,7 +657,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer) IS
+COMMENT ON FUNCTION @extschema@.tasker_create_task(text, jsonb, text, text, text, text, text, text[], text[], timestamptz, text, integer, text) IS
     'Router: create a task on the shard of its identity key, or else on the least loaded reachable shard; returns its task_id';
 
 /* ---- external workers ---- */
@@ -1148,6 +1154,8 @@ BEGIN
                 PERFORM @extschema@.tasker_proxy_call_register_templates(shard, e.args[1], e.args[2]::boolean);
             WHEN 'tasker_register_handler' THEN
                 PERFORM @extschema@.tasker_proxy_call_register_handler(shard, e.args[1], e.args[2]);
+            WHEN 'tasker_set_namespace_limit' THEN
+                PERFORM @extschema@.tasker_proxy_call_set_namespace_limit(shard, e.args[1], e.args[2]::integer);
             ELSE
                 PERFORM @extschema@.tasker_proxy_call_proxy_register_handler(shard, e.args[1], e.args[2]);
             END CASE;

@@ -101,6 +101,10 @@ step_templates:
 $y$)});
 is(join(',', map { sq($_, "SELECT count(*) FROM tasker_templates WHERE name = 'so_work'") } 0 .. 3),
 	'1,1,1,1', 'a template registered with four shards exists on all four');
+r("SELECT tasker_set_namespace_limit('default', 50)");
+is(join(',', map { sq($_, "SELECT max_in_progress FROM tasker_task_namespaces WHERE name = 'default'") } 0 .. 3),
+	'50,50,50,50', 'a namespace cap set through the router is set on every shard');
+r("SELECT tasker_set_namespace_limit('default', NULL)");
 
 # ---- 1,000 tasks through the router
 my @ids = split /,/, r(q{
@@ -131,6 +135,9 @@ my $k2 = r("SELECT tasker_create_task('so_fan', '{\"again\": true}', identity_ke
 is($k2, $k1, 'an identity key created twice through the router (two sessions) gives one task');
 is(r('SELECT sum(total_tasks) FROM tasker_system_health()'), '1001', 'exactly one');
 is($k1 >> 48, r("SELECT hashtext('order-42') & 3"), 'on the shard of hashtext(identity key)');
+my $traced = r("SELECT tasker_create_task('so_fan', traceparent => '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')");
+is(sq($traced >> 48, "SELECT trace_id || '/' || trace_parent_id FROM tasker_tasks WHERE task_id = $traced"),
+	'4bf92f3577b34da6a3ce929d0e0e4736/00f067aa0ba902b7', 'a traceparent given to the router reaches the task on its shard');
 
 # ---- a shard down in the middle of a router session
 my @before = split /,/, r(q{
