@@ -405,13 +405,15 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
  * analytics read a task's duration from one row; the second form is for
  * the schema of 0.1.0.
  */
-#define TASK_INSERT_SQL \
+#define TASK_PREV_SQL \
 	"WITH prev AS (" \
 	"  UPDATE @extschema@.tasker_task_transitions" \
 	"     SET most_recent = false, updated_at = now()" \
 	"   WHERE task_id = $1 AND most_recent" \
 	"  RETURNING sort_key)" \
-	"INSERT INTO @extschema@.tasker_task_transitions" \
+	"INSERT INTO @extschema@.tasker_task_transitions"
+#define TASK_INSERT_SQL \
+	TASK_PREV_SQL \
 	" (task_id, from_state, to_state, metadata, sort_key, created_at," \
 	"  task_created_at)" \
 	" SELECT $1, $3, $4, $5::jsonb," \
@@ -422,12 +424,7 @@ check_transition(TaskerEntity entity, int64 id, TaskerState from, TaskerState to
 	"            WHERE t.task_id = $1) END" \
 	" RETURNING created_at, sort_key"
 #define TASK_INSERT_SQL_0_1_0 \
-	"WITH prev AS (" \
-	"  UPDATE @extschema@.tasker_task_transitions" \
-	"     SET most_recent = false, updated_at = now()" \
-	"   WHERE task_id = $1 AND most_recent" \
-	"  RETURNING sort_key)" \
-	"INSERT INTO @extschema@.tasker_task_transitions" \
+	TASK_PREV_SQL \
 	" (task_id, from_state, to_state, metadata, sort_key, created_at)" \
 	" SELECT $1, $3, $4, $5::jsonb," \
 	"        COALESCE((SELECT max(sort_key) FROM prev), 0) + 10," \
