@@ -343,7 +343,10 @@ my $events = $node->safe_psql('postgres', qq{
 LISTEN tasker_events;
 SELECT tasker_create_task('shipping', '{"next": ["international"]}') \\gset
 SELECT tasker_run_task(:tasker_create_task);
+SELECT pg_sleep(1);
 });
+# The relay sends each event after its commit, whoever ran the step (this
+# session or a worker): the pause lets psql print what arrives meanwhile.
 like($events, qr/"event":"step.skipped"[^\n]*"step_name":"domestic"/, 'step.skipped is announced');
 is(sq("SELECT count(*) FROM tasker_event_catalog WHERE name = 'step.skipped'"), '1', 'and catalogued');
 
