@@ -429,21 +429,28 @@ enforce_namespace_caps(ClaimedStep *steps, int n)
 }
 
 /*
- * defer_step: a step claimed over its rate waits until the time its
- * bucket gave it (rate_limit.c), as its next due time and in
- * rate_slot_at (cleared when an attempt starts), and then asks again.
- * Its row stays locked by this transaction and its state unchanged.
+ * defer_steps: the steps claimed over their rates wait until the times
+ * their buckets gave them (rate_limit.c), as their next due time and in
+ * rate_slot_at (cleared when an attempt starts), and then ask again; one
+ * statement for the claim's deferrals.  Their rows stay locked by this
+ * transaction and their states unchanged.
  */
 static void
-defer_step(int64 step_id, TimestampTz back)
+defer_steps(int64 *ids, Datum *backs, int n)
 {
-	Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
-	Datum		values[2] = {Int64GetDatum(step_id), TimestampTzGetDatum(back)};
+	Oid			argtypes[2] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		values[2];
 
+	if (n == 0)
+		return;
+	values[0] = tasker_int8_array(ids, n);
+	values[1] = PointerGetDatum(construct_array(backs, n, TIMESTAMPTZOID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	tasker_run_plan(tasker_keep_plan(&defer_plan,
-			 "UPDATE @extschema@.tasker_workflow_steps"
-			 "   SET next_attempt_at = $2, rate_slot_at = $2"
-			 " WHERE workflow_step_id = $1",
+			 "UPDATE @extschema@.tasker_workflow_steps s"
+			 "   SET next_attempt_at = d.back, rate_slot_at = d.back"
+			 "  FROM unnest($1::bigint[], $2::timestamptz[]) AS d (id, back)"
+			 " WHERE s.workflow_step_id = d.id",
 			 2, argtypes),
 		values, NULL, SPI_OK_UPDATE);
 }
@@ -458,6 +465,9 @@ static int
 apply_rate_limits(ClaimedStep *steps, int n)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	Datum	   *backs = palloc(sizeof(Datum) * Max(n, 1));
+	int			ndeferred = 0;
 	int			kept = 0;
 	int			i;
 
@@ -471,14 +481,16 @@ apply_rate_limits(ClaimedStep *steps, int n)
 									c->rate_burst, c->rate_returning, now);
 		if (start > now)
 		{
-			defer_step(c->step_id, start);
-			rate_deferrals++;
+			ids[ndeferred] = c->step_id;
+			backs[ndeferred++] = TimestampTzGetDatum(start);
 			continue;
 		}
 		if (kept != i)
 			steps[kept] = *c;
 		kept++;
 	}
+	defer_steps(ids, backs, ndeferred);
+	rate_deferrals += ndeferred;
 	return kept;
 }
 
@@ -507,15 +519,16 @@ int
 tasker_claim_ready_steps(const char *kind, int64 task_id, int limit, Oid run_as,
 						 const char *queue, ClaimedStep **out)
 {
+	bool		takes_slots = strcmp(kind, "flow") != 0;	/* flow steps hold no worker */
 	Datum		values[7] = {Int32GetDatum(limit), Int64GetDatum(task_id),
 		TimestampTzGetDatum(GetCurrentTimestamp()), ObjectIdGetDatum(run_as),
 		CStringGetTextDatum(kind), CStringGetTextDatum(queue ? queue : ""),
-	BoolGetDatum(strcmp(kind, "flow") != 0)};
+	BoolGetDatum(takes_slots)};
 	ClaimArgs	args = {values, out, 0};
 
 	if (tasker_try(claim_together_call, &args) != NULL)
 		args.n = claim_one_by_one(values, out);
-	if (strcmp(kind, "flow") != 0)
+	if (takes_slots)
 		args.n = enforce_namespace_caps(*out, args.n);
 	args.n = apply_rate_limits(*out, args.n);
 	start_claimed_tasks(*out, args.n);

@@ -144,6 +144,14 @@ newer_default(const char *a, const char *b)
 	return tasker_semver_compare(a, b) > 0;
 }
 
+/* The versions of a template, with its concurrency (column) when the schema has it. */
+#define VERSIONS_SQL(concurrency) \
+	"SELECT nt.named_task_id, nt.version::text, nt.context_schema, " concurrency \
+	"  FROM @extschema@.tasker_named_tasks nt" \
+	"  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id" \
+	" WHERE ns.name = $1 AND nt.name = $2" \
+	" ORDER BY nt.named_task_id"
+
 /*
  * resolve_template: find the template (namespace, name, version), where a
  * NULL version picks the highest semantic version.  Raises UNDEFINED_OBJECT
@@ -164,16 +172,7 @@ resolve_template(const char *namespace, const char *name, const char *version,
 	tasker_keep_plan(&versions_plan,
 			  versions_plan != NULL ? NULL
 			  : tasker_has_column("tasker_named_tasks", "concurrency")
-			  ? "SELECT nt.named_task_id, nt.version::text, nt.context_schema, nt.concurrency"
-			  "  FROM @extschema@.tasker_named_tasks nt"
-			  "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-			  " WHERE ns.name = $1 AND nt.name = $2"
-			  " ORDER BY nt.named_task_id"
-			  : "SELECT nt.named_task_id, nt.version::text, nt.context_schema, NULL::jsonb"
-			  "  FROM @extschema@.tasker_named_tasks nt"
-			  "  JOIN @extschema@.tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id"
-			  " WHERE ns.name = $1 AND nt.name = $2"
-			  " ORDER BY nt.named_task_id",
+			  ? VERSIONS_SQL("nt.concurrency") : VERSIONS_SQL("NULL::jsonb"),
 			  2, argtypes);
 	(void) tasker_run_plan(versions_plan, values, NULL, SPI_OK_SELECT);
 
