@@ -756,15 +756,18 @@ store_limits(const TaskTemplate *t, int32 task_id)
 
 	for (i = 0; i < t->nsteps; i++)
 		any |= (t->steps[i].rate_limit_json != NULL);
-	if (!any)
-		return;
 	if (!tasker_has_column("tasker_named_tasks", "concurrency"))
+	{
+		if (!any)
+			return;
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("template \"%s\" has a concurrency or rate_limit key, which this database's tasker schema cannot store",
 						t->name),
 				 errdetail("The extension's schema is older than its library (0.2.0)."),
 				 errhint("Run ALTER EXTENSION tasker UPDATE.")));
+	}
+	/* always: a template replaced without concurrency loses the old one */
 	values[0] = Int32GetDatum(task_id);
 	values[1] = t->concurrency_json ? CStringGetTextDatum(t->concurrency_json) : (Datum) 0;
 	nulls[1] = t->concurrency_json ? ' ' : 'n';
@@ -788,7 +791,8 @@ store_limits(const TaskTemplate *t, int32 task_id)
 						   3, argtypes),
 					 values, NULL, SPI_OK_UPDATE);
 	}
-	check_rate_keys();
+	if (any)
+		check_rate_keys();
 }
 
 /*

@@ -110,6 +110,15 @@ like($err, qr/concurrency key of task "per_customer" does not resolve/,
 	'a context without the key\'s value is refused');
 is(sq("SELECT count(*) FROM tasker_tasks WHERE context = '{\"other\": 1}'"), '0',
 	'and leaves no task behind');
+sq(q{SELECT tasker_register_template($y$
+name: per_customer
+step_templates:
+  - {name: a, handler_class: slow}
+  - {name: b, handler_class: slow, depends_on_step: a}
+$y$, replace => true)});
+my $unkeyed = sq("SELECT tasker_create_task('per_customer', '{\"customer\": \"C\"}')");
+is(sq("SELECT concurrency_key IS NULL FROM tasker_tasks WHERE task_id = $unkeyed"),
+	't', 'a template replaced without concurrency gives its new tasks no key');
 
 # ---- namespace caps ----
 sq("SELECT tasker_set_namespace_limit('narrow', 1)");
